@@ -1,0 +1,170 @@
+# pw -- proxy-pool toolkit.
+#
+#   make            build build/pw, build/pw-net and build/libpw.a
+#   make test       build, run the unit tests and the bats suite
+#   make sanitize   the whole suite under ASan + UBSan
+#   make demo       pw's main job, end to end, on loopback
+#   make bench      speed and memory beside baselines
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make deps       install the Debian packages the build and tests need
+
+PREFIX		?= /usr/local
+BINDIR		?= $(PREFIX)/bin
+LIBEXECDIR	?= $(PREFIX)/libexec
+MANDIR		?= $(PREFIX)/share/man
+DATADIR		?= $(PREFIX)/share/pw
+INCLUDEDIR	?= $(PREFIX)/include
+BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR	?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR	?= $(PREFIX)/share/fish/vendor_completions.d
+
+B		?= build
+CC		?= cc
+PKG_CONFIG	?= pkg-config
+CFLAGS		?= -O2 -g
+SANFLAGS	?=
+WARN		= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+		  -Wmissing-prototypes -Wno-missing-field-initializers
+PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
+		  -DLIBEXECDIR='"$(LIBEXECDIR)"' \
+		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium)
+NET_CFLAGS	= $(shell $(PKG_CONFIG) --cflags libcurl libcjson)
+
+# SQLite and libsodium are linked statically into pw: the dynamic loader
+# is most of a short command's start-up time (see bench/startup).
+STATIC_CORE	?= 1
+ifeq ($(STATIC_CORE),1)
+CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
+		  -lpthread -ldl
+else
+CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+endif
+NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
+
+LIB_CORE	= err proxy crypto store config pool
+LIB_NET		=
+CMD_CORE	= args out pool config
+CMD_NET		=
+
+LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
+CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)
+NET_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%.o)
+HDRS		= lib/pw.h lib/internal.h cmd/cmd.h
+
+UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
+FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS	?= 60
+
+all: $(B)/pw $(B)/pw-net $(B)/libpw.a
+
+$(B)/obj/lib/%.o: lib/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) $(NET_CFLAGS) -c -o $@ $<
+
+$(B)/obj/cmd/%.o: cmd/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -DPW_NET $(NET_CFLAGS) -c -o $@ $<
+
+$(B)/obj/cmd/pw-core.o: cmd/pw.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -c -o $@ $<
+
+$(B)/libpw.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/pw: $(B)/obj/cmd/pw-core.o $(CORE_OBJS) $(B)/libpw.a
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw-core.o \
+	    $(CORE_OBJS) $(B)/libpw.a $(CORE_LIBS)
+
+$(B)/pw-net: $(B)/obj/cmd/pw.o $(CORE_OBJS) $(NET_OBJS) $(B)/libpw.a
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw.o $(CORE_OBJS) \
+	    $(NET_OBJS) $(B)/libpw.a $(NET_LIBS) $(CORE_LIBS)
+
+$(B)/unit/%: tests/unit/%.c $(B)/libpw.a $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) $(NET_CFLAGS) -Wno-unused-parameter \
+	    -o $@ $< $(B)/libpw.a -lcmocka $(NET_LIBS) $(CORE_LIBS)
+
+units: $(UNIT_TESTS)
+
+# The one test command: unit tests, then the bats suite; the last line
+# reads "N passed, N failed".
+test: need-deps all units
+	@PW_BUILD=$(abspath $(B)) tests/run
+
+SAN		= -fsanitize=address,undefined -fno-sanitize-recover=all \
+		  -fno-omit-frame-pointer
+sanitize: need-deps
+	$(MAKE) B=build/asan SANFLAGS="$(SAN)" CFLAGS="-O1 -g" all units
+	@PW_BUILD=$(abspath build/asan) \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
+
+$(B)/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.c) $(HDRS)
+	@mkdir -p $(@D)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE \
+	    -fsanitize=fuzzer,address,undefined \
+	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium) $(NET_CFLAGS) \
+	    -o $@ $< $(LIB_CORE:%=lib/%.c) $(LIB_NET:%=lib/%.c) \
+	    $(NET_LIBS) $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+
+fuzz: need-deps $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do \
+	    name=$$(basename $$t); corpus=tests/fuzz/corpus/$${name#fuzz_}; \
+	    mkdir -p $(B)/fuzz/work/$$name; \
+	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -print_final_stats=1 $(B)/fuzz/work/$$name $$corpus \
+	        2>&1 | tail -n 12 || exit 1; \
+	done
+
+demo: need-deps all
+	@PW_BUILD=$(abspath $(B)) share/demo.sh
+
+bench: need-deps all
+	@PW_BUILD=$(abspath $(B)) bench/run
+
+check-style:
+	@tests/check-style
+
+need-deps:
+	@tests/helpers/deps.sh --check || $(MAKE) deps
+
+deps:
+	tests/helpers/deps.sh --install
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/pw \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw \
+	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
+	    $(DESTDIR)$(FISHCOMPDIR)
+	install -m 755 $(B)/pw $(DESTDIR)$(BINDIR)/pw
+	install -m 755 $(B)/pw-net $(DESTDIR)$(LIBEXECDIR)/pw/pw-net
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	for f in man/*.7; do [ -e "$$f" ] || continue; \
+	    install -m 644 $$f $(DESTDIR)$(MANDIR)/man7/; done
+	install -m 644 completions/pw.bash $(DESTDIR)$(BASHCOMPDIR)/pw
+	install -m 644 completions/_pw $(DESTDIR)$(ZSHCOMPDIR)/_pw
+	install -m 644 completions/pw.fish $(DESTDIR)$(FISHCOMPDIR)/pw.fish
+	cp -R share/. $(DESTDIR)$(DATADIR)/
+	for h in lib/pw-strategy.h; do [ -e "$$h" ] || continue; \
+	    install -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/pw/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/pw $(DESTDIR)$(LIBEXECDIR)/pw/pw-net
+	-rmdir $(DESTDIR)$(LIBEXECDIR)/pw
+	for f in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${f#man/}; done
+	for f in man/*.7; do [ -e "$$f" ] || continue; \
+	    rm -f $(DESTDIR)$(MANDIR)/man7/$${f#man/}; done
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/pw $(DESTDIR)$(ZSHCOMPDIR)/_pw \
+	    $(DESTDIR)$(FISHCOMPDIR)/pw.fish
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw
+
+clean:
+	rm -rf build
+
+.PHONY: all units test sanitize fuzz demo bench check-style need-deps deps \
+	install uninstall clean

@@ -1,0 +1,304 @@
+/*
+ * out.c -- rendering records as a table, plain tab-separated lines, JSON,
+ * JSON lines or CSV. Only tables are buffered (to size the columns).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+
+struct out {
+	int			 fmt;
+	const struct out_col	*cols;
+	int			 ncols;
+	int			 color;
+	long			 rows;
+	char			**cells;	/* table: rows x ncols */
+	size_t			 ncells, capcells;
+};
+
+int
+out_isatty(void)
+{
+	static int	tty = -1;
+
+	if (tty < 0)
+		tty = isatty(STDOUT_FILENO);
+	return tty;
+}
+
+void
+out_json_str(FILE *f, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	putc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': fputs("\\\"", f); break;
+		case '\\': fputs("\\\\", f); break;
+		case '\n': fputs("\\n", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\t': fputs("\\t", f); break;
+		default:
+			if (*p < 0x20) {
+				fputs("\\u00", f);
+				putc(hex[*p >> 4], f);
+				putc(hex[*p & 15], f);
+			} else
+				putc(*p, f);
+		}
+	}
+	putc('"', f);
+}
+
+/* Times are carried as epoch seconds and shown as ISO 8601 UTC. */
+static const char *
+iso_time(const char *v, char *buf, size_t n)
+{
+	time_t		t = strtoll(v, NULL, 10);
+	struct tm	tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+static void
+json_value(FILE *f, const struct out_col *c, const char *v)
+{
+	char	buf[32];
+
+	if (v == NULL)
+		fputs("null", f);
+	else if (c->type == COL_INT || c->type == COL_REAL)
+		fputs(v, f);
+	else if (c->type == COL_BOOL)
+		fputs(strcmp(v, "0") && strcmp(v, "false") ? "true" : "false",
+		    f);
+	else if (c->type == COL_TIME)
+		out_json_str(f, iso_time(v, buf, sizeof buf));
+	else
+		out_json_str(f, v);
+}
+
+static void
+json_object(FILE *f, const struct out_col *cols, int ncols,
+    const char *const *vals)
+{
+	putc('{', f);
+	for (int i = 0; i < ncols; i++) {
+		if (i > 0)
+			putc(',', f);
+		out_json_str(f, cols[i].name);
+		putc(':', f);
+		json_value(f, &cols[i], vals[i]);
+	}
+	putc('}', f);
+}
+
+static void
+csv_field(FILE *f, const char *v)
+{
+	if (v == NULL)
+		return;
+	if (strpbrk(v, ",\"\r\n") == NULL) {
+		fputs(v, f);
+		return;
+	}
+	putc('"', f);
+	for (; *v; v++) {
+		if (*v == '"')
+			putc('"', f);
+		putc(*v, f);
+	}
+	putc('"', f);
+}
+
+/* A cell as shown in a table or plain line. */
+static char *
+text_value(const struct out_col *c, const char *v)
+{
+	char	buf[32];
+
+	if (v == NULL)
+		return pw_xstrdup("-");
+	if (c->type == COL_TIME)
+		return pw_xstrdup(iso_time(v, buf, sizeof buf));
+	if (c->type == COL_BOOL)
+		return pw_xstrdup(strcmp(v, "0") && strcmp(v, "false") ?
+		    "yes" : "no");
+	return pw_xstrdup(v);
+}
+
+struct out *
+out_new(int fmt, const struct out_col *cols, int ncols, int color)
+{
+	struct out	*o = pw_xcalloc(1, sizeof *o);
+	static char	 obuf[1 << 16];
+
+	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+	o->fmt = fmt;
+	o->cols = cols;
+	o->ncols = ncols;
+	o->color = color;
+	if (fmt == OUT_CSV) {
+		for (int i = 0; i < ncols; i++) {
+			if (i > 0)
+				putchar(',');
+			csv_field(stdout, cols[i].name);
+		}
+		putchar('\n');
+	} else if (fmt == OUT_JSON)
+		putchar('[');
+	return o;
+}
+
+void
+out_row(struct out *o, const char *const *vals)
+{
+	int	first = 1;
+
+	switch (o->fmt) {
+	case OUT_JSON:
+		if (o->rows > 0)
+			putchar(',');
+		json_object(stdout, o->cols, o->ncols, vals);
+		break;
+	case OUT_JSONL:
+		json_object(stdout, o->cols, o->ncols, vals);
+		putchar('\n');
+		break;
+	case OUT_CSV:
+		for (int i = 0; i < o->ncols; i++) {
+			if (i > 0)
+				putchar(',');
+			csv_field(stdout, vals[i]);
+		}
+		putchar('\n');
+		break;
+	case OUT_PLAIN:
+		for (int i = 0; i < o->ncols; i++) {
+			if (!o->cols[i].brief)
+				continue;
+			if (!first)
+				putchar('\t');
+			first = 0;
+			char *t = text_value(&o->cols[i], vals[i]);
+			fputs(t, stdout);
+			free(t);
+		}
+		putchar('\n');
+		break;
+	case OUT_TABLE:
+		if (o->ncells + o->ncols > o->capcells) {
+			o->capcells = o->capcells ? o->capcells * 2 :
+			    (size_t)o->ncols * 64;
+			o->cells = pw_xrealloc(o->cells, o->capcells *
+			    sizeof *o->cells);
+		}
+		for (int i = 0; i < o->ncols; i++)
+			o->cells[o->ncells++] = text_value(&o->cols[i],
+			    vals[i]);
+		break;
+	}
+	o->rows++;
+}
+
+static void
+table_flush(struct out *o)
+{
+	size_t	*w = pw_xcalloc(o->ncols, sizeof *w);
+	int	 last = -1;
+
+	for (int i = 0; i < o->ncols; i++) {
+		if (!o->cols[i].brief)
+			continue;
+		w[i] = strlen(o->cols[i].name);
+		last = i;
+	}
+	for (size_t k = 0; k < o->ncells; k++) {
+		int i = k % o->ncols;
+		if (o->cols[i].brief && strlen(o->cells[k]) > w[i])
+			w[i] = strlen(o->cells[k]);
+	}
+	if (o->color)
+		fputs("\033[1m", stdout);
+	for (int i = 0; i < o->ncols; i++) {
+		if (!o->cols[i].brief)
+			continue;
+		for (const char *p = o->cols[i].name; *p; p++)
+			putchar(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+		if (i != last)
+			printf("%*s", (int)(w[i] - strlen(o->cols[i].name) + 2),
+			    "");
+	}
+	if (o->color)
+		fputs("\033[0m", stdout);
+	putchar('\n');
+	for (size_t k = 0; k < o->ncells; k++) {
+		int i = k % o->ncols;
+		if (o->cols[i].brief) {
+			int num = o->cols[i].type == COL_INT ||
+			    o->cols[i].type == COL_REAL;
+			if (i == last)
+				fputs(o->cells[k], stdout);
+			else if (num)
+				printf("%*s  ", (int)w[i], o->cells[k]);
+			else
+				printf("%-*s  ", (int)w[i], o->cells[k]);
+		}
+		if (i == o->ncols - 1)
+			putchar('\n');
+	}
+	for (size_t k = 0; k < o->ncells; k++)
+		free(o->cells[k]);
+	free(o->cells);
+	free(w);
+}
+
+void
+out_free(struct out *o)
+{
+	if (o == NULL)
+		return;
+	if (o->fmt == OUT_JSON)
+		fputs("]\n", stdout);
+	else if (o->fmt == OUT_TABLE && o->rows > 0)
+		table_flush(o);
+	free(o);
+}
+
+void
+out_record(int fmt, const struct out_col *cols, int ncols,
+    const char *const *vals)
+{
+	struct out	*o;
+	size_t		 w = 0;
+
+	if (fmt == OUT_JSON || fmt == OUT_JSONL) {
+		json_object(stdout, cols, ncols, vals);
+		putchar('\n');
+		return;
+	}
+	if (fmt == OUT_CSV) {
+		o = out_new(fmt, cols, ncols, 0);
+		out_row(o, vals);
+		out_free(o);
+		return;
+	}
+	for (int i = 0; i < ncols; i++)
+		if (strlen(cols[i].name) > w)
+			w = strlen(cols[i].name);
+	for (int i = 0; i < ncols; i++) {
+		char *t = text_value(&cols[i], vals[i]);
+		if (fmt == OUT_PLAIN)
+			printf("%s\t%s\n", cols[i].name, t);
+		else
+			printf("%-*s  %s\n", (int)w + 1, cols[i].name, t);
+		free(t);
+	}
+}

@@ -1,0 +1,204 @@
+/*
+ * crypto.c -- the only module that speaks libsodium: the sealing key,
+ * credential sealing (crypto_secretbox) and keyed identity tags.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "internal.h"
+
+struct pw_key {
+	unsigned char	k[crypto_secretbox_KEYBYTES];
+};
+
+static int
+crypto_init(struct pw_err *err)
+{
+	if (sodium_init() < 0)
+		return pw_failf(err, PW_EFAIL, "libsodium: cannot initialise");
+	return 0;
+}
+
+static int
+key_from_hex(const char *hex, struct pw_key *k, const char *what,
+    struct pw_err *err)
+{
+	size_t	n;
+
+	if (sodium_hex2bin(k->k, sizeof k->k, hex, strlen(hex), NULL, &n,
+	    NULL) != 0 || n != sizeof k->k)
+		return pw_failf(err, PW_EUSAGE, "%s: not a key (want %zu hex "
+		    "digits)", what, sizeof k->k * 2);
+	return 0;
+}
+
+static int
+key_read(const char *file, struct pw_key *k, struct pw_err *err)
+{
+	char	buf[2 * crypto_secretbox_KEYBYTES + 2];
+	ssize_t	n;
+	int	fd, r;
+
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0)
+		return pw_failf(err, PW_EFAIL, "%s: %s", file, strerror(errno));
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	r = key_from_hex(buf, k, file, err);
+	sodium_memzero(buf, sizeof buf);
+	return r;
+}
+
+static int
+key_create(const char *file, struct pw_key *k, struct pw_err *err)
+{
+	char	 hex[2 * crypto_secretbox_KEYBYTES + 2];
+	char	*dir = pw_dirname(file);
+	int	 fd, r;
+
+	r = pw_mkdirs(dir, 0700, err);
+	free(dir);
+	if (r != 0)
+		return r;
+	crypto_secretbox_keygen(k->k);
+	sodium_bin2hex(hex, sizeof hex, k->k, sizeof k->k);
+	/* O_EXCL: if another process won the race, read its key instead. */
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		sodium_memzero(hex, sizeof hex);
+		if (errno == EEXIST) {
+			/* The winner may still be writing; wait briefly. */
+			for (int i = 0; i < 50; i++) {
+				if ((r = key_read(file, k, err)) == 0)
+					return 0;
+				usleep(10000);
+			}
+			return r < 0 && r != PW_EUSAGE ? pw_failf(err,
+			    PW_EFAIL, "%s: cannot read key", file) : r;
+		}
+		return pw_failf(err, PW_EFAIL, "%s: cannot create key file: %s",
+		    file, strerror(errno));
+	}
+	hex[2 * sizeof k->k] = '\n';
+	r = write(fd, hex, 2 * sizeof k->k + 1) ==
+	    (ssize_t)(2 * sizeof k->k + 1) ? 0 : -1;
+	if (fsync(fd) != 0)
+		r = -1;
+	close(fd);
+	sodium_memzero(hex, sizeof hex);
+	if (r != 0) {
+		unlink(file);
+		return pw_failf(err, PW_EFAIL, "%s: cannot write key file",
+		    file);
+	}
+	return 0;
+}
+
+int
+pw_crypto_key_load(const char *hex, const char *file, int create,
+    struct pw_key **out, struct pw_err *err)
+{
+	struct pw_key	*k;
+	int		 r;
+
+	if ((r = crypto_init(err)) != 0)
+		return r;
+	k = sodium_malloc(sizeof *k);
+	if (k == NULL)
+		return pw_failf(err, PW_ENOMEM, "cannot allocate key");
+	if (hex != NULL)
+		r = key_from_hex(hex, k, "PW_SECRET_KEY", err);
+	else {
+		r = key_read(file, k, err);
+		if (r == -ENOENT && create)
+			r = key_create(file, k, err);
+		else if (r == -ENOENT)
+			r = pw_failf(err, PW_ESTATE, "%s: key file missing: "
+			    "cannot unseal credentials (set PW_SECRET_KEY or "
+			    "restore the file)", file);
+		else if (r < 0 && r != PW_EUSAGE && r != PW_EFAIL)
+			r = pw_failf(err, PW_EFAIL, "%s: %s", file,
+			    strerror(-r));
+	}
+	if (r != 0) {
+		sodium_free(k);
+		return r;
+	}
+	*out = k;
+	return 0;
+}
+
+void
+pw_crypto_key_free(struct pw_key *k)
+{
+	if (k != NULL)
+		sodium_free(k);
+}
+
+int
+pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,
+    unsigned char **out, size_t *outlen, struct pw_err *err)
+{
+	size_t		 len = crypto_secretbox_NONCEBYTES +
+	    crypto_secretbox_MACBYTES + n;
+	unsigned char	*b = pw_xmalloc(len);
+
+	(void)err;
+	randombytes_buf(b, crypto_secretbox_NONCEBYTES);
+	crypto_secretbox_easy(b + crypto_secretbox_NONCEBYTES, p, n, b, k->k);
+	*out = b;
+	*outlen = len;
+	return 0;
+}
+
+int
+pw_crypto_unseal(const struct pw_key *k, const unsigned char *p, size_t n,
+    char **out, struct pw_err *err)
+{
+	size_t	 len;
+	char	*s;
+
+	if (n < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+		return pw_failf(err, PW_ESTATE, "sealed credential is "
+		    "truncated");
+	len = n - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+	s = pw_xmalloc(len + 1);
+	if (crypto_secretbox_open_easy((unsigned char *)s,
+	    p + crypto_secretbox_NONCEBYTES, n - crypto_secretbox_NONCEBYTES,
+	    p, k->k) != 0) {
+		free(s);
+		return pw_failf(err, PW_ESTATE, "cannot unseal credential "
+		    "(wrong key or damaged row)");
+	}
+	s[len] = '\0';
+	*out = s;
+	return 0;
+}
+
+void
+pw_crypto_tag(const struct pw_key *k, const char *s, char hex[33])
+{
+	unsigned char	h[16];
+
+	crypto_generichash(h, sizeof h, (const unsigned char *)s, strlen(s),
+	    k->k, sizeof k->k);
+	sodium_bin2hex(hex, 33, h, sizeof h);
+}
+
+void
+pw_secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	sodium_memzero(s, strlen(s));
+	free(s);
+}

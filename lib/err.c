@@ -1,0 +1,383 @@
+/*
+ * err.c -- error values, logging callback and the small helpers every
+ * module shares: allocation, growable buffers, number and time parsing.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "internal.h"
+
+static pw_log_fn	*log_fn;
+static void		*log_arg;
+static int		 log_max = PW_LOG_WARN;
+
+int
+pw_failf(struct pw_err *err, int code, const char *fmt, ...)
+{
+	va_list	ap;
+
+	if (err != NULL) {
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int
+pw_err_prefix(struct pw_err *err, const char *fmt, ...)
+{
+	char	what[256], old[sizeof err->msg];
+	va_list	ap;
+
+	if (err == NULL)
+		return PW_EFAIL;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	memcpy(old, err->msg, sizeof old);
+	/* A long message is cut, never overrun. */
+	if (snprintf(err->msg, sizeof err->msg, "%s: %.*s", what,
+	    (int)(sizeof err->msg - 3 - strnlen(what, sizeof what)), old) < 0)
+		err->msg[0] = '\0';
+	return err->code;
+}
+
+void
+pw_err_clear(struct pw_err *err)
+{
+	err->code = 0;
+	err->msg[0] = '\0';
+}
+
+void
+pw_log_set(pw_log_fn *fn, void *arg, int max_level)
+{
+	log_fn = fn;
+	log_arg = arg;
+	log_max = max_level;
+}
+
+void
+pw_log(int level, const char *fmt, ...)
+{
+	char	msg[1024];
+	va_list	ap;
+
+	if (log_fn == NULL || level > log_max)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_fn(log_arg, level, msg);
+}
+
+/*
+ * Allocation failure is not recoverable in a command-line tool; like git's
+ * xmalloc we abort with a message rather than thread ENOMEM everywhere.
+ */
+static void
+oom(void)
+{
+	static const char msg[] = "pw: out of memory\n";
+
+	fwrite(msg, 1, sizeof msg - 1, stderr);
+	abort();
+}
+
+void *
+pw_xmalloc(size_t n)
+{
+	void	*p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+pw_xcalloc(size_t n, size_t m)
+{
+	void	*p = calloc(n ? n : 1, m ? m : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+pw_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *
+pw_xstrdup(const char *s)
+{
+	return pw_xstrndup(s, strlen(s));
+}
+
+char *
+pw_xstrndup(const char *s, size_t n)
+{
+	char	*p = pw_xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+pw_xasprintf(const char *fmt, ...)
+{
+	char	*p;
+	va_list	ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&p, fmt, ap) < 0)
+		oom();
+	va_end(ap);
+	return p;
+}
+
+int64_t
+pw_now(void)
+{
+	return pw_now_ms() / 1000;
+}
+
+/*
+ * PW_NOW (seconds since the epoch) pins the clock, so tests of expiry and
+ * cooldown need no sleeping. It is read once per process.
+ */
+int64_t
+pw_now_ms(void)
+{
+	static int	 init;
+	static int64_t	 pinned = -1;
+	struct timespec	 ts;
+	const char	*s;
+
+	if (!init) {
+		init = 1;
+		if ((s = getenv("PW_NOW")) != NULL && *s != '\0')
+			pinned = strtoll(s, NULL, 10) * 1000;
+	}
+	if (pinned >= 0)
+		return pinned;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+pw_mono_ms(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char		*end;
+	long long	 v;
+
+	if (s == NULL || *s == '\0' || *s == ' ')
+		return PW_EUSAGE;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return PW_EUSAGE;
+	*out = v;
+	return 0;
+}
+
+int
+pw_parse_double(const char *s, double min, double max, double *out)
+{
+	char	*end;
+	double	 v;
+
+	if (s == NULL || *s == '\0' || *s == ' ')
+		return PW_EUSAGE;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max)
+		return PW_EUSAGE;
+	*out = v;
+	return 0;
+}
+
+int
+pw_parse_duration(const char *s, int64_t *out)
+{
+	char		*end;
+	long long	 v;
+	int64_t		 mul = 1;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return PW_EUSAGE;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return PW_EUSAGE;
+	if (*end != '\0') {
+		switch (*end) {
+		case 's': mul = 1; break;
+		case 'm': mul = 60; break;
+		case 'h': mul = 3600; break;
+		case 'd': mul = 86400; break;
+		default: return PW_EUSAGE;
+		}
+		if (end[1] != '\0')
+			return PW_EUSAGE;
+	}
+	if (v > INT64_MAX / mul / 1000)
+		return PW_EUSAGE;
+	*out = v * mul;
+	return 0;
+}
+
+void
+pw_buf_init(struct pw_buf *b)
+{
+	b->cap = 64;
+	b->len = 0;
+	b->data = pw_xmalloc(b->cap);
+	b->data[0] = '\0';
+}
+
+void
+pw_buf_release(struct pw_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+pw_buf_reset(struct pw_buf *b)
+{
+	b->len = 0;
+	b->data[0] = '\0';
+}
+
+static void
+buf_grow(struct pw_buf *b, size_t n)
+{
+	if (b->len + n + 1 <= b->cap)
+		return;
+	while (b->len + n + 1 > b->cap)
+		b->cap *= 2;
+	b->data = pw_xrealloc(b->data, b->cap);
+}
+
+void
+pw_buf_add(struct pw_buf *b, const void *p, size_t n)
+{
+	buf_grow(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void
+pw_buf_adds(struct pw_buf *b, const char *s)
+{
+	pw_buf_add(b, s, strlen(s));
+}
+
+void
+pw_buf_addc(struct pw_buf *b, char c)
+{
+	buf_grow(b, 1);
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
+}
+
+void
+pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
+{
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= b->cap - b->len) {
+		buf_grow(b, n);
+		va_start(ap, fmt);
+		vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += n;
+}
+
+char *
+pw_buf_detach(struct pw_buf *b)
+{
+	char	*p = b->data;
+
+	pw_buf_init(b);
+	return p;
+}
+
+char *
+pw_dirname(const char *path)
+{
+	const char	*slash = strrchr(path, '/');
+
+	if (slash == NULL)
+		return pw_xstrdup(".");
+	if (slash == path)
+		return pw_xstrdup("/");
+	return pw_xstrndup(path, slash - path);
+}
+
+/* mkdir -p; only the directories it creates get mode. */
+int
+pw_mkdirs(const char *dir, int mode, struct pw_err *err)
+{
+	char		*p, *s;
+	struct stat	 sb;
+
+	if (stat(dir, &sb) == 0) {
+		if (S_ISDIR(sb.st_mode))
+			return 0;
+		return pw_failf(err, PW_EFAIL, "%s: not a directory", dir);
+	}
+	p = pw_xstrdup(dir);
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, mode) != 0 && errno != EEXIST) {
+			int e = errno;
+			pw_failf(err, PW_EFAIL, "%s: cannot create directory: %s",
+			    p, strerror(e));
+			free(p);
+			return PW_EFAIL;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/*
+ * internal.h -- what lib modules share and cmd/ never sees.
+ */
+#ifndef PW_INTERNAL_H
+#define PW_INTERNAL_H
+
+#include "pw.h"
+
+#define PW_SCHEMA_VERSION	1
+#define PW_APPLICATION_ID	0x70770001
+
+/* ---------------------------------------------------------------- store */
+
+/* A proxy row as stored: credentials still sealed. */
+struct pw_row {
+	struct pw_proxy	 p;
+	const char	*key;		/* identity, unique */
+	const char	*url;		/* normalised, without credentials */
+	const unsigned char *user;	/* sealed */
+	size_t		 user_len;
+	const unsigned char *pass;	/* sealed */
+	size_t		 pass_len;
+};
+
+int	 pw_store_open(const char *path, int mode, struct pw_store **out,
+	    struct pw_err *err);
+void	 pw_store_close(struct pw_store *st);
+const char *pw_store_path(struct pw_store *st);
+int	 pw_store_begin(struct pw_store *st, struct pw_err *err);
+int	 pw_store_commit(struct pw_store *st, struct pw_err *err);
+void	 pw_store_rollback(struct pw_store *st);
+
+typedef int pw_kv_fn(void *arg, const char *key, const char *value);
+int	 pw_store_config_each(struct pw_store *st, pw_kv_fn *fn, void *arg,
+	    struct pw_err *err);
+/* value NULL deletes. */
+int	 pw_store_config_put(struct pw_store *st, const char *key,
+	    const char *value, struct pw_err *err);
+
+/* Inside a transaction: insert, or report the id of the existing row. */
+int	 pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
+	    int64_t *id, int *dup, struct pw_err *err);
+int	 pw_store_proxy_find(struct pw_store *st, const char *key,
+	    int64_t *id, struct pw_err *err);
+int	 pw_store_proxy_exists(struct pw_store *st, int64_t id,
+	    struct pw_err *err);
+int	 pw_store_proxy_delete(struct pw_store *st, int64_t id,
+	    struct pw_err *err);
+int	 pw_store_proxy_clear(struct pw_store *st, int64_t *n,
+	    struct pw_err *err);
+int	 pw_store_proxy_update_meta(struct pw_store *st, int64_t id,
+	    const struct pw_meta *m, int64_t now, struct pw_err *err);
+/*
+ * Walk rows matching f (id == 0 for all, else that one id). The row is
+ * borrowed for the call only.
+ */
+typedef int pw_row_fn(void *arg, const struct pw_row *r);
+int	 pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
+	    int64_t id, pw_row_fn *fn, void *arg, struct pw_err *err);
+
+/* --------------------------------------------------------------- crypto */
+
+#define PW_KEY_BYTES	32
+
+/*
+ * Load the sealing key: from hex (64 hex digits) when given, else from
+ * file, creating it (0600, directory 0700) when create is set.
+ */
+int	 pw_crypto_key_load(const char *hex, const char *file, int create,
+	    struct pw_key **out, struct pw_err *err);
+void	 pw_crypto_key_free(struct pw_key *k);
+/* Seal n bytes; *out (caller frees) gets nonce || box. */
+int	 pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,
+	    unsigned char **out, size_t *outlen, struct pw_err *err);
+/* Unseal; *out (caller frees, wipe first) gets a NUL-terminated string. */
+int	 pw_crypto_unseal(const struct pw_key *k, const unsigned char *p,
+	    size_t n, char **out, struct pw_err *err);
+/* Keyed 128-bit tag of s as 32 hex digits into hex[33]. */
+void	 pw_crypto_tag(const struct pw_key *k, const char *s, char hex[33]);
+/* Wipe and free a secret string. */
+void	 pw_secret_free(char *s);
+
+/* ctx helper: load the key on first use. create: may make the key file. */
+int	 pw_ctx_key(struct pw_ctx *ctx, int create);
+
+/* --------------------------------------------------------------- config */
+
+/* Where the key comes from: $PW_SECRET_KEY or the key file path. */
+const char *pw_config_secret_hex(void);
+char	*pw_config_key_path(void);
+/* Load the state layer from the open store. */
+int	 pw_config_load_state(struct pw_ctx *ctx);
+
+/* ---------------------------------------------------------------- utils */
+
+int	 pw_mkdirs(const char *dir, int mode, struct pw_err *err);
+
+#endif /* PW_INTERNAL_H */

@@ -1,0 +1,290 @@
+/*
+ * pw.h -- the public face of libpw, the proxy-pool library behind pw(1).
+ *
+ * Conventions, stated once:
+ *
+ * - Every function that can fail returns 0 on success or a negative
+ *   enum pw_code, and leaves a one-line message "<what>: <why>" in the
+ *   struct pw_err it was given. The library never prints and never exits.
+ * - A returned "char *" or "struct pw_x *" belongs to the caller, who frees
+ *   it with the matching _free (which accepts NULL). A "const char *" is
+ *   borrowed; its lifetime is stated beside the function.
+ * - Out-parameters are written only on success.
+ * - Secrets (passwords) are wiped before their memory is freed.
+ */
+#ifndef PW_H
+#define PW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PW_VERSION "0.1.0"
+
+/* Error codes. cmd/ maps each to an exit status in one place. */
+enum pw_code {
+	PW_OK = 0,
+	PW_EFAIL = -1,		/* generic failure (exit 1) */
+	PW_EUSAGE = -2,		/* bad user input (exit 2) */
+	PW_ENOPROXY = -3,	/* no eligible proxy (exit 3) */
+	PW_EALLFAILED = -4,	/* every proxy tried failed (exit 4) */
+	PW_ETARGET = -5,	/* target error (exit 5) */
+	PW_ENOTFOUND = -6,	/* no such proxy / key / session (exit 1) */
+	PW_EEXIST = -7,		/* already exists (exit 1) */
+	PW_ESTATE = -8,		/* state file unusable (exit 1) */
+	PW_EBUSY = -9,		/* lock held by another run (exit 75) */
+	PW_ENOMEM = -10		/* out of memory (exit 1) */
+};
+
+struct pw_err {
+	int	code;
+	char	msg[512];
+};
+
+/*
+ * Record an error and return its code, so "return pw_failf(err, ...)"
+ * reads naturally. err may be NULL.
+ */
+int	pw_failf(struct pw_err *err, int code, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Prefix the message already in err with "<what>: ". Returns err->code. */
+int	pw_err_prefix(struct pw_err *err, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	pw_err_clear(struct pw_err *err);
+
+/*
+ * Logging. The library reports warnings and verbose detail through a
+ * callback that the caller installs; without one, they are dropped.
+ */
+enum pw_log_level { PW_LOG_ERROR, PW_LOG_WARN, PW_LOG_INFO, PW_LOG_DEBUG };
+typedef void pw_log_fn(void *arg, int level, const char *msg);
+void	pw_log_set(pw_log_fn *fn, void *arg, int max_level);
+void	pw_log(int level, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* Small helpers shared by lib and cmd. */
+void	*pw_xmalloc(size_t n);
+void	*pw_xcalloc(size_t n, size_t m);
+void	*pw_xrealloc(void *p, size_t n);
+char	*pw_xstrdup(const char *s);
+char	*pw_xstrndup(const char *s, size_t n);
+char	*pw_xasprintf(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
+/* Wall-clock time in seconds and milliseconds; PW_NOW overrides in tests. */
+int64_t	 pw_now(void);
+int64_t	 pw_now_ms(void);
+/* Monotonic milliseconds. */
+int64_t	 pw_mono_ms(void);
+/* The directory part of path ("." when none). Caller frees. */
+char	*pw_dirname(const char *path);
+/* Parse a decimal integer in [min, max]; 0 or PW_EUSAGE. */
+int	 pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+/* Parse a real number in [min, max]; 0 or PW_EUSAGE. */
+int	 pw_parse_double(const char *s, double min, double max, double *out);
+/* Parse "90", "90s", "15m", "2h", "7d" into seconds; 0 or PW_EUSAGE. */
+int	 pw_parse_duration(const char *s, int64_t *out);
+
+/*
+ * Growable string: never NULL after pw_buf_init, always NUL-terminated.
+ */
+struct pw_buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+};
+void	pw_buf_init(struct pw_buf *b);
+void	pw_buf_release(struct pw_buf *b);
+void	pw_buf_reset(struct pw_buf *b);
+void	pw_buf_add(struct pw_buf *b, const void *p, size_t n);
+void	pw_buf_adds(struct pw_buf *b, const char *s);
+void	pw_buf_addc(struct pw_buf *b, char c);
+void	pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Hand the data to the caller (who frees it) and leave b empty. */
+char	*pw_buf_detach(struct pw_buf *b);
+
+/* ---------------------------------------------------------------- proxy */
+
+enum pw_scheme {
+	PW_HTTP, PW_HTTPS, PW_SOCKS4, PW_SOCKS4A, PW_SOCKS5, PW_SOCKS5H,
+	PW_SCHEME_COUNT
+};
+
+/*
+ * A parsed proxy address. user and pass are NULL when absent and are
+ * stored decoded (not percent-encoded).
+ */
+struct pw_addr {
+	enum pw_scheme	 scheme;
+	char		*host;	/* lower-case; IPv6 without brackets */
+	int		 port;
+	char		*user;
+	char		*pass;
+};
+
+/*
+ * Parse a proxy URL ("socks5://u:p@host:1080", "[::1]:3128", "host:8080")
+ * into a. "host:port" alone means http; default ports are filled in.
+ * On error a is untouched and err says what is wrong with the input
+ * (the input itself is quoted, with any password masked).
+ */
+int	 pw_addr_parse(const char *url, struct pw_addr *a, struct pw_err *err);
+void	 pw_addr_release(struct pw_addr *a);
+/*
+ * Format a as a normalised URL. creds: 0 omits credentials, 1 masks them
+ * as "***", 2 includes them percent-encoded. Caller frees.
+ */
+enum { PW_CREDS_NONE, PW_CREDS_MASK, PW_CREDS_SHOW };
+char	*pw_addr_format(const struct pw_addr *a, int creds);
+const char *pw_scheme_name(enum pw_scheme s);
+int	 pw_scheme_parse(const char *name, enum pw_scheme *out);
+int	 pw_scheme_default_port(enum pw_scheme s);
+/* Mask any "user:pass@" in a free-form URL string. Caller frees. */
+char	*pw_redact_url(const char *url);
+
+/* ----------------------------------------------------------------- core */
+
+struct pw_store;
+struct pw_config;
+struct pw_key;
+
+/*
+ * The library context: the state file, the settings and the last error.
+ * One per thread; it is not shared.
+ */
+struct pw_ctx {
+	struct pw_store		*store;
+	struct pw_config	*cfg;
+	struct pw_key		*key;		/* loaded when first needed */
+	struct pw_err		 err;
+};
+
+enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
+
+/*
+ * Open the state file at path (see pw_config_state_path) for mode. A
+ * missing file is created (directory 0700, file 0600) for PW_OPEN_RW; for
+ * PW_OPEN_RO it is read as an empty pool without being created. A corrupt,
+ * foreign or newer file is refused with PW_ESTATE and left untouched.
+ */
+int	 pw_open(struct pw_ctx *ctx, const char *path, int mode);
+void	 pw_close(struct pw_ctx *ctx);
+
+/* --------------------------------------------------------------- config */
+
+enum pw_origin { PW_ORIGIN_DEFAULT, PW_ORIGIN_STATE, PW_ORIGIN_ENV,
+    PW_ORIGIN_FLAG };
+
+struct pw_config *pw_config_new(void);
+void	 pw_config_free(struct pw_config *c);
+/* Resolve the state file path: flag > $PW_STATE > XDG default. */
+char	*pw_config_state_path(const char *flag);
+/* Read PW_* variables into the env layer; bad ones are errors. */
+int	 pw_config_load_env(struct pw_config *c, struct pw_err *err);
+/* Set a value at the flag layer (command-line -c or a typed option). */
+int	 pw_config_set_flag(struct pw_config *c, const char *key,
+	    const char *value, struct pw_err *err);
+/* Check key and value; fill *canon (caller frees) with the stored form. */
+int	 pw_config_check(const char *key, const char *value, char **canon,
+	    struct pw_err *err);
+/* Effective value of key (borrowed until the config changes). */
+const char *pw_config_get(struct pw_ctx *ctx, const char *key, int *origin);
+int64_t	 pw_config_int(struct pw_ctx *ctx, const char *key);
+double	 pw_config_double(struct pw_ctx *ctx, const char *key);
+/* Persist key=value in the state file, after validation. */
+int	 pw_config_store(struct pw_ctx *ctx, const char *key,
+	    const char *value);
+int	 pw_config_unstore(struct pw_ctx *ctx, const char *key);
+
+struct pw_config_key {
+	const char	*name;
+	const char	*type;		/* "int", "real", "duration", ... */
+	const char	*def;
+	const char	*help;
+};
+/* The table of known keys, NULL-terminated by name. */
+const struct pw_config_key *pw_config_keys(void);
+const char *pw_origin_name(int origin);
+
+/* ----------------------------------------------------------------- pool */
+
+enum pw_status { PW_UNKNOWN, PW_HEALTHY, PW_DEGRADED, PW_UNHEALTHY,
+    PW_STATUS_COUNT };
+const char *pw_status_name(int s);
+int	 pw_status_parse(const char *s, int *out);
+
+struct pw_proxy {
+	int64_t		 id;
+	struct pw_addr	 addr;		/* user/pass unsealed only on demand */
+	int		 has_creds;
+	char		*source;
+	char		*country;
+	char		*region;
+	int		 status;
+	char		*anonymity;
+	double		 weight;	/* < 0: unset */
+	int64_t		 added_at, updated_at, expires_at, last_checked,
+			 last_used, cooldown_until;
+	int64_t		 started, completed, succeeded, failed, consec_fail;
+	double		 latency_ms;	/* EMA; < 0: no data */
+	int64_t		 window_start, window_count;
+};
+void	 pw_proxy_release(struct pw_proxy *p);
+
+/* What to attach to proxies being added. NULL / negative: unset. */
+struct pw_meta {
+	const char	*source;
+	const char	*country;
+	const char	*region;
+	double		 weight;
+	int64_t		 ttl;		/* seconds; 0: never expires */
+};
+
+enum pw_add_result { PW_ADDED, PW_DUPLICATE, PW_UPDATED };
+
+/*
+ * Add n parsed addresses in one transaction. result[i] and id[i] say what
+ * happened to each: a duplicate is skipped (its existing id is returned),
+ * never an error for the rest.
+ */
+int	 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs,
+	    size_t n, const struct pw_meta *meta, int *result, int64_t *id);
+
+/* Validate an ISO 3166-1 alpha-2 code; canon gets the upper-case form. */
+int	 pw_country_check(const char *cc, char canon[3], struct pw_err *err);
+
+/*
+ * Resolve an argument that is a proxy id or a proxy URL to an id.
+ * PW_ENOTFOUND when there is none.
+ */
+int	 pw_pool_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id);
+/* Remove the given ids in one transaction; all must exist. */
+int	 pw_pool_remove(struct pw_ctx *ctx, const int64_t *ids, size_t n);
+/* Remove every proxy; *removed gets the count. */
+int	 pw_pool_clear(struct pw_ctx *ctx, int64_t *removed);
+/* Load one proxy; with secrets, user/pass are unsealed into p->addr. */
+int	 pw_pool_get(struct pw_ctx *ctx, int64_t id, int secrets,
+	    struct pw_proxy *p);
+
+struct pw_filter {
+	int		 status;	/* -1: any */
+	int		 scheme;	/* -1: any */
+	const char	*source;
+	const char	*country;
+	const char	*region;
+	const char	*anonymity;
+};
+void	 pw_filter_init(struct pw_filter *f);
+
+/*
+ * Call fn for each proxy that matches f, in id order. The proxy is
+ * borrowed for the call only. fn returning non-zero stops the walk and
+ * that value is returned.
+ */
+typedef int pw_proxy_fn(void *arg, const struct pw_proxy *p);
+int	 pw_pool_each(struct pw_ctx *ctx, const struct pw_filter *f,
+	    int secrets, pw_proxy_fn *fn, void *arg);
+
+/* Change metadata of one proxy; unset fields of meta are left alone. */
+int	 pw_pool_set(struct pw_ctx *ctx, int64_t id, const struct pw_meta *m);
+
+#endif /* PW_H */

@@ -1,0 +1,717 @@
+/*
+ * store.c -- the only module that speaks SQL: opening the state file,
+ * pragmas, schema migrations, transactions and every statement.
+ *
+ * Many pw processes share one file. Every write runs inside
+ * BEGIN IMMEDIATE with a long busy timeout, under WAL, so writers queue
+ * instead of failing and readers never block.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "internal.h"
+
+#define BUSY_TIMEOUT_MS	60000
+
+enum stmt_id {
+	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_INSERT] = "INSERT OR IGNORE INTO proxies(key, url, scheme, host, "
+	    "port, user, pass, source, country, region, weight, added_at, "
+	    "updated_at, expires_at) "
+	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, "
+	    "?13)",
+	[S_FIND] = "SELECT id FROM proxies WHERE key = ?1",
+	[S_EXISTS] = "SELECT 1 FROM proxies WHERE id = ?1",
+	[S_DELETE] = "DELETE FROM proxies WHERE id = ?1",
+	[S_CONFIG_PUT] = "INSERT INTO config(key, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[S_CONFIG_DEL] = "DELETE FROM config WHERE key = ?1",
+};
+
+struct pw_store {
+	sqlite3		*db;
+	char		*path;
+	int		 in_txn;
+	sqlite3_stmt	*stmt[S_COUNT];
+};
+
+/*
+ * Schema migrations: migrations[v] brings a file from version v to v+1.
+ * They run forward only, in one transaction, when a file is opened.
+ */
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE proxies ("
+	"  id INTEGER PRIMARY KEY,"
+	"  key TEXT NOT NULL UNIQUE,"
+	"  url TEXT NOT NULL,"
+	"  scheme TEXT NOT NULL,"
+	"  host TEXT NOT NULL,"
+	"  port INTEGER NOT NULL,"
+	"  user BLOB,"
+	"  pass BLOB,"
+	"  source TEXT,"
+	"  country TEXT,"
+	"  region TEXT,"
+	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN "
+	"    ('unknown', 'healthy', 'degraded', 'unhealthy')),"
+	"  anonymity TEXT,"
+	"  weight REAL,"
+	"  added_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  expires_at INTEGER,"
+	"  last_checked INTEGER,"
+	"  last_used INTEGER,"
+	"  cooldown_until INTEGER,"
+	"  started INTEGER NOT NULL DEFAULT 0,"
+	"  completed INTEGER NOT NULL DEFAULT 0,"
+	"  succeeded INTEGER NOT NULL DEFAULT 0,"
+	"  failed INTEGER NOT NULL DEFAULT 0,"
+	"  consec_fail INTEGER NOT NULL DEFAULT 0,"
+	"  latency_ms REAL,"
+	"  window_start INTEGER,"
+	"  window_count INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, value);"
+	"CREATE TABLE stats (name TEXT PRIMARY KEY,"
+	"  value INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE sessions ("
+	"  id TEXT PRIMARY KEY,"
+	"  proxy_id INTEGER NOT NULL REFERENCES proxies(id) ON DELETE CASCADE,"
+	"  created_at INTEGER NOT NULL,"
+	"  last_used INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  requests INTEGER NOT NULL DEFAULT 0"
+	");"
+	"CREATE INDEX sessions_proxy ON sessions(proxy_id);",
+};
+
+#define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+static int
+db_fail(struct pw_store *st, int rc, struct pw_err *err, const char *what)
+{
+	const char	*msg = st->db ? sqlite3_errmsg(st->db) :
+	    sqlite3_errstr(rc);
+
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return pw_failf(err, PW_ESTATE, "%s: state file is corrupt: %s",
+		    st->path, msg);
+	case SQLITE_READONLY:
+		return pw_failf(err, PW_ESTATE, "%s: state file is read-only",
+		    st->path);
+	case SQLITE_FULL:
+		return pw_failf(err, PW_ESTATE, "%s: disk full", st->path);
+	case SQLITE_CANTOPEN:
+		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s",
+		    st->path, msg);
+	case SQLITE_BUSY:
+		return pw_failf(err, PW_EBUSY, "%s: state file busy for over "
+		    "%d s", st->path, BUSY_TIMEOUT_MS / 1000);
+	default:
+		return pw_failf(err, PW_EFAIL, "%s: %s: %s", st->path, what,
+		    msg);
+	}
+}
+
+static int
+exec_sql(struct pw_store *st, const char *sql, struct pw_err *err)
+{
+	int	rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "query");
+}
+
+static sqlite3_stmt *
+stmt_get(struct pw_store *st, enum stmt_id id, struct pw_err *err)
+{
+	int	rc;
+
+	if (st->stmt[id] == NULL) {
+		rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &st->stmt[id], NULL);
+		if (rc != SQLITE_OK) {
+			db_fail(st, rc, err, "prepare");
+			return NULL;
+		}
+	}
+	return st->stmt[id];
+}
+
+static int
+pragma_int(struct pw_store *st, const char *sql, int64_t *out,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else if (rc != SQLITE_DONE) {
+		sqlite3_finalize(s);
+		return db_fail(st, rc, err, "read");
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+/* A non-empty file must start with the SQLite header, or it is not ours. */
+static int
+check_header(const char *path, struct pw_err *err)
+{
+	static const char	magic[16] = "SQLite format 3";
+	char			buf[16];
+	ssize_t			n;
+	int			fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
+		    strerror(errno));
+	}
+	n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n == 0)
+		return 0;
+	if (n != (ssize_t)sizeof buf || memcmp(buf, magic, sizeof buf) != 0)
+		return pw_failf(err, PW_ESTATE, "%s: not a pw state file (not "
+		    "an SQLite database)", path);
+	return 1;
+}
+
+static int
+migrate(struct pw_store *st, int64_t from, struct pw_err *err)
+{
+	int	r;
+	char	sql[64];
+
+	if (from == 0 && (r = exec_sql(st, "PRAGMA journal_mode=WAL", err)))
+		return r;
+	if ((r = pw_store_begin(st, err)) != 0)
+		return r;
+	/* Another process may have migrated while we waited for the lock. */
+	if ((r = pragma_int(st, "PRAGMA user_version", &from, err)) != 0)
+		goto fail;
+	for (int v = (int)from; v < NMIGRATIONS; v++) {
+		if ((r = exec_sql(st, migrations[v], err)) != 0)
+			goto fail;
+	}
+	snprintf(sql, sizeof sql, "PRAGMA application_id=%d;"
+	    "PRAGMA user_version=%d", PW_APPLICATION_ID, NMIGRATIONS);
+	if ((r = exec_sql(st, sql, err)) != 0)
+		goto fail;
+	return pw_store_commit(st, err);
+fail:
+	pw_store_rollback(st);
+	return r;
+}
+
+static int
+check_schema(struct pw_store *st, int writable, struct pw_err *err)
+{
+	int64_t	app = 0, ver = 0, tables = 0;
+	int	r;
+
+	if ((r = pragma_int(st, "PRAGMA application_id", &app, err)) != 0 ||
+	    (r = pragma_int(st, "PRAGMA user_version", &ver, err)) != 0)
+		return r;
+	if (app == 0 && ver == 0) {
+		r = pragma_int(st, "SELECT count(*) FROM sqlite_master",
+		    &tables, err);
+		if (r != 0)
+			return r;
+		if (tables != 0)
+			return pw_failf(err, PW_ESTATE, "%s: not a pw state "
+			    "file (an SQLite database of something else)",
+			    st->path);
+	} else if (app != PW_APPLICATION_ID)
+		return pw_failf(err, PW_ESTATE, "%s: not a pw state file "
+		    "(application id %#llx)", st->path, (long long)app);
+	if (ver > NMIGRATIONS)
+		return pw_failf(err, PW_ESTATE, "%s: state file has schema "
+		    "version %lld, newer than this pw knows (%d): upgrade pw",
+		    st->path, (long long)ver, NMIGRATIONS);
+	if (ver == NMIGRATIONS)
+		return 0;
+	if (!writable)
+		return pw_failf(err, PW_ESTATE, "%s: state file needs an "
+		    "upgrade but is read-only", st->path);
+	return migrate(st, ver, err);
+}
+
+static int
+writable_dir_of(const char *path, struct pw_err *err)
+{
+	char	*dir = pw_dirname(path);
+	int	 r = 0;
+
+	if (access(dir, W_OK) != 0)
+		r = pw_failf(err, PW_ESTATE, "%s: state directory is not "
+		    "writable: %s", dir, strerror(errno));
+	free(dir);
+	return r;
+}
+
+int
+pw_store_open(const char *path, int mode, struct pw_store **out,
+    struct pw_err *err)
+{
+	struct pw_store	*st;
+	struct stat	 sb;
+	int		 r, flags, writable, exists, fd;
+	char		*dir;
+
+	exists = stat(path, &sb) == 0;
+	if (exists && !S_ISREG(sb.st_mode))
+		return pw_failf(err, PW_ESTATE, "%s: not a regular file", path);
+	st = pw_xcalloc(1, sizeof *st);
+	st->path = pw_xstrdup(path);
+
+	if (!exists && mode != PW_OPEN_RW) {
+		/* Nothing to read: an empty pool, and no file is created. */
+		r = sqlite3_open_v2(":memory:", &st->db, SQLITE_OPEN_READWRITE,
+		    NULL);
+		if (r != SQLITE_OK || (r = check_schema(st, 1, err)) != 0)
+			goto fail;
+		*out = st;
+		return 0;
+	}
+	if (!exists) {
+		dir = pw_dirname(path);
+		r = pw_mkdirs(dir, 0700, err);
+		free(dir);
+		if (r != 0)
+			goto fail;
+		if ((r = writable_dir_of(path, err)) != 0)
+			goto fail;
+		/* Create it 0600 ourselves: SQLite would make it 0644. */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST) {
+			r = pw_failf(err, PW_ESTATE, "%s: cannot create: %s",
+			    path, strerror(errno));
+			goto fail;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	if ((r = check_header(path, err)) < 0)
+		goto fail;
+	writable = access(path, W_OK) == 0;
+	if (mode == PW_OPEN_RW && !writable) {
+		r = pw_failf(err, PW_ESTATE, "%s: state file is read-only",
+		    path);
+		goto fail;
+	}
+	if (mode == PW_OPEN_RW && (r = writable_dir_of(path, err)) != 0)
+		goto fail;
+	flags = (writable ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) |
+	    SQLITE_OPEN_NOMUTEX;
+	r = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (r != SQLITE_OK) {
+		r = db_fail(st, r, err, "open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	sqlite3_extended_result_codes(st->db, 1);
+	if ((r = check_schema(st, writable, err)) != 0)
+		goto fail;
+	if ((r = exec_sql(st, "PRAGMA foreign_keys=ON;"
+	    "PRAGMA synchronous=NORMAL", err)) != 0)
+		goto fail;
+	*out = st;
+	return 0;
+fail:
+	pw_store_close(st);
+	return r != 0 ? r : PW_ESTATE;
+}
+
+void
+pw_store_close(struct pw_store *st)
+{
+	if (st == NULL)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	sqlite3_close(st->db);
+	free(st->path);
+	free(st);
+}
+
+const char *
+pw_store_path(struct pw_store *st)
+{
+	return st->path;
+}
+
+int
+pw_store_begin(struct pw_store *st, struct pw_err *err)
+{
+	int	r;
+
+	if ((r = exec_sql(st, "BEGIN IMMEDIATE", err)) == 0)
+		st->in_txn = 1;
+	return r;
+}
+
+int
+pw_store_commit(struct pw_store *st, struct pw_err *err)
+{
+	int	r = exec_sql(st, "COMMIT", err);
+
+	if (r != 0)
+		pw_store_rollback(st);
+	st->in_txn = 0;
+	return r;
+}
+
+void
+pw_store_rollback(struct pw_store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->in_txn = 0;
+}
+
+/* ------------------------------------------------------------- config */
+
+int
+pw_store_config_each(struct pw_store *st, pw_kv_fn *fn, void *arg,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT key, value FROM config", -1,
+	    &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read config");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		r = fn(arg, (const char *)sqlite3_column_text(s, 0),
+		    (const char *)sqlite3_column_text(s, 1));
+		if (r != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "read config");
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+step_done(struct pw_store *st, sqlite3_stmt *s, struct pw_err *err,
+    const char *what)
+{
+	int	rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, what);
+}
+
+int
+pw_store_config_put(struct pw_store *st, const char *key, const char *value,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	s = stmt_get(st, value ? S_CONFIG_PUT : S_CONFIG_DEL, err);
+	if (s == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if (value != NULL)
+		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+	return step_done(st, s, err, "write config");
+}
+
+/* ------------------------------------------------------------ proxies */
+
+static void
+bind_opt_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v != NULL)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int
+pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
+    int64_t *id, int *dup, struct pw_err *err)
+{
+	const struct pw_proxy	*p = &r->p;
+	sqlite3_stmt		*s;
+	int			 rc;
+
+	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, r->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, pw_scheme_name(p->addr.scheme), -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, p->addr.host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 5, p->addr.port);
+	if (r->user != NULL)
+		sqlite3_bind_blob(s, 6, r->user, r->user_len, SQLITE_STATIC);
+	if (r->pass != NULL)
+		sqlite3_bind_blob(s, 7, r->pass, r->pass_len, SQLITE_STATIC);
+	bind_opt_text(s, 8, p->source);
+	bind_opt_text(s, 9, p->country);
+	bind_opt_text(s, 10, p->region);
+	if (p->weight >= 0)
+		sqlite3_bind_double(s, 11, p->weight);
+	sqlite3_bind_int64(s, 12, p->added_at);
+	if (p->expires_at > 0)
+		sqlite3_bind_int64(s, 13, p->expires_at);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "add proxy");
+	if (sqlite3_changes(st->db) == 1) {
+		*id = sqlite3_last_insert_rowid(st->db);
+		*dup = 0;
+		return 0;
+	}
+	*dup = 1;
+	return pw_store_proxy_find(st, r->key, id, err);
+}
+
+int
+pw_store_proxy_find(struct pw_store *st, const char *key, int64_t *id,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_FIND, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return db_fail(st, rc, err, "find proxy");
+}
+
+int
+pw_store_proxy_exists(struct pw_store *st, int64_t id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_EXISTS, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return db_fail(st, rc, err, "find proxy");
+}
+
+int
+pw_store_proxy_delete(struct pw_store *st, int64_t id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_DELETE, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	return step_done(st, s, err, "remove proxy");
+}
+
+int
+pw_store_proxy_clear(struct pw_store *st, int64_t *n, struct pw_err *err)
+{
+	int	r;
+
+	if ((r = exec_sql(st, "DELETE FROM proxies", err)) != 0)
+		return r;
+	*n = sqlite3_changes64(st->db);
+	return 0;
+}
+
+int
+pw_store_proxy_update_meta(struct pw_store *st, int64_t id,
+    const struct pw_meta *m, int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(st->db, "UPDATE proxies SET "
+	    "source = coalesce(?2, source), country = coalesce(?3, country), "
+	    "region = coalesce(?4, region), weight = coalesce(?5, weight), "
+	    "expires_at = coalesce(?6, expires_at), updated_at = ?7 "
+	    "WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "update proxy");
+	sqlite3_bind_int64(s, 1, id);
+	bind_opt_text(s, 2, m->source);
+	bind_opt_text(s, 3, m->country);
+	bind_opt_text(s, 4, m->region);
+	if (m->weight >= 0)
+		sqlite3_bind_double(s, 5, m->weight);
+	if (m->ttl > 0)
+		sqlite3_bind_int64(s, 6, now + m->ttl);
+	sqlite3_bind_int64(s, 7, now);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "update proxy");
+	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
+}
+
+#define PROXY_COLS "id, key, url, scheme, host, port, user, pass, source, " \
+	"country, region, status, anonymity, weight, added_at, updated_at, " \
+	"expires_at, last_checked, last_used, cooldown_until, started, " \
+	"completed, succeeded, failed, consec_fail, latency_ms, " \
+	"window_start, window_count"
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+	return (const char *)sqlite3_column_text(s, i);
+}
+
+static int64_t
+col_i64(sqlite3_stmt *s, int i, int64_t null)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return null;
+	return sqlite3_column_int64(s, i);
+}
+
+static double
+col_real(sqlite3_stmt *s, int i)
+{
+	if (sqlite3_column_type(s, i) == SQLITE_NULL)
+		return -1;
+	return sqlite3_column_double(s, i);
+}
+
+/* Fill r with views into the current row of s (valid until next step). */
+static void
+row_read(sqlite3_stmt *s, struct pw_row *r)
+{
+	struct pw_proxy	*p = &r->p;
+	enum pw_scheme	 sch = PW_HTTP;
+	int		 status = PW_UNKNOWN;
+
+	memset(r, 0, sizeof *r);
+	p->id = sqlite3_column_int64(s, 0);
+	r->key = col_text(s, 1);
+	r->url = col_text(s, 2);
+	pw_scheme_parse(col_text(s, 3), &sch);
+	p->addr.scheme = sch;
+	p->addr.host = (char *)col_text(s, 4);
+	p->addr.port = sqlite3_column_int(s, 5);
+	r->user = sqlite3_column_blob(s, 6);
+	r->user_len = sqlite3_column_bytes(s, 6);
+	r->pass = sqlite3_column_blob(s, 7);
+	r->pass_len = sqlite3_column_bytes(s, 7);
+	p->has_creds = r->user != NULL;
+	p->source = (char *)col_text(s, 8);
+	p->country = (char *)col_text(s, 9);
+	p->region = (char *)col_text(s, 10);
+	pw_status_parse(col_text(s, 11), &status);
+	p->status = status;
+	p->anonymity = (char *)col_text(s, 12);
+	p->weight = col_real(s, 13);
+	p->added_at = col_i64(s, 14, 0);
+	p->updated_at = col_i64(s, 15, 0);
+	p->expires_at = col_i64(s, 16, 0);
+	p->last_checked = col_i64(s, 17, 0);
+	p->last_used = col_i64(s, 18, 0);
+	p->cooldown_until = col_i64(s, 19, 0);
+	p->started = col_i64(s, 20, 0);
+	p->completed = col_i64(s, 21, 0);
+	p->succeeded = col_i64(s, 22, 0);
+	p->failed = col_i64(s, 23, 0);
+	p->consec_fail = col_i64(s, 24, 0);
+	p->latency_ms = col_real(s, 25);
+	p->window_start = col_i64(s, 26, 0);
+	p->window_count = col_i64(s, 27, 0);
+}
+
+int
+pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
+    int64_t id, pw_row_fn *fn, void *arg, struct pw_err *err)
+{
+	struct pw_buf	 q;
+	sqlite3_stmt	*s;
+	struct pw_row	 row;
+	int		 rc, r = 0, n = 0;
+	const char	*texts[6];
+	int		 ntexts = 0;
+
+	pw_buf_init(&q);
+	pw_buf_adds(&q, "SELECT " PROXY_COLS " FROM proxies WHERE 1");
+	if (id != 0)
+		pw_buf_adds(&q, " AND id = ?1");
+	if (f != NULL) {
+		if (f->status >= 0) {
+			pw_buf_addf(&q, " AND status = ?%d", 2 + ntexts);
+			texts[ntexts++] = pw_status_name(f->status);
+		}
+		if (f->scheme >= 0) {
+			pw_buf_addf(&q, " AND scheme = ?%d", 2 + ntexts);
+			texts[ntexts++] = pw_scheme_name(f->scheme);
+		}
+#define TEXT_FILTER(field) do {						\
+	if (f->field != NULL) {						\
+		pw_buf_addf(&q, " AND " #field " = ?%d", 2 + ntexts);	\
+		texts[ntexts++] = f->field;				\
+	}								\
+} while (0)
+		TEXT_FILTER(source);
+		TEXT_FILTER(country);
+		TEXT_FILTER(region);
+		TEXT_FILTER(anonymity);
+#undef TEXT_FILTER
+	}
+	pw_buf_adds(&q, " ORDER BY id");
+	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	pw_buf_release(&q);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "list proxies");
+	if (id != 0)
+		sqlite3_bind_int64(s, 1, id);
+	for (int i = 0; i < ntexts; i++)
+		sqlite3_bind_text(s, 2 + i, texts[i], -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		row_read(s, &row);
+		n++;
+		if ((r = fn(arg, &row)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "list proxies");
+	sqlite3_finalize(s);
+	if (r == 0 && id != 0 && n == 0)
+		r = PW_ENOTFOUND;
+	return r;
+}
