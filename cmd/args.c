@@ -70,12 +70,12 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 			size_t n = eq ? (size_t)(eq - name) : strlen(name);
 
 			if ((o = find_long(a, name, n)) < 0)
-				return pw_failf(err, PW_EUSAGE, "unknown option "
-				    "'--%.*s'", (int)n, name);
+				return pw_failf(err, PW_EUSAGE,
+				    "unknown option '--%.*s'", (int)n, name);
 			if (opts[o]->arg == NULL) {
 				if (eq != NULL)
-					return pw_failf(err, PW_EUSAGE, "option "
-					    "'--%s' takes no value",
+					return pw_failf(err, PW_EUSAGE,
+					    "option '--%s' takes no value",
 					    opts[o]->lname);
 				give(a, o, "");
 			} else if (eq != NULL)
@@ -83,8 +83,9 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 			else if (i + 1 < argc)
 				give(a, o, argv[++i]);
 			else
-				return pw_failf(err, PW_EUSAGE, "option '--%s' "
-				    "needs a value", opts[o]->lname);
+				return pw_failf(err, PW_EUSAGE,
+				    "option '--%s' needs a value",
+				    opts[o]->lname);
 			if (a->count[o] > 1 && !(opts[o]->flags & OPT_REPEAT) &&
 			    opts[o]->arg == NULL)
 				a->count[o] = 1;
@@ -92,8 +93,8 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 		}
 		for (const char *p = s + 1; *p; p++) {
 			if ((o = find_short(a, *p)) < 0)
-				return pw_failf(err, PW_EUSAGE, "unknown option "
-				    "'-%c'", *p);
+				return pw_failf(err, PW_EUSAGE,
+				    "unknown option '-%c'", *p);
 			if (opts[o]->arg == NULL) {
 				give(a, o, "");
 				continue;

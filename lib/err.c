@@ -369,8 +369,8 @@ pw_mkdirs(const char *dir, int mode, struct pw_err *err)
 		*s = '\0';
 		if (mkdir(p, mode) != 0 && errno != EEXIST) {
 			int e = errno;
-			pw_failf(err, PW_EFAIL, "%s: cannot create directory: %s",
-			    p, strerror(e));
+			pw_failf(err, PW_EFAIL,
+			    "%s: cannot create directory: %s", p, strerror(e));
 			free(p);
 			return PW_EFAIL;
 		}

@@ -192,9 +192,9 @@ pw_addr_parse(const char *url, struct pw_addr *a, struct pw_err *err)
 		name[n] = '\0';
 		if (pw_scheme_parse(name, &scheme) != 0) {
 			char why[96];
-			snprintf(why, sizeof why, "unsupported scheme '%s' (use "
-			    "http, https, socks4, socks4a, socks5 or socks5h)",
-			    name);
+			snprintf(why, sizeof why,
+			    "unsupported scheme '%s' (use http, https, "
+			    "socks4, socks4a, socks5 or socks5h)", name);
 			return bad(err, url, why);
 		}
 		auth = p + 3;
