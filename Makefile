@@ -42,7 +42,7 @@ CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
 endif
 NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
-LIB_CORE	= err proxy crypto store config pool
+LIB_CORE	= err proxy crypto store config pool strategy session
 LIB_NET		=
 CMD_CORE	= args out pool config
 CMD_NET		=
@@ -50,7 +50,7 @@ CMD_NET		=
 LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
 CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)
 NET_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%.o)
-HDRS		= lib/pw.h lib/internal.h cmd/cmd.h
+HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -89,15 +89,28 @@ $(B)/unit/%: tests/unit/%.c $(B)/libpw.a $(HDRS)
 
 units: $(UNIT_TESTS)
 
+# Strategy plugins the tests load: built against the installed header
+# layout (<pw/pw-strategy.h>), like a third party would.
+PLUGINS		= $(patsubst tests/plugins/%.c,$(B)/plugins/%.so,$(wildcard tests/plugins/*.c))
+$(B)/include/pw/pw-strategy.h: lib/pw-strategy.h
+	@mkdir -p $(@D)
+	cp $< $@
+$(B)/plugins/%.so: tests/plugins/%.c $(B)/include/pw/pw-strategy.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -std=c11 $(WARN) -shared -fPIC -I$(B)/include \
+	    -o $@ $<
+plugins: $(PLUGINS)
+
 # The one test command: unit tests, then the bats suite; the last line
 # reads "N passed, N failed".
-test: need-deps all units
+test: need-deps all units plugins
 	@PW_BUILD=$(abspath $(B)) tests/run
 
 SAN		= -fsanitize=address,undefined -fno-sanitize-recover=all \
 		  -fno-omit-frame-pointer
 sanitize: need-deps
-	$(MAKE) B=build/asan SANFLAGS="$(SAN)" CFLAGS="-O1 -g" all units
+	$(MAKE) B=build/asan SANFLAGS="$(SAN)" CFLAGS="-O1 -g" all units \
+	    plugins
 	@PW_BUILD=$(abspath build/asan) \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
@@ -166,5 +179,5 @@ uninstall:
 clean:
 	rm -rf build
 
-.PHONY: all units test sanitize fuzz demo bench check-style need-deps deps \
+.PHONY: all units plugins test sanitize fuzz demo bench check-style need-deps deps \
 	install uninstall clean

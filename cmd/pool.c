@@ -394,6 +394,148 @@ pool_set(struct pw_cmdctx *cc)
 	return 0;
 }
 
+/* ----------------------------------------------------- next, report */
+
+static int
+pool_next(struct pw_cmdctx *cc)
+{
+	struct pw_pick		 pk;
+	struct pw_proxy		 p;
+	struct proxy_vals	 pv;
+	const char		*fmt = arg_get(cc->args, "format"), *v;
+	char			 ccode[3], **ex;
+	int64_t			*exclude = NULL;
+	int			 r, nex = 0;
+
+	if (fmt == NULL)
+		fmt = "url";
+	if (strcmp(fmt, "url") != 0 && strcmp(fmt, "json") != 0)
+		return cmd_usagef(cc, "--format: '%s': want url or json", fmt);
+	memset(&pk, 0, sizeof pk);
+	if ((r = filter_opts(cc, &pk.filter, ccode)) != 0)
+		return r;
+	if ((v = arg_get(cc->args, "max-latency")) != NULL &&
+	    pw_parse_double(v, 0.001, 1e9, &pk.filter.max_latency_ms) != 0)
+		return cmd_usagef(cc, "--max-latency: '%s': want milliseconds "
+		    "above 0", v);
+	pk.strategy = arg_get(cc->args, "strategy");
+	pk.plugin = arg_get(cc->args, "strategy-plugin");
+	pk.session = arg_get(cc->args, "session");
+	if (pk.session != NULL && (*pk.session == '\0' ||
+	    strlen(pk.session) > 256))
+		return cmd_usagef(cc, "--session: want 1 to 256 characters");
+	ex = arg_all(cc->args, "exclude", &nex);
+	if (nex > 0) {
+		exclude = pw_xcalloc(nex, sizeof *exclude);
+		for (int i = 0; i < nex; i++) {
+			if (pw_parse_int(ex[i], 1, INT64_MAX,
+			    &exclude[i]) != 0) {
+				free(exclude);
+				return cmd_usagef(cc, "--exclude: '%s': want "
+				    "a proxy id", ex[i]);
+			}
+		}
+	}
+	pk.exclude = exclude;
+	pk.nexclude = nex;
+	/* The URL is for curl -x: it carries the credentials. */
+	pk.secrets = 1;
+	r = pw_pool_next(cc->ctx, &pk, &p);
+	free(exclude);
+	if (r != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	proxy_vals_fill(&pv, &p, 1);
+	if (strcmp(fmt, "json") == 0)
+		out_record(OUT_JSON, proxy_cols, NPROXY_COLS, pv.v);
+	else
+		printf("%s\n", pv.url);
+	free(pv.url);
+	pw_proxy_release(&p);
+	return 0;
+}
+
+static int
+pool_report(struct pw_cmdctx *cc)
+{
+	const char	*v;
+	double		 lat = -1;
+	int64_t		 id;
+	int		 ok = arg_has(cc->args, "ok"), r;
+
+	if (ok == arg_has(cc->args, "fail"))
+		return cmd_usagef(cc, "give one of --ok or --fail");
+	if ((v = arg_get(cc->args, "latency-ms")) != NULL) {
+		if (!ok)
+			return cmd_usagef(cc, "--latency-ms goes with --ok");
+		if (pw_parse_double(v, 0, 3.6e6, &lat) != 0)
+			return cmd_usagef(cc, "--latency-ms: '%s': want "
+			    "milliseconds from 0 to 3600000", v);
+	}
+	if ((r = pw_pool_resolve(cc->ctx, cc->args->argv[0], &id)) != 0 ||
+	    (r = pw_pool_report(cc->ctx, id, ok, lat)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	return 0;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static const struct out_col session_cols[] = {
+	{ "session", COL_STR, 1 },
+	{ "proxy_id", COL_INT, 1 },
+	{ "url", COL_STR, 1 },
+	{ "requests", COL_INT, 1 },
+	{ "failovers", COL_INT, 1 },
+	{ "created_at", COL_TIME, 0 },
+	{ "last_used", COL_TIME, 0 },
+	{ "expires_at", COL_TIME, 1 },
+};
+#define NSESSION_COLS ((int)(sizeof session_cols / sizeof session_cols[0]))
+
+struct sessions_arg {
+	struct pw_cmdctx	*cc;
+	struct out		*o;
+};
+
+static int
+sessions_one(void *arg, const struct pw_session *s)
+{
+	struct sessions_arg	*sa = arg;
+	struct pw_proxy		 p;
+	struct proxy_vals	 pv;
+	char			 num[5][32];
+	const char		*v[NSESSION_COLS];
+
+	memset(&pv, 0, sizeof pv);
+	if (pw_pool_get(sa->cc->ctx, s->proxy_id, sa->cc->show_secrets,
+	    &p) == 0) {
+		proxy_vals_fill(&pv, &p, sa->cc->show_secrets);
+		pw_proxy_release(&p);
+	}
+	v[0] = s->id;
+	v[1] = fmt_i64(num[0], s->proxy_id, 0);
+	v[2] = pv.url;
+	v[3] = fmt_i64(num[1], s->requests, 0);
+	v[4] = fmt_i64(num[2], s->failovers, 0);
+	v[5] = fmt_i64(num[3], s->created_at, 1);
+	v[6] = fmt_i64(num[4], s->last_used, 1);
+	v[7] = fmt_i64(pv.num[0], s->expires_at, 1);
+	out_row(sa->o, v);
+	free(pv.url);
+	return 0;
+}
+
+static int
+pool_sessions(struct pw_cmdctx *cc)
+{
+	struct sessions_arg	sa = { cc, NULL };
+	int			r;
+
+	sa.o = out_new(cc->fmt, session_cols, NSESSION_COLS, cc->color);
+	r = pw_session_each(cc->ctx, sessions_one, &sa);
+	out_free(sa.o);
+	return r;
+}
+
 static const struct pw_opt meta_optv[] = {
 	{ "country", 0, "CC", 0, "ISO 3166-1 alpha-2 country code" },
 	{ "region", 0, "REGION", 0, "region, city or any grouping" },
@@ -411,6 +553,32 @@ static const struct pw_opt ls_optv[] = {
 	{ "country", 0, "CC", 0, "only proxies in this country" },
 	{ "region", 0, "REGION", 0, "only proxies in this region" },
 	{ "anonymity", 0, "GRADE", 0, "transparent, anonymous or elite" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_opt next_optv[] = {
+	{ "strategy", 's', "NAME", 0, "round-robin, random, weighted, "
+	  "least-used, performance, sticky, geo or a plugin's name" },
+	{ "strategy-plugin", 0, "PATH", 0, "load a strategy plugin and use "
+	  "it" },
+	{ "session", 0, "ID", 0, "keep the same proxy for this session id" },
+	{ "country", 0, "CC", 0, "only proxies in this country" },
+	{ "region", 0, "REGION", 0, "only proxies in this region" },
+	{ "scheme", 0, "SCHEME", 0, "only proxies of this scheme" },
+	{ "source", 0, "NAME", 0, "only proxies from this source" },
+	{ "status", 0, "STATUS", 0, "only proxies with this status" },
+	{ "anonymity", 0, "GRADE", 0, "transparent, anonymous or elite" },
+	{ "max-latency", 0, "MS", 0, "only proxies at most this slow "
+	  "(EMA)" },
+	{ "exclude", 'x', "ID", OPT_REPEAT, "never this proxy (repeatable)" },
+	{ "format", 'f', "FMT", 0, "url (default) or json" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_opt report_optv[] = {
+	{ "ok", 0, NULL, 0, "the request through the proxy worked" },
+	{ "fail", 0, NULL, 0, "the request through the proxy failed" },
+	{ "latency-ms", 0, "MS", 0, "how long it took (with --ok)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -444,6 +612,20 @@ static const struct pw_cmd pool_clear_entry = {
 	0, 0, CMD_STORE_RW, pool_clear, NULL
 };
 
+static const struct pw_cmd pool_next_entry = {
+	"next", "choose a proxy and print its URL", "[options]", next_optv,
+	0, 0, CMD_STORE_RW, pool_next, NULL
+};
+static const struct pw_cmd pool_report_entry = {
+	"report", "record how a request through a proxy went",
+	"ID|URL --ok|--fail [--latency-ms MS]", report_optv,
+	1, 1, CMD_STORE_RW, pool_report, NULL
+};
+static const struct pw_cmd pool_sessions_entry = {
+	"sessions", "list live sticky sessions", "", NULL,
+	0, 0, CMD_STORE_RO | CMD_OUTPUT, pool_sessions, NULL
+};
+
 static const struct pw_cmd *const pool_verbs[] = {
 	&pool_add_entry,
 	&pool_rm_entry,
@@ -451,6 +633,9 @@ static const struct pw_cmd *const pool_verbs[] = {
 	&pool_show_entry,
 	&pool_set_entry,
 	&pool_clear_entry,
+	&pool_next_entry,
+	&pool_report_entry,
+	&pool_sessions_entry,
 	NULL
 };
 

@@ -11,7 +11,10 @@
 
 #include "internal.h"
 
-enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL };
+enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
+    T_STRATEGY };
+
+#define INNER "round-robin random weighted least-used performance"
 
 struct key {
 	const char	*name;
@@ -23,15 +26,30 @@ struct key {
 };
 
 static const struct key keys[] = {
-	{ "strategy", T_ENUM, "round-robin", 0, 0,
+	{ "strategy", T_STRATEGY, "round-robin", 0, 0,
 	  "round-robin random weighted least-used performance sticky geo",
-	  "proxy selection strategy" },
+	  "proxy selection strategy (or a plugin's name)" },
+	{ "strategy.window", T_DURATION, "1h", 1, 86400 * 30, NULL,
+	  "window in which least-used counts requests" },
+	{ "strategy.alpha", T_REAL, "0.3", 0.001, 0.999, NULL,
+	  "weight of a new latency sample in the EMA (0 < alpha < 1)" },
+	{ "strategy.fallback", T_ENUM, "round-robin", 0, 0,
+	  "none round-robin random weighted least-used",
+	  "how performance picks among proxies without latency data" },
+	{ "strategy.plugins", T_STRING, "", 0, 0, NULL,
+	  "strategy plugins to load, as PATH[:PATH...]" },
+	{ "session.strategy", T_ENUM, "round-robin", 0, 0, INNER,
+	  "how a sticky session picks a new proxy" },
+	{ "geo.strategy", T_ENUM, "round-robin", 0, 0, INNER,
+	  "how geo picks among the proxies of a country or region" },
+	{ "geo.fallback", T_BOOL, "false", 0, 0, NULL,
+	  "when no proxy matches --country/--region, use any" },
 	{ "pool.failure_threshold", T_INT, "3", 1, 1000, NULL,
 	  "consecutive failures that put a proxy in cooldown" },
 	{ "pool.cooldown", T_DURATION, "5m", 0, 86400 * 30, NULL,
 	  "how long a failing proxy is skipped" },
 	{ "session.ttl", T_DURATION, "30m", 1, 86400 * 30, NULL,
-	  "how long a sticky session keeps its proxy" },
+	  "how long an idle sticky session keeps its proxy" },
 	{ "fetch.timeout", T_DURATION, "30", 1, 3600, NULL,
 	  "whole-request timeout of pw fetch, seconds" },
 	{ "fetch.connect_timeout", T_DURATION, "10", 1, 600, NULL,
@@ -59,6 +77,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
+	[T_STRATEGY] = "enum",
 };
 
 const struct pw_config_key *
@@ -137,6 +156,17 @@ check_value(const struct key *k, const char *v, char **canon,
 			    "2h, 7d)", k->name, v, k->min, k->max);
 		*canon = pw_xstrdup(v);
 		return 0;
+	case T_STRATEGY:
+		/*
+		 * A plugin's name is only known once plugins are loaded;
+		 * pw_config_store checks that, a command line when used.
+		 */
+		if (*v != '\0' && strspn(v, "abcdefghijklmnopqrstuvwxyz"
+		    "0123456789-_") == strlen(v) && strlen(v) <= 32) {
+			*canon = pw_xstrdup(v);
+			return 0;
+		}
+		/* FALLTHROUGH */
 	case T_ENUM: {
 		size_t n = strlen(v);
 		for (const char *p = k->values; *p; ) {
@@ -311,6 +341,8 @@ pw_config_int(struct pw_ctx *ctx, const char *key)
 
 	if (v == NULL)
 		return 0;
+	if (keys[i].type == T_BOOL)
+		return strcmp(v, "true") == 0;
 	if (keys[i].type == T_DURATION) {
 		if (pw_parse_duration(v, &n) != 0)
 			pw_parse_duration(keys[i].def, &n);
@@ -339,6 +371,11 @@ pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
 	if ((r = pw_config_check(key, value, &canon, &ctx->err)) != 0)
 		return r;
 	i = key_index(key);
+	if (keys[i].type == T_STRATEGY &&
+	    (r = pw_pool_strategy_check(ctx, canon)) != 0) {
+		free(canon);
+		return pw_err_prefix(&ctx->err, "%s", key);
+	}
 	r = pw_store_config_put(ctx->store, keys[i].name, canon, &ctx->err);
 	if (r == 0)
 		layer_set(ctx->cfg, 0, i, canon);

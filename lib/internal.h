@@ -58,6 +58,42 @@ typedef int pw_row_fn(void *arg, const struct pw_row *r);
 int	 pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	    int64_t id, pw_row_fn *fn, void *arg, struct pw_err *err);
 
+/*
+ * Selection, inside a transaction. Candidates: the eligible proxies that
+ * match f (and have id only, when only != 0), in id order, with window
+ * counts of window wstart; *out is the caller's.
+ */
+int	 pw_store_candidates(struct pw_store *st, const struct pw_filter *f,
+	    int64_t only, int64_t now, int64_t wstart,
+	    struct pw_candidate **out, size_t *n, struct pw_err *err);
+/*
+ * Why nothing is eligible: counts[] = all proxies, unhealthy, cooling
+ * down, expired (of those matching f), matching f.
+ */
+int	 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
+	    int64_t now, int64_t counts[5], struct pw_err *err);
+/* Named integers: round-robin cursors, the least-used window. 0: unset. */
+int	 pw_store_rotation_get(struct pw_store *st, const char *name,
+	    int64_t *value, struct pw_err *err);
+int	 pw_store_rotation_put(struct pw_store *st, const char *name,
+	    int64_t value, struct pw_err *err);
+int	 pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
+	    int64_t wstart, struct pw_err *err);
+/* latency_ms < 0: none. PW_ENOTFOUND when there is no such proxy. */
+int	 pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
+	    double latency_ms, double alpha, int64_t threshold,
+	    int64_t cooldown, int64_t now, struct pw_err *err);
+/* The live session's proxy; PW_ENOTFOUND when none or expired. */
+int	 pw_store_session_get(struct pw_store *st, const char *sid,
+	    int64_t now, int64_t *proxy_id, struct pw_err *err);
+int	 pw_store_session_put(struct pw_store *st, const char *sid,
+	    int64_t proxy_id, int64_t now, int64_t expires_at,
+	    struct pw_err *err);
+int	 pw_store_session_prune(struct pw_store *st, int64_t now,
+	    int64_t *removed, struct pw_err *err);
+int	 pw_store_session_each(struct pw_store *st, int64_t now,
+	    pw_session_fn *fn, void *arg, struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32
@@ -90,6 +126,11 @@ const char *pw_config_secret_hex(void);
 char	*pw_config_key_path(void);
 /* Load the state layer from the open store. */
 int	 pw_config_load_state(struct pw_ctx *ctx);
+
+/* ----------------------------------------------------------------- pool */
+
+/* Is name a strategy: built-in, sticky, geo, or a configured plugin's? */
+int	 pw_pool_strategy_check(struct pw_ctx *ctx, const char *name);
 
 /* ---------------------------------------------------------------- utils */
 

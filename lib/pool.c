@@ -426,3 +426,338 @@ pw_pool_get(struct pw_ctx *ctx, int64_t id, int secrets, struct pw_proxy *p)
 		*p = tmp;
 	return r;
 }
+
+/* ------------------------------------------------------------ selection */
+
+/* Resolve a strategy name: built-ins, then plugins in strategy.plugins. */
+static int
+find_strategy(struct pw_ctx *ctx, const char *name,
+    const struct pw_strategy **out)
+{
+	const struct pw_strategy	*s;
+	const char			*list, *p, *e;
+	char				*path;
+	int				 r;
+
+	if ((*out = pw_strategy_builtin(name)) != NULL)
+		return 0;
+	list = pw_config_get(ctx, "strategy.plugins", NULL);
+	for (p = list; p != NULL && *p != '\0'; p = *e ? e + 1 : e) {
+		e = strchr(p, ':');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (e == p)
+			continue;
+		path = pw_xstrndup(p, e - p);
+		r = pw_strategy_load(path, &s, &ctx->err);
+		free(path);
+		if (r != 0)
+			return pw_err_prefix(&ctx->err, "strategy.plugins");
+		if (strcmp(s->name, name) == 0) {
+			*out = s;
+			return 0;
+		}
+	}
+	return pw_failf(&ctx->err, PW_EUSAGE, "'%s': unknown strategy (want "
+	    "one of: %s, or a plugin's name)", name, pw_strategy_names());
+}
+
+int
+pw_pool_strategy_check(struct pw_ctx *ctx, const char *name)
+{
+	const struct pw_strategy	*s;
+
+	if (strcmp(name, "sticky") == 0 || strcmp(name, "geo") == 0)
+		return 0;
+	return find_strategy(ctx, name, &s);
+}
+
+/* The name under which a strategy keeps its cursor for these filters. */
+static char *
+cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
+{
+	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g", s->name,
+	    f->country ? f->country : "", f->region ? f->region : "",
+	    f->source ? f->source : "", f->anonymity ? f->anonymity : "",
+	    f->scheme, f->status, f->max_latency_ms);
+}
+
+static int
+excluded(const struct pw_pick *pk, int64_t id)
+{
+	for (size_t i = 0; i < pk->nexclude; i++)
+		if (pk->exclude[i] == id)
+			return 1;
+	return 0;
+}
+
+static int
+no_eligible(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_filter *f)
+{
+	int64_t		c[5];
+	struct pw_buf	b;
+	int		r, filtered;
+
+	if ((r = pw_store_ineligible(ctx->store, f, pw_now(), c,
+	    &ctx->err)) != 0)
+		return r;
+	filtered = f->country || f->region || f->source || f->anonymity ||
+	    f->scheme >= 0 || f->status >= 0 || f->max_latency_ms > 0;
+	pw_buf_init(&b);
+	pw_buf_addf(&b, "%lld in pool", (long long)c[0]);
+	if (filtered)
+		pw_buf_addf(&b, ", %lld matching", (long long)c[4]);
+	pw_buf_addf(&b, ", %lld unhealthy, %lld cooling down, %lld expired",
+	    (long long)c[1], (long long)c[2], (long long)c[3]);
+	if (pk->nexclude > 0)
+		pw_buf_addf(&b, ", %zu excluded", pk->nexclude);
+	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);
+	pw_buf_release(&b);
+	return PW_ENOPROXY;
+}
+
+/* Load the eligible candidates, less the excluded ones. */
+static int
+load_candidates(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_filter *f, int64_t only, int64_t now, int64_t ws,
+    struct pw_candidate **c, size_t *n)
+{
+	size_t	k = 0;
+	int	r;
+
+	r = pw_store_candidates(ctx->store, f, only, now, ws, c, n,
+	    &ctx->err);
+	if (r != 0 || pk->nexclude == 0)
+		return r;
+	for (size_t i = 0; i < *n; i++)
+		if (!excluded(pk, (*c)[i].id))
+			(*c)[k++] = (*c)[i];
+	*n = k;
+	return 0;
+}
+
+/* Sticky: the session's proxy, when it is still eligible. */
+static int
+session_proxy(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_filter *f, int64_t now, int64_t ws, int64_t *id)
+{
+	struct pw_candidate	*c = NULL;
+	size_t			 n = 0;
+	int64_t			 pid;
+	int			 r;
+
+	*id = 0;
+	if ((r = pw_store_session_prune(ctx->store, now, NULL,
+	    &ctx->err)) != 0)
+		return r;
+	r = pw_store_session_get(ctx->store, pk->session, now, &pid,
+	    &ctx->err);
+	if (r == PW_ENOTFOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if ((r = load_candidates(ctx, pk, f, pid, now, ws, &c, &n)) != 0)
+		return r;
+	if (n == 1)
+		*id = pid;
+	else
+		pw_log(PW_LOG_INFO, "session %s: proxy %lld is no longer "
+		    "eligible, choosing another", pk->session, (long long)pid);
+	free(c);
+	return 0;
+}
+
+/* Choose with s among the eligible proxies; *id gets the choice. */
+static int
+choose(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_strategy *s, const struct pw_strategy *fallback,
+    struct pw_filter *f, int64_t now, int64_t ws, int64_t *id)
+{
+	struct pw_candidate	*c = NULL;
+	struct pw_pick_env	 env;
+	size_t			 n = 0;
+	char			*cname;
+	long			 i;
+	int			 r;
+
+	if ((r = load_candidates(ctx, pk, f, 0, now, ws, &c, &n)) != 0)
+		return r;
+	if (n == 0 && (f->country || f->region) &&
+	    pw_config_int(ctx, "geo.fallback")) {
+		pw_log(PW_LOG_INFO, "geo: no eligible proxy in %s%s%s, "
+		    "falling back to any", f->country ? f->country : "",
+		    f->country && f->region ? "/" : "",
+		    f->region ? f->region : "");
+		f->country = f->region = NULL;
+		free(c);
+		if ((r = load_candidates(ctx, pk, f, 0, now, ws, &c,
+		    &n)) != 0)
+			return r;
+	}
+	if (n == 0) {
+		free(c);
+		return no_eligible(ctx, pk, f);
+	}
+	if (!ctx->rng_seeded) {
+		pw_rng_seed(&ctx->rng, 0);
+		ctx->rng_seeded = 1;
+	}
+	memset(&env, 0, sizeof env);
+	env.random = pw_rng_next;
+	env.rng = &ctx->rng;
+	cname = cursor_name(s, f);
+	if ((r = pw_store_rotation_get(ctx->store, cname, &env.cursor,
+	    &ctx->err)) != 0)
+		goto out;
+	if ((i = pw_strategy_pick(s, fallback, c, n, &env, &ctx->err)) < 0) {
+		r = (int)i;
+		goto out;
+	}
+	if (env.note != NULL)
+		pw_log(PW_LOG_INFO, "%s", env.note);
+	*id = c[i].id;
+	if (*id != env.cursor)
+		r = pw_store_rotation_put(ctx->store, cname, *id, &ctx->err);
+out:
+	free(cname);
+	free(c);
+	return r;
+}
+
+/* The least-used window: start a new one when the current has passed. */
+static int
+window_start(struct pw_ctx *ctx, int64_t now, int64_t *ws)
+{
+	int64_t	len = pw_config_int(ctx, "strategy.window");
+	int	r;
+
+	if ((r = pw_store_rotation_get(ctx->store, "window", ws,
+	    &ctx->err)) != 0)
+		return r;
+	if (*ws != 0 && now >= *ws && now - *ws < len)
+		return 0;
+	*ws = now;
+	return pw_store_rotation_put(ctx->store, "window", now, &ctx->err);
+}
+
+/* Which strategies pk asks for; PW_EUSAGE when it cannot work. */
+static int
+resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_strategy **s, const struct pw_strategy **fallback)
+{
+	const char	*name = pk->strategy;
+	int		 r;
+
+	if (name == NULL)
+		name = pw_config_get(ctx, "strategy", NULL);
+	if (pk->plugin != NULL && pk->strategy == NULL)
+		name = NULL;
+	if (name != NULL && strcmp(name, "sticky") == 0) {
+		if (pk->session == NULL)
+			return pw_failf(&ctx->err, PW_EUSAGE, "strategy "
+			    "sticky needs a session (--session ID)");
+		name = pw_config_get(ctx, "session.strategy", NULL);
+	} else if (name != NULL && strcmp(name, "geo") == 0) {
+		if (pk->filter.country == NULL && pk->filter.region == NULL)
+			return pw_failf(&ctx->err, PW_EUSAGE, "strategy geo "
+			    "needs a country or region (--country CC, "
+			    "--region R)");
+		name = pw_config_get(ctx, "geo.strategy", NULL);
+	}
+	if (pk->plugin != NULL) {
+		if ((r = pw_strategy_load(pk->plugin, s, &ctx->err)) != 0)
+			return r;
+		if (name != NULL && pk->strategy != NULL &&
+		    strcmp(name, (*s)->name) != 0)
+			return pw_failf(&ctx->err, PW_EUSAGE, "--strategy %s "
+			    "and a plugin named %s: use one", name,
+			    (*s)->name);
+	} else if ((r = find_strategy(ctx, name, s)) != 0)
+		return r;
+	*fallback = NULL;
+	if (strcmp((*s)->name, "performance") == 0) {
+		name = pw_config_get(ctx, "strategy.fallback", NULL);
+		if (strcmp(name, "none") != 0 &&
+		    (r = find_strategy(ctx, name, fallback)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
+    struct pw_proxy *out)
+{
+	const struct pw_strategy	*s, *fallback;
+	struct pw_filter		 f = pk->filter;
+	struct pw_proxy			 p;
+	struct get_arg			 ga = { &p };
+	struct each_arg			 ea = { ctx, pk->secrets, get_one,
+					    &ga };
+	int64_t				 now = pw_now(), ws, id = 0;
+	int				 r, reused;
+
+	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
+		return r;
+	if (pk->secrets && (r = pw_ctx_key(ctx, 0)) != 0) {
+		if (r != PW_ESTATE)
+			return r;
+		ea.secrets = 0;
+	}
+	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+		return r;
+	if ((r = window_start(ctx, now, &ws)) != 0)
+		goto fail;
+	if (pk->session != NULL &&
+	    (r = session_proxy(ctx, pk, &f, now, ws, &id)) != 0)
+		goto fail;
+	reused = id != 0;
+	if (id == 0 && (r = choose(ctx, pk, s, fallback, &f, now, ws,
+	    &id)) != 0)
+		goto fail;
+	if ((r = pw_store_proxy_started(ctx->store, id, now, ws,
+	    &ctx->err)) != 0)
+		goto fail;
+	if (pk->session != NULL && (r = pw_store_session_put(ctx->store,
+	    pk->session, id, now, now + pw_config_int(ctx, "session.ttl"),
+	    &ctx->err)) != 0)
+		goto fail;
+	if ((r = pw_store_proxy_each(ctx->store, NULL, id, each_row, &ea,
+	    &ctx->err)) != 0)
+		goto fail;
+	if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0) {
+		pw_proxy_release(&p);
+		return r;
+	}
+	if (reused)
+		pw_log(PW_LOG_INFO, "session %s: proxy %lld", pk->session,
+		    (long long)id);
+	else
+		pw_log(PW_LOG_INFO, "%s: proxy %lld", s->name, (long long)id);
+	*out = p;
+	return 0;
+fail:
+	pw_store_rollback(ctx->store);
+	return r;
+}
+
+int
+pw_pool_report(struct pw_ctx *ctx, int64_t id, int ok, double latency_ms)
+{
+	int	r;
+
+	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+		return r;
+	r = pw_store_proxy_report(ctx->store, id, ok, latency_ms,
+	    pw_config_double(ctx, "strategy.alpha"),
+	    pw_config_int(ctx, "pool.failure_threshold"),
+	    pw_config_int(ctx, "pool.cooldown"), pw_now(), &ctx->err);
+	if (r == PW_ENOTFOUND)
+		pw_failf(&ctx->err, r, "%lld: no such proxy", (long long)id);
+	if (r != 0) {
+		pw_store_rollback(ctx->store);
+		return r;
+	}
+	return pw_store_commit(ctx->store, &ctx->err);
+}

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pw-strategy.h"
+
 #define PW_VERSION "0.1.0"
 
 /* Error codes. cmd/ maps each to an exit status in one place. */
@@ -151,10 +153,21 @@ struct pw_key;
  * The library context: the state file, the settings and the last error.
  * One per thread; it is not shared.
  */
+/* A xoshiro256** generator: fast, small, seedable for tests. */
+struct pw_rng {
+	uint64_t	s[4];
+};
+/* Seed r; seed 0 takes one from the system. */
+void	 pw_rng_seed(struct pw_rng *r, uint64_t seed);
+/* The next uniform 64-bit number; rng is a struct pw_rng *. */
+uint64_t pw_rng_next(void *rng);
+
 struct pw_ctx {
 	struct pw_store		*store;
 	struct pw_config	*cfg;
 	struct pw_key		*key;		/* loaded when first needed */
+	struct pw_rng		 rng;
+	int			 rng_seeded;
 	struct pw_err		 err;
 };
 
@@ -272,6 +285,7 @@ struct pw_filter {
 	const char	*country;
 	const char	*region;
 	const char	*anonymity;
+	double		 max_latency_ms;	/* <= 0: any */
 };
 void	 pw_filter_init(struct pw_filter *f);
 
@@ -286,5 +300,70 @@ int	 pw_pool_each(struct pw_ctx *ctx, const struct pw_filter *f,
 
 /* Change metadata of one proxy; unset fields of meta are left alone. */
 int	 pw_pool_set(struct pw_ctx *ctx, int64_t id, const struct pw_meta *m);
+
+/* ------------------------------------------------------------ selection */
+
+/*
+ * The built-in strategies that pick from candidates (round-robin, random,
+ * weighted, least-used, performance) by name, or NULL. "sticky" and "geo"
+ * are not here: they wrap one of these (see pw_pool_next).
+ */
+const struct pw_strategy *pw_strategy_builtin(const char *name);
+/* Every strategy name pw knows without plugins, space-separated. */
+const char *pw_strategy_names(void);
+/*
+ * Load the plugin at path. The strategy stays valid until the process
+ * ends (plugins are never unloaded). PW_EUSAGE with the reason when the
+ * file is not a usable plugin.
+ */
+int	 pw_strategy_load(const char *path, const struct pw_strategy **out,
+	    struct pw_err *err);
+/*
+ * Pick among n candidates with s. For performance, candidates without
+ * latency data go to fallback first (NULL: they are skipped, and an error
+ * when no candidate has any). Returns an index, or a negative code with
+ * err filled. env->note may be set for verbose output.
+ */
+long	 pw_strategy_pick(const struct pw_strategy *s,
+	    const struct pw_strategy *fallback, const struct pw_candidate *c,
+	    size_t n, struct pw_pick_env *env, struct pw_err *err);
+
+/* What pw_pool_next is asked for. */
+struct pw_pick {
+	const char	*strategy;	/* NULL: the "strategy" setting */
+	const char	*plugin;	/* load and use this plugin, or NULL */
+	const char	*session;	/* sticky session id, or NULL */
+	struct pw_filter filter;	/* country, region, scheme, ... */
+	const int64_t	*exclude;	/* ids not to use this time */
+	size_t		 nexclude;
+	int		 secrets;	/* unseal credentials into out */
+};
+
+/*
+ * Choose a proxy as pk says, mark it started and fill *out (release with
+ * pw_proxy_release), in one transaction. PW_ENOPROXY, with the counts of
+ * why, when no proxy is eligible; PW_EUSAGE for an unknown strategy or a
+ * strategy without what it needs (sticky without a session, geo without
+ * a country or region).
+ */
+int	 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
+	    struct pw_proxy *out);
+
+/*
+ * Record the outcome of a request through proxy id: counters, the EMA of
+ * latency (latency_ms < 0: none), consecutive failures and cooldown.
+ */
+int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int ok,
+	    double latency_ms);
+
+struct pw_session {
+	const char	*id;
+	int64_t		 proxy_id;
+	int64_t		 created_at, last_used, expires_at;
+	int64_t		 requests, failovers;
+};
+typedef int pw_session_fn(void *arg, const struct pw_session *s);
+/* Walk the live sessions in id order; s is borrowed for the call. */
+int	 pw_session_each(struct pw_ctx *ctx, pw_session_fn *fn, void *arg);
 
 #endif /* PW_H */

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@
 
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
-	S_COUNT
+	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
+	S_SESSION_PUT, S_SESSION_PRUNE, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -37,6 +39,43 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_CONFIG_PUT] = "INSERT INTO config(key, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 	[S_CONFIG_DEL] = "DELETE FROM config WHERE key = ?1",
+	[S_ROT_GET] = "SELECT value FROM rotation WHERE name = ?1",
+	[S_ROT_PUT] = "INSERT INTO rotation(name, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+	/* A new window resets the count: least-used compares this window. */
+	[S_STARTED] = "UPDATE proxies SET started = started + 1, "
+	    "last_used = ?2, window_count = CASE WHEN window_start = ?3 "
+	    "THEN window_count + 1 ELSE 1 END, window_start = ?3 "
+	    "WHERE id = ?1",
+	/*
+	 * ?2 ok, ?3 latency (NULL: none), ?4 EMA alpha, ?5 failure
+	 * threshold, ?6 cooldown end, ?7 now. Success clears the failure
+	 * run and any cooldown; the threshold-th failure in a row starts
+	 * a cooldown.
+	 */
+	[S_REPORT] = "UPDATE proxies SET completed = completed + 1, "
+	    "succeeded = succeeded + ?2, failed = failed + (1 - ?2), "
+	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
+	    "cooldown_until = CASE WHEN ?2 THEN NULL "
+	    "WHEN consec_fail + 1 >= ?5 THEN ?6 ELSE cooldown_until END, "
+	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
+	    "WHEN latency_ms IS NULL THEN ?3 "
+	    "ELSE ?4 * ?3 + (1 - ?4) * latency_ms END, "
+	    "updated_at = ?7 WHERE id = ?1",
+	[S_SESSION_GET] = "SELECT proxy_id FROM sessions "
+	    "WHERE id = ?1 AND expires_at > ?2",
+	/* A session that moves to another proxy counts a failover. */
+	[S_SESSION_PUT] = "INSERT INTO sessions(id, proxy_id, created_at, "
+	    "last_used, expires_at, requests) VALUES(?1, ?2, ?3, ?3, ?4, 1) "
+	    "ON CONFLICT(id) DO UPDATE SET "
+	    "failovers = failovers + (proxy_id != excluded.proxy_id), "
+	    "created_at = CASE WHEN expires_at <= ?3 THEN ?3 "
+	    "ELSE created_at END, "
+	    "requests = CASE WHEN expires_at <= ?3 THEN 1 "
+	    "ELSE requests + 1 END, "
+	    "proxy_id = excluded.proxy_id, last_used = ?3, "
+	    "expires_at = excluded.expires_at",
+	[S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?1",
 };
 
 struct pw_store {
@@ -93,9 +132,21 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL,"
 	"  last_used INTEGER NOT NULL,"
 	"  expires_at INTEGER NOT NULL,"
-	"  requests INTEGER NOT NULL DEFAULT 0"
+	"  requests INTEGER NOT NULL DEFAULT 0,"
+	"  failovers INTEGER NOT NULL DEFAULT 0"
 	");"
-	"CREATE INDEX sessions_proxy ON sessions(proxy_id);",
+	"CREATE INDEX sessions_proxy ON sessions(proxy_id);"
+	"CREATE INDEX sessions_expiry ON sessions(expires_at);"
+	/* Cursors and windows of the strategies, by name. */
+	"CREATE TABLE rotation (name TEXT PRIMARY KEY,"
+	"  value INTEGER NOT NULL);"
+	/*
+	 * What selection reads, narrow and in id order: picking among 10,000
+	 * proxies scans this index instead of the wide rows.
+	 */
+	"CREATE INDEX proxies_pick ON proxies(id, status, cooldown_until,"
+	"  expires_at, weight, latency_ms, started, succeeded, failed,"
+	"  window_start, window_count);",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -229,14 +280,21 @@ check_schema(struct pw_store *st, int writable, struct pw_err *err)
 	int64_t	app = 0, ver = 0, tables = 0;
 	int	r;
 
-	if ((r = pragma_int(st, "PRAGMA application_id", &app, err)) != 0 ||
-	    (r = pragma_int(st, "PRAGMA user_version", &ver, err)) != 0)
+	/*
+	 * One read transaction, so that all three come from one snapshot:
+	 * another process may be creating the schema at this moment.
+	 */
+	if ((r = exec_sql(st, "BEGIN", err)) != 0)
 		return r;
+	if ((r = pragma_int(st, "PRAGMA application_id", &app, err)) != 0 ||
+	    (r = pragma_int(st, "PRAGMA user_version", &ver, err)) != 0 ||
+	    (r = pragma_int(st, "SELECT count(*) FROM sqlite_master",
+	    &tables, err)) != 0) {
+		pw_store_rollback(st);
+		return r;
+	}
+	pw_store_rollback(st);
 	if (app == 0 && ver == 0) {
-		r = pragma_int(st, "SELECT count(*) FROM sqlite_master",
-		    &tables, err);
-		if (r != 0)
-			return r;
 		if (tables != 0)
 			return pw_failf(err, PW_ESTATE, "%s: not a pw state "
 			    "file (an SQLite database of something else)",
@@ -279,6 +337,10 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	char		*dir;
 
 	exists = stat(path, &sb) == 0;
+	/* Only a file that is not there reads as an empty pool. */
+	if (!exists && errno != ENOENT)
+		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
+		    strerror(errno));
 	if (exists && !S_ISREG(sb.st_mode))
 		return pw_failf(err, PW_ESTATE, "%s: not a regular file", path);
 	st = pw_xcalloc(1, sizeof *st);
@@ -330,10 +392,20 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	}
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
+	/*
+	 * pw runs as many short processes. Checkpointing and deleting the
+	 * WAL each time the last one exits would cost more than the work;
+	 * commits checkpoint as the WAL grows (every 1000 pages) instead.
+	 */
+	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if ((r = check_schema(st, writable, err)) != 0)
 		goto fail;
+	/*
+	 * Reads come straight from a memory map of the file: a selection
+	 * over a large pool then costs no copies into SQLite's page cache.
+	 */
 	if ((r = exec_sql(st, "PRAGMA foreign_keys=ON;"
-	    "PRAGMA synchronous=NORMAL", err)) != 0)
+	    "PRAGMA synchronous=NORMAL;PRAGMA mmap_size=1073741824", err)) != 0)
 		goto fail;
 	*out = st;
 	return 0;
@@ -423,6 +495,31 @@ step_done(struct pw_store *st, sqlite3_stmt *s, struct pw_err *err,
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, what);
+}
+
+/*
+ * Run prepared statement id with parameters ?1.. bound from the
+ * arguments as fmt says: 't' text (const char *), 'i' int64_t.
+ */
+static int
+run_stmt(struct pw_store *st, enum stmt_id id, struct pw_err *err,
+    const char *what, const char *fmt, ...)
+{
+	sqlite3_stmt	*s;
+	va_list		 ap;
+
+	if ((s = stmt_get(st, id, err)) == NULL)
+		return err->code;
+	va_start(ap, fmt);
+	for (int i = 0; fmt[i] != '\0'; i++) {
+		if (fmt[i] == 't')
+			sqlite3_bind_text(s, i + 1, va_arg(ap, const char *),
+			    -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+	}
+	va_end(ap);
+	return step_done(st, s, err, what);
 }
 
 int
@@ -657,6 +754,56 @@ row_read(sqlite3_stmt *s, struct pw_row *r)
 	p->window_count = col_i64(s, 27, 0);
 }
 
+/*
+ * Append the WHERE terms of f to q; texts[] gets the values to bind from
+ * parameter ?first on. Returns how many.
+ */
+static int
+filter_sql(struct pw_buf *q, const struct pw_filter *f, int first,
+    const char *texts[8], double *maxlat)
+{
+	int	n = 0;
+
+	*maxlat = -1;
+	if (f == NULL)
+		return 0;
+	if (f->status >= 0) {
+		pw_buf_addf(q, " AND status = ?%d", first + n);
+		texts[n++] = pw_status_name(f->status);
+	}
+	if (f->scheme >= 0) {
+		pw_buf_addf(q, " AND scheme = ?%d", first + n);
+		texts[n++] = pw_scheme_name(f->scheme);
+	}
+#define TEXT_FILTER(field) do {						\
+	if (f->field != NULL) {						\
+		pw_buf_addf(q, " AND " #field " = ?%d", first + n);	\
+		texts[n++] = f->field;					\
+	}								\
+} while (0)
+	TEXT_FILTER(source);
+	TEXT_FILTER(country);
+	TEXT_FILTER(region);
+	TEXT_FILTER(anonymity);
+#undef TEXT_FILTER
+	if (f->max_latency_ms > 0) {
+		/* The last parameter, bound as a number by the caller. */
+		pw_buf_addf(q, " AND latency_ms <= ?%d", first + n);
+		*maxlat = f->max_latency_ms;
+	}
+	return n;
+}
+
+static void
+filter_bind(sqlite3_stmt *s, int first, const char *const *texts, int n,
+    double maxlat)
+{
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_text(s, first + i, texts[i], -1, SQLITE_STATIC);
+	if (maxlat > 0)
+		sqlite3_bind_double(s, first + n, maxlat);
+}
+
 int
 pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
     int64_t id, pw_row_fn *fn, void *arg, struct pw_err *err)
@@ -664,35 +811,15 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	struct pw_buf	 q;
 	sqlite3_stmt	*s;
 	struct pw_row	 row;
-	int		 rc, r = 0, n = 0;
-	const char	*texts[6];
-	int		 ntexts = 0;
+	int		 rc, r = 0, n = 0, ntexts;
+	const char	*texts[8];
+	double		 maxlat;
 
 	pw_buf_init(&q);
 	pw_buf_adds(&q, "SELECT " PROXY_COLS " FROM proxies WHERE 1");
 	if (id != 0)
 		pw_buf_adds(&q, " AND id = ?1");
-	if (f != NULL) {
-		if (f->status >= 0) {
-			pw_buf_addf(&q, " AND status = ?%d", 2 + ntexts);
-			texts[ntexts++] = pw_status_name(f->status);
-		}
-		if (f->scheme >= 0) {
-			pw_buf_addf(&q, " AND scheme = ?%d", 2 + ntexts);
-			texts[ntexts++] = pw_scheme_name(f->scheme);
-		}
-#define TEXT_FILTER(field) do {						\
-	if (f->field != NULL) {						\
-		pw_buf_addf(&q, " AND " #field " = ?%d", 2 + ntexts);	\
-		texts[ntexts++] = f->field;				\
-	}								\
-} while (0)
-		TEXT_FILTER(source);
-		TEXT_FILTER(country);
-		TEXT_FILTER(region);
-		TEXT_FILTER(anonymity);
-#undef TEXT_FILTER
-	}
+	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
 	pw_buf_adds(&q, " ORDER BY id");
 	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
 	pw_buf_release(&q);
@@ -700,8 +827,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 		return db_fail(st, rc, err, "list proxies");
 	if (id != 0)
 		sqlite3_bind_int64(s, 1, id);
-	for (int i = 0; i < ntexts; i++)
-		sqlite3_bind_text(s, 2 + i, texts[i], -1, SQLITE_STATIC);
+	filter_bind(s, 2, texts, ntexts, maxlat);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		row_read(s, &row);
 		n++;
@@ -713,5 +839,232 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	sqlite3_finalize(s);
 	if (r == 0 && id != 0 && n == 0)
 		r = PW_ENOTFOUND;
+	return r;
+}
+
+/* ------------------------------------------------------------ selection */
+
+#define ELIGIBLE "status != 'unhealthy' AND " \
+	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
+	"(expires_at IS NULL OR expires_at > ?1)"
+
+int
+pw_store_candidates(struct pw_store *st, const struct pw_filter *f,
+    int64_t only, int64_t now, int64_t wstart, struct pw_candidate **out,
+    size_t *nout, struct pw_err *err)
+{
+	struct pw_buf		 q;
+	sqlite3_stmt		*s;
+	struct pw_candidate	*c = NULL, *k;
+	size_t			 n = 0, cap = 0;
+	const char		*texts[8];
+	double			 maxlat;
+	int			 rc, ntexts;
+
+	pw_buf_init(&q);
+	pw_buf_adds(&q, "SELECT id, weight, latency_ms, started, succeeded, "
+	    "failed, CASE WHEN window_start = ?2 THEN window_count ELSE 0 END "
+	    "FROM proxies WHERE " ELIGIBLE);
+	if (only != 0)
+		pw_buf_adds(&q, " AND id = ?3");
+	ntexts = filter_sql(&q, f, 4, texts, &maxlat);
+	pw_buf_adds(&q, " ORDER BY id");
+	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	pw_buf_release(&q);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "select proxies");
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, wstart);
+	if (only != 0)
+		sqlite3_bind_int64(s, 3, only);
+	filter_bind(s, 4, texts, ntexts, maxlat);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			c = pw_xrealloc(c, cap * sizeof *c);
+		}
+		k = &c[n++];
+		k->id = sqlite3_column_int64(s, 0);
+		k->weight = col_real(s, 1);
+		k->latency_ms = col_real(s, 2);
+		k->started = sqlite3_column_int64(s, 3);
+		k->succeeded = sqlite3_column_int64(s, 4);
+		k->failed = sqlite3_column_int64(s, 5);
+		k->window_count = sqlite3_column_int64(s, 6);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE) {
+		free(c);
+		return db_fail(st, rc, err, "select proxies");
+	}
+	*out = c;
+	*nout = n;
+	return 0;
+}
+
+int
+pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
+    int64_t now, int64_t counts[5], struct pw_err *err)
+{
+	struct pw_buf	 q;
+	sqlite3_stmt	*s;
+	const char	*texts[8];
+	double		 maxlat;
+	int		 rc, ntexts;
+
+	pw_buf_init(&q);
+	pw_buf_adds(&q, "SELECT (SELECT count(*) FROM proxies), "
+	    "coalesce(sum(status = 'unhealthy'), 0), "
+	    "coalesce(sum(status != 'unhealthy' AND cooldown_until > ?1), 0), "
+	    "coalesce(sum(expires_at <= ?1), 0), count(*) "
+	    "FROM proxies WHERE 1");
+	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
+	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	pw_buf_release(&q);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "count proxies");
+	sqlite3_bind_int64(s, 1, now);
+	filter_bind(s, 2, texts, ntexts, maxlat);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		for (int i = 0; i < 5; i++)
+			counts[i] = sqlite3_column_int64(s, i);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(st, rc, err, "count proxies");
+	return 0;
+}
+
+int
+pw_store_rotation_get(struct pw_store *st, const char *name, int64_t *value,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_ROT_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	*value = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read cursor");
+	return 0;
+}
+
+int
+pw_store_rotation_put(struct pw_store *st, const char *name, int64_t value,
+    struct pw_err *err)
+{
+	return run_stmt(st, S_ROT_PUT, err, "write cursor", "ti", name,
+	    value);
+}
+
+int
+pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
+    int64_t wstart, struct pw_err *err)
+{
+	return run_stmt(st, S_STARTED, err, "mark proxy used", "iii", id,
+	    now, wstart);
+}
+
+int
+pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
+    double latency_ms, double alpha, int64_t threshold, int64_t cooldown,
+    int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_REPORT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, ok != 0);
+	if (latency_ms >= 0)
+		sqlite3_bind_double(s, 3, latency_ms);
+	sqlite3_bind_double(s, 4, alpha);
+	sqlite3_bind_int64(s, 5, threshold);
+	sqlite3_bind_int64(s, 6, now + cooldown);
+	sqlite3_bind_int64(s, 7, now);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "record outcome");
+	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
+}
+
+/* ------------------------------------------------------------- sessions */
+
+int
+pw_store_session_get(struct pw_store *st, const char *sid, int64_t now,
+    int64_t *proxy_id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_SESSION_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, sid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*proxy_id = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	if (rc != SQLITE_ROW)
+		return db_fail(st, rc, err, "read session");
+	return 0;
+}
+
+int
+pw_store_session_put(struct pw_store *st, const char *sid, int64_t proxy_id,
+    int64_t now, int64_t expires_at, struct pw_err *err)
+{
+	return run_stmt(st, S_SESSION_PUT, err, "write session", "tiii", sid,
+	    proxy_id, now, expires_at);
+}
+
+int
+pw_store_session_prune(struct pw_store *st, int64_t now, int64_t *removed,
+    struct pw_err *err)
+{
+	int	r;
+
+	r = run_stmt(st, S_SESSION_PRUNE, err, "prune sessions", "i", now);
+	if (r == 0 && removed != NULL)
+		*removed = sqlite3_changes(st->db);
+	return r;
+}
+
+int
+pw_store_session_each(struct pw_store *st, int64_t now, pw_session_fn *fn,
+    void *arg, struct pw_err *err)
+{
+	sqlite3_stmt		*s;
+	struct pw_session	 ss;
+	int			 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, proxy_id, created_at, "
+	    "last_used, expires_at, requests, failovers FROM sessions "
+	    "WHERE expires_at > ?1 ORDER BY id", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "list sessions");
+	sqlite3_bind_int64(s, 1, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ss.id = col_text(s, 0);
+		ss.proxy_id = sqlite3_column_int64(s, 1);
+		ss.created_at = sqlite3_column_int64(s, 2);
+		ss.last_used = sqlite3_column_int64(s, 3);
+		ss.expires_at = sqlite3_column_int64(s, 4);
+		ss.requests = sqlite3_column_int64(s, 5);
+		ss.failovers = sqlite3_column_int64(s, 6);
+		if ((r = fn(arg, &ss)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "list sessions");
+	sqlite3_finalize(s);
 	return r;
 }
