@@ -136,7 +136,10 @@ fuzz: need-deps $(FUZZ_TARGETS)
 demo: need-deps all
 	@PW_BUILD=$(abspath $(B)) share/demo.sh
 
-bench: need-deps all
+$(B)/bench-select: bench/select.c $(B)/libpw.a $(HDRS)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
+
+bench: need-deps all $(B)/bench-select
 	@PW_BUILD=$(abspath $(B)) bench/run
 
 check-style:

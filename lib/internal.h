@@ -59,13 +59,53 @@ int	 pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	    int64_t id, pw_row_fn *fn, void *arg, struct pw_err *err);
 
 /*
- * Selection, inside a transaction. Candidates: the eligible proxies that
- * match f (and have id only, when only != 0), in id order, with window
- * counts of window wstart; *out is the caller's.
+ * Selection, inside a transaction. Every query below sees only the
+ * proxies eligible at now that match f and are not in ex[].
  */
-int	 pw_store_candidates(struct pw_store *st, const struct pw_filter *f,
-	    int64_t only, int64_t now, int64_t wstart,
+struct pw_sel {
+	const struct pw_filter	*f;
+	const int64_t		*ex;
+	size_t			 nex;
+	int64_t			 now;
+};
+/* All of them, in id order; *out is the caller's. */
+int	 pw_store_candidates(struct pw_store *st, const struct pw_sel *sel,
 	    struct pw_candidate **out, size_t *n, struct pw_err *err);
+/*
+ * The first by id after `after`, or (PW_FIRST_LEAST_USED) by window
+ * count then id. PW_ENOTFOUND when none.
+ */
+enum { PW_FIRST_AFTER, PW_FIRST_LEAST_USED };
+int	 pw_store_first(struct pw_store *st, const struct pw_sel *sel,
+	    int order, int64_t after, int64_t *id, struct pw_err *err);
+/* One prepared lookup by id: 1 and *c filled when eligible, else 0. */
+struct pw_probe;
+int	 pw_store_probe_new(struct pw_store *st, const struct pw_sel *sel,
+	    struct pw_probe **out, struct pw_err *err);
+int	 pw_store_probe(struct pw_probe *p, int64_t id, struct pw_candidate *c,
+	    struct pw_err *err);
+void	 pw_store_probe_free(struct pw_probe *p);
+/* Bounds over the whole pool, eligible or not; < 0 or 0 when none. */
+struct pw_bounds {
+	int64_t	min_id, max_id;
+	double	max_weight, min_latency_ms;
+};
+int	 pw_store_bounds(struct pw_store *st, struct pw_bounds *b,
+	    struct pw_err *err);
+typedef int pw_probe_fn(void *arg, int64_t id, struct pw_candidate *c,
+    struct pw_err *err);
+/*
+ * Pick with a sampling strategy (random, weighted, performance) by
+ * rejection over the id range in b, probing at most `tries` ids: 1 and
+ * *id set when one was chosen, 0 when the caller must fall back to
+ * select over every candidate, < 0 on error.
+ */
+int	 pw_strategy_sample(const struct pw_strategy *s,
+	    const struct pw_bounds *b, pw_probe_fn *probe, void *arg,
+	    struct pw_pick_env *env, int tries, int64_t *id,
+	    struct pw_err *err);
+/* Start a new least-used window: every window count back to 0. */
+int	 pw_store_window_reset(struct pw_store *st, struct pw_err *err);
 /*
  * Why nothing is eligible: counts[] = all proxies, unhealthy, cooling
  * down, expired (of those matching f), matching f.
@@ -78,7 +118,7 @@ int	 pw_store_rotation_get(struct pw_store *st, const char *name,
 int	 pw_store_rotation_put(struct pw_store *st, const char *name,
 	    int64_t value, struct pw_err *err);
 int	 pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
-	    int64_t wstart, struct pw_err *err);
+	    struct pw_err *err);
 /* latency_ms < 0: none. PW_ENOTFOUND when there is no such proxy. */
 int	 pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
 	    double latency_ms, double alpha, int64_t threshold,

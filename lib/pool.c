@@ -271,18 +271,18 @@ pw_pool_remove(struct pw_ctx *ctx, const int64_t *ids, size_t n)
 
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
+	/* All must exist before any goes: one proxy may be named twice. */
+	for (size_t i = 0; i < n && r == 0; i++) {
 		r = pw_store_proxy_exists(ctx->store, ids[i], &ctx->err);
 		if (r == PW_ENOTFOUND)
 			pw_failf(&ctx->err, r, "%lld: no such proxy",
 			    (long long)ids[i]);
-		if (r == 0)
-			r = pw_store_proxy_delete(ctx->store, ids[i],
-			    &ctx->err);
-		if (r != 0) {
-			pw_store_rollback(ctx->store);
-			return r;
-		}
+	}
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = pw_store_proxy_delete(ctx->store, ids[i], &ctx->err);
+	if (r != 0) {
+		pw_store_rollback(ctx->store);
+		return r;
 	}
 	return pw_store_commit(ctx->store, &ctx->err);
 }
@@ -476,30 +476,21 @@ pw_pool_strategy_check(struct pw_ctx *ctx, const char *name)
 static char *
 cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 {
-	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g", s->name,
+	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g|%d", s->name,
 	    f->country ? f->country : "", f->region ? f->region : "",
 	    f->source ? f->source : "", f->anonymity ? f->anonymity : "",
-	    f->scheme, f->status, f->max_latency_ms);
+	    f->scheme, f->status, f->max_latency_ms, f->unmeasured);
 }
 
 static int
-excluded(const struct pw_pick *pk, int64_t id)
+no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 {
-	for (size_t i = 0; i < pk->nexclude; i++)
-		if (pk->exclude[i] == id)
-			return 1;
-	return 0;
-}
+	const struct pw_filter	*f = sel->f;
+	int64_t			 c[5];
+	struct pw_buf		 b;
+	int			 r, filtered;
 
-static int
-no_eligible(struct pw_ctx *ctx, const struct pw_pick *pk,
-    const struct pw_filter *f)
-{
-	int64_t		c[5];
-	struct pw_buf	b;
-	int		r, filtered;
-
-	if ((r = pw_store_ineligible(ctx->store, f, pw_now(), c,
+	if ((r = pw_store_ineligible(ctx->store, f, sel->now, c,
 	    &ctx->err)) != 0)
 		return r;
 	filtered = f->country || f->region || f->source || f->anonymity ||
@@ -510,69 +501,33 @@ no_eligible(struct pw_ctx *ctx, const struct pw_pick *pk,
 		pw_buf_addf(&b, ", %lld matching", (long long)c[4]);
 	pw_buf_addf(&b, ", %lld unhealthy, %lld cooling down, %lld expired",
 	    (long long)c[1], (long long)c[2], (long long)c[3]);
-	if (pk->nexclude > 0)
-		pw_buf_addf(&b, ", %zu excluded", pk->nexclude);
+	if (sel->nex > 0)
+		pw_buf_addf(&b, ", %zu excluded", sel->nex);
 	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);
 	pw_buf_release(&b);
 	return PW_ENOPROXY;
 }
 
-/* Load the eligible candidates, less the excluded ones. */
-static int
-load_candidates(struct pw_ctx *ctx, const struct pw_pick *pk,
-    const struct pw_filter *f, int64_t only, int64_t now, int64_t ws,
-    struct pw_candidate **c, size_t *n)
+static void
+env_init(struct pw_ctx *ctx, struct pw_pick_env *env)
 {
-	size_t	k = 0;
-	int	r;
-
-	r = pw_store_candidates(ctx->store, f, only, now, ws, c, n,
-	    &ctx->err);
-	if (r != 0 || pk->nexclude == 0)
-		return r;
-	for (size_t i = 0; i < *n; i++)
-		if (!excluded(pk, (*c)[i].id))
-			(*c)[k++] = (*c)[i];
-	*n = k;
-	return 0;
+	if (!ctx->rng_seeded) {
+		pw_rng_seed(&ctx->rng, 0);
+		ctx->rng_seeded = 1;
+	}
+	memset(env, 0, sizeof *env);
+	env->random = pw_rng_next;
+	env->rng = &ctx->rng;
 }
 
-/* Sticky: the session's proxy, when it is still eligible. */
+/*
+ * Any strategy, over every eligible candidate: plugins, and the
+ * built-ins when sampling gave up. Keeps the strategy's cursor.
+ */
 static int
-session_proxy(struct pw_ctx *ctx, const struct pw_pick *pk,
-    const struct pw_filter *f, int64_t now, int64_t ws, int64_t *id)
-{
-	struct pw_candidate	*c = NULL;
-	size_t			 n = 0;
-	int64_t			 pid;
-	int			 r;
-
-	*id = 0;
-	if ((r = pw_store_session_prune(ctx->store, now, NULL,
-	    &ctx->err)) != 0)
-		return r;
-	r = pw_store_session_get(ctx->store, pk->session, now, &pid,
-	    &ctx->err);
-	if (r == PW_ENOTFOUND)
-		return 0;
-	if (r != 0)
-		return r;
-	if ((r = load_candidates(ctx, pk, f, pid, now, ws, &c, &n)) != 0)
-		return r;
-	if (n == 1)
-		*id = pid;
-	else
-		pw_log(PW_LOG_INFO, "session %s: proxy %lld is no longer "
-		    "eligible, choosing another", pk->session, (long long)pid);
-	free(c);
-	return 0;
-}
-
-/* Choose with s among the eligible proxies; *id gets the choice. */
-static int
-choose(struct pw_ctx *ctx, const struct pw_pick *pk,
-    const struct pw_strategy *s, const struct pw_strategy *fallback,
-    struct pw_filter *f, int64_t now, int64_t ws, int64_t *id)
+choose_scan(struct pw_ctx *ctx, const struct pw_strategy *s,
+    const struct pw_strategy *fallback, const struct pw_sel *sel,
+    int64_t *id)
 {
 	struct pw_candidate	*c = NULL;
 	struct pw_pick_env	 env;
@@ -581,32 +536,15 @@ choose(struct pw_ctx *ctx, const struct pw_pick *pk,
 	long			 i;
 	int			 r;
 
-	if ((r = load_candidates(ctx, pk, f, 0, now, ws, &c, &n)) != 0)
+	if ((r = pw_store_candidates(ctx->store, sel, &c, &n,
+	    &ctx->err)) != 0)
 		return r;
-	if (n == 0 && (f->country || f->region) &&
-	    pw_config_int(ctx, "geo.fallback")) {
-		pw_log(PW_LOG_INFO, "geo: no eligible proxy in %s%s%s, "
-		    "falling back to any", f->country ? f->country : "",
-		    f->country && f->region ? "/" : "",
-		    f->region ? f->region : "");
-		f->country = f->region = NULL;
-		free(c);
-		if ((r = load_candidates(ctx, pk, f, 0, now, ws, &c,
-		    &n)) != 0)
-			return r;
-	}
 	if (n == 0) {
 		free(c);
-		return no_eligible(ctx, pk, f);
+		return no_eligible(ctx, sel);
 	}
-	if (!ctx->rng_seeded) {
-		pw_rng_seed(&ctx->rng, 0);
-		ctx->rng_seeded = 1;
-	}
-	memset(&env, 0, sizeof env);
-	env.random = pw_rng_next;
-	env.rng = &ctx->rng;
-	cname = cursor_name(s, f);
+	env_init(ctx, &env);
+	cname = cursor_name(s, sel->f);
 	if ((r = pw_store_rotation_get(ctx->store, cname, &env.cursor,
 	    &ctx->err)) != 0)
 		goto out;
@@ -625,20 +563,151 @@ out:
 	return r;
 }
 
-/* The least-used window: start a new one when the current has passed. */
+/* Round-robin: the first eligible id after the cursor, wrapping. */
 static int
-window_start(struct pw_ctx *ctx, int64_t now, int64_t *ws)
+choose_round_robin(struct pw_ctx *ctx, const struct pw_strategy *s,
+    const struct pw_sel *sel, int64_t *id)
 {
-	int64_t	len = pw_config_int(ctx, "strategy.window");
-	int	r;
+	char	*cname = cursor_name(s, sel->f);
+	int64_t	 cursor;
+	int	 r;
 
-	if ((r = pw_store_rotation_get(ctx->store, "window", ws,
+	r = pw_store_rotation_get(ctx->store, cname, &cursor, &ctx->err);
+	if (r == 0)
+		r = pw_store_first(ctx->store, sel, PW_FIRST_AFTER, cursor,
+		    id, &ctx->err);
+	if (r == PW_ENOTFOUND && cursor != 0)
+		r = pw_store_first(ctx->store, sel, PW_FIRST_AFTER, 0, id,
+		    &ctx->err);
+	if (r == PW_ENOTFOUND)
+		r = no_eligible(ctx, sel);
+	if (r == 0)
+		r = pw_store_rotation_put(ctx->store, cname, *id, &ctx->err);
+	free(cname);
+	return r;
+}
+
+struct probe_arg {
+	struct pw_probe	*probe;
+};
+
+static int
+probe_one(void *arg, int64_t id, struct pw_candidate *c, struct pw_err *err)
+{
+	return pw_store_probe(((struct probe_arg *)arg)->probe, id, c, err);
+}
+
+/* Tries before sampling falls back to reading every candidate. */
+#define SAMPLE_TRIES	64
+
+/*
+ * Choose with s among the eligible proxies of sel. The built-ins answer
+ * from indexes (round-robin, least-used) or by sampling (random,
+ * weighted, performance) without reading the whole pool; plugins and
+ * hard cases read every candidate.
+ */
+static int
+choose(struct pw_ctx *ctx, const struct pw_strategy *s,
+    const struct pw_strategy *fallback, const struct pw_sel *sel,
+    int64_t *id)
+{
+	struct pw_filter	 f;
+	struct pw_sel		 sub;
+	struct pw_bounds	 b;
+	struct pw_pick_env	 env;
+	struct probe_arg	 pa;
+	int64_t			 any;
+	int			 r;
+
+	if (s != pw_strategy_builtin(s->name))
+		return choose_scan(ctx, s, fallback, sel, id);
+	if (strcmp(s->name, "round-robin") == 0)
+		return choose_round_robin(ctx, s, sel, id);
+	if (strcmp(s->name, "least-used") == 0) {
+		r = pw_store_first(ctx->store, sel, PW_FIRST_LEAST_USED, 0, id,
+		    &ctx->err);
+		return r == PW_ENOTFOUND ? no_eligible(ctx, sel) : r;
+	}
+	if (strcmp(s->name, "performance") == 0 && fallback != NULL) {
+		/* Proxies never measured go first, chosen by the fallback. */
+		f = *sel->f;
+		f.unmeasured = 1;
+		sub = *sel;
+		sub.f = &f;
+		r = pw_store_first(ctx->store, &sub, PW_FIRST_AFTER, 0, &any,
+		    &ctx->err);
+		if (r == 0) {
+			pw_log(PW_LOG_INFO, "performance: trying a proxy "
+			    "without latency data");
+			return choose(ctx, fallback, NULL, &sub, id);
+		}
+		if (r != PW_ENOTFOUND)
+			return r;
+	}
+	if ((r = pw_store_bounds(ctx->store, &b, &ctx->err)) != 0)
+		return r;
+	if ((r = pw_store_probe_new(ctx->store, sel, &pa.probe,
 	    &ctx->err)) != 0)
 		return r;
-	if (*ws != 0 && now >= *ws && now - *ws < len)
+	env_init(ctx, &env);
+	r = pw_strategy_sample(s, &b, probe_one, &pa, &env, SAMPLE_TRIES, id,
+	    &ctx->err);
+	pw_store_probe_free(pa.probe);
+	if (r != 0)
+		return r < 0 ? r : 0;
+	return choose_scan(ctx, s, fallback, sel, id);
+}
+
+/* The least-used window: start a new one when the current has passed. */
+static int
+window_check(struct pw_ctx *ctx, int64_t now)
+{
+	int64_t	len = pw_config_int(ctx, "strategy.window"), ws;
+	int	r;
+
+	if ((r = pw_store_rotation_get(ctx->store, "window", &ws,
+	    &ctx->err)) != 0)
+		return r;
+	if (ws != 0 && now >= ws && now - ws < len)
 		return 0;
-	*ws = now;
+	if ((r = pw_store_window_reset(ctx->store, &ctx->err)) != 0)
+		return r;
 	return pw_store_rotation_put(ctx->store, "window", now, &ctx->err);
+}
+
+/* Sticky: the session's proxy, when it is still eligible. */
+static int
+session_proxy(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_sel *sel, int64_t *id)
+{
+	struct pw_probe		*probe;
+	struct pw_candidate	 c;
+	int64_t			 pid;
+	int			 r;
+
+	*id = 0;
+	if ((r = pw_store_session_prune(ctx->store, sel->now, NULL,
+	    &ctx->err)) != 0)
+		return r;
+	r = pw_store_session_get(ctx->store, pk->session, sel->now, &pid,
+	    &ctx->err);
+	if (r == PW_ENOTFOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if ((r = pw_store_probe_new(ctx->store, sel, &probe,
+	    &ctx->err)) != 0)
+		return r;
+	r = pw_store_probe(probe, pid, &c, &ctx->err);
+	pw_store_probe_free(probe);
+	if (r < 0)
+		return r;
+	if (r == 1)
+		*id = pid;
+	else
+		pw_log(PW_LOG_INFO, "session %s: proxy %lld is no longer "
+		    "eligible, choosing another", pk->session, (long long)pid);
+	return 0;
 }
 
 /* Which strategies pk asks for; PW_EUSAGE when it cannot work. */
@@ -691,11 +760,13 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 {
 	const struct pw_strategy	*s, *fallback;
 	struct pw_filter		 f = pk->filter;
+	struct pw_sel			 sel = { &f, pk->exclude, pk->nexclude,
+					    pw_now() };
 	struct pw_proxy			 p;
 	struct get_arg			 ga = { &p };
 	struct each_arg			 ea = { ctx, pk->secrets, get_one,
 					    &ga };
-	int64_t				 now = pw_now(), ws, id = 0;
+	int64_t				 id = 0;
 	int				 r, reused;
 
 	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
@@ -707,21 +778,30 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	}
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	if ((r = window_start(ctx, now, &ws)) != 0)
+	if ((r = window_check(ctx, sel.now)) != 0)
 		goto fail;
 	if (pk->session != NULL &&
-	    (r = session_proxy(ctx, pk, &f, now, ws, &id)) != 0)
+	    (r = session_proxy(ctx, pk, &sel, &id)) != 0)
 		goto fail;
 	reused = id != 0;
-	if (id == 0 && (r = choose(ctx, pk, s, fallback, &f, now, ws,
-	    &id)) != 0)
+	if (id == 0 && (r = choose(ctx, s, fallback, &sel, &id)) ==
+	    PW_ENOPROXY && (f.country || f.region) &&
+	    pw_config_int(ctx, "geo.fallback")) {
+		pw_log(PW_LOG_INFO, "geo: no eligible proxy in %s%s%s, "
+		    "falling back to any", f.country ? f.country : "",
+		    f.country && f.region ? "/" : "",
+		    f.region ? f.region : "");
+		f.country = f.region = NULL;
+		r = choose(ctx, s, fallback, &sel, &id);
+	}
+	if (r != 0)
 		goto fail;
-	if ((r = pw_store_proxy_started(ctx->store, id, now, ws,
+	if ((r = pw_store_proxy_started(ctx->store, id, sel.now,
 	    &ctx->err)) != 0)
 		goto fail;
 	if (pk->session != NULL && (r = pw_store_session_put(ctx->store,
-	    pk->session, id, now, now + pw_config_int(ctx, "session.ttl"),
-	    &ctx->err)) != 0)
+	    pk->session, id, sel.now, sel.now +
+	    pw_config_int(ctx, "session.ttl"), &ctx->err)) != 0)
 		goto fail;
 	if ((r = pw_store_proxy_each(ctx->store, NULL, id, each_row, &ea,
 	    &ctx->err)) != 0)

@@ -239,7 +239,7 @@ struct pw_proxy {
 			 last_used, cooldown_until;
 	int64_t		 started, completed, succeeded, failed, consec_fail;
 	double		 latency_ms;	/* EMA; < 0: no data */
-	int64_t		 window_start, window_count;
+	int64_t		 window_count;	/* started in this window */
 };
 void	 pw_proxy_release(struct pw_proxy *p);
 
@@ -286,6 +286,7 @@ struct pw_filter {
 	const char	*region;
 	const char	*anonymity;
 	double		 max_latency_ms;	/* <= 0: any */
+	int		 unmeasured;	/* only proxies without latency data */
 };
 void	 pw_filter_init(struct pw_filter *f);
 

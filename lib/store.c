@@ -24,7 +24,7 @@
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
-	S_SESSION_PUT, S_SESSION_PRUNE, S_COUNT
+	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -42,11 +42,14 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_ROT_GET] = "SELECT value FROM rotation WHERE name = ?1",
 	[S_ROT_PUT] = "INSERT INTO rotation(name, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-	/* A new window resets the count: least-used compares this window. */
 	[S_STARTED] = "UPDATE proxies SET started = started + 1, "
-	    "last_used = ?2, window_count = CASE WHEN window_start = ?3 "
-	    "THEN window_count + 1 ELSE 1 END, window_start = ?3 "
-	    "WHERE id = ?1",
+	    "last_used = ?2, window_count = window_count + 1 WHERE id = ?1",
+	[S_WINDOW_RESET] = "UPDATE proxies SET window_count = 0 "
+	    "WHERE window_count != 0",
+	/* Each subquery is one index lookup. */
+	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
+	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
+	    "(SELECT min(latency_ms) FROM proxies)",
 	/*
 	 * ?2 ok, ?3 latency (NULL: none), ?4 EMA alpha, ?5 failure
 	 * threshold, ?6 cooldown end, ?7 now. Success clears the failure
@@ -119,7 +122,6 @@ static const char *const migrations[] = {
 	"  failed INTEGER NOT NULL DEFAULT 0,"
 	"  consec_fail INTEGER NOT NULL DEFAULT 0,"
 	"  latency_ms REAL,"
-	"  window_start INTEGER,"
 	"  window_count INTEGER NOT NULL DEFAULT 0"
 	");"
 	"CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -141,12 +143,16 @@ static const char *const migrations[] = {
 	"CREATE TABLE rotation (name TEXT PRIMARY KEY,"
 	"  value INTEGER NOT NULL);"
 	/*
-	 * What selection reads, narrow and in id order: picking among 10,000
-	 * proxies scans this index instead of the wide rows.
+	 * What selection reads. A full scan (plugins, rare fallbacks) walks
+	 * the narrow proxies_pick instead of the wide rows; the others let
+	 * least-used and the bounds of rejection sampling avoid any scan.
 	 */
 	"CREATE INDEX proxies_pick ON proxies(id, status, cooldown_until,"
 	"  expires_at, weight, latency_ms, started, succeeded, failed,"
-	"  window_start, window_count);",
+	"  window_count);"
+	"CREATE INDEX proxies_least ON proxies(window_count, id);"
+	"CREATE INDEX proxies_weight ON proxies(weight);"
+	"CREATE INDEX proxies_latency ON proxies(latency_ms);",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -392,20 +398,29 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	}
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
-	/*
-	 * pw runs as many short processes. Checkpointing and deleting the
-	 * WAL each time the last one exits would cost more than the work;
-	 * commits checkpoint as the WAL grows (every 1000 pages) instead.
-	 */
-	sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if ((r = check_schema(st, writable, err)) != 0)
 		goto fail;
+	/*
+	 * pw runs as many short processes. The last one out checkpoints and
+	 * empties the WAL (journal_size_limit=0) but keeps the file: making
+	 * and unlinking it each run costs more than the work, and a WAL
+	 * left full would be re-read by every process that opens the file.
+	 * Only for a file known to be ours: a refused one is closed the
+	 * ordinary way, which removes the -wal and -shm reading it made.
+	 */
+	{
+		int	one = 1;
+
+		sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL,
+		    &one);
+	}
 	/*
 	 * Reads come straight from a memory map of the file: a selection
 	 * over a large pool then costs no copies into SQLite's page cache.
 	 */
 	if ((r = exec_sql(st, "PRAGMA foreign_keys=ON;"
-	    "PRAGMA synchronous=NORMAL;PRAGMA mmap_size=1073741824", err)) != 0)
+	    "PRAGMA synchronous=NORMAL;PRAGMA mmap_size=1073741824;"
+	    "PRAGMA journal_size_limit=0", err)) != 0)
 		goto fail;
 	*out = st;
 	return 0;
@@ -686,7 +701,7 @@ pw_store_proxy_update_meta(struct pw_store *st, int64_t id,
 	"country, region, status, anonymity, weight, added_at, updated_at, " \
 	"expires_at, last_checked, last_used, cooldown_until, started, " \
 	"completed, succeeded, failed, consec_fail, latency_ms, " \
-	"window_start, window_count"
+	"window_count"
 
 static const char *
 col_text(sqlite3_stmt *s, int i)
@@ -750,8 +765,7 @@ row_read(sqlite3_stmt *s, struct pw_row *r)
 	p->failed = col_i64(s, 23, 0);
 	p->consec_fail = col_i64(s, 24, 0);
 	p->latency_ms = col_real(s, 25);
-	p->window_start = col_i64(s, 26, 0);
-	p->window_count = col_i64(s, 27, 0);
+	p->window_count = col_i64(s, 26, 0);
 }
 
 /*
@@ -786,6 +800,8 @@ filter_sql(struct pw_buf *q, const struct pw_filter *f, int first,
 	TEXT_FILTER(region);
 	TEXT_FILTER(anonymity);
 #undef TEXT_FILTER
+	if (f->unmeasured)
+		pw_buf_adds(q, " AND latency_ms IS NULL");
 	if (f->max_latency_ms > 0) {
 		/* The last parameter, bound as a number by the caller. */
 		pw_buf_addf(q, " AND latency_ms <= ?%d", first + n);
@@ -848,49 +864,73 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
 	"(expires_at IS NULL OR expires_at > ?1)"
 
-int
-pw_store_candidates(struct pw_store *st, const struct pw_filter *f,
-    int64_t only, int64_t now, int64_t wstart, struct pw_candidate **out,
-    size_t *nout, struct pw_err *err)
+#define CAND_COLS "id, weight, latency_ms, started, succeeded, failed, " \
+	"window_count"
+
+static void
+cand_read(sqlite3_stmt *s, struct pw_candidate *k)
 {
-	struct pw_buf		 q;
-	sqlite3_stmt		*s;
-	struct pw_candidate	*c = NULL, *k;
-	size_t			 n = 0, cap = 0;
-	const char		*texts[8];
-	double			 maxlat;
-	int			 rc, ntexts;
+	k->id = sqlite3_column_int64(s, 0);
+	k->weight = col_real(s, 1);
+	k->latency_ms = col_real(s, 2);
+	k->started = sqlite3_column_int64(s, 3);
+	k->succeeded = sqlite3_column_int64(s, 4);
+	k->failed = sqlite3_column_int64(s, 5);
+	k->window_count = sqlite3_column_int64(s, 6);
+}
+
+/*
+ * Prepare "SELECT <cols> FROM proxies WHERE <eligible, sel> <tail>" with
+ * ?1 bound to now; the caller binds ?2 and ?3 when tail uses them.
+ * Exclusions are our own integers, written into the SQL.
+ */
+static int
+sel_prepare(struct pw_store *st, const char *cols, const struct pw_sel *sel,
+    const char *tail, sqlite3_stmt **out, struct pw_err *err)
+{
+	struct pw_buf	 q;
+	const char	*texts[8];
+	double		 maxlat;
+	int		 rc, ntexts;
 
 	pw_buf_init(&q);
-	pw_buf_adds(&q, "SELECT id, weight, latency_ms, started, succeeded, "
-	    "failed, CASE WHEN window_start = ?2 THEN window_count ELSE 0 END "
-	    "FROM proxies WHERE " ELIGIBLE);
-	if (only != 0)
-		pw_buf_adds(&q, " AND id = ?3");
-	ntexts = filter_sql(&q, f, 4, texts, &maxlat);
-	pw_buf_adds(&q, " ORDER BY id");
-	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	pw_buf_addf(&q, "SELECT %s FROM proxies WHERE " ELIGIBLE, cols);
+	ntexts = filter_sql(&q, sel->f, 4, texts, &maxlat);
+	if (sel->nex > 0) {
+		pw_buf_adds(&q, " AND id NOT IN (");
+		for (size_t i = 0; i < sel->nex; i++)
+			pw_buf_addf(&q, "%s%lld", i ? "," : "",
+			    (long long)sel->ex[i]);
+		pw_buf_addc(&q, ')');
+	}
+	pw_buf_addf(&q, " %s", tail);
+	rc = sqlite3_prepare_v2(st->db, q.data, -1, out, NULL);
 	pw_buf_release(&q);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "select proxies");
-	sqlite3_bind_int64(s, 1, now);
-	sqlite3_bind_int64(s, 2, wstart);
-	if (only != 0)
-		sqlite3_bind_int64(s, 3, only);
-	filter_bind(s, 4, texts, ntexts, maxlat);
+	sqlite3_bind_int64(*out, 1, sel->now);
+	filter_bind(*out, 4, texts, ntexts, maxlat);
+	return 0;
+}
+
+int
+pw_store_candidates(struct pw_store *st, const struct pw_sel *sel,
+    struct pw_candidate **out, size_t *nout, struct pw_err *err)
+{
+	sqlite3_stmt		*s;
+	struct pw_candidate	*c = NULL;
+	size_t			 n = 0, cap = 0;
+	int			 rc;
+
+	if ((rc = sel_prepare(st, CAND_COLS, sel, "ORDER BY id", &s,
+	    err)) != 0)
+		return rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
 			c = pw_xrealloc(c, cap * sizeof *c);
 		}
-		k = &c[n++];
-		k->id = sqlite3_column_int64(s, 0);
-		k->weight = col_real(s, 1);
-		k->latency_ms = col_real(s, 2);
-		k->started = sqlite3_column_int64(s, 3);
-		k->succeeded = sqlite3_column_int64(s, 4);
-		k->failed = sqlite3_column_int64(s, 5);
-		k->window_count = sqlite3_column_int64(s, 6);
+		cand_read(s, &c[n++]);
 	}
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE) {
@@ -900,6 +940,100 @@ pw_store_candidates(struct pw_store *st, const struct pw_filter *f,
 	*out = c;
 	*nout = n;
 	return 0;
+}
+
+int
+pw_store_first(struct pw_store *st, const struct pw_sel *sel, int order,
+    int64_t after, int64_t *id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sel_prepare(st, "id", sel, order == PW_FIRST_LEAST_USED ?
+	    "ORDER BY window_count, id LIMIT 1" :
+	    "AND id > ?2 ORDER BY id LIMIT 1", &s, err);
+	if (rc != 0)
+		return rc;
+	if (order != PW_FIRST_LEAST_USED)
+		sqlite3_bind_int64(s, 2, after);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "select proxy");
+}
+
+struct pw_probe {
+	struct pw_store	*st;
+	sqlite3_stmt	*s;
+};
+
+int
+pw_store_probe_new(struct pw_store *st, const struct pw_sel *sel,
+    struct pw_probe **out, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((r = sel_prepare(st, CAND_COLS, sel, "AND id = ?2", &s,
+	    err)) != 0)
+		return r;
+	*out = pw_xmalloc(sizeof **out);
+	(*out)->st = st;
+	(*out)->s = s;
+	return 0;
+}
+
+int
+pw_store_probe(struct pw_probe *p, int64_t id, struct pw_candidate *c,
+    struct pw_err *err)
+{
+	int	rc;
+
+	sqlite3_bind_int64(p->s, 2, id);
+	rc = sqlite3_step(p->s);
+	if (rc == SQLITE_ROW)
+		cand_read(p->s, c);
+	sqlite3_reset(p->s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : db_fail(p->st, rc, err, "probe proxy");
+}
+
+void
+pw_store_probe_free(struct pw_probe *p)
+{
+	if (p == NULL)
+		return;
+	sqlite3_finalize(p->s);
+	free(p);
+}
+
+int
+pw_store_bounds(struct pw_store *st, struct pw_bounds *b, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_BOUNDS, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		b->min_id = col_i64(s, 0, 0);
+		b->max_id = col_i64(s, 1, 0);
+		b->max_weight = col_real(s, 2);
+		b->min_latency_ms = col_real(s, 3);
+	}
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read bounds");
+}
+
+int
+pw_store_window_reset(struct pw_store *st, struct pw_err *err)
+{
+	return run_stmt(st, S_WINDOW_RESET, err, "reset window", "");
 }
 
 int
@@ -962,10 +1096,9 @@ pw_store_rotation_put(struct pw_store *st, const char *name, int64_t value,
 
 int
 pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
-    int64_t wstart, struct pw_err *err)
+    struct pw_err *err)
 {
-	return run_stmt(st, S_STARTED, err, "mark proxy used", "iii", id,
-	    now, wstart);
+	return run_stmt(st, S_STARTED, err, "mark proxy used", "ii", id, now);
 }
 
 int

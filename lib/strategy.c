@@ -355,3 +355,57 @@ done:
 		    "candidates", s->name, i, n);
 	return i;
 }
+
+/*
+ * Rejection sampling, for a large pool without reading all of it: draw
+ * an id uniformly from the pool's id range, keep it when it is eligible
+ * (probe says so) with probability w / wmax. Each kept id has exactly the
+ * probability the strategy's select gives it over the whole array; after
+ * `tries` misses the caller falls back to select on every candidate,
+ * which keeps the distribution exact.
+ */
+int
+pw_strategy_sample(const struct pw_strategy *s, const struct pw_bounds *b,
+    pw_probe_fn *probe, void *arg, struct pw_pick_env *env, int tries,
+    int64_t *id, struct pw_err *err)
+{
+	double			(*w)(const struct pw_candidate *);
+	double			  wmax, v;
+	struct pw_candidate	  c;
+	uint64_t		  span;
+	int64_t			  x;
+	int			  r;
+
+	if (b->max_id < b->min_id || b->min_id <= 0)
+		return 0;
+	if (s->select == select_random) {
+		w = NULL;
+		wmax = 1;
+	} else if (s->select == select_weighted) {
+		w = weight_of;
+		wmax = b->max_weight > 1 ? b->max_weight : 1;
+	} else if (s->select == select_performance) {
+		if (b->min_latency_ms < 0)
+			return 0;
+		w = inverse_latency;
+		wmax = inverse_latency(&(struct pw_candidate){
+		    .latency_ms = b->min_latency_ms });
+	} else
+		return 0;
+	span = (uint64_t)(b->max_id - b->min_id) + 1;
+	for (int t = 0; t < tries; t++) {
+		x = b->min_id + (int64_t)below(env, span);
+		if ((r = probe(arg, x, &c, err)) < 0)
+			return r;
+		if (r == 0)
+			continue;
+		if (w != NULL) {
+			v = w(&c);
+			if (!(v > 0) || !isfinite(v) || unit(env) * wmax >= v)
+				continue;
+		}
+		*id = x;
+		return 1;
+	}
+	return 0;
+}
