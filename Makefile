@@ -43,9 +43,9 @@ endif
 NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
 LIB_CORE	= err proxy crypto store config pool strategy session
-LIB_NET		=
+LIB_NET		= fetch
 CMD_CORE	= args out pool config
-CMD_NET		=
+CMD_NET		= fetch
 
 LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
 CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)
@@ -66,7 +66,9 @@ $(B)/obj/cmd/%.o: cmd/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -DPW_NET $(NET_CFLAGS) -c -o $@ $<
 
-$(B)/obj/cmd/pw-core.o: cmd/pw.c $(HDRS)
+# The same sources without PW_NET, for pw: no libcurl, and network
+# commands are entries only (pw execs pw-net to run them).
+$(B)/obj/cmd/%-core.o: cmd/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -c -o $@ $<
 
@@ -74,9 +76,10 @@ $(B)/libpw.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(B)/pw: $(B)/obj/cmd/pw-core.o $(CORE_OBJS) $(B)/libpw.a
+NETCORE_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%-core.o)
+$(B)/pw: $(B)/obj/cmd/pw-core.o $(CORE_OBJS) $(NETCORE_OBJS) $(B)/libpw.a
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw-core.o \
-	    $(CORE_OBJS) $(B)/libpw.a $(CORE_LIBS)
+	    $(CORE_OBJS) $(NETCORE_OBJS) $(B)/libpw.a $(CORE_LIBS)
 
 $(B)/pw-net: $(B)/obj/cmd/pw.o $(CORE_OBJS) $(NET_OBJS) $(B)/libpw.a
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw.o $(CORE_OBJS) \

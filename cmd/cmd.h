@@ -111,15 +111,19 @@ void		 out_free(struct out *o);	/* flushes tables, ends json */
 void		 out_record(int fmt, const struct out_col *cols, int ncols,
 		    const char *const *vals);
 void		 out_json_str(FILE *f, const char *s);
+void		 out_json_strn(FILE *f, const char *s, size_t n);
+/* pw fetch --json: status, headers, body (text or base64), attempts. */
+void		 out_fetch_json(FILE *f, const struct pw_fetch_result *res,
+		    const char *hdrs, size_t hlen, const void *body,
+		    size_t blen);
 int		 out_isatty(void);
 
+/*
+ * The commands. Those with CMD_NET are built into pw without their exec
+ * (pw runs pw-net for them) and into pw-net with it.
+ */
 extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
-#ifdef PW_NET
 extern const struct pw_cmd cmd_fetch_entry;
-extern const struct pw_cmd cmd_health_entry;
-extern const struct pw_cmd cmd_cache_entry;
-extern const struct pw_cmd cmd_serve_entry;
-#endif
 
 #endif /* PW_CMD_H */

@@ -33,10 +33,17 @@ out_isatty(void)
 void
 out_json_str(FILE *f, const char *s)
 {
+	out_json_strn(f, s, strlen(s));
+}
+
+void
+out_json_strn(FILE *f, const char *s, size_t n)
+{
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
 
 	putc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	for (; p < end; p++) {
 		switch (*p) {
 		case '"': fputs("\\\"", f); break;
 		case '\\': fputs("\\\\", f); break;
@@ -301,4 +308,150 @@ out_record(int fmt, const struct out_col *cols, int ncols,
 			printf("%-*s  %s\n", (int)w + 1, cols[i].name, t);
 		free(t);
 	}
+}
+
+/* Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text? */
+static int
+utf8_text(const unsigned char *p, size_t n)
+{
+	size_t	i = 0, k;
+
+	while (i < n) {
+		unsigned char c = p[i];
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3;
+		else
+			return 0;
+		if (n - i <= k)
+			return 0;
+		for (size_t j = 1; j <= k; j++)
+			if ((p[i + j] & 0xc0) != 0x80)
+				return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
+static void
+base64(FILE *f, const unsigned char *p, size_t n)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t	i;
+
+	putc('"', f);
+	for (i = 0; i + 2 < n; i += 3) {
+		putc(b64[p[i] >> 2], f);
+		putc(b64[(p[i] & 3) << 4 | p[i + 1] >> 4], f);
+		putc(b64[(p[i + 1] & 15) << 2 | p[i + 2] >> 6], f);
+		putc(b64[p[i + 2] & 63], f);
+	}
+	if (i < n) {
+		putc(b64[p[i] >> 2], f);
+		if (i + 1 < n) {
+			putc(b64[(p[i] & 3) << 4 | p[i + 1] >> 4], f);
+			putc(b64[(p[i + 1] & 15) << 2], f);
+		} else {
+			putc(b64[(p[i] & 3) << 4], f);
+			putc('=', f);
+		}
+		putc('=', f);
+	}
+	putc('"', f);
+}
+
+/*
+ * The headers of the last response in a block of header lines (after
+ * redirects there are several) as a JSON object: names lower-cased, a
+ * repeated name's values joined by ", ".
+ */
+static void
+json_headers(FILE *f, const char *h, size_t n)
+{
+	const char	*end = h + n, *p, *last = h, *eol, *colon;
+	int		 first = 1;
+
+	for (p = h; p < end; p = eol + 1) {
+		if ((eol = memchr(p, '\n', end - p)) == NULL)
+			eol = end - 1;
+		if (end - p > 5 && strncmp(p, "HTTP/", 5) == 0)
+			last = p;
+	}
+	putc('{', f);
+	for (p = last; p < end; p = eol + 1) {
+		const char *v, *ve;
+		if ((eol = memchr(p, '\n', end - p)) == NULL)
+			eol = end - 1;
+		if ((colon = memchr(p, ':', eol - p)) == NULL ||
+		    strncmp(p, "HTTP/", 5) == 0)
+			continue;
+		for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
+			;
+		for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == '\n' ||
+		    ve[-1] == ' '); ve--)
+			;
+		if (!first)
+			putc(',', f);
+		first = 0;
+		char *name = pw_xstrndup(p, colon - p);
+		for (char *c = name; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c += 'a' - 'A';
+		out_json_str(f, name);
+		free(name);
+		putc(':', f);
+		out_json_strn(f, v, ve - v);
+	}
+	putc('}', f);
+}
+
+void
+out_fetch_json(FILE *f, const struct pw_fetch_result *res, const char *hdrs,
+    size_t hlen, const void *body, size_t blen)
+{
+	static const char *const kinds[] = { "none", "proxy", "target" };
+	int	text = utf8_text(body, blen);
+	double	ms = 0;
+
+	fprintf(f, "{\"status\":%ld,\"headers\":", res->status);
+	json_headers(f, hdrs ? hdrs : "", hlen);
+	fputs(",\"body\":", f);
+	if (text)
+		out_json_strn(f, body ? body : "", blen);
+	else
+		base64(f, body, blen);
+	fprintf(f, ",\"body_encoding\":\"%s\",\"proxy\":",
+	    text ? "text" : "base64");
+	if (res->proxy != NULL)
+		out_json_str(f, res->proxy);
+	else
+		fputs("null", f);
+	fprintf(f, ",\"proxy_id\":%lld,\"attempts\":[",
+	    (long long)res->proxy_id);
+	for (size_t i = 0; i < res->nattempts; i++) {
+		const struct pw_attempt *a = &res->attempts[i];
+		fprintf(f, "%s{\"proxy\":", i ? "," : "");
+		out_json_str(f, a->proxy);
+		fprintf(f, ",\"proxy_id\":%lld,\"status\":%ld,"
+		    "\"failure\":\"%s\",\"error\":", (long long)a->proxy_id,
+		    a->status, kinds[a->kind]);
+		if (a->error != NULL)
+			out_json_str(f, a->error);
+		else
+			fputs("null", f);
+		fprintf(f, ",\"ms\":%.1f}", a->ms);
+	}
+	for (size_t i = 0; i < res->nattempts; i++)
+		ms += res->attempts[i].ms;
+	fprintf(f, "],\"elapsed_ms\":%.1f}\n", ms);
 }

@@ -22,6 +22,7 @@
 #endif
 
 static const struct pw_cmd *const commands[] = {
+	&cmd_fetch_entry,
 	&cmd_pool_entry,
 	&cmd_config_entry,
 	NULL
@@ -213,7 +214,7 @@ help_opts(FILE *f, const struct pw_opt *opts)
 		if (opts->flags & OPT_HIDDEN)
 			continue;
 		snprintf(left, sizeof left, "%s%c%s--%s%s%s",
-		    opts->sname ? "-" : "   ", opts->sname ? opts->sname : ' ',
+		    opts->sname ? "-" : "  ", opts->sname ? opts->sname : ' ',
 		    opts->sname ? ", " : " ", opts->lname,
 		    opts->arg ? " " : "", opts->arg ? opts->arg : "");
 		if (strlen(left) > 24)
@@ -294,12 +295,14 @@ run_help(int argc, char **argv)
 static void
 dump_opts(const char *path, const struct pw_opt *opts)
 {
-	for (; opts != NULL && opts->lname != NULL; opts++)
+	for (; opts != NULL && opts->lname != NULL; opts++) {
+		char	sname[3] = { '-', (char)opts->sname, '\0' };
+
 		if (!(opts->flags & OPT_HIDDEN))
-			printf("option\t%s\t--%s\t%s%c\t%s\t%s\n", path,
-			    opts->lname, opts->sname ? "-" : "",
-			    opts->sname ? opts->sname : '\0',
+			printf("option\t%s\t--%s\t%s\t%s\t%s\n", path,
+			    opts->lname, opts->sname ? sname : "",
 			    opts->arg ? opts->arg : "", opts->help);
+	}
 }
 
 static void

@@ -352,9 +352,12 @@ int	 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 
 /*
  * Record the outcome of a request through proxy id: counters, the EMA of
- * latency (latency_ms < 0: none), consecutive failures and cooldown.
+ * latency (latency_ms < 0: none), consecutive failures and cooldown. A
+ * neutral outcome (the target failed, not the proxy) only counts the
+ * request as completed.
  */
-int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int ok,
+enum pw_report { PW_REPORT_FAIL, PW_REPORT_OK, PW_REPORT_NEUTRAL };
+int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	    double latency_ms);
 
 struct pw_session {
@@ -366,5 +369,78 @@ struct pw_session {
 typedef int pw_session_fn(void *arg, const struct pw_session *s);
 /* Walk the live sessions in id order; s is borrowed for the call. */
 int	 pw_session_each(struct pw_ctx *ctx, pw_session_fn *fn, void *arg);
+
+/* ---------------------------------------------------------------- fetch */
+
+/* Whose fault a failed attempt was. */
+enum pw_fail_kind { PW_FAIL_NONE, PW_FAIL_PROXY, PW_FAIL_TARGET };
+
+/* One request, as pw fetch takes it. Strings are borrowed. */
+struct pw_fetch_opts {
+	const char		 *url;
+	const char		 *method;	/* NULL: GET, or POST with a body */
+	const char *const	 *headers;	/* "Name: value" */
+	size_t			  nheaders;
+	const void		 *body;
+	size_t			  body_len;
+	int			  has_body;
+	int			  head;		/* HEAD request (-I) */
+	int			  follow;	/* follow redirects (-L) */
+	long			  max_redirs;
+	int64_t			  timeout_ms;	/* whole attempt; 0: none */
+	int64_t			  connect_timeout_ms;
+	int			  insecure;	/* -k: no TLS verification */
+	const char		 *cacert;
+	const char		 *user_agent;
+	int			  compressed;
+	int			  retries;	/* proxies to try; 0: setting */
+	const long		 *retry_on;	/* statuses that fail a proxy */
+	size_t			  nretry_on;
+	const char		 *proxy;	/* use this one, not the pool */
+	struct pw_pick		  pick;		/* strategy, session, filters */
+	/*
+	 * The final response: its header block, once, before the body; then
+	 * the body as it arrives. Non-zero from either stops the transfer.
+	 */
+	int			(*on_header)(void *arg, const char *p,
+				    size_t n);
+	int			(*on_body)(void *arg, const void *p, size_t n);
+	void			 *arg;
+};
+
+struct pw_attempt {
+	int64_t		 proxy_id;	/* 0: --proxy, not from the pool */
+	char		*proxy;		/* URL, credentials masked */
+	int		 kind;		/* enum pw_fail_kind */
+	char		*error;		/* NULL when it worked */
+	long		 status;	/* HTTP status, 0 when none */
+	double		 ms;
+};
+
+struct pw_fetch_result {
+	long		 status;
+	int64_t		 proxy_id;	/* the proxy that answered */
+	char		*proxy;		/* its URL, credentials masked */
+	struct pw_attempt *attempts;
+	size_t		 nattempts;
+	int		 body_started;
+	double		 time_total, time_connect, time_starttransfer;
+	int64_t		 size_download;
+	long		 num_redirects;
+	char		*url_effective;
+	char		*content_type;
+};
+
+/*
+ * Fetch o->url through the pool, trying up to o->retries proxies while
+ * they fail before any output. Every attempt is recorded in the state
+ * file. res is filled even on failure (release it either way).
+ * PW_ENOPROXY: none eligible; PW_EALLFAILED: every proxy tried failed;
+ * PW_ETARGET: the target failed (DNS, timeout, TLS); 0 for any HTTP
+ * status.
+ */
+int	 pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
+	    struct pw_fetch_result *res);
+void	 pw_fetch_result_release(struct pw_fetch_result *res);
 
 #endif /* PW_H */

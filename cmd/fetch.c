@@ -1,0 +1,437 @@
+/*
+ * fetch.c -- "pw fetch": a URL through the pool, with curl's options
+ * where they mean the same.
+ *
+ * Built twice: into pw-net with PW_NET (the command runs), and into pw
+ * without it (the entry only, for help and completions; pw execs pw-net
+ * to run it, so pw itself never loads libcurl).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+
+#ifdef PW_NET
+
+/* The largest body --json holds in memory. */
+#define JSON_BODY_MAX	((size_t)256 << 20)
+
+struct sink {
+	FILE		*out;
+	int		 include;	/* -i: headers too */
+	int		 json;
+	struct pw_buf	 headers;	/* for --json */
+	struct pw_buf	 body;		/* for --json */
+	int		 too_big;
+};
+
+static int
+sink_header(void *arg, const char *p, size_t n)
+{
+	struct sink	*s = arg;
+
+	if (s->json) {
+		pw_buf_add(&s->headers, p, n);
+		return 0;
+	}
+	if (s->include && fwrite(p, 1, n, s->out) != n)
+		return -1;
+	return 0;
+}
+
+static int
+sink_body(void *arg, const void *p, size_t n)
+{
+	struct sink	*s = arg;
+
+	if (s->json) {
+		if (s->body.len + n > JSON_BODY_MAX) {
+			s->too_big = 1;
+			return -1;
+		}
+		pw_buf_add(&s->body, p, n);
+		return 0;
+	}
+	return fwrite(p, 1, n, s->out) == n ? 0 : -1;
+}
+
+/* Read FILE, or stdin for "-", whole; for -d @FILE and --data-binary. */
+static int
+slurp(struct pw_cmdctx *cc, const char *name, int strip_newlines,
+    struct pw_buf *b)
+{
+	FILE	*f = strcmp(name, "-") == 0 ? stdin : fopen(name, "rb");
+	char	 chunk[65536];
+	size_t	 n;
+
+	if (f == NULL)
+		return pw_failf(&cc->ctx->err, PW_EUSAGE, "%s: %s: %s",
+		    cc->path, name, strerror(errno));
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+		if (!strip_newlines) {
+			pw_buf_add(b, chunk, n);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (chunk[i] != '\n' && chunk[i] != '\r')
+				pw_buf_addc(b, chunk[i]);
+	}
+	n = ferror(f);
+	if (f != stdin)
+		fclose(f);
+	if (n)
+		return pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: read error",
+		    cc->path, name);
+	return 0;
+}
+
+/* -d (repeatable, joined with '&', @FILE without newlines) and
+ * --data-binary (@FILE as is, or the text). */
+static int
+body_opts(struct pw_cmdctx *cc, struct pw_buf *b, int *has)
+{
+	char	**d, **bin;
+	int	  nd = 0, nbin = 0, r;
+
+	d = arg_all(cc->args, "data", &nd);
+	bin = arg_all(cc->args, "data-binary", &nbin);
+	*has = nd + nbin > 0;
+	for (int i = 0; i < nd + nbin; i++) {
+		const char *v = i < nd ? d[i] : bin[i - nd];
+		if (i > 0)
+			pw_buf_addc(b, '&');
+		if (v[0] == '@') {
+			if ((r = slurp(cc, v + 1, i < nd, b)) != 0)
+				return r;
+		} else
+			pw_buf_adds(b, v);
+	}
+	return 0;
+}
+
+/* "429,503" into statuses. */
+static int
+retry_on_opt(struct pw_cmdctx *cc, long **out, size_t *n)
+{
+	const char	*v = arg_get(cc->args, "retry-on"), *p;
+	char		*end;
+	long		*l = NULL, x;
+
+	*out = NULL;
+	*n = 0;
+	if (v == NULL)
+		return 0;
+	for (p = v; *p != '\0'; p = *end ? end + 1 : end) {
+		errno = 0;
+		x = strtol(p, &end, 10);
+		if (end == p || errno != 0 || x < 100 || x > 599 ||
+		    (*end != ',' && *end != '\0')) {
+			free(l);
+			return cmd_usagef(cc, "--retry-on: '%s': want HTTP "
+			    "statuses like 429,503", v);
+		}
+		l = pw_xrealloc(l, (*n + 1) * sizeof *l);
+		l[(*n)++] = x;
+	}
+	*out = l;
+	return 0;
+}
+
+/* Seconds, possibly fractional, as curl takes them. */
+static int
+seconds_opt(struct pw_cmdctx *cc, const char *lname, int64_t *ms)
+{
+	const char	*v = arg_get(cc->args, lname);
+	double		 s;
+
+	if (v == NULL)
+		return 0;
+	if (pw_parse_double(v, 0.001, 86400 * 7, &s) != 0)
+		return cmd_usagef(cc, "--%s: '%s': want seconds above 0", lname,
+		    v);
+	*ms = (int64_t)(s * 1000 + 0.5);
+	return 0;
+}
+
+static const char *const kinds[] = { "none", "proxy", "target" };
+
+/* The -w variables; check_only reports an unknown one. */
+static int
+write_out(struct pw_cmdctx *cc, const char *fmt,
+    const struct pw_fetch_result *res, int exitcode, int check_only)
+{
+	static const char *const vars[] = { "http_code", "response_code",
+	    "proxy", "proxy_id", "attempts", "time_total", "time_connect",
+	    "time_starttransfer", "size_download", "url_effective",
+	    "content_type", "num_redirects", "exitcode", NULL };
+	struct pw_buf	 b;
+	const char	*p, *e;
+
+	pw_buf_init(&b);
+	for (p = fmt; *p != '\0'; p++) {
+		if (*p == '\\' && p[1] != '\0') {
+			p++;
+			pw_buf_addc(&b, *p == 'n' ? '\n' : *p == 't' ? '\t' :
+			    *p == 'r' ? '\r' : *p);
+			continue;
+		}
+		if (*p != '%') {
+			pw_buf_addc(&b, *p);
+			continue;
+		}
+		if (p[1] == '%') {
+			pw_buf_addc(&b, '%');
+			p++;
+			continue;
+		}
+		if (p[1] != '{' || (e = strchr(p, '}')) == NULL) {
+			pw_buf_addc(&b, '%');
+			continue;
+		}
+		size_t	n = e - p - 2;
+		int	v = 0;
+		for (; vars[v] != NULL; v++)
+			if (strlen(vars[v]) == n && !strncmp(vars[v], p + 2, n))
+				break;
+		if (vars[v] == NULL) {
+			pw_buf_release(&b);
+			return cmd_usagef(cc, "-w: unknown variable "
+			    "'%%{%.*s}'", (int)n, p + 2);
+		}
+		p = e;
+		if (check_only)
+			continue;
+		switch (v) {
+		case 0: case 1:
+			pw_buf_addf(&b, "%03ld", res->status);
+			break;
+		case 2:
+			pw_buf_adds(&b, res->proxy ? res->proxy : "");
+			break;
+		case 3:
+			pw_buf_addf(&b, "%lld", (long long)res->proxy_id);
+			break;
+		case 4:
+			pw_buf_addf(&b, "%zu", res->nattempts);
+			break;
+		case 5:
+			pw_buf_addf(&b, "%.6f", res->time_total);
+			break;
+		case 6:
+			pw_buf_addf(&b, "%.6f", res->time_connect);
+			break;
+		case 7:
+			pw_buf_addf(&b, "%.6f", res->time_starttransfer);
+			break;
+		case 8:
+			pw_buf_addf(&b, "%lld", (long long)res->size_download);
+			break;
+		case 9:
+			pw_buf_adds(&b, res->url_effective ?
+			    res->url_effective : "");
+			break;
+		case 10:
+			pw_buf_adds(&b, res->content_type ?
+			    res->content_type : "");
+			break;
+		case 11:
+			pw_buf_addf(&b, "%ld", res->num_redirects);
+			break;
+		case 12:
+			pw_buf_addf(&b, "%d", exitcode);
+			break;
+		}
+	}
+	if (!check_only)
+		fwrite(b.data, 1, b.len, stdout);
+	pw_buf_release(&b);
+	return 0;
+}
+
+static int
+fetch_exec(struct pw_cmdctx *cc)
+{
+	struct pw_fetch_opts	 o;
+	struct pw_fetch_result	 res;
+	struct sink		 s;
+	struct pw_buf		 body;
+	const char		*v, *wfmt = arg_get(cc->args, "write-out");
+	const char		*outfile = arg_get(cc->args, "output");
+	char			 ccode[3], **hdrs;
+	long			*retry_on = NULL;
+	int64_t			 n;
+	int			 r, nh = 0, exitcode;
+
+	memset(&o, 0, sizeof o);
+	memset(&s, 0, sizeof s);
+	pw_buf_init(&body);
+	pw_buf_init(&s.headers);
+	pw_buf_init(&s.body);
+	o.url = cc->args->argv[0];
+	if (strncasecmp(o.url, "http://", 7) != 0 &&
+	    strncasecmp(o.url, "https://", 8) != 0)
+		return cmd_usagef(cc, "'%s': want an http:// or https:// URL",
+		    o.url);
+	if (wfmt != NULL && (r = write_out(cc, wfmt, NULL, 0, 1)) != 0)
+		return r;
+	o.method = arg_get(cc->args, "request");
+	hdrs = arg_all(cc->args, "header", &nh);
+	o.headers = (const char *const *)hdrs;
+	o.nheaders = nh;
+	o.head = arg_has(cc->args, "head");
+	o.follow = arg_has(cc->args, "location");
+	o.max_redirs = 50;
+	if ((r = cmd_int_opt(cc, "max-redirs", 0, 1000, &n)) != 0)
+		return r;
+	if (arg_has(cc->args, "max-redirs"))
+		o.max_redirs = (long)n;
+	o.timeout_ms = pw_config_int(cc->ctx, "fetch.timeout") * 1000;
+	o.connect_timeout_ms = pw_config_int(cc->ctx,
+	    "fetch.connect_timeout") * 1000;
+	if ((r = seconds_opt(cc, "max-time", &o.timeout_ms)) != 0 ||
+	    (r = seconds_opt(cc, "connect-timeout",
+	    &o.connect_timeout_ms)) != 0)
+		return r;
+	o.insecure = arg_has(cc->args, "insecure");
+	o.cacert = arg_get(cc->args, "cacert");
+	o.user_agent = arg_get(cc->args, "user-agent");
+	o.compressed = arg_has(cc->args, "compressed");
+	if ((r = cmd_int_opt(cc, "retries", 1, 100, &n)) != 0)
+		return r;
+	if (arg_has(cc->args, "retries"))
+		o.retries = (int)n;
+	o.proxy = arg_get(cc->args, "proxy");
+	pw_filter_init(&o.pick.filter);
+	if ((v = arg_get(cc->args, "country")) != NULL) {
+		if (pw_country_check(v, ccode, &cc->ctx->err) != 0)
+			return pw_err_prefix(&cc->ctx->err, "%s: --country",
+			    cc->path);
+		o.pick.filter.country = ccode;
+	}
+	o.pick.filter.region = arg_get(cc->args, "region");
+	o.pick.strategy = arg_get(cc->args, "strategy");
+	o.pick.session = arg_get(cc->args, "session");
+	if ((r = retry_on_opt(cc, &retry_on, &o.nretry_on)) != 0)
+		return r;
+	o.retry_on = retry_on;
+	if ((r = body_opts(cc, &body, &o.has_body)) != 0)
+		goto done;
+	o.body = body.data;
+	o.body_len = body.len;
+
+	s.json = arg_has(cc->args, "json");
+	s.include = arg_has(cc->args, "include") || o.head;
+	s.out = stdout;
+	if (outfile != NULL && strcmp(outfile, "-") != 0 &&
+	    (s.out = fopen(outfile, "wb")) == NULL) {
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
+		    outfile, strerror(errno));
+		goto done;
+	}
+	o.on_header = sink_header;
+	o.on_body = sink_body;
+	o.arg = &s;
+
+	r = pw_fetch(cc->ctx, &o, &res);
+	if (s.out != stdout && fclose(s.out) != 0 && r == 0)
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
+		    outfile, strerror(errno));
+	if (s.too_big)
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: body over %zu MiB: "
+		    "too big for --json (use -o)", cc->path,
+		    JSON_BODY_MAX >> 20);
+	/*
+	 * The failed attempts: always when the fetch failed (they are the
+	 * reason), with -v when another proxy saved it.
+	 */
+	if (!cc->quiet && !arg_has(cc->args, "silent") &&
+	    (r != 0 || cc->verbose)) {
+		for (size_t i = 0; i < res.nattempts; i++) {
+			const struct pw_attempt *a = &res.attempts[i];
+			if (a->error == NULL)
+				continue;
+			fprintf(stderr, "pw: %s: attempt %zu via %s: %s "
+			    "failed: %s\n", cc->path, i + 1, a->proxy,
+			    kinds[a->kind], a->error);
+		}
+	}
+	if (r == 0 && s.json)
+		out_fetch_json(stdout, &res, s.headers.data, s.headers.len,
+		    s.body.data, s.body.len);
+	exitcode = r == 0 ? 0 : r == PW_ENOPROXY ? 3 : r == PW_EALLFAILED ?
+	    4 : r == PW_ETARGET ? 5 : 1;
+	if (r == 0 && arg_has(cc->args, "fail") && res.status >= 400) {
+		exitcode = 22;
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: HTTP %ld",
+		    o.url, res.status);
+	}
+	if (wfmt != NULL)
+		write_out(cc, wfmt, &res, exitcode, 0);
+	fflush(stdout);
+	pw_fetch_result_release(&res);
+	if (r != 0)
+		pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	if (exitcode == 22) {
+		fprintf(stderr, "pw: %s\n", cc->ctx->err.msg);
+		r = 22;
+	}
+done:
+	free(retry_on);
+	pw_buf_release(&body);
+	pw_buf_release(&s.headers);
+	pw_buf_release(&s.body);
+	return r;
+}
+
+#else
+#define fetch_exec NULL
+#endif /* PW_NET */
+
+static const struct pw_opt fetch_optv[] = {
+	{ "request", 'X', "METHOD", 0, "request method (default GET, or "
+	  "POST with data)" },
+	{ "header", 'H', "LINE", OPT_REPEAT, "extra header 'Name: value' "
+	  "(repeatable)" },
+	{ "data", 'd', "DATA", OPT_REPEAT, "POST this (@FILE: a file, "
+	  "without newlines; repeatable, joined by &)" },
+	{ "data-binary", 0, "DATA", OPT_REPEAT, "POST this as is (@FILE, "
+	  "@- for stdin)" },
+	{ "output", 'o', "FILE", 0, "write the body to FILE" },
+	{ "include", 'i', NULL, 0, "show the response headers too" },
+	{ "head", 'I', NULL, 0, "HEAD request; show the headers" },
+	{ "silent", 's', NULL, 0, "no report of failed attempts" },
+	{ "location", 'L', NULL, 0, "follow redirects" },
+	{ "max-redirs", 0, "N", 0, "at most N redirects (default 50)" },
+	{ "max-time", 'm', "SECONDS", 0, "time limit of each attempt "
+	  "(default fetch.timeout)" },
+	{ "connect-timeout", 0, "SECONDS", 0, "connect time limit (default "
+	  "fetch.connect_timeout)" },
+	{ "insecure", 'k', NULL, 0, "do not verify TLS certificates" },
+	{ "cacert", 0, "FILE", 0, "CA certificates to verify with" },
+	{ "user-agent", 'A', "NAME", 0, "User-Agent header" },
+	{ "compressed", 0, NULL, 0, "ask for a compressed response and "
+	  "decompress it" },
+	{ "write-out", 'w', "FORMAT", 0, "print FORMAT after the transfer, "
+	  "with %{http_code} %{proxy} %{attempts} ..." },
+	{ "fail", 'f', NULL, 0, "exit 22 on HTTP 400 and above" },
+	{ "strategy", 0, "NAME", 0, "how to choose the proxy" },
+	{ "session", 0, "ID", 0, "sticky session: the same proxy for this "
+	  "id" },
+	{ "country", 0, "CC", 0, "only proxies in this country" },
+	{ "region", 0, "REGION", 0, "only proxies in this region" },
+	{ "retries", 0, "N", 0, "proxies to try (default fetch.retries)" },
+	{ "retry-on", 0, "STATUSES", 0, "target statuses that count as a "
+	  "proxy failure, like 429,503" },
+	{ "proxy", 'x', "URL", 0, "use this proxy, not the pool" },
+	{ "json", 0, NULL, 0, "print an envelope: status, headers, body, "
+	  "proxy, attempts" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+const struct pw_cmd cmd_fetch_entry = {
+	"fetch", "fetch a URL through the pool, with failover",
+	"[options] URL", fetch_optv, 1, 1, CMD_STORE_RW | CMD_NET,
+	fetch_exec, NULL
+};

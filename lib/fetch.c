@@ -1,0 +1,421 @@
+/*
+ * fetch.c -- one request through the pool, with failover: pick a proxy,
+ * try, classify what went wrong, record it, try the next.
+ *
+ * Output is never buffered beyond the response headers: the body goes to
+ * the caller as it arrives. Until the first body byte nothing has been
+ * shown, so a failing proxy can still be replaced; after it, a failure
+ * is reported, not retried.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "internal.h"
+
+/* One attempt's transfer state, seen by the libcurl callbacks. */
+struct xfer {
+	const struct pw_fetch_opts	*o;
+	CURL				*h;
+	struct pw_buf			 hdrs;	/* held until the body starts */
+	int				 started;	/* output began */
+	int				 retry_status;	/* aborted: retry-on */
+	int				 write_failed;
+	int64_t				 bytes;
+};
+
+static int
+retry_status(const struct pw_fetch_opts *o, long status)
+{
+	for (size_t i = 0; i < o->nretry_on; i++)
+		if (o->retry_on[i] == status)
+			return 1;
+	return 0;
+}
+
+/* Show what was held back: the response headers, once. */
+static int
+start_output(struct xfer *x)
+{
+	long	status = 0;
+
+	if (x->started)
+		return 0;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	if (retry_status(x->o, status)) {
+		x->retry_status = 1;
+		return -1;
+	}
+	x->started = 1;
+	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
+	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
+		x->write_failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer	*x = arg;
+
+	(void)size;
+	/* Headers are small; a runaway server is cut off at 1 MiB. */
+	if (x->hdrs.len + n > 1 << 20)
+		return 0;
+	if (!x->started)
+		pw_buf_add(&x->hdrs, p, n);
+	return n;
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct xfer	*x = arg;
+
+	(void)size;
+	if (start_output(x) != 0)
+		return 0;
+	x->bytes += n;
+	if (x->o->on_body != NULL && x->o->on_body(x->o->arg, p, n) != 0) {
+		x->write_failed = 1;
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * Whose fault: the proxy's (it penalises the proxy and the next one is
+ * tried) or the target's (reported; the proxy did its job).
+ */
+static int
+classify(CURL *h, CURLcode rc, int tunnel, const char **why)
+{
+	long	connect_code = 0, pxerr = 0;
+	double	t_connect = 0, t_pre = 0, t_start = 0;
+
+	curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+	curl_easy_getinfo(h, CURLINFO_CONNECT_TIME, &t_connect);
+	curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME, &t_pre);
+	curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &t_start);
+	*why = NULL;
+	switch (rc) {
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_COULDNT_CONNECT:
+		return PW_FAIL_PROXY;
+	case CURLE_COULDNT_RESOLVE_HOST:	/* resolved here: socks5, ... */
+		return PW_FAIL_TARGET;
+	case CURLE_PROXY:
+		curl_easy_getinfo(h, CURLINFO_PROXY_ERROR, &pxerr);
+		switch (pxerr) {
+		case CURLPX_REPLY_HOST_UNREACHABLE:
+		case CURLPX_REPLY_NETWORK_UNREACHABLE:
+		case CURLPX_REPLY_CONNECTION_REFUSED:
+		case CURLPX_REPLY_TTL_EXPIRED:
+		case CURLPX_RESOLVE_HOST:
+			*why = "the proxy could not reach the target";
+			return PW_FAIL_TARGET;
+		default:
+			return PW_FAIL_PROXY;
+		}
+	case CURLE_OPERATION_TIMEDOUT:
+		/*
+		 * Not connected to the proxy, or the tunnel never opened: the
+		 * proxy. A tunnel open and no answer: the target. Through a
+		 * plain HTTP proxy, silence is the proxy's (a working one
+		 * answers 504 for a slow target).
+		 */
+		if (t_connect <= 0 || (tunnel && t_pre <= 0))
+			return PW_FAIL_PROXY;
+		if (tunnel)
+			return PW_FAIL_TARGET;
+		return t_start > 0 ? PW_FAIL_TARGET : PW_FAIL_PROXY;
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+		if (connect_code != 0 && connect_code != 200 &&
+		    connect_code != 407) {
+			*why = "the proxy could not reach the target";
+			return PW_FAIL_TARGET;
+		}
+		return PW_FAIL_PROXY;
+	case CURLE_SSL_CONNECT_ERROR:
+		/* TLS to an https proxy fails before the tunnel. */
+		return tunnel && t_pre > 0 ? PW_FAIL_TARGET : PW_FAIL_PROXY;
+	default:
+		return PW_FAIL_TARGET;
+	}
+}
+
+static void
+attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
+    int kind, const char *error, long status, double ms)
+{
+	struct pw_attempt	*a;
+
+	res->attempts = pw_xrealloc(res->attempts, (res->nattempts + 1) *
+	    sizeof *res->attempts);
+	a = &res->attempts[res->nattempts++];
+	a->proxy_id = id;
+	a->proxy = pw_xstrdup(proxy);
+	a->kind = kind;
+	/* libcurl's messages may quote a URL; never with a password. */
+	a->error = error != NULL ? pw_redact_url(error) : NULL;
+	a->status = status;
+	a->ms = ms;
+}
+
+static const char *const curl_schemes[PW_SCHEME_COUNT] = {
+	[PW_HTTP] = "http", [PW_HTTPS] = "https", [PW_SOCKS4] = "socks4",
+	[PW_SOCKS4A] = "socks4a", [PW_SOCKS5] = "socks5",
+	[PW_SOCKS5H] = "socks5h",
+};
+
+/* The options every attempt shares. */
+static int
+setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
+    char *errbuf, struct pw_err *err)
+{
+	*hl = NULL;
+	for (size_t i = 0; i < o->nheaders; i++) {
+		struct curl_slist *n = curl_slist_append(*hl, o->headers[i]);
+		if (n == NULL)
+			return pw_failf(err, PW_ENOMEM, "out of memory");
+		*hl = n;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, o->url);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hl);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	if (o->has_body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)o->body_len);
+	}
+	if (o->head)
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	if (o->method != NULL)
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+	if (o->follow) {
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirs);
+	}
+	if (o->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+	if (o->connect_timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+		    (long)o->connect_timeout_ms);
+	if (o->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+	}
+	if (o->cacert != NULL) {
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
+		curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, o->cacert);
+	}
+	curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent != NULL ?
+	    o->user_agent : "pw/" PW_VERSION);
+	if (o->compressed)
+		curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	/* A tunnel's "200 Connection established" is not the response. */
+	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	return 0;
+}
+
+/* Point h at proxy a; credentials go apart from the URL. */
+static void
+use_proxy(CURL *h, const struct pw_addr *a)
+{
+	char	*url;
+
+	url = pw_xasprintf(strchr(a->host, ':') ? "%s://[%s]:%d" :
+	    "%s://%s:%d", curl_schemes[a->scheme], a->host, a->port);
+	curl_easy_setopt(h, CURLOPT_PROXY, url);
+	curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, a->user);
+	curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, a->pass);
+	curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 0L);
+	/* libcurl keeps its own copy of every string option. */
+	free(url);
+}
+
+static int
+is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
+{
+	return a->scheme >= PW_SOCKS4 || strncasecmp(o->url, "https:", 6) ==
+	    0;
+}
+
+int
+pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
+    struct pw_fetch_result *res)
+{
+	struct curl_slist	*hl = NULL;
+	struct pw_pick		 pk = o->pick;
+	struct pw_proxy		 p;
+	struct pw_addr		 forced;
+	struct xfer		 x;
+	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
+	int64_t			*tried = NULL;
+	int			 tries, r = 0, kind, outcome;
+	CURL			*h;
+	CURLcode		 rc;
+
+	memset(res, 0, sizeof *res);
+	memset(&forced, 0, sizeof forced);
+	tries = o->retries > 0 ? o->retries :
+	    (int)pw_config_int(ctx, "fetch.retries");
+	if (o->proxy != NULL) {
+		if (pw_addr_parse(o->proxy, &forced, &ctx->err) != 0)
+			return pw_err_prefix(&ctx->err, "--proxy");
+		tries = 1;
+	}
+	if ((h = curl_easy_init()) == NULL) {
+		pw_addr_release(&forced);
+		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
+	}
+	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
+		goto out;
+	tried = pw_xcalloc(tries, sizeof *tried);
+	pk.secrets = 1;
+	for (int t = 0; t < tries; t++) {
+		const struct pw_addr *a;
+		int64_t id = 0;
+		double total = 0, start = 0;
+		long status = 0;
+
+		if (o->proxy == NULL) {
+			pk.exclude = tried;
+			pk.nexclude = t;
+			if ((r = pw_pool_next(ctx, &pk, &p)) != 0) {
+				/* Some were tried: they all failed. */
+				if (r == PW_ENOPROXY && t > 0)
+					break;
+				goto out;
+			}
+			id = tried[t] = p.id;
+			a = &p.addr;
+		} else
+			a = &forced;
+		free(shown);
+		shown = pw_addr_format(a, PW_CREDS_MASK);
+		use_proxy(h, a);
+		memset(&x, 0, sizeof x);
+		x.o = o;
+		x.h = h;
+		pw_buf_init(&x.hdrs);
+		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+		errbuf[0] = '\0';
+		rc = curl_easy_perform(h);
+		if (rc == CURLE_OK && !x.started)
+			start_output(&x);	/* no body: show the headers */
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
+		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
+		if (o->proxy == NULL)
+			pw_proxy_release(&p);
+
+		if (x.write_failed) {
+			pw_buf_release(&x.hdrs);
+			r = pw_failf(&ctx->err, PW_EFAIL, "cannot write output");
+			goto out;
+		}
+		if (x.retry_status) {
+			kind = PW_FAIL_PROXY;
+			snprintf(errbuf, sizeof errbuf, "HTTP %ld (retry-on)",
+			    status);
+		} else if (rc == CURLE_OK)
+			kind = PW_FAIL_NONE;
+		else {
+			const char *why;
+			kind = classify(h, rc, is_tunnel(o, a), &why);
+			if (errbuf[0] == '\0' || why != NULL)
+				snprintf(errbuf + strlen(errbuf),
+				    sizeof errbuf - strlen(errbuf), "%s%s",
+				    errbuf[0] ? ": " : "",
+				    why ? why : curl_easy_strerror(rc));
+		}
+		pw_buf_release(&x.hdrs);
+		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
+		    total * 1000);
+		if (id != 0) {
+			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :
+			    kind == PW_FAIL_PROXY ? PW_REPORT_FAIL :
+			    PW_REPORT_NEUTRAL;
+			if ((r = pw_pool_report(ctx, id, outcome, kind ==
+			    PW_FAIL_NONE ? start * 1000 : -1)) != 0)
+				goto out;
+		}
+		res->body_started = x.started;
+		if (kind == PW_FAIL_NONE || kind == PW_FAIL_TARGET ||
+		    x.started) {
+			res->proxy_id = id;
+			res->proxy = pw_xstrdup(shown);
+			res->status = status;
+			break;
+		}
+	}
+
+	/* What the last attempt left, for -w and --json. */
+	{
+		char *eff = NULL, *ctype = NULL;
+		curl_off_t dl = 0;
+		curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+		curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ctype);
+		curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &dl);
+		curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT,
+		    &res->num_redirects);
+		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &res->time_total);
+		curl_easy_getinfo(h, CURLINFO_CONNECT_TIME,
+		    &res->time_connect);
+		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME,
+		    &res->time_starttransfer);
+		res->url_effective = eff ? pw_xstrdup(eff) : NULL;
+		res->content_type = ctype ? pw_xstrdup(ctype) : NULL;
+		res->size_download = dl;
+	}
+	if (res->nattempts == 0)
+		goto out;
+	kind = res->attempts[res->nattempts - 1].kind;
+	if (kind == PW_FAIL_TARGET)
+		r = pw_failf(&ctx->err, PW_ETARGET, "%s: %s", o->url,
+		    res->attempts[res->nattempts - 1].error);
+	else if (kind == PW_FAIL_PROXY && res->body_started)
+		r = pw_failf(&ctx->err, PW_EALLFAILED, "%s: transfer broke "
+		    "off after output began: %s", o->url,
+		    res->attempts[res->nattempts - 1].error);
+	else if (kind == PW_FAIL_PROXY)
+		r = pw_failf(&ctx->err, PW_EALLFAILED, "%s: every proxy "
+		    "tried failed (%zu %s)", o->url, res->nattempts,
+		    res->nattempts == 1 ? "attempt" : "attempts");
+out:
+	free(shown);
+	free(tried);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(h);
+	pw_addr_release(&forced);
+	return r;
+}
+
+void
+pw_fetch_result_release(struct pw_fetch_result *res)
+{
+	for (size_t i = 0; i < res->nattempts; i++) {
+		free(res->attempts[i].proxy);
+		free(res->attempts[i].error);
+	}
+	free(res->attempts);
+	free(res->proxy);
+	free(res->url_effective);
+	free(res->content_type);
+	memset(res, 0, sizeof *res);
+}
