@@ -254,14 +254,28 @@ resolve_all(struct pw_cmdctx *cc, int64_t **out)
 }
 
 static int
+cmp_id(const void *a, const void *b)
+{
+	int64_t	x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int
 pool_rm(struct pw_cmdctx *cc)
 {
 	int64_t	*ids = NULL;
+	size_t	 n = 0;
 	int	 r;
 
 	if ((r = resolve_all(cc, &ids)) != 0)
 		return r;
-	r = pw_pool_remove(cc->ctx, ids, cc->args->argc);
+	/* "rm 3 3" or an id and its URL name one proxy: remove it once. */
+	qsort(ids, cc->args->argc, sizeof *ids, cmp_id);
+	for (int i = 0; i < cc->args->argc; i++)
+		if (n == 0 || ids[i] != ids[n - 1])
+			ids[n++] = ids[i];
+	r = pw_pool_remove(cc->ctx, ids, n);
 	if (r != 0)
 		pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	free(ids);
@@ -472,7 +486,8 @@ pool_report(struct pw_cmdctx *cc)
 			    "milliseconds from 0 to 3600000", v);
 	}
 	if ((r = pw_pool_resolve(cc->ctx, cc->args->argv[0], &id)) != 0 ||
-	    (r = pw_pool_report(cc->ctx, id, ok, lat)) != 0)
+	    (r = pw_pool_report(cc->ctx, id, ok ? PW_REPORT_OK :
+	    PW_REPORT_FAIL, lat)) != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	return 0;
 }

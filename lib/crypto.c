@@ -38,6 +38,10 @@ key_from_hex(const char *hex, struct pw_key *k, const char *what,
 	return 0;
 }
 
+/*
+ * 0: the key is in k; 1: there is no such file; else an error. (Not
+ * -errno: -ENOENT is PW_EUSAGE, the code for a file that holds no key.)
+ */
 static int
 key_read(const char *file, struct pw_key *k, struct pw_err *err)
 {
@@ -45,8 +49,12 @@ key_read(const char *file, struct pw_key *k, struct pw_err *err)
 	ssize_t	n;
 	int	fd, r;
 
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0)
-		return -errno;
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		return pw_failf(err, PW_EFAIL, "%s: %s", file,
+		    strerror(errno));
+	}
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
 	if (n < 0)
@@ -82,8 +90,8 @@ key_create(const char *file, struct pw_key *k, struct pw_err *err)
 					return 0;
 				usleep(10000);
 			}
-			return r < 0 && r != PW_EUSAGE ? pw_failf(err,
-			    PW_EFAIL, "%s: cannot read key", file) : r;
+			return r == 1 ? pw_failf(err, PW_EFAIL, "%s: cannot "
+			    "read key", file) : r;
 		}
 		return pw_failf(err, PW_EFAIL, "%s: cannot create key file: %s",
 		    file, strerror(errno));
@@ -119,15 +127,12 @@ pw_crypto_key_load(const char *hex, const char *file, int create,
 		r = key_from_hex(hex, k, "PW_SECRET_KEY", err);
 	else {
 		r = key_read(file, k, err);
-		if (r == -ENOENT && create)
+		if (r == 1 && create)
 			r = key_create(file, k, err);
-		else if (r == -ENOENT)
+		else if (r == 1)
 			r = pw_failf(err, PW_ESTATE, "%s: key file missing: "
 			    "cannot unseal credentials (set PW_SECRET_KEY or "
 			    "restore the file)", file);
-		else if (r < 0 && r != PW_EUSAGE && r != PW_EFAIL)
-			r = pw_failf(err, PW_EFAIL, "%s: %s", file,
-			    strerror(-r));
 	}
 	if (r != 0) {
 		sodium_free(k);

@@ -251,38 +251,52 @@ pw_parse_duration(const char *s, int64_t *out)
 	return 0;
 }
 
+/*
+ * An empty buffer points at this until it first grows (git's slopbuf):
+ * so init allocates nothing, and detach need not allocate a new one.
+ * It is never written to; cap 0 says the data is not ours.
+ */
+static char	buf_empty[1];
+
 void
 pw_buf_init(struct pw_buf *b)
 {
-	b->cap = 64;
+	b->cap = 0;
 	b->len = 0;
-	b->data = pw_xmalloc(b->cap);
-	b->data[0] = '\0';
+	b->data = buf_empty;
 }
 
 void
 pw_buf_release(struct pw_buf *b)
 {
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	if (b->cap != 0)
+		free(b->data);
+	pw_buf_init(b);
 }
 
 void
 pw_buf_reset(struct pw_buf *b)
 {
 	b->len = 0;
-	b->data[0] = '\0';
+	if (b->cap != 0)
+		b->data[0] = '\0';
 }
 
 static void
 buf_grow(struct pw_buf *b, size_t n)
 {
+	size_t	cap = b->cap != 0 ? b->cap : 64;
+
 	if (b->len + n + 1 <= b->cap)
 		return;
-	while (b->len + n + 1 > b->cap)
-		b->cap *= 2;
-	b->data = pw_xrealloc(b->data, b->cap);
+	while (b->len + n + 1 > cap)
+		cap *= 2;
+	if (b->cap == 0) {
+		b->data = pw_xmalloc(cap);
+		b->data[0] = '\0';
+	} else
+		b->data = pw_xrealloc(b->data, cap);
+	b->cap = cap;
 }
 
 void
@@ -331,7 +345,7 @@ pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
 char *
 pw_buf_detach(struct pw_buf *b)
 {
-	char	*p = b->data;
+	char	*p = b->cap != 0 ? b->data : pw_xstrdup("");
 
 	pw_buf_init(b);
 	return p;

@@ -120,7 +120,7 @@ int	 pw_store_rotation_put(struct pw_store *st, const char *name,
 int	 pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
 	    struct pw_err *err);
 /* latency_ms < 0: none. PW_ENOTFOUND when there is no such proxy. */
-int	 pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
+int	 pw_store_proxy_report(struct pw_store *st, int64_t id, int outcome,
 	    double latency_ms, double alpha, int64_t threshold,
 	    int64_t cooldown, int64_t now, struct pw_err *err);
 /* The live session's proxy; PW_ENOTFOUND when none or expired. */

@@ -61,7 +61,8 @@ pw_country_check(const char *cc, char canon[3], struct pw_err *err)
 	up[0] = toupper((unsigned char)cc[0]);
 	up[1] = toupper((unsigned char)cc[1]);
 	up[2] = '\0';
-	for (const char *p = iso3166; *p; p += 3) {
+	/* Two letters and a space each, but none after the last. */
+	for (const char *p = iso3166; *p; p += p[2] != '\0' ? 3 : 2) {
 		if (p[0] == up[0] && p[1] == up[1]) {
 			memcpy(canon, up, 3);
 			return 0;
@@ -342,8 +343,10 @@ each_row(void *arg, const struct pw_row *r)
 	int		 rc;
 
 	if (ea->secrets && r->user != NULL) {
-		if (pw_crypto_unseal(ea->ctx->key, r->user, r->user_len, &user,
-		    &ea->ctx->err) != 0 || (r->pass != NULL &&
+		/* No key: ctx->err says why (from pw_ctx_key). */
+		if (ea->ctx->key == NULL ||
+		    pw_crypto_unseal(ea->ctx->key, r->user, r->user_len,
+		    &user, &ea->ctx->err) != 0 || (r->pass != NULL &&
 		    pw_crypto_unseal(ea->ctx->key, r->pass, r->pass_len, &pass,
 		    &ea->ctx->err) != 0)) {
 			pw_log(PW_LOG_WARN, "proxy %lld: %s", (long long)p.id,
@@ -367,12 +370,9 @@ pw_pool_each(struct pw_ctx *ctx, const struct pw_filter *f, int secrets,
 	struct each_arg	ea = { ctx, secrets, fn, arg };
 	int		r;
 
-	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0) {
-		/* With no key there can be no sealed rows to show. */
-		if (r != PW_ESTATE)
-			return r;
-		ea.secrets = 0;
-	}
+	/* No key file: each sealed row says so (see each_row). */
+	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
+		return r;
 	return pw_store_proxy_each(ctx->store, f, 0, each_row, &ea,
 	    &ctx->err);
 }
@@ -412,11 +412,8 @@ pw_pool_get(struct pw_ctx *ctx, int64_t id, int secrets, struct pw_proxy *p)
 	struct each_arg	 ea = { ctx, secrets, get_one, &ga };
 	int		 r;
 
-	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0) {
-		if (r != PW_ESTATE)
-			return r;
-		ea.secrets = 0;
-	}
+	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
+		return r;
 	r = pw_store_proxy_each(ctx->store, NULL, id, each_row, &ea,
 	    &ctx->err);
 	if (r == PW_ENOTFOUND)
@@ -771,11 +768,8 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 
 	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
 		return r;
-	if (pk->secrets && (r = pw_ctx_key(ctx, 0)) != 0) {
-		if (r != PW_ESTATE)
-			return r;
-		ea.secrets = 0;
-	}
+	if (pk->secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
+		return r;
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	if ((r = window_check(ctx, sel.now)) != 0)
@@ -823,13 +817,14 @@ fail:
 }
 
 int
-pw_pool_report(struct pw_ctx *ctx, int64_t id, int ok, double latency_ms)
+pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
+    double latency_ms)
 {
 	int	r;
 
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	r = pw_store_proxy_report(ctx->store, id, ok, latency_ms,
+	r = pw_store_proxy_report(ctx->store, id, outcome, latency_ms,
 	    pw_config_double(ctx, "strategy.alpha"),
 	    pw_config_int(ctx, "pool.failure_threshold"),
 	    pw_config_int(ctx, "pool.cooldown"), pw_now(), &ctx->err);

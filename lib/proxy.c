@@ -52,14 +52,53 @@ pw_scheme_parse(const char *name, enum pw_scheme *out)
 }
 
 /*
+ * Where a scheme's "://" is: only where nothing before it can be part of
+ * user info, host or path, so "u:p@h/x://" has no scheme to hide behind.
+ */
+static const char *
+scheme_end(const char *url)
+{
+	size_t	n = strcspn(url, ":/?#@");
+
+	return strncmp(url + n, "://", 3) == 0 ? url + n : NULL;
+}
+
+/*
+ * Mask the user info: everything from the authority's start to its last
+ * '@'. The authority ends at the first character of stop.
+ */
+static char *
+mask_userinfo(const char *url, const char *stop)
+{
+	const char	*auth, *end, *at = NULL, *p;
+	struct pw_buf	 b;
+
+	p = scheme_end(url);
+	auth = p != NULL ? p + 3 : url;
+	end = auth + strcspn(auth, stop);
+	for (p = auth; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return pw_xstrdup(url);
+	pw_buf_init(&b);
+	pw_buf_add(&b, url, auth - url);
+	pw_buf_adds(&b, memchr(auth, ':', at - auth) ? "***:***" : "***");
+	pw_buf_adds(&b, at);
+	return pw_buf_detach(&b);
+}
+
+/*
  * The input as it may appear in a message: password masked, control
- * characters escaped, long input cut.
+ * characters escaped, long input cut. The input is malformed, so its
+ * user info is taken to run to the last '@' of all: a password may hold
+ * a '/', '?' or '#' that the user forgot to percent-encode.
  */
 static char *
 quote_input(const char *url)
 {
 	struct pw_buf	 b;
-	char		*red = pw_redact_url(url);
+	char		*red = mask_userinfo(url, "");
 	size_t		 n = 0;
 
 	pw_buf_init(&b);
@@ -136,7 +175,7 @@ valid_hostname(const char *h, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = h[i];
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || h[i - 1] == '-')
 				return 0;
 			label = 0;
 			continue;
@@ -178,7 +217,7 @@ pw_addr_parse(const char *url, struct pw_addr *a, struct pw_err *err)
 	}
 
 	/* Scheme. */
-	p = strstr(url, "://");
+	p = scheme_end(url);
 	if (p != NULL) {
 		char name[16];
 		size_t n = p - url;
@@ -376,20 +415,5 @@ pw_addr_format(const struct pw_addr *a, int creds)
 char *
 pw_redact_url(const char *url)
 {
-	const char	*auth, *end, *at = NULL, *p;
-	struct pw_buf	 b;
-
-	p = strstr(url, "://");
-	auth = p != NULL ? p + 3 : url;
-	end = auth + strcspn(auth, "/?#");
-	for (p = auth; p < end; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL)
-		return pw_xstrdup(url);
-	pw_buf_init(&b);
-	pw_buf_add(&b, url, auth - url);
-	pw_buf_adds(&b, memchr(auth, ':', at - auth) ? "***:***" : "***");
-	pw_buf_adds(&b, at);
-	return pw_buf_detach(&b);
+	return mask_userinfo(url, "/?#");
 }

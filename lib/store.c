@@ -51,16 +51,19 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
 	    "(SELECT min(latency_ms) FROM proxies)",
 	/*
-	 * ?2 ok, ?3 latency (NULL: none), ?4 EMA alpha, ?5 failure
-	 * threshold, ?6 cooldown end, ?7 now. Success clears the failure
-	 * run and any cooldown; the threshold-th failure in a row starts
-	 * a cooldown.
+	 * ?2 outcome (0 fail, 1 ok, 2 neutral), ?3 latency (NULL: none),
+	 * ?4 EMA alpha, ?5 failure threshold, ?6 cooldown end, ?7 now.
+	 * Success clears the failure run and any cooldown; the
+	 * threshold-th failure in a row starts a cooldown; a neutral
+	 * outcome only counts.
 	 */
 	[S_REPORT] = "UPDATE proxies SET completed = completed + 1, "
-	    "succeeded = succeeded + ?2, failed = failed + (1 - ?2), "
-	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
-	    "cooldown_until = CASE WHEN ?2 THEN NULL "
-	    "WHEN consec_fail + 1 >= ?5 THEN ?6 ELSE cooldown_until END, "
+	    "succeeded = succeeded + (?2 = 1), failed = failed + (?2 = 0), "
+	    "consec_fail = CASE ?2 WHEN 1 THEN 0 WHEN 0 THEN consec_fail + 1 "
+	    "ELSE consec_fail END, "
+	    "cooldown_until = CASE ?2 WHEN 1 THEN NULL "
+	    "WHEN 0 THEN CASE WHEN consec_fail + 1 >= ?5 THEN ?6 "
+	    "ELSE cooldown_until END ELSE cooldown_until END, "
 	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
 	    "WHEN latency_ms IS NULL THEN ?3 "
 	    "ELSE ?4 * ?3 + (1 - ?4) * latency_ms END, "
@@ -169,6 +172,10 @@ db_fail(struct pw_store *st, int rc, struct pw_err *err, const char *what)
 		return pw_failf(err, PW_ESTATE, "%s: state file is corrupt: %s",
 		    st->path, msg);
 	case SQLITE_READONLY:
+		if (rc == SQLITE_READONLY_DIRECTORY)
+			return pw_failf(err, PW_ESTATE, "%s: state directory "
+			    "is not writable (WAL needs it even to read)",
+			    st->path);
 		return pw_failf(err, PW_ESTATE, "%s: state file is read-only",
 		    st->path);
 	case SQLITE_FULL:
@@ -1102,7 +1109,7 @@ pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
 }
 
 int
-pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
+pw_store_proxy_report(struct pw_store *st, int64_t id, int outcome,
     double latency_ms, double alpha, int64_t threshold, int64_t cooldown,
     int64_t now, struct pw_err *err)
 {
@@ -1112,7 +1119,7 @@ pw_store_proxy_report(struct pw_store *st, int64_t id, int ok,
 	if ((s = stmt_get(st, S_REPORT, err)) == NULL)
 		return err->code;
 	sqlite3_bind_int64(s, 1, id);
-	sqlite3_bind_int(s, 2, ok != 0);
+	sqlite3_bind_int(s, 2, outcome);
 	if (latency_ms >= 0)
 		sqlite3_bind_double(s, 3, latency_ms);
 	sqlite3_bind_double(s, 4, alpha);
