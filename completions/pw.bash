@@ -11,83 +11,86 @@ _pw_schemes='http https socks4 socks4a socks5 socks5h'
 _pw_anonymity='transparent anonymous elite'
 _pw_strategies='round-robin random weighted least-used performance sticky geo'
 _pw_inner='round-robin random weighted least-used performance'
+_pw_methods='GET HEAD POST PUT PATCH DELETE OPTIONS'
 
-# _pw_dump: the command table as "kind<US>path<US>f3<US>f4<US>f5<US>f6"
-# lines (fields split by 0x1f, so that empty fields survive "read").
-_pw_dump() {
-	"$_pw_bin" __dump 2>/dev/null | tr -d '\000' | tr '\t' '\037'
-}
-
-# _pw_table: load the table into _pw_cmds (paths), _pw_opts (path, long,
-# short and argument name of every option, one "path<US>long<US>short
-# <US>arg" entry each).
+# _pw_table: read the command table of $_pw_bin into _pw_cmds (every
+# command path) and the parallel arrays _pw_opath, _pw_olong, _pw_oshort
+# and _pw_oarg (every option). Fields are tab-separated; a NUL byte may
+# stand for an empty field, and is dropped.
 _pw_table() {
 	local kind path f3 f4 f5 f6
-	_pw_cmds=()
-	_pw_opts=()
+	_pw_cmds=() _pw_opath=() _pw_olong=() _pw_oshort=() _pw_oarg=()
 	while IFS=$'\037' read -r kind path f3 f4 f5 f6; do
 		case $kind in
 		command) _pw_cmds+=("$path") ;;
 		option)
-			f4=${f4// /}
-			_pw_opts+=("$path"$'\037'"$f3"$'\037'"$f4"$'\037'"$f5")
+			_pw_opath+=("$path")
+			_pw_olong+=("$f3")
+			_pw_oshort+=("${f4// /}")
+			_pw_oarg+=("$f5")
 			;;
 		esac
-	done < <(_pw_dump)
+	done < <("$_pw_bin" __dump 2>/dev/null | tr -d '\000' | tr '\t' '\037')
 }
 
-# _pw_children PARENT: the names one level below PARENT ("" for the top).
+# _pw_children PARENT: the names one level below PARENT ("" for the top),
+# in the array _pw_r.
 _pw_children() {
 	local p
+	_pw_r=()
 	for p in "${_pw_cmds[@]}"; do
 		if [[ -z $1 ]]; then
-			[[ $p == *" "* ]] || printf '%s\n' "$p"
+			[[ $p == *" "* ]] || _pw_r+=("$p")
 		elif [[ $p == "$1 "* && ${p#"$1 "} != *" "* ]]; then
-			printf '%s\n' "${p#"$1 "}"
+			_pw_r+=("${p#"$1 "}")
 		fi
 	done
 }
 
 # _pw_resolve PARENT WORD: the child named WORD, or the only child it is
-# a prefix of (as pw itself resolves "pw po ls"); nothing when none.
+# a prefix of (as pw itself resolves "pw po ls"), in _pw_v; status 1 when
+# there is none.
 _pw_resolve() {
-	local c found= n=0
-	while IFS= read -r c; do
+	local c n=0
+	_pw_v=
+	_pw_children "$1"
+	for c in "${_pw_r[@]}"; do
 		if [[ $c == "$2" ]]; then
-			printf '%s\n' "$c"
-			return
-		fi
-		if [[ -n $2 && $c == "$2"* ]]; then
-			found=$c
-			n=$((n + 1))
-		fi
-	done < <(_pw_children "$1")
-	[[ $n -eq 1 ]] && printf '%s\n' "$found"
-}
-
-# _pw_optarg PATH WORD: the argument name of option WORD (long or short)
-# of PATH; status 1 when WORD is not an option of PATH.
-_pw_optarg() {
-	local e path long short arg
-	for e in "${_pw_opts[@]}"; do
-		IFS=$'\037' read -r path long short arg <<<"$e"
-		[[ $path == "$1" ]] || continue
-		if [[ $2 == "$long" || ( -n $short && $2 == "$short" ) ]]; then
-			printf '%s\n' "$arg"
+			_pw_v=$c
 			return 0
 		fi
+		if [[ -n $2 && $c == "$2"* ]]; then
+			_pw_v=$c
+			n=$((n + 1))
+		fi
+	done
+	[[ $n -eq 1 ]] && return 0
+	_pw_v=
+	return 1
+}
+
+# _pw_opt PATH WORD: the index of option WORD (long or short) of PATH in
+# the _pw_o arrays, in _pw_i; status 1 when WORD is not one.
+_pw_opt() {
+	for ((_pw_i = 0; _pw_i < ${#_pw_opath[@]}; _pw_i++)); do
+		[[ ${_pw_opath[_pw_i]} == "$1" ]] || continue
+		[[ $2 == "${_pw_olong[_pw_i]}" ]] && return 0
+		[[ -n ${_pw_oshort[_pw_i]} && $2 == "${_pw_oshort[_pw_i]}" ]] &&
+		    return 0
 	done
 	return 1
 }
 
+# _pw_longopts PATH: the long options of PATH, in _pw_r.
 _pw_longopts() {
-	local e path long short arg
-	for e in "${_pw_opts[@]}"; do
-		IFS=$'\037' read -r path long short arg <<<"$e"
-		[[ $path == "$1" ]] && printf '%s\n' "$long"
+	local i
+	_pw_r=()
+	for ((i = 0; i < ${#_pw_opath[@]}; i++)); do
+		[[ ${_pw_opath[i]} == "$1" ]] && _pw_r+=("${_pw_olong[i]}")
 	done
 }
 
+# The first field of "pw ... --plain" output: proxy ids, config keys.
 _pw_ids() {
 	"$_pw_bin" ${_pw_state:+--state "$_pw_state"} pool ls --plain \
 	    2>/dev/null | cut -f1
@@ -101,7 +104,11 @@ _pw_keys() {
 # _pw_add WORDS CUR: add the words (split on white space) that start
 # with CUR.
 _pw_add() {
-	mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY < <(compgen -W "$1" -- "$2")
+	local w -
+	set -f
+	for w in $1; do
+		[[ $w == "$2"* ]] && COMPREPLY+=("$w")
+	done
 }
 
 _pw_files() {
@@ -129,27 +136,14 @@ _pw_option_values() {
 	--anonymity) _pw_add "$_pw_anonymity" "$2" ;;
 	--strategy) _pw_add "$_pw_strategies" "$2" ;;
 	--format) _pw_add "url json" "$2" ;;
+	--request) _pw_add "$_pw_methods" "$2" ;;
 	--exclude) _pw_add "$(_pw_ids)" "$2" ;;
-	--request) _pw_add "GET HEAD POST PUT PATCH DELETE OPTIONS" "$2" ;;
 	--state | --strategy-plugin | --output | --cacert) _pw_files "$2" ;;
 	--config)
 		compopt -o nospace 2>/dev/null
 		_pw_add "$(_pw_keys | sed 's/$/=/')" "$2"
 		;;
 	esac
-}
-
-# _pw_long PATH WORD: the long name of option WORD of PATH.
-_pw_long() {
-	local e path long short arg
-	for e in "${_pw_opts[@]}"; do
-		IFS=$'\037' read -r path long short arg <<<"$e"
-		[[ $path == "$1" ]] || continue
-		if [[ $2 == "$long" || ( -n $short && $2 == "$short" ) ]]; then
-			printf '%s\n' "$long"
-			return
-		fi
-	done
 }
 
 # _pw_positional PATH N CUR: the Nth (from 0) argument of PATH.
@@ -160,20 +154,24 @@ _pw_positional() {
 	"config get:0" | "config unset:0" | "config set:0")
 		_pw_add "$(_pw_keys)" "$3" ;;
 	"config set:1") _pw_key_values "$_pw_arg0" "$3" ;;
-	"help:0") _pw_add "$(_pw_children "")" "$3" ;;
+	"help:0")
+		_pw_children ""
+		_pw_add "${_pw_r[*]}" "$3"
+		;;
 	"help:1")
-		local c
-		c=$(_pw_resolve "" "$_pw_arg0")
-		[[ -n $c ]] && _pw_add "$(_pw_children "$c")" "$3"
+		if _pw_resolve "" "$_pw_arg0"; then
+			_pw_children "$_pw_v"
+			_pw_add "${_pw_r[*]}" "$3"
+		fi
 		;;
 	esac
 }
 
 _pw() {
-	local cur=${COMP_WORDS[COMP_CWORD]} w i arg path= n=0 only= want=
-	local eq=0 lhs= cmd verb
-	local _pw_bin=${COMP_WORDS[0]} _pw_state= _pw_arg0=
-	local -a _pw_cmds _pw_opts
+	local cur=${COMP_WORDS[COMP_CWORD]} w i path= n=0 only= want=
+	local eq=0 lhs=
+	local _pw_bin=${COMP_WORDS[0]} _pw_state= _pw_arg0= _pw_v _pw_i
+	local -a _pw_cmds _pw_opath _pw_olong _pw_oshort _pw_oarg _pw_r
 
 	COMPREPLY=()
 	[[ $_pw_bin == "~/"* ]] && _pw_bin=$HOME/${_pw_bin#"~/"}
@@ -197,8 +195,14 @@ _pw() {
 		w=${COMP_WORDS[i]}
 		if [[ $w == "=" ]]; then
 			# The value after "--opt=" or "-c key=".
+			[[ $want == --state ]] && _pw_state=${COMP_WORDS[i + 1]}
 			i=$((i + 1))
 			want=
+			continue
+		fi
+		if [[ $w == ":" ]]; then
+			# bash splits at ":" too: "h:80" is one word to pw.
+			i=$((i + 1))
 			continue
 		fi
 		if [[ -n $want ]]; then
@@ -209,27 +213,28 @@ _pw() {
 		if [[ -z $only && $w == -?* ]]; then
 			if [[ $w == -- ]]; then
 				only=1
-			elif arg=$(_pw_optarg "$path" "$w") && [[ -n $arg ]]
+			elif _pw_opt "$path" "$w" && [[ -n ${_pw_oarg[_pw_i]} ]]
 			then
-				want=$(_pw_long "$path" "$w")
-				[[ $want == --state && ${COMP_WORDS[i + 1]} == "=" ]] &&
-				    _pw_state=${COMP_WORDS[i + 2]}
+				want=${_pw_olong[_pw_i]}
 			fi
 			continue
 		fi
 		if [[ -z $path ]]; then
-			[[ $w == help ]] && { path=help; continue; }
-			cmd=$(_pw_resolve "" "$w")
-			[[ -z $cmd ]] && return 0
-			path=$cmd
+			if [[ $w == help ]]; then
+				path=help
+				continue
+			fi
+			_pw_resolve "" "$w" || return 0
+			path=$_pw_v
 			continue
 		fi
-		if [[ $path != help && $path != *" "* ]] &&
-		    [[ -n $(_pw_children "$path") ]]; then
-			verb=$(_pw_resolve "$path" "$w")
-			[[ -z $verb ]] && return 0
-			path="$path $verb"
-			continue
+		if [[ $path != help && $path != *" "* ]]; then
+			_pw_children "$path"
+			if [[ ${#_pw_r[@]} -gt 0 ]]; then
+				_pw_resolve "$path" "$w" || return 0
+				path="$path $_pw_v"
+				continue
+			fi
 		fi
 		[[ $n -eq 0 ]] && _pw_arg0=$w
 		n=$((n + 1))
@@ -253,9 +258,11 @@ _pw() {
 
 	if [[ -z $path ]]; then
 		if [[ $cur == -* ]]; then
-			_pw_add "$(_pw_longopts "")" "$cur"
+			_pw_longopts ""
+			_pw_add "${_pw_r[*]}" "$cur"
 		else
-			_pw_add "$(_pw_children "") help" "$cur"
+			_pw_children ""
+			_pw_add "${_pw_r[*]} help" "$cur"
 		fi
 		return 0
 	fi
@@ -263,17 +270,19 @@ _pw() {
 		_pw_positional help "$n" "$cur"
 		return 0
 	fi
-	if [[ $path != *" "* && -n $(_pw_children "$path") ]]; then
+	_pw_children "$path"
+	if [[ $path != *" "* && ${#_pw_r[@]} -gt 0 ]]; then
 		# The verb's place: only a verb, or --help.
 		if [[ $cur == -* ]]; then
 			_pw_add "--help" "$cur"
 		else
-			_pw_add "$(_pw_children "$path")" "$cur"
+			_pw_add "${_pw_r[*]}" "$cur"
 		fi
 		return 0
 	fi
 	if [[ $cur == -* && -z $only ]]; then
-		_pw_add "$(_pw_longopts "$path")" "$cur"
+		_pw_longopts "$path"
+		_pw_add "${_pw_r[*]}" "$cur"
 		return 0
 	fi
 	_pw_positional "$path" "$n" "$cur"

@@ -12,7 +12,8 @@ function __pw_children
     for i in (seq (count $__pw_cmd_path))
         set -l p $__pw_cmd_path[$i]
         if test -z "$argv[1]"
-            string match -q -- '* *' $p; or printf '%s\t%s\n' $p $__pw_cmd_help[$i]
+            string match -q -- '* *' $p
+            or printf '%s\t%s\n' $p $__pw_cmd_help[$i]
         else if string match -q -- "$argv[1] *" $p
             set -l rest (string replace -- "$argv[1] " '' $p)
             string match -q -- '* *' $rest
@@ -45,7 +46,8 @@ function __pw_opt
             echo $i
             return 0
         end
-        if test -n "$__pw_opt_short[$i]"; and test "$argv[2]" = "$__pw_opt_short[$i]"
+        if test -n "$__pw_opt_short[$i]"
+            and test "$argv[2]" = "$__pw_opt_short[$i]"
             echo $i
             return 0
         end
@@ -54,18 +56,21 @@ function __pw_opt
 end
 
 function __pw_ids
-    $__pw_bin $__pw_state pool ls --plain 2>/dev/null | string replace -r '^([^\t]*)\t([^\t]*).*' '$1\t$2'
+    $__pw_bin $__pw_state pool ls --plain 2>/dev/null |
+        string replace -r '^([^\t]*)\t([^\t]*).*' '$1\t$2'
 end
 
 function __pw_keys
-    $__pw_bin $__pw_state config list --plain 2>/dev/null | string replace -r '^([^\t]*)\t([^\t]*)\t([^\t]*).*' '$1\t$2 ($3)'
+    $__pw_bin $__pw_state config list --plain 2>/dev/null |
+        string replace -r '^([^\t]*)\t([^\t]*)\t([^\t]*).*' '$1\t$2 ($3)'
 end
 
 # __pw_key_values KEY CUR: the values of a setting with fixed choices.
 function __pw_key_values
     switch $argv[1]
         case strategy
-            printf '%s\n' round-robin random weighted least-used performance sticky geo
+            printf '%s\n' round-robin random weighted least-used performance \
+                sticky geo
         case session.strategy geo.strategy
             printf '%s\n' round-robin random weighted least-used performance
         case strategy.fallback
@@ -87,7 +92,8 @@ function __pw_option_values
         case --anonymity
             printf '%s\n' transparent anonymous elite
         case --strategy
-            printf '%s\n' round-robin random weighted least-used performance sticky geo
+            printf '%s\n' round-robin random weighted least-used performance \
+                sticky geo
         case --format
             printf '%s\n' url json
         case --exclude

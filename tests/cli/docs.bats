@@ -10,6 +10,14 @@ bats_require_minimum_version 1.5.0
 
 load helper
 
+# The command table and the parsed man pages are read once per file.
+setup_file() {
+	export DOCS_CACHE=$BATS_FILE_TMPDIR/docs
+	mkdir -p "$DOCS_CACHE"
+	# A field without a value may be printed as a NUL byte: drop them.
+	"$PW_BUILD/pw" __dump | tr -d '\000' >"$DOCS_CACHE/dump"
+}
+
 setup() {
 	setup_pw
 	ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
@@ -32,10 +40,9 @@ words() {
 
 # ------------------------------------------------------------ the binary
 
-# The command table, NUL bytes dropped (a field without a value may be
-# printed as one).
+# The command table, as "pw __dump" prints it.
 dump() {
-	pw __dump | tr -d '\000'
+	cat "$DOCS_CACHE/dump"
 }
 
 # children PARENT: the names one level below PARENT ("" for the top).
@@ -56,24 +63,29 @@ paths() {
 # leaf_paths: the command paths that run (have no verbs below them).
 leaf_paths() {
 	local p
-	while IFS= read -r p; do
-		[ -z "$(children "$p")" ] && echo "$p"
-	done < <(paths)
+	if [ ! -e "$DOCS_CACHE/leaves" ]; then
+		while IFS= read -r p; do
+			[ -z "$(children "$p")" ] && echo "$p"
+		done < <(paths) >"$DOCS_CACHE/leaves.$$"
+		mv "$DOCS_CACHE/leaves.$$" "$DOCS_CACHE/leaves"
+	fi
+	cat "$DOCS_CACHE/leaves"
 }
 
-# options PATH: "long<TAB>short<TAB>arg" of each option of PATH ("" for
-# the global options).
+# options PATH: "long|short|arg" of each option of PATH ("" for the
+# global options); short and arg may be empty.
 options() {
 	dump | awk -F'\t' -v p="$1" '$1 == "option" && $2 == p {
-		s = $4; gsub(/ /, "", s); print $3 "\t" s "\t" $5 }'
+		s = $4; gsub(/ /, "", s); print $3 "|" s "|" $5 }'
 }
 
 longs() {
-	options "$1" | cut -f1 | LC_ALL=C sort
+	options "$1" | cut -d'|' -f1 | LC_ALL=C sort
 }
 
-is_global() {
-	options "" | cut -f1 | grep -qx -- "$1"
+# has LIST WORD: WORD is a line of LIST.
+has() {
+	[[ $'\n'$1$'\n' == *$'\n'"$2"$'\n'* ]]
 }
 
 # help_of PATH LONG: the help text of an option.
@@ -104,6 +116,15 @@ exit_codes() {
 # resolved (\- is -, fonts dropped), the arguments of font macros joined
 # (".BR a b" is "ab", ".B a b" is "a b"), comments dropped.
 roff() {
+	local c
+	c=$DOCS_CACHE/$(basename "$1").txt
+	if [ ! -e "$c" ]; then
+		roff_parse "$1" >"$c.$$" && mv "$c.$$" "$c" || return
+	fi
+	cat "$c"
+}
+
+roff_parse() {
 	awk '
 	function unescape(s) {
 		gsub(/\\f(\[[A-Z]*\]|\(..|[BIRP])/, "", s)
@@ -174,22 +195,24 @@ tag_options() {
 	tags | grep -oE -- '--[a-z][a-z0-9-]*' | LC_ALL=C sort -u
 }
 
-# documents LONG SHORT ARG: the text on stdin names "--LONG ARG" (as
-# whole words), with the short option on the same line when there is one.
+# documents TEXT LONG SHORT ARG: a line of TEXT names "--LONG ARG" (as
+# whole words), and the short option too when there is one.
 documents() {
-	local text want=$1 re
-	text=$(cat)
-	[ -n "$3" ] && want="$1 $3"
+	local want=$2 re line found=
+	[ -n "$4" ] && want="$2 $4"
 	re="(^|[^a-zA-Z0-9-])$want([^a-zA-Z0-9-]|\$)"
-	if ! printf '%s\n' "$text" | grep -qE -- "$re"; then
+	while IFS= read -r line; do
+		[[ $line =~ $re ]] || continue
+		found=1
+		[ -z "$3" ] && return 0
+		[[ $line =~ (^|[ ,])$3([ ,]|\$) ]] && return 0
+	done <<<"$1"
+	if [ -z "$found" ]; then
 		echo "not documented: $want"
-		return 1
+	else
+		echo "$want documented without $3"
 	fi
-	if [ -n "$2" ] && ! printf '%s\n' "$text" | grep -E -- "$re" |
-	    grep -qE -- "(^|[ ,])$2([ ,]|\$)"; then
-		echo "$want documented without $2"
-		return 1
-	fi
+	return 1
 }
 
 @test "every man page renders without a warning" {
@@ -233,23 +256,24 @@ documents() {
 }
 
 @test "every option of every command is documented in its page" {
-	local p c v long short arg text n=0
+	local p c v long short arg text common own globals n=0
+	globals=$(longs "")
 	while IFS= read -r p; do
 		c=${p%% *}
 		v=${p#* }
-		[ "$v" = "$p" ] && v=
-		while IFS=$'\t' read -r long short arg; do
-			if is_global "$long"; then
-				text=$(section "$MAN/pw-$c.1" "COMMON OPTIONS" |
-				    tags)
-			elif [ -z "$v" ]; then
-				text=$(section "$MAN/pw-$c.1" OPTIONS)
+		common=$(section "$MAN/pw-$c.1" "COMMON OPTIONS" | tags)
+		if [ "$v" = "$p" ]; then
+			own=$(section "$MAN/pw-$c.1" OPTIONS)
+		else
+			own=$(subsection "$MAN/pw-$c.1" VERBS "pw $p")
+		fi
+		while IFS='|' read -r long short arg; do
+			if has "$globals" "$long"; then
+				text=$common
 			else
-				text=$(subsection "$MAN/pw-$c.1" VERBS \
-				    "pw $p")
+				text=$own
 			fi
-			printf '%s\n' "$text" |
-			    documents "$long" "$short" "$arg" ||
+			documents "$text" "$long" "$short" "$arg" ||
 			    { echo "in pw-$c.1, for pw $p"; return 1; }
 			n=$((n + 1))
 		done < <(options "$p")
@@ -258,29 +282,33 @@ documents() {
 }
 
 @test "every option a page documents exists" {
-	local p c o
+	local p c o own globals
+	globals=$(longs "")
 	while IFS= read -r p; do
 		c=${p%% *}
+		own=$(longs "$p")
 		for o in $(if [ "$c" = "$p" ]; then
 		    section "$MAN/pw-$c.1" OPTIONS
 		    else subsection "$MAN/pw-$c.1" VERBS "pw $p"; fi |
 		    tag_options); do
-			longs "$p" | grep -qx -- "$o" ||
+			has "$own" "$o" ||
 			    { echo "pw-$c.1: pw $p has no $o"; return 1; }
 		done
 		for o in $(section "$MAN/pw-$c.1" "COMMON OPTIONS" |
 		    tag_options); do
-			longs "$p" | grep -qx -- "$o" && is_global "$o" ||
-			    { echo "pw-$c.1: common $o not in pw $p"; return 1; }
+			has "$own" "$o" && has "$globals" "$o" || {
+				echo "pw-$c.1: common $o not in pw $p"
+				return 1
+			}
 		done
 	done < <(leaf_paths)
 }
 
 @test "pw(1) documents exactly the global options" {
-	local long short arg
-	while IFS=$'\t' read -r long short arg; do
-		section "$MAN/pw.1" "GLOBAL OPTIONS" | tags |
-		    documents "$long" "$short" "$arg"
+	local long short arg text
+	text=$(section "$MAN/pw.1" "GLOBAL OPTIONS" | tags)
+	while IFS='|' read -r long short arg; do
+		documents "$text" "$long" "$short" "$arg"
 	done < <(options "")
 	same "$(section "$MAN/pw.1" "GLOBAL OPTIONS" | tag_options)" \
 	    "$(longs "")"
@@ -328,9 +356,10 @@ documents() {
 }
 
 @test "the README's quick start is exactly make demo and make test" {
-	same "$(awk '/^## Quick start/ { on = 1; next } /^## / { on = 0 }
-	    on && /^```/ { code = !code; next } on && code' "$ROOT/README.md")" \
-	    "$(printf 'make demo\nmake test')"
+	local quick
+	quick=$(awk '/^## Quick start/ { on = 1; next } /^## / { on = 0 }
+	    on && /^```/ { code = !code; next } on && code' "$ROOT/README.md")
+	same "$quick" "$(printf 'make demo\nmake test')"
 }
 
 # ------------------------------------------------------ bash completion
@@ -426,6 +455,11 @@ two_proxies() {
 	same "$output" "$(words 1 2)"
 	run -0 bash_complete pw pool show 1 ''
 	same "$output" ""
+	# bash splits a URL at its colons: still one argument
+	run -0 bash_complete pw pool show http : //10.0.0.1 : 3128 ''
+	same "$output" ""
+	run -0 bash_complete pw pool rm http : //10.0.0.1 : 3128 ''
+	same "$output" "$(words 1 2)"
 	run -0 bash_complete pw pool next -x ''
 	same "$output" "$(words 1 2)"
 	# bash splits "--exclude=" at the "=": the word is "="
@@ -508,125 +542,163 @@ two_proxies() {
 
 # --------------------------------------------------------- zsh completion
 
-# zsh_complete LINE: complete the end of LINE in an interactive zsh on a
-# pseudo-terminal, with completions/_pw; every match the completion
-# system adds, sorted, one a line.
+# zsh_complete LINE...: complete the end of each LINE, one after the
+# other, in one interactive zsh on a pseudo-terminal with completions/_pw.
+# What the completion system is given for line K (sorted, one a line)
+# goes to $BATS_TEST_TMPDIR/zsh.K; with one LINE it is also printed.
 zsh_complete() {
 	local drv=$BATS_TEST_TMPDIR/complete.zsh out=$BATS_TEST_TMPDIR/zsh.out
+	local k
 	cat >"$drv" <<'EOF'
 zmodload zsh/zpty || exit 3
-rm -f -- $OUT $OUT.done
+rm -f -- $OUT $OUT.n
 : >$OUT
 zpty z zsh -f -i
-zpty -w z 'PS1= PROMPT= RPROMPT=; unsetopt beep; fpath=($COMPDIR $fpath)'
-zpty -w z 'autoload -Uz compinit && compinit -u -D'
-zpty -w z 'bindkey "^I" complete-word'
-# Record what reaches the completion system; -O, -A and -D only ask.
+zpty -w z 'PS1= PROMPT= RPROMPT=; unsetopt beep autolist; bindkey -e'
+zpty -w z 'fpath=($COMPDIR $fpath); autoload -Uz compinit && compinit -u -D'
+# Record every match given to the completion system (-O, -A and -D only
+# ask, they add nothing), and mark where each completion ends.
 zpty -w z 'compadd() { if (( ${@[(I)-[OAD]]} )); then builtin compadd "$@"; return; fi; local -a m; builtin compadd -O m "$@"; (( $#m )) && print -rl -- $m >>$OUT; builtin compadd "$@"; }'
-zpty -w z '_zc_done() { print done >$OUT.done; }; comppostfuncs=(_zc_done)'
-zpty -n -w z "$LINE"$'\t'
-for i in {1..400}; do
-	[[ -e $OUT.done ]] && break
-	sleep 0.05
+zpty -w z '_zc_n=0; _zc() { _main_complete; (( _zc_n++ )); print -r -- --zc-end-- >>$OUT; print $_zc_n >$OUT.n; }'
+zpty -w z 'zle -C zc complete-word _zc; bindkey "^I" zc'
+integer k=0 i
+local junk
+for line in "${(@f)ZC_LINES}"; do
+	(( k++ ))
+	zpty -n -w z "$line"$'\t'
+	for (( i = 0; i < 600; i++ )); do
+		[[ -e $OUT.n && $(<$OUT.n) == $k ]] && break
+		while zpty -r -t z junk; do :; done
+		sleep 0.05
+	done
+	[[ -e $OUT.n && $(<$OUT.n) == $k ]] ||
+	    { print -u2 "zsh: no completion for: $line"; zpty -d z; exit 4; }
+	zpty -n -w z $'\C-u'
 done
 zpty -d z
-[[ -e $OUT.done ]] || { print -u2 "zsh: completion did not finish"; exit 4; }
 EOF
-	OUT=$out COMPDIR=$COMP LINE=$1 zsh -f "$drv" || return
-	LC_ALL=C sort -u "$out"
+	OUT=$out COMPDIR=$COMP ZC_LINES=$(printf '%s\n' "$@") zsh -f "$drv" ||
+	    return
+	awk -v dir="$BATS_TEST_TMPDIR" '
+		BEGIN { k = 1; f = dir "/zsh.1"; printf "" >f }
+		/^--zc-end--$/ { close(f); k++; f = dir "/zsh." k;
+		    printf "" >f; next }
+		{ print >f }' "$out"
+	for ((k = 1; k <= $#; k++)); do
+		LC_ALL=C sort -u "$BATS_TEST_TMPDIR/zsh.$k" \
+		    -o "$BATS_TEST_TMPDIR/zsh.$k"
+	done
+	[ $# -eq 1 ] && cat "$BATS_TEST_TMPDIR/zsh.1"
+	return 0
+}
+
+# zres K: what zsh_complete found for its Kth line.
+zres() {
+	cat "$BATS_TEST_TMPDIR/zsh.$1"
 }
 
 @test "zsh: commands, verbs and a unique prefix" {
-	run -0 zsh_complete 'pw '
-	same "$output" "$(words $(children "") help)"
-	run -0 zsh_complete 'pw po'
-	same "$output" pool
-	run -0 zsh_complete 'pw pool '
-	same "$output" "$(children pool)"
-	run -0 zsh_complete 'pw config '
-	same "$output" "$(children config)"
-	run -0 zsh_complete 'pw help pool '
-	same "$output" "$(children pool)"
+	zsh_complete 'pw ' 'pw po' 'pw pool ' 'pw config ' 'pw help pool '
+	same "$(zres 1)" "$(words $(children "") help)"
+	same "$(zres 2)" pool
+	same "$(zres 3)" "$(children pool)"
+	same "$(zres 4)" "$(children config)"
+	same "$(zres 5)" "$(children pool)"
 }
 
 @test "zsh: the options of every command, and the global ones" {
-	local p
-	while IFS= read -r p; do
-		run -0 zsh_complete "pw $p --"
-		same "$output" "$(longs "$p")"
-	done < <(leaf_paths)
-	run -0 zsh_complete 'pw --'
-	same "$output" "$(longs "")"
+	local -a p l
+	local k
+	mapfile -t p < <(leaf_paths)
+	for k in "${p[@]}"; do
+		l+=("pw $k --")
+	done
+	zsh_complete "${l[@]}" 'pw --'
+	for ((k = 0; k < ${#p[@]}; k++)); do
+		same "$(zres $((k + 1)))" "$(longs "${p[k]}")"
+	done
+	same "$(zres $((k + 1)))" "$(longs "")"
+	[ "${#p[@]}" -gt 10 ]
 }
 
 @test "zsh: config keys, proxy ids and option values" {
-	run -0 zsh_complete 'pw config get '
-	same "$output" "$(keys)"
-	run -0 zsh_complete 'pw config set strategy '
-	same "$output" "$(choices "$(help_of "pool next" --strategy)")"
-	run -0 zsh_complete 'pw -c '
-	same "$output" "$(keys)"
-	run -0 zsh_complete 'pw -c strategy=r'
-	same "$output" "$(words random round-robin)"
 	two_proxies
-	run -0 zsh_complete 'pw pool rm '
-	same "$output" "$(words 1 2)"
-	run -0 zsh_complete 'pw pool show 1 '
-	same "$output" ""
-	run -0 zsh_complete 'pw pool ls --status '
-	same "$output" "$(choices "$(help_of "pool ls" --status)")"
-	run -0 zsh_complete 'pw pool ls --scheme=socks'
-	same "$output" "$(words socks4 socks4a socks5 socks5h)"
+	zsh_complete 'pw config get ' 'pw config set strategy ' 'pw -c ' \
+	    'pw -c strategy=r' 'pw pool rm ' 'pw pool show 1 ' \
+	    'pw pool ls --status ' 'pw pool ls --scheme=socks'
+	same "$(zres 1)" "$(keys)"
+	same "$(zres 2)" "$(choices "$(help_of "pool next" --strategy)")"
+	same "$(zres 3)" "$(keys)"
+	same "$(zres 4)" "$(words random round-robin)"
+	same "$(zres 5)" "$(words 1 2)"
+	same "$(zres 6)" ""
+	same "$(zres 7)" "$(choices "$(help_of "pool ls" --status)")"
+	same "$(zres 8)" "$(words socks4 socks4a socks5 socks5h)"
 }
 
-# ------------------------------------------------------- fish completion
-
-# fish_complete LINE: fish's candidates for the end of LINE, sorted.
+# fish_complete LINE...: fish's candidates for the end of each LINE; for
+# line K, sorted, in $BATS_TEST_TMPDIR/fish.K; with one LINE also printed.
 fish_complete() {
-	fish --no-config -c 'source $argv[1]; complete -C $argv[2]' \
-	    "$COMP/pw.fish" "$1" | cut -f1 | LC_ALL=C sort
+	local k
+	fish --no-config -c 'source $argv[1]
+		for l in $argv[2..-1]
+			complete -C $l
+			echo --fish-end--
+		end' "$COMP/pw.fish" "$@" >"$BATS_TEST_TMPDIR/fish.out" ||
+	    return
+	awk -v dir="$BATS_TEST_TMPDIR" -F'\t' '
+		BEGIN { k = 1; f = dir "/fish.1"; printf "" >f }
+		/^--fish-end--$/ { close(f); k++; f = dir "/fish." k;
+		    printf "" >f; next }
+		{ print $1 >f }' "$BATS_TEST_TMPDIR/fish.out"
+	for ((k = 1; k <= $#; k++)); do
+		LC_ALL=C sort "$BATS_TEST_TMPDIR/fish.$k" \
+		    -o "$BATS_TEST_TMPDIR/fish.$k"
+	done
+	[ $# -eq 1 ] && cat "$BATS_TEST_TMPDIR/fish.1"
+	return 0
+}
+
+fres() {
+	cat "$BATS_TEST_TMPDIR/fish.$1"
 }
 
 @test "fish: commands, verbs and a unique prefix" {
-	run -0 fish_complete 'pw '
-	same "$output" "$(words $(children "") help)"
-	run -0 fish_complete 'pw po'
-	same "$output" pool
-	run -0 fish_complete 'pw pool '
-	same "$output" "$(children pool)"
-	run -0 fish_complete 'pw config '
-	same "$output" "$(children config)"
-	run -0 fish_complete 'pw help pool '
-	same "$output" "$(children pool)"
+	fish_complete 'pw ' 'pw po' 'pw pool ' 'pw config ' 'pw help pool '
+	same "$(fres 1)" "$(words $(children "") help)"
+	same "$(fres 2)" pool
+	same "$(fres 3)" "$(children pool)"
+	same "$(fres 4)" "$(children config)"
+	same "$(fres 5)" "$(children pool)"
 }
 
 @test "fish: the options of every command, and the global ones" {
-	local p
-	while IFS= read -r p; do
-		run -0 fish_complete "pw $p --"
-		same "$output" "$(longs "$p")"
-	done < <(leaf_paths)
-	run -0 fish_complete 'pw --'
-	same "$output" "$(longs "")"
+	local -a p l
+	local k
+	mapfile -t p < <(leaf_paths)
+	for k in "${p[@]}"; do
+		l+=("pw $k --")
+	done
+	fish_complete "${l[@]}" 'pw --'
+	for ((k = 0; k < ${#p[@]}; k++)); do
+		same "$(fres $((k + 1)))" "$(longs "${p[k]}")"
+	done
+	same "$(fres $((k + 1)))" "$(longs "")"
+	[ "${#p[@]}" -gt 10 ]
 }
 
 @test "fish: config keys, proxy ids and option values" {
-	run -0 fish_complete 'pw config get '
-	same "$output" "$(keys)"
-	run -0 fish_complete 'pw config set strategy '
-	same "$output" "$(choices "$(help_of "pool next" --strategy)")"
-	run -0 fish_complete 'pw -c '
-	same "$output" "$(keys | sed 's/$/=/' | LC_ALL=C sort)"
-	run -0 fish_complete 'pw -c strategy=r'
-	same "$output" "$(words strategy=random strategy=round-robin)"
 	two_proxies
-	run -0 fish_complete 'pw pool rm '
-	same "$output" "$(words 1 2)"
-	run -0 fish_complete 'pw pool show 1 '
-	same "$output" ""
-	run -0 fish_complete 'pw pool ls --status '
-	same "$output" "$(choices "$(help_of "pool ls" --status)")"
-	run -0 fish_complete 'pw pool ls --scheme=socks'
-	same "$output" "$(words --scheme=socks4 --scheme=socks4a \
+	fish_complete 'pw config get ' 'pw config set strategy ' 'pw -c ' \
+	    'pw -c strategy=r' 'pw pool rm ' 'pw pool show 1 ' \
+	    'pw pool ls --status ' 'pw pool ls --scheme=socks'
+	same "$(fres 1)" "$(keys)"
+	same "$(fres 2)" "$(choices "$(help_of "pool next" --strategy)")"
+	same "$(fres 3)" "$(keys | sed 's/$/=/' | LC_ALL=C sort)"
+	same "$(fres 4)" "$(words strategy=random strategy=round-robin)"
+	same "$(fres 5)" "$(words 1 2)"
+	same "$(fres 6)" ""
+	same "$(fres 7)" "$(choices "$(help_of "pool ls" --status)")"
+	same "$(fres 8)" "$(words --scheme=socks4 --scheme=socks4a \
 	    --scheme=socks5 --scheme=socks5h)"
 }
