@@ -637,7 +637,7 @@ static const struct pw_cmd pool_report_entry = {
 	1, 1, CMD_STORE_RW, pool_report, NULL
 };
 static const struct pw_cmd pool_sessions_entry = {
-	"sessions", "list live sticky sessions", "", NULL,
+	"sessions", "list live sticky sessions", "[options]", NULL,
 	0, 0, CMD_STORE_RO | CMD_OUTPUT, pool_sessions, NULL
 };
 

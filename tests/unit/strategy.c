@@ -1061,9 +1061,9 @@ next_s(struct pw_ctx *ctx, const char *strategy)
 }
 
 static void
-report(struct pw_ctx *ctx, int64_t id, int ok, double ms)
+report(struct pw_ctx *ctx, int64_t id, int outcome, double ms)
 {
-	if (pw_pool_report(ctx, id, ok, ms) != 0)
+	if (pw_pool_report(ctx, id, outcome, ms) != 0)
 		fail_msg("report %lld: %s", (long long)id, ctx->err.msg);
 }
 
@@ -1303,15 +1303,15 @@ test_db_cooldown(void **state)
 
 	add_n(&f->ctx, 3, NULL);
 	/* Failures below the threshold (3) do not cool a proxy down. */
-	report(&f->ctx, 2, 0, -1);
-	report(&f->ctx, 2, 0, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	assert_int_equal(next_w(&f->ctx, &w), 2);
 	/* A success clears the run. */
-	report(&f->ctx, 2, 1, -1);
-	report(&f->ctx, 2, 0, -1);
-	report(&f->ctx, 2, 0, -1);
+	report(&f->ctx, 2, PW_REPORT_OK, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	assert_int_equal(next_w(&f->ctx, &w), 2);
-	report(&f->ctx, 2, 0, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	p = get(&f->ctx, 2);
 	assert_int_equal(p.consec_fail, 3);
 	assert_int_equal(p.failed, 5);
@@ -1327,7 +1327,7 @@ test_db_cooldown(void **state)
 	assert_int_not_equal(next_s(&f->ctx, "least-used"), 2);
 	assert_int_not_equal(next_s(&f->ctx, "random"), 2);
 	/* A success, reported by a script, ends the cooldown at once. */
-	report(&f->ctx, 2, 1, 80);
+	report(&f->ctx, 2, PW_REPORT_OK, 80);
 	w.nexclude = 2;
 	assert_int_equal(next_w(&f->ctx, &w), 2);
 }
@@ -1339,12 +1339,12 @@ test_db_threshold_setting(void **state)
 
 	add_n(&f->ctx, 2, NULL);
 	flag(&f->ctx, "pool.failure_threshold", "1");
-	report(&f->ctx, 1, 0, -1);
+	report(&f->ctx, 1, PW_REPORT_FAIL, -1);
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(next_s(&f->ctx, NULL), 2);
 	/* No cooldown at all: the proxy is skipped for 0 seconds. */
 	flag(&f->ctx, "pool.cooldown", "0");
-	report(&f->ctx, 2, 0, -1);
+	report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	assert_int_equal(next_s(&f->ctx, NULL), 2);
 	assert_int_equal(next_s(&f->ctx, NULL), 2);
 }
@@ -1356,18 +1356,18 @@ test_db_report(void **state)
 	struct pw_proxy	 p;
 
 	add_n(&f->ctx, 1, NULL);
-	report(&f->ctx, 1, 1, 100);
+	report(&f->ctx, 1, PW_REPORT_OK, 100);
 	p = get(&f->ctx, 1);
 	assert_true(p.latency_ms == 100);
 	pw_proxy_release(&p);
 	/* EMA with alpha 0.3. */
-	report(&f->ctx, 1, 1, 200);
+	report(&f->ctx, 1, PW_REPORT_OK, 200);
 	p = get(&f->ctx, 1);
 	assert_true(fabs(p.latency_ms - 130) < 1e-9);
 	pw_proxy_release(&p);
 	/* No latency: the EMA stays. */
-	report(&f->ctx, 1, 0, -1);
-	report(&f->ctx, 1, 1, -1);
+	report(&f->ctx, 1, PW_REPORT_FAIL, -1);
+	report(&f->ctx, 1, PW_REPORT_OK, -1);
 	p = get(&f->ctx, 1);
 	assert_true(fabs(p.latency_ms - 130) < 1e-9);
 	assert_int_equal(p.completed, 4);
@@ -1377,12 +1377,34 @@ test_db_report(void **state)
 	assert_int_equal(p.started, 0);
 	pw_proxy_release(&p);
 	flag(&f->ctx, "strategy.alpha", "0.5");
-	report(&f->ctx, 1, 1, 0);
+	report(&f->ctx, 1, PW_REPORT_OK, 0);
 	p = get(&f->ctx, 1);
 	assert_true(fabs(p.latency_ms - 65) < 1e-9);
 	pw_proxy_release(&p);
 
-	assert_int_equal(pw_pool_report(&f->ctx, 99, 1, 5), PW_ENOTFOUND);
+	/*
+	 * Neutral (the target failed, not the proxy): counted as completed,
+	 * and neither a failure nor a success for the run of failures.
+	 */
+	report(&f->ctx, 1, PW_REPORT_FAIL, -1);
+	report(&f->ctx, 1, PW_REPORT_FAIL, -1);
+	for (int i = 0; i < 5; i++)
+		report(&f->ctx, 1, PW_REPORT_NEUTRAL, -1);
+	p = get(&f->ctx, 1);
+	assert_int_equal(p.completed, 12);
+	assert_int_equal(p.succeeded, 4);
+	assert_int_equal(p.failed, 3);
+	assert_int_equal(p.consec_fail, 2);
+	assert_int_equal(p.cooldown_until, 0);
+	pw_proxy_release(&p);
+	assert_int_equal(next_s(&f->ctx, NULL), 1);
+	report(&f->ctx, 1, PW_REPORT_FAIL, -1);
+	assert_int_equal(next_s(&f->ctx, NULL), PW_ENOPROXY);
+	report(&f->ctx, 1, PW_REPORT_NEUTRAL, -1);
+	assert_int_equal(next_s(&f->ctx, NULL), PW_ENOPROXY);
+
+	assert_int_equal(pw_pool_report(&f->ctx, 99, PW_REPORT_OK, 5),
+	    PW_ENOTFOUND);
 	assert_string_equal(f->ctx.err.msg, "99: no such proxy");
 }
 
@@ -1475,8 +1497,8 @@ test_db_weighted_success_rate(void **state)
 	add_n(&f->ctx, 2, NULL);
 	flag(&f->ctx, "pool.failure_threshold", "1000");
 	for (int i = 0; i < 9; i++) {
-		report(&f->ctx, 1, 1, -1);
-		report(&f->ctx, 2, 0, -1);
+		report(&f->ctx, 1, PW_REPORT_OK, -1);
+		report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	}
 	db_tally(&f->ctx, &w, 2, k, counts);
 	assert_true(proportional(counts, p, 2, k, 0.10));
@@ -1492,15 +1514,15 @@ test_db_performance(void **state)
 	    1.0 / 15 };
 
 	add_n(&f->ctx, 4, NULL);
-	report(&f->ctx, 1, 1, 100);
-	report(&f->ctx, 2, 1, 400);
+	report(&f->ctx, 1, PW_REPORT_OK, 100);
+	report(&f->ctx, 2, PW_REPORT_OK, 400);
 	/* Unmeasured first, by the fallback (round-robin by default). */
 	assert_int_equal(next_w(&f->ctx, &w), 3);
 	assert_int_equal(next_w(&f->ctx, &w), 4);
 	assert_int_equal(next_w(&f->ctx, &w), 3);
-	report(&f->ctx, 3, 1, 200);
+	report(&f->ctx, 3, PW_REPORT_OK, 200);
 	assert_int_equal(next_w(&f->ctx, &w), 4);
-	report(&f->ctx, 4, 1, 800);
+	report(&f->ctx, 4, PW_REPORT_OK, 800);
 	db_tally(&f->ctx, &w, 4, k, counts);
 	assert_true(proportional(counts, p, 4, k, 0.10));
 	/* A filter by latency composes with it. */
@@ -1536,7 +1558,7 @@ test_db_performance_fallbacks(void **state)
 	    "with latency)");
 	assert_int_equal(started(&f->ctx, 1), 0);
 	/* Measured ones only, with no fallback. */
-	report(&f->ctx, 2, 1, 50);
+	report(&f->ctx, 2, PW_REPORT_OK, 50);
 	db_tally(&f->ctx, &w, 3, 200, counts);
 	assert_int_equal(counts[1], 200);
 	/* least-used as the fallback: ids 1 and 3 in turn. */
@@ -1637,7 +1659,7 @@ test_db_sticky_failover(void **state)
 	assert_int_equal(p1, 1);
 	/* Its proxy cools down: the session moves, and stays moved. */
 	for (int i = 0; i < 3; i++)
-		report(&f->ctx, p1, 0, -1);
+		report(&f->ctx, p1, PW_REPORT_FAIL, -1);
 	p2 = next_w(&f->ctx, &a);
 	assert_int_not_equal(p2, p1);
 	assert_int_equal(p2, 2);
@@ -1645,7 +1667,7 @@ test_db_sticky_failover(void **state)
 	assert_int_equal(r.s.proxy_id, p2);
 	assert_int_equal(r.s.failovers, 1);
 	assert_int_equal(r.s.requests, 2);
-	report(&f->ctx, p1, 1, 10);		/* p1 is back */
+	report(&f->ctx, p1, PW_REPORT_OK, 10);		/* p1 is back */
 	assert_int_equal(next_w(&f->ctx, &a), p2);
 	/* Excluded for this request (it failed in a retry loop): moves. */
 	ex[0] = p2;
@@ -1738,9 +1760,9 @@ test_db_geo(void **state)
 	/* The counts are of the matching proxies. */
 	w.country = "DE";
 	for (int i = 0; i < 3; i++)
-		report(&f->ctx, 1, 0, -1);
+		report(&f->ctx, 1, PW_REPORT_FAIL, -1);
 	for (int i = 0; i < 3; i++)
-		report(&f->ctx, 2, 0, -1);
+		report(&f->ctx, 2, PW_REPORT_FAIL, -1);
 	w.exclude = (int64_t[]){ 3 };
 	w.nexclude = 1;
 	assert_int_equal(next_w(&f->ctx, &w), PW_ENOPROXY);
@@ -1864,7 +1886,8 @@ step_next(struct pw_ctx *ctx, const void *arg)
 static int64_t
 step_fail(struct pw_ctx *ctx, const void *arg)
 {
-	return pw_pool_report(ctx, *(const int64_t *)arg, 0, -1);
+	return pw_pool_report(ctx, *(const int64_t *)arg, PW_REPORT_FAIL,
+	    -1);
 }
 
 /* The live session's proxy id * 1000 + its request count; 0: none. */
