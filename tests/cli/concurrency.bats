@@ -66,7 +66,7 @@ worker() {
 		out=$(pw pool show "http://w$i-$j.example:$((1000 + j))") ||
 		    rc=$?
 		out=${out%%$'\n'*}		# "id<TAB>N"
-		pw pool rm "${out#id$T}" || rc=$?
+		pw pool rm "${out#"id$T"}" || rc=$?
 	done
 	pw config get fetch.retries >/dev/null || rc=$?
 	return $rc
@@ -105,8 +105,10 @@ worker() {
 			 pw pool add - <"$W/$i.in" >"$W/$i.out" 2>"$W/$i.err"
 			 echo $? >"$W/$i.rc") &
 		else
-			(pw pool add $(printf '%s\n' "${urls[@]}" | shuf) \
-			    >"$W/$i.out" 2>"$W/$i.err"; echo $? >"$W/$i.rc") &
+			local mine
+			mapfile -t mine < <(printf '%s\n' "${urls[@]}" | shuf)
+			(pw pool add "${mine[@]}" >"$W/$i.out" 2>"$W/$i.err"
+			 echo $? >"$W/$i.rc") &
 		fi
 	done
 	wait
