@@ -22,6 +22,8 @@ struct xfer {
 	struct pw_buf			 hdrs;	/* held until the body starts */
 	int				 started;	/* output began */
 	int				 retry_status;	/* aborted: retry-on */
+	int				 tunnel;	/* CONNECT or SOCKS */
+	int				 proxy_auth;	/* aborted: 407 */
 	int				 write_failed;
 	int64_t				 bytes;
 };
@@ -44,6 +46,14 @@ start_output(struct xfer *x)
 	if (x->started)
 		return 0;
 	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+	/*
+	 * Without a tunnel the HTTP proxy answers for itself: its 407 is a
+	 * proxy failure, not the target's response.
+	 */
+	if (status == 407 && !x->tunnel) {
+		x->proxy_auth = 1;
+		return -1;
+	}
 	if (retry_status(x->o, status)) {
 		x->retry_status = 1;
 		return -1;
@@ -311,6 +321,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		memset(&x, 0, sizeof x);
 		x.o = o;
 		x.h = h;
+		x.tunnel = is_tunnel(o, a);
 		pw_buf_init(&x.hdrs);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
@@ -329,7 +340,11 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			r = pw_failf(&ctx->err, PW_EFAIL, "cannot write output");
 			goto out;
 		}
-		if (x.retry_status) {
+		if (x.proxy_auth) {
+			kind = PW_FAIL_PROXY;
+			snprintf(errbuf, sizeof errbuf, "proxy authentication "
+			    "failed (HTTP 407)");
+		} else if (x.retry_status) {
 			kind = PW_FAIL_PROXY;
 			snprintf(errbuf, sizeof errbuf, "HTTP %ld (retry-on)",
 			    status);
@@ -337,7 +352,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			kind = PW_FAIL_NONE;
 		else {
 			const char *why;
-			kind = classify(h, rc, is_tunnel(o, a), &why);
+			kind = classify(h, rc, x.tunnel, &why);
 			if (errbuf[0] == '\0' || why != NULL)
 				snprintf(errbuf + strlen(errbuf),
 				    sizeof errbuf - strlen(errbuf), "%s%s",
