@@ -43,14 +43,14 @@ endif
 NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
 LIB_CORE	= err proxy crypto store config pool strategy session
-LIB_NET		= fetch
+LIB_NET		= net fetch
 CMD_CORE	= args out pool config
 CMD_NET		= fetch
 
 LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
 CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)
 NET_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%.o)
-HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h cmd/cmd.h
+HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

@@ -11,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
-#include "internal.h"
+#include "net.h"
 
 /* One attempt's transfer state, seen by the libcurl callbacks. */
 struct xfer {
@@ -178,85 +176,6 @@ attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
 	a->ms = ms;
 }
 
-static const char *const curl_schemes[PW_SCHEME_COUNT] = {
-	[PW_HTTP] = "http", [PW_HTTPS] = "https", [PW_SOCKS4] = "socks4",
-	[PW_SOCKS4A] = "socks4a", [PW_SOCKS5] = "socks5",
-	[PW_SOCKS5H] = "socks5h",
-};
-
-/* The options every attempt shares. */
-static int
-setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
-    char *errbuf, struct pw_err *err)
-{
-	*hl = NULL;
-	for (size_t i = 0; i < o->nheaders; i++) {
-		struct curl_slist *n = curl_slist_append(*hl, o->headers[i]);
-		if (n == NULL)
-			return pw_failf(err, PW_ENOMEM, "out of memory");
-		*hl = n;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, o->url);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hl);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	if (o->has_body) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)o->body_len);
-	}
-	if (o->head)
-		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-	if (o->method != NULL)
-		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
-	if (o->follow) {
-		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirs);
-	}
-	if (o->timeout_ms > 0)
-		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
-	if (o->connect_timeout_ms > 0)
-		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-		    (long)o->connect_timeout_ms);
-	if (o->insecure) {
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
-	}
-	if (o->cacert != NULL) {
-		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
-		curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, o->cacert);
-	}
-	curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent != NULL ?
-	    o->user_agent : "pw/" PW_VERSION);
-	if (o->compressed)
-		curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-	/* A tunnel's "200 Connection established" is not the response. */
-	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	return 0;
-}
-
-/* Point h at proxy a; credentials go apart from the URL. */
-static void
-use_proxy(CURL *h, const struct pw_addr *a)
-{
-	char	*url;
-
-	url = pw_xasprintf(strchr(a->host, ':') ? "%s://[%s]:%d" :
-	    "%s://%s:%d", curl_schemes[a->scheme], a->host, a->port);
-	curl_easy_setopt(h, CURLOPT_PROXY, url);
-	curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, a->user);
-	curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, a->pass);
-	curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 0L);
-	/* libcurl keeps its own copy of every string option. */
-	free(url);
-}
-
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
@@ -317,7 +236,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			a = &forced;
 		free(shown);
 		shown = pw_addr_format(a, PW_CREDS_MASK);
-		use_proxy(h, a);
+		pw_curl_use_proxy(h, a);
 		memset(&x, 0, sizeof x);
 		x.o = o;
 		x.h = h;
