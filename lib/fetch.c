@@ -176,6 +176,63 @@ attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
 	a->ms = ms;
 }
 
+/* The options every attempt shares. */
+static int
+setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
+    char *errbuf, struct pw_err *err)
+{
+	*hl = NULL;
+	for (size_t i = 0; i < o->nheaders; i++) {
+		struct curl_slist *n = curl_slist_append(*hl, o->headers[i]);
+		if (n == NULL)
+			return pw_failf(err, PW_ENOMEM, "out of memory");
+		*hl = n;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, o->url);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hl);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	if (o->has_body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)o->body_len);
+	}
+	if (o->head)
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	if (o->method != NULL)
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+	if (o->follow) {
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+		curl_easy_setopt(h, CURLOPT_MAXREDIRS, o->max_redirs);
+	}
+	if (o->timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+	if (o->connect_timeout_ms > 0)
+		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+		    (long)o->connect_timeout_ms);
+	if (o->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+	}
+	if (o->cacert != NULL) {
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
+		curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, o->cacert);
+	}
+	curl_easy_setopt(h, CURLOPT_USERAGENT, o->user_agent != NULL ?
+	    o->user_agent : "pw/" PW_VERSION);
+	if (o->compressed)
+		curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	/* A tunnel's "200 Connection established" is not the response. */
+	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	return 0;
+}
+
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
