@@ -38,6 +38,18 @@ key_from_hex(const char *hex, struct pw_key *k, const char *what,
 	return 0;
 }
 
+int
+pw_crypto_key_check(const char *hex, struct pw_err *err)
+{
+	size_t	n = 2 * crypto_secretbox_KEYBYTES;
+
+	if (hex == NULL || (strlen(hex) == n && strspn(hex,
+	    "0123456789abcdefABCDEF") == n))
+		return 0;
+	return pw_failf(err, PW_EUSAGE, "PW_SECRET_KEY: not a key (want %zu "
+	    "hex digits)", n);
+}
+
 /*
  * 0: the key is in k; 1: there is no such file; else an error. (Not
  * -errno: -ENOENT is PW_EUSAGE, the code for a file that holds no key.)

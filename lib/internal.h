@@ -144,6 +144,8 @@ int	 pw_store_session_each(struct pw_store *st, int64_t now,
  */
 int	 pw_crypto_key_load(const char *hex, const char *file, int create,
 	    struct pw_key **out, struct pw_err *err);
+/* Whether hex (NULL: none given) is a key, without loading libsodium. */
+int	 pw_crypto_key_check(const char *hex, struct pw_err *err);
 void	 pw_crypto_key_free(struct pw_key *k);
 /* Seal n bytes; *out (caller frees) gets nonce || box. */
 int	 pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,

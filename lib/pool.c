@@ -343,7 +343,14 @@ each_row(void *arg, const struct pw_row *r)
 	int		 rc;
 
 	if (ea->secrets && r->user != NULL) {
-		/* No key: ctx->err says why (from pw_ctx_key). */
+		/*
+		 * The key is loaded at the first sealed row, not before: most
+		 * commands never meet one, and need not pay for libsodium.
+		 * No key file: the row is reported (ctx->err says why).
+		 */
+		if (ea->ctx->key == NULL && (rc = pw_ctx_key(ea->ctx, 0)) != 0 &&
+		    rc != PW_ESTATE)
+			return rc;
 		if (ea->ctx->key == NULL ||
 		    pw_crypto_unseal(ea->ctx->key, r->user, r->user_len,
 		    &user, &ea->ctx->err) != 0 || (r->pass != NULL &&
@@ -370,7 +377,7 @@ pw_pool_each(struct pw_ctx *ctx, const struct pw_filter *f, int secrets,
 	struct each_arg	ea = { ctx, secrets, fn, arg };
 	int		r;
 
-	/* No key file: each sealed row says so (see each_row). */
+	/* Asked for: a bad or missing key is said at once, not per row. */
 	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
 		return r;
 	return pw_store_proxy_each(ctx->store, f, 0, each_row, &ea,
@@ -768,7 +775,9 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 
 	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
 		return r;
-	if (pk->secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
+	/* The key itself is loaded only if the proxy chosen needs it. */
+	if (pk->secrets && (r = pw_crypto_key_check(pw_config_secret_hex(),
+	    &ctx->err)) != 0)
 		return r;
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;

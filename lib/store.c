@@ -21,6 +21,12 @@
 
 #define BUSY_TIMEOUT_MS	60000
 
+/*
+ * The WAL size over which whoever opens or closes the file checkpoints
+ * it and empties it (see wal_trim).
+ */
+#define WAL_TRIM_BYTES	(256 << 10)
+
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
@@ -87,6 +93,7 @@ static const char *const stmt_sql[S_COUNT] = {
 struct pw_store {
 	sqlite3		*db;
 	char		*path;
+	char		*wal;		/* path of the WAL; NULL: leave it */
 	int		 in_txn;
 	sqlite3_stmt	*stmt[S_COUNT];
 };
@@ -260,13 +267,32 @@ check_header(const char *path, struct pw_err *err)
 	return 1;
 }
 
+/*
+ * Switching a new file to WAL needs it to itself for a moment, and SQLite
+ * answers busy at once, without its busy handler, while other processes
+ * creating the same file hold it: so wait here, as the handler would.
+ */
+static int
+set_wal(struct pw_store *st, struct pw_err *err)
+{
+	int	rc, waited = 0;
+
+	while ((rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL,
+	    NULL, NULL)) != SQLITE_OK) {
+		if ((rc & 0xff) != SQLITE_BUSY || waited >= BUSY_TIMEOUT_MS)
+			return db_fail(st, rc, err, "set WAL mode");
+		waited += sqlite3_sleep(5);
+	}
+	return 0;
+}
+
 static int
 migrate(struct pw_store *st, int64_t from, struct pw_err *err)
 {
 	int	r;
 	char	sql[64];
 
-	if (from == 0 && (r = exec_sql(st, "PRAGMA journal_mode=WAL", err)))
+	if (from == 0 && (r = set_wal(st, err)) != 0)
 		return r;
 	if ((r = pw_store_begin(st, err)) != 0)
 		return r;
@@ -340,6 +366,26 @@ writable_dir_of(const char *path, struct pw_err *err)
 	return r;
 }
 
+/*
+ * Checkpoint a WAL grown past WAL_TRIM_BYTES and truncate it, without
+ * waiting for anyone: while other processes read or write, this copies
+ * what it can (as a passive checkpoint) and leaves the rest to the next
+ * process that finds the WAL too big.
+ */
+static void
+wal_trim(struct pw_store *st)
+{
+	struct stat	sb;
+
+	if (st->wal == NULL || stat(st->wal, &sb) != 0 ||
+	    sb.st_size <= WAL_TRIM_BYTES)
+		return;
+	sqlite3_busy_timeout(st->db, 0);
+	(void)sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+}
+
 int
 pw_store_open(const char *path, int mode, struct pw_store **out,
     struct pw_err *err)
@@ -408,18 +454,27 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	if ((r = check_schema(st, writable, err)) != 0)
 		goto fail;
 	/*
-	 * pw runs as many short processes. The last one out checkpoints and
-	 * empties the WAL (journal_size_limit=0) but keeps the file: making
-	 * and unlinking it each run costs more than the work, and a WAL
-	 * left full would be re-read by every process that opens the file.
-	 * Only for a file known to be ours: a refused one is closed the
-	 * ordinary way, which removes the -wal and -shm reading it made.
+	 * pw runs as many short processes. SQLite's last connection out
+	 * checkpoints the WAL into the file on close, at the price of four
+	 * fsyncs, which is most of a short command's time. So a command
+	 * leaves its commits in the WAL, and whoever finds the WAL grown
+	 * past WAL_TRIM_BYTES, on open or on close, checkpoints and empties
+	 * it (wal_trim). The WAL each process reads on open (SQLite's
+	 * recovery) stays small, and durability is that of
+	 * synchronous=NORMAL: a power loss may take back the last commits,
+	 * never corrupt the file. The WAL file is kept, not unlinked:
+	 * making it each run costs more than the work. Only for a file
+	 * known to be ours: a refused one is closed the ordinary way, which
+	 * removes the -wal and -shm reading it made.
 	 */
-	{
+	if (writable) {
 		int	one = 1;
 
 		sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL,
 		    &one);
+		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+		    NULL);
+		st->wal = pw_xasprintf("%s-wal", path);
 	}
 	/*
 	 * Reads come straight from a memory map of the file: a selection
@@ -429,6 +484,7 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	    "PRAGMA synchronous=NORMAL;PRAGMA mmap_size=1073741824;"
 	    "PRAGMA journal_size_limit=0", err)) != 0)
 		goto fail;
+	wal_trim(st);
 	*out = st;
 	return 0;
 fail:
@@ -443,7 +499,10 @@ pw_store_close(struct pw_store *st)
 		return;
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
+	if (!st->in_txn)
+		wal_trim(st);
 	sqlite3_close(st->db);
+	free(st->wal);
 	free(st->path);
 	free(st);
 }
