@@ -31,7 +31,6 @@ struct pw_opt {
 #define CMD_STORE_RO	0x01	/* open the state file to read */
 #define CMD_STORE_RW	0x02	/* open the state file to write */
 #define CMD_OUTPUT	0x04	/* accepts --json --jsonl --csv --plain */
-#define CMD_NET		0x08	/* makes requests: runs in pw-net */
 #define CMD_HIDDEN	0x10	/* not in help or completions */
 
 struct pw_cmdctx;
@@ -118,10 +117,7 @@ void		 out_fetch_json(FILE *f, const struct pw_fetch_result *res,
 		    size_t blen);
 int		 out_isatty(void);
 
-/*
- * The commands. Those with CMD_NET are built into pw without their exec
- * (pw runs pw-net for them) and into pw-net with it.
- */
+/* The commands. */
 extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;

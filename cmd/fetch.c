@@ -1,10 +1,6 @@
 /*
  * fetch.c -- "pw fetch": a URL through the pool, with curl's options
  * where they mean the same.
- *
- * Built twice: into pw-net with PW_NET (the command runs), and into pw
- * without it (the entry only, for help and completions; pw execs pw-net
- * to run it, so pw itself never loads libcurl).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,8 +8,6 @@
 #include <string.h>
 
 #include "cmd.h"
-
-#ifdef PW_NET
 
 /* The largest body --json holds in memory. */
 #define JSON_BODY_MAX	((size_t)256 << 20)
@@ -385,9 +379,6 @@ done:
 	return r;
 }
 
-#else
-#define fetch_exec NULL
-#endif /* PW_NET */
 
 static const struct pw_opt fetch_optv[] = {
 	{ "request", 'X', "METHOD", 0, "request method (default GET, or "
@@ -432,6 +423,6 @@ static const struct pw_opt fetch_optv[] = {
 
 const struct pw_cmd cmd_fetch_entry = {
 	"fetch", "fetch a URL through the pool, with failover",
-	"[options] URL", fetch_optv, 1, 1, CMD_STORE_RW | CMD_NET,
+	"[options] URL", fetch_optv, 1, 1, CMD_STORE_RW,
 	fetch_exec, NULL
 };

@@ -264,6 +264,10 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			return pw_err_prefix(&ctx->err, "--proxy");
 		tries = 1;
 	}
+	if ((r = pw_net_init(&ctx->err)) != 0) {
+		pw_addr_release(&forced);
+		return r;
+	}
 	if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");

@@ -348,8 +348,8 @@ each_row(void *arg, const struct pw_row *r)
 		 * commands never meet one, and need not pay for libsodium.
 		 * No key file: the row is reported (ctx->err says why).
 		 */
-		if (ea->ctx->key == NULL && (rc = pw_ctx_key(ea->ctx, 0)) != 0 &&
-		    rc != PW_ESTATE)
+		if (ea->ctx->key == NULL &&
+		    (rc = pw_ctx_key(ea->ctx, 0)) != 0 && rc != PW_ESTATE)
 			return rc;
 		if (ea->ctx->key == NULL ||
 		    pw_crypto_unseal(ea->ctx->key, r->user, r->user_len,

@@ -12,7 +12,6 @@ setup_pw() {
 	export XDG_CONFIG_HOME="$HOME/.config"
 	export XDG_STATE_HOME="$HOME/.local/state"
 	export PW_STATE="$BATS_TEST_TMPDIR/state.db"
-	export PW_EXEC_PATH="$PW_BUILD"
 	export PATH="$PW_BUILD:$PATH"
 	export LC_ALL=C TZ=UTC
 	unset NO_COLOR http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY \
