@@ -378,7 +378,7 @@ enum pw_fail_kind { PW_FAIL_NONE, PW_FAIL_PROXY, PW_FAIL_TARGET };
 /* One request, as pw fetch takes it. Strings are borrowed. */
 struct pw_fetch_opts {
 	const char		 *url;
-	const char		 *method;	/* NULL: GET, POST with a body */
+	const char		 *method;	/* NULL: GET (POST with data) */
 	const char *const	 *headers;	/* "Name: value" */
 	size_t			  nheaders;
 	const void		 *body;
