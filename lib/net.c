@@ -54,7 +54,7 @@ pw_net_init(struct pw_err *err)
 	if (done)
 		return 0;
 	/* Never closed: libcurl keeps global state until exit. */
-	if ((h = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL)) == NULL)
+	if ((h = dlopen(LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
 		return pw_failf(err, PW_EFAIL, "cannot load %s: %s", LIBCURL,
 		    dlerror());
 	for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
