@@ -355,8 +355,15 @@ run_command(const struct pw_cmd *c, int argc, char **argv,
 		if (argc == 0 || argv[0][0] == '-') {
 			int help = argc > 0 && (!strcmp(argv[0], "-h") ||
 			    !strcmp(argv[0], "--help"));
-			help_cmd(help ? stdout : stderr, c->name, c);
-			return help ? 0 : 2;
+			if (help) {
+				help_cmd(stdout, c->name, c);
+				return 0;
+			}
+			fprintf(stderr, "pw: %s: %s (see 'pw help %s')\n",
+			    c->name, argc == 0 ? "a verb is needed" :
+			    "the verb comes before options", c->name);
+			help_cmd(stderr, c->name, c);
+			return 2;
 		}
 		if ((verb = lookup(c->sub, argv[0], "verb")) == NULL)
 			return 2;

@@ -34,7 +34,7 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_INSERT] = "INSERT OR IGNORE INTO proxies(key, url, scheme, host, "
+	[S_INSERT] = "INSERT INTO proxies(key, url, scheme, host, "
 	    "port, user, pass, source, country, region, weight, added_at, "
 	    "updated_at, expires_at) "
 	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, "
@@ -105,7 +105,7 @@ struct pw_store {
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE proxies ("
-	"  id INTEGER PRIMARY KEY,"
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  key TEXT NOT NULL UNIQUE,"
 	"  url TEXT NOT NULL,"
 	"  scheme TEXT NOT NULL,"
@@ -637,6 +637,17 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	sqlite3_stmt		*s;
 	int			 rc;
 
+	/*
+	 * Look first: an insert that a duplicate key refuses would still
+	 * use up an id (AUTOINCREMENT), leaving gaps in a batch's ids.
+	 */
+	*dup = 0;
+	if ((rc = pw_store_proxy_find(st, r->key, id, err)) == 0) {
+		*dup = 1;
+		return 0;
+	}
+	if (rc != PW_ENOTFOUND)
+		return rc;
 	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
 		return err->code;
 	sqlite3_bind_text(s, 1, r->key, -1, SQLITE_STATIC);
@@ -662,13 +673,8 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	sqlite3_clear_bindings(s);
 	if (rc != SQLITE_DONE)
 		return db_fail(st, rc, err, "add proxy");
-	if (sqlite3_changes(st->db) == 1) {
-		*id = sqlite3_last_insert_rowid(st->db);
-		*dup = 0;
-		return 0;
-	}
-	*dup = 1;
-	return pw_store_proxy_find(st, r->key, id, err);
+	*id = sqlite3_last_insert_rowid(st->db);
+	return 0;
 }
 
 int

@@ -572,6 +572,16 @@ ids_of() {
 	is "$(ids_of)" ""
 }
 
+@test "pool rm: an id is never given again, not even after clear" {
+	pw -q pool add http://a.example:1 http://b.example:2
+	pw -q pool rm 2
+	run -0 pw pool add http://c.example:3
+	is "$output" "3	http://c.example:3	added"
+	pw -q pool clear --yes
+	run -0 pw pool add http://b.example:2
+	is "$output" "4	http://b.example:2	added"
+}
+
 @test "pool rm: one proxy named twice is removed once" {
 	three
 	run -0 --separate-stderr pw pool rm 2 2 socks5://b.example 1
@@ -675,7 +685,8 @@ ids_of() {
 @test "pool: no verb prints the verbs and is a usage error" {
 	run -2 --separate-stderr pw pool
 	is "$output" ""
-	[[ "${stderr}" == "usage: pw pool VERB [options] [ARGS]"* ]]
+	[[ "${stderr}" == "pw: pool: a verb is needed (see 'pw help pool')
+usage: pw pool VERB [options] [ARGS]"* ]]
 	[[ "${stderr}" == *$'\n  add         add proxies to the pool\n'* ]]
 	[ ! -e "$PW_STATE" ]
 }

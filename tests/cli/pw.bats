@@ -162,7 +162,12 @@ command_paths() {
 	is "$output" "$want"
 	run -2 --separate-stderr pw pool
 	is "$output" ""
-	is "$stderr" "$want"
+	is "$stderr" "pw: pool: a verb is needed (see 'pw help pool')
+$want"
+	run -2 --separate-stderr pw pool --strategy random next
+	is "$output" ""
+	is "$stderr" "pw: pool: the verb comes before options (see 'pw help pool')
+$want"
 }
 
 @test "pw help: an unknown command or verb is exit 2" {
