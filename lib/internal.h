@@ -22,6 +22,9 @@ struct pw_row {
 	size_t		 pass_len;
 };
 
+/* PW_OPEN_RW that makes a missing file at the first write, not at once. */
+#define PW_OPEN_DEFER	(PW_OPEN_RW + 1)
+
 int	 pw_store_open(const char *path, int mode, struct pw_store **out,
 	    struct pw_err *err);
 void	 pw_store_close(struct pw_store *st);

@@ -104,7 +104,8 @@ pw_open(struct pw_ctx *ctx, const char *path, int mode)
 	}
 	if (mode == PW_OPEN_NONE)
 		return 0;
-	if ((r = pw_store_open(path, mode, &ctx->store, &ctx->err)) != 0)
+	if ((r = pw_store_open(path, mode == PW_OPEN_RW ? PW_OPEN_DEFER : mode,
+	    &ctx->store, &ctx->err)) != 0)
 		return r;
 	return pw_config_load_state(ctx);
 }

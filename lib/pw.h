@@ -175,9 +175,10 @@ enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
 
 /*
  * Open the state file at path (see pw_config_state_path) for mode. A
- * missing file is created (directory 0700, file 0600) for PW_OPEN_RW; for
- * PW_OPEN_RO it is read as an empty pool without being created. A corrupt,
- * foreign or newer file is refused with PW_ESTATE and left untouched.
+ * missing file reads as an empty pool; with PW_OPEN_RW it is created
+ * (directory 0700, file 0600) at the first write, so that a call that
+ * refuses its input leaves none behind. A corrupt, foreign or newer file
+ * is refused with PW_ESTATE and left untouched.
  */
 int	 pw_open(struct pw_ctx *ctx, const char *path, int mode);
 void	 pw_close(struct pw_ctx *ctx);

@@ -94,6 +94,7 @@ struct pw_store {
 	sqlite3		*db;
 	char		*path;
 	char		*wal;		/* path of the WAL; NULL: leave it */
+	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
 	sqlite3_stmt	*stmt[S_COUNT];
 };
@@ -392,9 +393,11 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 {
 	struct pw_store	*st;
 	struct stat	 sb;
-	int		 r, flags, writable, exists, fd;
+	int		 r, flags, writable, exists, fd, defer;
 	char		*dir;
 
+	if ((defer = mode == PW_OPEN_DEFER))
+		mode = PW_OPEN_RW;
 	exists = stat(path, &sb) == 0;
 	/* Only a file that is not there reads as an empty pool. */
 	if (!exists && errno != ENOENT)
@@ -405,12 +408,17 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	st = pw_xcalloc(1, sizeof *st);
 	st->path = pw_xstrdup(path);
 
-	if (!exists && mode != PW_OPEN_RW) {
-		/* Nothing to read: an empty pool, and no file is created. */
+	if (!exists && (mode != PW_OPEN_RW || defer)) {
+		/*
+		 * Nothing to read: an empty pool. PW_OPEN_DEFER makes the file
+		 * only at the first write (materialize), so that a command
+		 * that refuses its input leaves no state file behind.
+		 */
 		r = sqlite3_open_v2(":memory:", &st->db, SQLITE_OPEN_READWRITE,
 		    NULL);
 		if (r != SQLITE_OK || (r = check_schema(st, 1, err)) != 0)
 			goto fail;
+		st->pending = defer;
 		*out = st;
 		return 0;
 	}
@@ -513,11 +521,29 @@ pw_store_path(struct pw_store *st)
 	return st->path;
 }
 
+/* Make the state file that was not there at open, and use it from now. */
+static int
+materialize(struct pw_store *st, struct pw_err *err)
+{
+	struct pw_store	*real, tmp;
+	int		 r;
+
+	if ((r = pw_store_open(st->path, PW_OPEN_RW, &real, err)) != 0)
+		return r;
+	tmp = *st;
+	*st = *real;
+	*real = tmp;
+	pw_store_close(real);	/* the empty stand-in */
+	return 0;
+}
+
 int
 pw_store_begin(struct pw_store *st, struct pw_err *err)
 {
 	int	r;
 
+	if (st->pending && (r = materialize(st, err)) != 0)
+		return r;
 	if ((r = exec_sql(st, "BEGIN IMMEDIATE", err)) == 0)
 		st->in_txn = 1;
 	return r;
@@ -608,7 +634,10 @@ pw_store_config_put(struct pw_store *st, const char *key, const char *value,
     struct pw_err *err)
 {
 	sqlite3_stmt	*s;
+	int		 r;
 
+	if (st->pending && (r = materialize(st, err)) != 0)
+		return r;
 	s = stmt_get(st, value ? S_CONFIG_PUT : S_CONFIG_DEL, err);
 	if (s == NULL)
 		return err->code;

@@ -236,6 +236,31 @@ give_user() {
 	[ ! -e "$BATS_TEST_TMPDIR/sub" ]
 }
 
+@test "refused commands on a missing state file create nothing" {
+	export PW_STATE=$BATS_TEST_TMPDIR/sub/state.db
+	local line code args
+	while IFS='|' read -r code args line; do
+		# shellcheck disable=SC2086
+		run "-$code" --separate-stderr pw $args
+		is "$output" ""
+		is "$stderr" "$line"
+		[ ! -e "$BATS_TEST_TMPDIR/sub" ]
+	done <<-'EOF'
+	2|pool add http://a.example:0|pw: pool add: 'http://a.example:0': port out of range (1-65535)
+	2|pool add --weight -3 http://a.example:1|pw: pool add: --weight: '-3': want a number from 0 to 1e9
+	2|pool add --country XXX http://a.example:1|pw: pool add: --country: 'XXX': not an ISO 3166-1 alpha-2 country code
+	1|pool rm 7|pw: pool rm: 7: no such proxy
+	1|pool set 7 --weight 2|pw: pool set: 7: no such proxy
+	1|pool report 7 --ok|pw: pool report: 7: no such proxy
+	2|config set fetch.retries lots|pw: config set: fetch.retries: 'lots': want an integer from 1 to 100
+	2|fetch -w %{nope} http://127.0.0.1:1/|pw: fetch: -w: unknown variable '%{nope}'
+	EOF
+	# The first write makes it.
+	run -0 pw -q pool add http://a.example:1
+	[ -f "$PW_STATE" ]
+	is "$(mode "$PW_STATE")" 600
+}
+
 # ----------------------------------------------------------- refusal
 
 @test "refuse: random bytes" {
