@@ -357,7 +357,8 @@ fetch_exec(struct pw_cmdctx *cc)
 			    kinds[a->kind], a->error);
 		}
 	}
-	if (r == 0 && s.json)
+	/* Failed too, when proxies were tried: the attempts say why. */
+	if (s.json && !s.too_big && (r == 0 || res.nattempts > 0))
 		out_fetch_json(stdout, &res, s.headers.data, s.headers.len,
 		    s.body.data, s.body.len);
 	exitcode = r == 0 ? 0 : r == PW_ENOPROXY ? 3 : r == PW_EALLFAILED ?
