@@ -25,7 +25,30 @@ struct sink {
 	struct pw_buf	 headers;	/* for --json */
 	struct pw_buf	 body;		/* for --json */
 	int		 too_big;
+	int		 fail;		/* -f: no body for HTTP >= 400 */
+	int		 drop;		/* this body is not written */
 };
+
+/*
+ * The status of the last response in a header block (redirects and 100
+ * Continue come before it): its last line starting "HTTP/".
+ */
+static long
+last_status(const char *p, size_t n)
+{
+	long	status = 0;
+
+	for (size_t i = 0; i + 5 < n; i++) {
+		if ((i == 0 || p[i - 1] == '\n') && memcmp(p + i, "HTTP/", 5) == 0) {
+			const char *sp = memchr(p + i, ' ', n - i);
+			if (sp != NULL && sp + 4 <= p + n &&
+			    sp[1] >= '1' && sp[1] <= '9')
+				status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 +
+				    (sp[3] - '0');
+		}
+	}
+	return status;
+}
 
 static int
 sink_header(void *arg, const char *p, size_t n)
@@ -36,6 +59,8 @@ sink_header(void *arg, const char *p, size_t n)
 		pw_buf_add(&s->headers, p, n);
 		return 0;
 	}
+	/* As curl -f: an error's headers with -i, never its body. */
+	s->drop = s->fail && last_status(p, n) >= 400;
 	if (s->include && fwrite(p, 1, n, s->out) != n)
 		return -1;
 	return 0;
@@ -54,6 +79,8 @@ sink_body(void *arg, const void *p, size_t n)
 		pw_buf_add(&s->body, p, n);
 		return 0;
 	}
+	if (s->drop)
+		return 0;
 	return fwrite(p, 1, n, s->out) == n ? 0 : -1;
 }
 
@@ -323,6 +350,7 @@ fetch_exec(struct pw_cmdctx *cc)
 
 	s.json = arg_has(cc->args, "json");
 	s.include = arg_has(cc->args, "include") || o.head;
+	s.fail = arg_has(cc->args, "fail");
 	s.out = stdout;
 	if (outfile != NULL && strcmp(outfile, "-") != 0 &&
 	    (s.out = fopen(outfile, "wb")) == NULL) {
