@@ -150,17 +150,21 @@ retry_on_opt(struct pw_cmdctx *cc, long **out, size_t *n)
 	*n = 0;
 	if (v == NULL)
 		return 0;
-	for (p = v; *p != '\0'; p = *end ? end + 1 : end) {
+	/* Every comma is followed by a status: "503," is refused. */
+	for (p = v;; p = end + 1) {
 		errno = 0;
 		x = strtol(p, &end, 10);
 		if (end == p || errno != 0 || x < 100 || x > 599 ||
 		    (*end != ',' && *end != '\0')) {
 			free(l);
+			*n = 0;
 			return cmd_usagef(cc, "--retry-on: '%s': want HTTP "
 			    "statuses like 429,503", v);
 		}
 		l = pw_xrealloc(l, (*n + 1) * sizeof *l);
 		l[(*n)++] = x;
+		if (*end == '\0')
+			break;
 	}
 	*out = l;
 	return 0;
