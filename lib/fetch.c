@@ -467,10 +467,9 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
 		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
-		if (o->proxy == NULL)
-			pw_proxy_release(&p);
-
 		if (x.write_failed) {
+			if (o->proxy == NULL)
+				pw_proxy_release(&p);
 			pw_buf_release(&x.hdrs);
 			r = pw_failf(&ctx->err, PW_EFAIL, "cannot write output");
 			goto out;
@@ -494,6 +493,9 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 				    errbuf[0] ? ": " : "",
 				    why ? why : curl_easy_strerror(rc));
 		}
+		/* Not before: a (the proxy's address) is p's. */
+		if (o->proxy == NULL)
+			pw_proxy_release(&p);
 		pw_buf_release(&x.hdrs);
 		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
 		    total * 1000);
