@@ -39,13 +39,15 @@ last_status(const char *p, size_t n)
 	long	status = 0;
 
 	for (size_t i = 0; i + 5 < n; i++) {
-		if ((i == 0 || p[i - 1] == '\n') && memcmp(p + i, "HTTP/", 5) == 0) {
-			const char *sp = memchr(p + i, ' ', n - i);
-			if (sp != NULL && sp + 4 <= p + n &&
-			    sp[1] >= '1' && sp[1] <= '9')
-				status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 +
-				    (sp[3] - '0');
-		}
+		const char *sp;
+
+		if ((i > 0 && p[i - 1] != '\n') || memcmp(p + i, "HTTP/", 5))
+			continue;
+		sp = memchr(p + i, ' ', n - i);
+		if (sp != NULL && sp + 4 <= p + n && sp[1] >= '1' &&
+		    sp[1] <= '9')
+			status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 +
+			    (sp[3] - '0');
 	}
 	return status;
 }

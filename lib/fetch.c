@@ -471,7 +471,8 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			if (o->proxy == NULL)
 				pw_proxy_release(&p);
 			pw_buf_release(&x.hdrs);
-			r = pw_failf(&ctx->err, PW_EFAIL, "cannot write output");
+			r = pw_failf(&ctx->err, PW_EFAIL,
+			    "cannot write output");
 			goto out;
 		}
 		if (x.proxy_auth) {
