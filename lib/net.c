@@ -41,6 +41,12 @@ static const struct {
 	F("curl_multi_info_read", multi_info_read),
 	F("curl_multi_strerror", multi_strerror),
 	F("curl_version_info", version_info),
+	F("curl_free", free),
+	F("curl_url", url),
+	F("curl_url_cleanup", url_cleanup),
+	F("curl_url_set", url_set),
+	F("curl_url_get", url_get),
+	F("curl_url_strerror", url_strerror),
 #undef F
 };
 
@@ -60,7 +66,7 @@ pw_net_init(struct pw_err *err)
 	for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
 		if ((sym = dlsym(h, api[i].name)) == NULL)
 			return pw_failf(err, PW_EFAIL, "%s: no %s (libcurl "
-			    "7.68 or later is needed)", LIBCURL, api[i].name);
+			    "7.80 or later is needed)", LIBCURL, api[i].name);
 		memcpy((char *)&pw_curl + api[i].off, &sym, sizeof sym);
 	}
 	*(void **)&global_init = dlsym(h, "curl_global_init");

@@ -41,6 +41,14 @@ struct pw_curl_api {
 	CURLMsg		*(*multi_info_read)(CURLM *, int *);
 	const char	*(*multi_strerror)(CURLMcode);
 	curl_version_info_data *(*version_info)(CURLversion);
+	void		 (*free)(void *);
+	CURLU		*(*url)(void);
+	void		 (*url_cleanup)(CURLU *);
+	CURLUcode	 (*url_set)(CURLU *, CURLUPart, const char *,
+			    unsigned int);
+	CURLUcode	 (*url_get)(const CURLU *, CURLUPart, char **,
+			    unsigned int);
+	const char	*(*url_strerror)(CURLUcode);
 };
 
 extern struct pw_curl_api pw_curl;
@@ -72,6 +80,12 @@ extern struct pw_curl_api pw_curl;
 #define curl_multi_info_read	pw_curl.multi_info_read
 #define curl_multi_strerror	pw_curl.multi_strerror
 #define curl_version_info	pw_curl.version_info
+#define curl_free		pw_curl.free
+#define curl_url		pw_curl.url
+#define curl_url_cleanup	pw_curl.url_cleanup
+#define curl_url_set		pw_curl.url_set
+#define curl_url_get		pw_curl.url_get
+#define curl_url_strerror	pw_curl.url_strerror
 
 /*
  * Load libcurl (once; later calls return at once) and initialise it.
