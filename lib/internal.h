@@ -43,6 +43,12 @@ int	 pw_store_config_put(struct pw_store *st, const char *key,
 /* Inside a transaction: insert, or report the id of the existing row. */
 int	 pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	    int64_t *id, int *dup, struct pw_err *err);
+/* The sealed password of a proxy (*pass NULL: none); caller frees. */
+int	 pw_store_proxy_pass(struct pw_store *st, int64_t id,
+	    unsigned char **pass, size_t *len, struct pw_err *err);
+int	 pw_store_proxy_set_pass(struct pw_store *st, int64_t id,
+	    const unsigned char *pass, size_t len, int64_t now,
+	    struct pw_err *err);
 int	 pw_store_proxy_find(struct pw_store *st, const char *key,
 	    int64_t *id, struct pw_err *err);
 int	 pw_store_proxy_exists(struct pw_store *st, int64_t id,

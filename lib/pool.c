@@ -153,6 +153,29 @@ identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
 }
 
+/* 1 when the stored password of proxy id is not pass. */
+static int
+pass_changed(struct pw_ctx *ctx, int64_t id, const char *pass)
+{
+	unsigned char	*blob;
+	size_t		 len;
+	char		*old = NULL;
+	int		 r;
+
+	if ((r = pw_store_proxy_pass(ctx->store, id, &blob, &len,
+	    &ctx->err)) != 0)
+		return r;
+	if (blob == NULL)
+		r = 1;
+	else if (pw_crypto_unseal(ctx->key, blob, len, &old, &ctx->err) != 0)
+		r = 1;		/* sealed with another key: replace it */
+	else
+		r = strcmp(old, pass) != 0;
+	free(blob);
+	pw_secret_free(old);
+	return r;
+}
+
 int
 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
     const struct pw_meta *meta, int *result, int64_t *id)
@@ -203,6 +226,14 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 		}
 		r = pw_store_proxy_insert(ctx->store, &row, &id[i], &dup,
 		    &ctx->err);
+		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
+		/* The same account with a new password: keep the new one. */
+		if (r == 0 && dup && a->pass != NULL &&
+		    (r = pass_changed(ctx, id[i], a->pass)) > 0) {
+			r = pw_store_proxy_set_pass(ctx->store, id[i], sp, spl,
+			    now, &ctx->err);
+			result[i] = PW_UPDATED;
+		}
 		free(su);
 		free(sp);
 		free(url);
@@ -211,7 +242,6 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 			pw_store_rollback(ctx->store);
 			return r;
 		}
-		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
 	}
 	return pw_store_commit(ctx->store, &ctx->err);
 }

@@ -30,7 +30,8 @@
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
-	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_COUNT
+	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
+	S_PASS_PUT, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -53,6 +54,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_WINDOW_RESET] = "UPDATE proxies SET window_count = 0 "
 	    "WHERE window_count != 0",
 	/* Each subquery is one index lookup. */
+	[S_PASS_GET] = "SELECT pass FROM proxies WHERE id = ?1",
+	[S_PASS_PUT] = "UPDATE proxies SET pass = ?2, updated_at = ?3 "
+	    "WHERE id = ?1",
 	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
 	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
 	    "(SELECT min(latency_ms) FROM proxies)",
@@ -704,6 +708,48 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 		return db_fail(st, rc, err, "add proxy");
 	*id = sqlite3_last_insert_rowid(st->db);
 	return 0;
+}
+
+int
+pw_store_proxy_pass(struct pw_store *st, int64_t id, unsigned char **pass,
+    size_t *len, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*pass = NULL;
+	*len = 0;
+	if ((s = stmt_get(st, S_PASS_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+		*len = sqlite3_column_bytes(s, 0);
+		*pass = pw_xmalloc(*len);
+		memcpy(*pass, sqlite3_column_blob(s, 0), *len);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return db_fail(st, rc, err, "read proxy");
+}
+
+int
+pw_store_proxy_set_pass(struct pw_store *st, int64_t id,
+    const unsigned char *pass, size_t len, int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_PASS_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	if (pass != NULL)
+		sqlite3_bind_blob(s, 2, pass, len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	return step_done(st, s, err, "update proxy");
 }
 
 int

@@ -150,9 +150,9 @@ three() {
 	is "$stderr" ""
 	run -0 --separate-stderr pw --show-secrets pool add \
 	    'socks5://us%40er:other@gw.example'
-	is "$output" "1${T}socks5://us%40er:other@gw.example:1080${T}duplicate"
+	is "$output" "1${T}socks5://us%40er:other@gw.example:1080${T}updated"
 	run -0 --separate-stderr pw pool show 1 --show-secrets --json
-	[[ "$output" == '{"id":1,"url":"socks5://us%40er:p%3Ass%2Fw%25rd@gw.example:1080","scheme":"socks5","host":"gw.example","port":1080,"credentials":true,'* ]]
+	[[ "$output" == '{"id":1,"url":"socks5://us%40er:other@gw.example:1080","scheme":"socks5","host":"gw.example","port":1080,"credentials":true,'* ]]
 	is "$stderr" ""
 }
 
@@ -162,7 +162,7 @@ three() {
 	    http://gw.example:3128
 	is "$output" "$(lines \
 	    "1${T}http://***:***@gw.example:3128${T}added" \
-	    "1${T}http://***:***@gw.example:3128${T}duplicate" \
+	    "1${T}http://***:***@gw.example:3128${T}updated" \
 	    "2${T}http://***:***@gw.example:3128${T}added" \
 	    "3${T}http://gw.example:3128${T}added")"
 	is "$stderr" ""
@@ -570,6 +570,26 @@ ids_of() {
 	is "$(ids_of)" "3 "
 	run -0 --separate-stderr pw pool rm https://c.example:8443
 	is "$(ids_of)" ""
+}
+
+@test "pool add: a new password for the same account replaces the old" {
+	pw -q pool add socks5://alice:wrong@10.0.0.1:1080 \
+	    socks5://alice@10.0.0.2:1080
+	run -0 --separate-stderr pw pool add socks5://alice:Right-Pw9@10.0.0.1:1080 \
+	    socks5://alice@10.0.0.1:1080 socks5://alice:New-Pw7@10.0.0.2:1080 \
+	    socks5://alice:New-Pw7@10.0.0.2:1080
+	is "$output" "$(lines \
+	    "1	socks5://***:***@10.0.0.1:1080	updated" \
+	    "1	socks5://***@10.0.0.1:1080	duplicate" \
+	    "2	socks5://***:***@10.0.0.2:1080	updated" \
+	    "2	socks5://***:***@10.0.0.2:1080	duplicate")"
+	is "$stderr" ""
+	run -0 pw pool ls --show-secrets
+	is "$(cut -f1,2 <<<"$output")" "$(lines \
+	    "1	socks5://alice:Right-Pw9@10.0.0.1:1080" \
+	    "2	socks5://alice:New-Pw7@10.0.0.2:1080")"
+	# Never in clear in the file.
+	! cat "$PW_STATE"* | grep -a -q -e Right-Pw9 -e New-Pw7
 }
 
 @test "pool rm: an id is never given again, not even after clear" {
