@@ -112,6 +112,7 @@ fuzz: need-deps $(FUZZ_TARGETS)
 	    mkdir -p $(B)/fuzz/work/$$name; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -artifact_prefix=$(B)/fuzz/$$name- \
 	        -print_final_stats=1 $(B)/fuzz/work/$$name $$corpus \
 	        2>&1 | tail -n 12 || exit 1; \
 	done
