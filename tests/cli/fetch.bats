@@ -49,18 +49,6 @@ teardown() {
 	stop_peers
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-lines() {
-	printf '%s\n' "$@"
-}
-
 # like ACTUAL PATTERN: a glob match that shows both on failure.
 like() {
 	# shellcheck disable=SC2053

@@ -37,3 +37,16 @@ state_sum() {
 file_sum() {
 	sha256sum "$1" | cut -d' ' -f1
 }
+
+# is ACTUAL EXPECTED: exact comparison that shows both on failure.
+is() {
+	if [ "$1" != "$2" ]; then
+		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
+		return 1
+	fi
+}
+
+# lines LINE...: the arguments as newline-separated lines.
+lines() {
+	printf '%s\n' "$@"
+}

@@ -33,19 +33,6 @@ teardown() {
 	stop_peers
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# lines LINE...: the arguments as newline-separated lines.
-lines() {
-	printf '%s\n' "$@"
-}
-
 # get URL [CURL-OPTION...]: the body of a GET, curl failing on any error.
 get() {
 	local url=$1

@@ -10,19 +10,6 @@ setup() {
 	export PW_NOW=1700000000	# 2023-11-14T22:13:20Z
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# lines LINE...: the arguments as newline-separated lines (tabs via $'\t').
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 
 # A state file with three proxies, and its digest.

@@ -21,13 +21,6 @@ teardown() {
 	fi
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 T=$'\t'
 KEY_A=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 KEY_B=f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff000102030405060708090a0b0c0d0e0f
