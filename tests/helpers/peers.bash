@@ -28,11 +28,13 @@
 #       ORIGIN6_TLS_PORT ORIGIN6_TLS_URL ORIGIN6_TLS_PID    --tls --ipv6
 #     ORIGIN_CA signs a certificate for 127.0.0.1, ::1 and localhost (made
 #     once per file): pass it to curl or pw with --cacert.
-#   start_tinyproxy [--connect-port P]... [--no-source]
+#   start_tinyproxy [--connect-port P]... [--no-source] [--xtinyproxy]
 #       TINYPROXY_PORT TINYPROXY_URL TINYPROXY_SRC, and TINYPROXY_PORTS /
 #       TINYPROXY_SRCS (space-separated, one entry per call, in order).
 #     CONNECT is allowed to ORIGIN_TLS_PORT (when started before) and to
-#     each --connect-port; with neither, to every port.
+#     each --connect-port; with neither, to every port. --xtinyproxy adds
+#     an X-Tinyproxy header with the client's address to each request (a
+#     transparent proxy).
 #   start_microsocks [--user U --pass P] [--no-source]
 #       MICROSOCKS_PORT MICROSOCKS_SRC MICROSOCKS_PORTS MICROSOCKS_SRCS,
 #       MICROSOCKS_USER MICROSOCKS_PASS (empty without auth)
@@ -330,6 +332,7 @@ refused_port() {
 
 _TP_CONNECT=()
 _TP_SOURCE=1
+_TP_XTP=
 _peers_tinyproxy_launch() {
 	local port=$1 conf p
 	conf=$_PD/tinyproxy.$port.conf
@@ -357,6 +360,9 @@ _peers_tinyproxy_launch() {
 		for p in "${_TP_CONNECT[@]}"; do
 			echo "ConnectPort $p"
 		done
+		if [ -n "$_TP_XTP" ]; then
+			echo "XTinyproxy Yes"
+		fi
 	} >"$conf"
 	_peers_spawn tinyproxy "$_PD/tinyproxy.$port.out" tinyproxy -d -c "$conf"
 }
@@ -365,6 +371,7 @@ start_tinyproxy() {
 	local src=
 	_TP_CONNECT=()
 	_TP_SOURCE=1
+	_TP_XTP=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--connect-port)
@@ -374,6 +381,7 @@ start_tinyproxy() {
 			shift
 			;;
 		--no-source) _TP_SOURCE= ;;
+		--xtinyproxy) _TP_XTP=1 ;;
 		*) _peers_err "start_tinyproxy: unknown option $1"; return ;;
 		esac
 		shift
