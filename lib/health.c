@@ -882,8 +882,8 @@ pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 		if ((r = regcomp(&run.re, o->expect_body, REG_EXTENDED |
 		    REG_NOSUB)) != 0) {
 			regerror(r, &run.re, msg, sizeof msg);
-			r = pw_failf(&ctx->err, PW_EUSAGE, "expected body '%s': "
-			    "%s", o->expect_body, msg);
+			r = pw_failf(&ctx->err, PW_EUSAGE, "expected body "
+			    "'%s': %s", o->expect_body, msg);
 			goto out;
 		}
 		run.has_re = 1;

@@ -521,7 +521,7 @@ struct pw_health_summary {
 	size_t		 checked;	/* checked and stored */
 	size_t		 gone;		/* removed meanwhile: not checked */
 	size_t		 healthy, degraded, unhealthy, evicted;
-	double		 p50_ms, p95_ms;	/* of passed checks; < 0: none */
+	double		 p50_ms, p95_ms;	/* of passes; < 0: none */
 	double		 elapsed_s;
 };
 
