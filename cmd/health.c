@@ -90,18 +90,30 @@ on_progress(void *arg, const struct pw_health_progress *p)
 	vw->drawn = 1;
 }
 
-/* Room for a socket per check, and some to spare. */
-static void
-raise_fd_limit(int64_t conc)
+/*
+ * Room for a socket per check, and some to spare. When the hard limit is
+ * too low, fewer checks run at once: a check that cannot get a socket
+ * would fail, and the proxy would be blamed for it.
+ */
+static int64_t
+fit_fd_limit(int64_t conc)
 {
 	struct rlimit	rl;
 	rlim_t		want = (rlim_t)conc * 2 + 64;
+	int64_t		fit;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
-		return;
+		return conc;
 	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ?
 	    want : rl.rlim_max;
-	setrlimit(RLIMIT_NOFILE, &rl);
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE,
+	    &rl) != 0 || rl.rlim_cur >= want)
+		return conc;
+	fit = rl.rlim_cur > 66 ? (int64_t)(rl.rlim_cur - 64) / 2 : 1;
+	pw_log(PW_LOG_WARN, "health: %lld open files at most: checking %lld "
+	    "at once, not %lld", (long long)rl.rlim_cur, (long long)fit,
+	    (long long)conc);
+	return fit;
 }
 
 /* The proxies named on the command line, each once, in order. */
@@ -281,7 +293,7 @@ health_exec(struct pw_cmdctx *cc)
 	o.arg = &vw;
 	conc = o.concurrency > 0 ? o.concurrency :
 	    pw_config_int(cc->ctx, "health.concurrency");
-	raise_fd_limit(conc);
+	o.concurrency = (int)fit_fd_limit(conc);
 
 	r = pw_health_run(cc->ctx, &o, ids, n, &s);
 	if (vw.drawn)

@@ -67,6 +67,7 @@ struct run {
 	struct pw_ctx			*ctx;
 	const struct pw_health_opts	*o;
 	char				**judges;
+	char				**shown;	/* judges, redacted */
 	size_t				 njudges;
 	regex_t				 re;
 	int				 has_re;
@@ -214,10 +215,14 @@ judge_ok(struct pw_ctx *ctx, const char *u)
 static void
 judges_free(struct run *run)
 {
-	for (size_t i = 0; i < run->njudges; i++)
+	for (size_t i = 0; i < run->njudges; i++) {
 		free(run->judges[i]);
+		free(run->shown[i]);
+	}
 	free(run->judges);
+	free(run->shown);
 	run->judges = NULL;
+	run->shown = NULL;
 	run->njudges = 0;
 }
 
@@ -226,7 +231,12 @@ judge_add(struct run *run, const char *u, size_t len)
 {
 	run->judges = pw_xrealloc(run->judges, (run->njudges + 1) *
 	    sizeof *run->judges);
-	run->judges[run->njudges++] = pw_xstrndup(u, len);
+	run->shown = pw_xrealloc(run->shown, (run->njudges + 1) *
+	    sizeof *run->shown);
+	run->judges[run->njudges] = pw_xstrndup(u, len);
+	/* A judge may need credentials: they are never shown. */
+	run->shown[run->njudges] = pw_redact_url(run->judges[run->njudges]);
+	run->njudges++;
 }
 
 /* The judges: the options', else health.urls, else health.url. */
@@ -254,7 +264,7 @@ judges_load(struct run *run)
 		return pw_failf(&run->ctx->err, PW_EUSAGE, "no judge URL (set "
 		    "health.url or health.urls, or give --url)");
 	for (size_t i = 0; i < run->njudges; i++)
-		if (judge_ok(run->ctx, run->judges[i]) != 0)
+		if (judge_ok(run->ctx, run->shown[i]) != 0)
 			return PW_EUSAGE;
 	return 0;
 }
@@ -571,7 +581,7 @@ finish(struct run *run, struct slot *s, CURLcode rc)
 	if (!ok && retry && (size_t)s->tries < run->njudges &&
 	    s->tries < JUDGE_TRIES) {
 		pw_log(PW_LOG_DEBUG, "health: %s: %s: %s; trying another "
-		    "judge", s->shown, run->judges[s->judge], why);
+		    "judge", s->shown, run->shown[s->judge], why);
 		s->tries++;
 		s->judge = (s->judge + 1) % run->njudges;
 		attempt_setup(s);
@@ -585,7 +595,7 @@ finish(struct run *run, struct slot *s, CURLcode rc)
 		if (anon == NULL && !run->ungraded_warned) {
 			pw_log(PW_LOG_WARN, "health: %s does not echo the "
 			    "request headers as JSON: anonymity not graded",
-			    run->judges[s->judge]);
+			    run->shown[s->judge]);
 			run->ungraded_warned = 1;
 		}
 	}
@@ -685,7 +695,7 @@ flush(struct run *run)
 		res.consec_fail = consec[i];
 		res.latency_ms = d->ms;
 		res.http_status = d->http;
-		res.judge = run->judges[d->judge];
+		res.judge = run->shown[d->judge];
 		res.anonymity = d->anon;
 		res.error = d->error;
 		res.evicted = evicted[i];

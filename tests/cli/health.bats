@@ -120,6 +120,20 @@ four() {
 	    $stderr != *wrong* ]]
 }
 
+@test "health: a judge's credentials are never shown either" {
+	pw -q pool add "$TP1"
+	run -0 --separate-stderr pw health --url "http://judge:s3cret@127.0.0.1:$ORIGIN_PORT/echo" --jsonl
+	is "$(jl ok judge <<<"$output")" "true${T}http://***:***@127.0.0.1:$ORIGIN_PORT/echo"
+	[[ $output != *s3cret* && $stderr != *s3cret* ]]
+}
+
+@test "health: fewer checks at once when open files are short, not false failures" {
+	pw -q pool add "$TP1" "$SOCKS"
+	run -0 --separate-stderr bash -c 'ulimit -n 100 && exec pw health --url "$JUDGE" -n 1000'
+	is "$stderr" "pw: warning: health: 100 open files at most: checking 18 at once, not 1000"
+	[[ $output == *": 2 healthy, 0 degraded,"* ]]
+}
+
 @test "thresholds: degraded until the 3rd failure in a row, then unhealthy; a pass resets" {
 	pw -q pool add "$DEAD" "$TP1"
 	for want in '1 degraded 1' '1 degraded 2' '1 unhealthy 3' '1 unhealthy 4'; do
