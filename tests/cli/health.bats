@@ -231,6 +231,12 @@ hold_lock() {
 	four
 	run -0 pw health --url "$JUDGE" --timeout 1 --mode connect
 	is "$(statuses)" "$(lines '1 healthy 0' '2 healthy 0' '3 degraded 1' '4 degraded 1')"
+	# No request is made: a "judge" that never answers one will do, as
+	# long as the proxy can open a connection to it.
+	run -0 pw health --url "$HANG/" --timeout 1 --mode connect 1 2
+	[[ $output == *": 2 healthy, 0 degraded,"* ]]
+	run -0 pw health --url "$HANG/" --timeout 1 1 2
+	[[ $output == *": 0 healthy, 2 degraded,"* ]]
 	# A proxy that refuses CONNECT to the judge's port fails the tunnel,
 	# though it serves a plain GET.
 	start_tinyproxy --connect-port 1
