@@ -32,7 +32,9 @@ static const struct out_col result_cols[] = {
 #define NRESULT_COLS ((int)(sizeof result_cols / sizeof result_cols[0]))
 
 struct view {
-	struct out	*o;		/* per-proxy rows, or NULL */
+	struct pw_cmdctx *cc;
+	int		 rows;		/* per-proxy rows on stdout */
+	struct out	*o;		/* made at the first row */
 	int		 bar;		/* progress bar on stderr */
 	int		 drawn;
 };
@@ -44,8 +46,12 @@ on_result(void *arg, const struct pw_health_result *r)
 	char		 id[32], lat[32], http[32], consec[32];
 	const char	*v[NRESULT_COLS];
 
-	if (vw->o == NULL)
+	if (!vw->rows)
 		return 0;
+	/* Only now: a run refused at the start prints nothing. */
+	if (vw->o == NULL)
+		vw->o = out_new(vw->cc->fmt, result_cols, NRESULT_COLS,
+		    vw->cc->color);
 	snprintf(id, sizeof id, "%lld", (long long)r->id);
 	snprintf(lat, sizeof lat, "%.1f", r->latency_ms);
 	snprintf(http, sizeof http, "%ld", r->http_status);
@@ -218,8 +224,8 @@ check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
 	o->nurls = n > 0 ? (size_t)n : 0;
 	o->anonymity = arg_has(cc->args, "anonymity");
 	o->evict = arg_has(cc->args, "evict");
-	o->lock = arg_has(cc->args, "wait") ? PW_HEALTH_LOCK_WAIT :
-	    PW_HEALTH_LOCK_TRY;
+	/* health_exec takes the lock itself, before choosing proxies. */
+	o->lock = PW_HEALTH_LOCK_NONE;
 	o->cacert = arg_get(cc->args, "cacert");
 	o->insecure = arg_has(cc->args, "insecure");
 	return 0;
@@ -257,6 +263,7 @@ health_exec(struct pw_cmdctx *cc)
 	struct pw_health_summary	s;
 	struct pw_filter		f;
 	struct view			vw;
+	struct pw_health_lock		*lock = NULL;
 	const char			*v;
 	char				ccode[3];
 	int64_t				*ids = NULL, older, conc;
@@ -274,19 +281,28 @@ health_exec(struct pw_cmdctx *cc)
 	if (any && cc->args->argc > 0)
 		return cmd_usagef(cc, "name proxies or select them with "
 		    "--status, --source, --country or --older-than, not both");
+	/*
+	 * The lock first, then the choice of proxies: a run that waited
+	 * must not check what the run before it has just checked.
+	 */
+	if ((r = pw_health_lock(cc->ctx, arg_has(cc->args, "wait") ?
+	    PW_HEALTH_LOCK_WAIT : PW_HEALTH_LOCK_TRY, &lock)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	if (cc->args->argc > 0)
 		r = named_ids(cc, &ids, &n);
 	else
 		r = pw_health_select(cc->ctx, &f, older, &ids, &n);
-	if (r != 0)
+	if (r != 0) {
+		pw_health_unlock(lock);
 		return r;
+	}
 
 	memset(&vw, 0, sizeof vw);
+	vw.cc = cc;
 	rows = arg_has(cc->args, "json") || arg_has(cc->args, "jsonl") ||
 	    arg_has(cc->args, "csv") || arg_has(cc->args, "plain") ||
 	    arg_has(cc->args, "table");
-	if (rows)
-		vw.o = out_new(cc->fmt, result_cols, NRESULT_COLS, cc->color);
+	vw.rows = rows;
 	vw.bar = !cc->quiet && isatty(STDERR_FILENO);
 	o.on_result = on_result;
 	o.on_progress = on_progress;
@@ -296,8 +312,12 @@ health_exec(struct pw_cmdctx *cc)
 	o.concurrency = (int)fit_fd_limit(conc);
 
 	r = pw_health_run(cc->ctx, &o, ids, n, &s);
+	pw_health_unlock(lock);
 	if (vw.drawn)
 		fputs("\r\033[K", stderr);
+	/* Nothing checked: still an empty list (or a CSV header). */
+	if (r == 0 && rows && vw.o == NULL)
+		vw.o = out_new(cc->fmt, result_cols, NRESULT_COLS, cc->color);
 	out_free(vw.o);
 	free(ids);
 	if (r != 0)

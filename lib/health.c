@@ -199,6 +199,32 @@ lock_take(struct pw_ctx *ctx, int how, int *fdp)
 	return 0;
 }
 
+struct pw_health_lock {
+	int	fd;
+};
+
+int
+pw_health_lock(struct pw_ctx *ctx, int how, struct pw_health_lock **out)
+{
+	int	fd, r;
+
+	if ((r = lock_take(ctx, how, &fd)) != 0)
+		return r;
+	*out = pw_xmalloc(sizeof **out);
+	(*out)->fd = fd;
+	return 0;
+}
+
+void
+pw_health_unlock(struct pw_health_lock *l)
+{
+	if (l == NULL)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
 /* --------------------------------------------------------------- judges */
 
 static int

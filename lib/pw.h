@@ -462,7 +462,7 @@ enum pw_health_mode { PW_HEALTH_GET, PW_HEALTH_CONNECT };
  * WAIT waits for it. It is an flock(2) on "<state file>.health.lock",
  * released by the kernel when the holder exits, however it ends.
  */
-enum pw_health_lock { PW_HEALTH_LOCK_NONE, PW_HEALTH_LOCK_TRY,
+enum pw_health_lock_mode { PW_HEALTH_LOCK_NONE, PW_HEALTH_LOCK_TRY,
     PW_HEALTH_LOCK_WAIT };
 
 /* The outcome of one proxy's check, borrowed for the callback only. */
@@ -501,7 +501,7 @@ struct pw_health_opts {
 	const char		*expect_body;	/* POSIX ERE, or NULL */
 	int			 anonymity;	/* grade with an echo judge */
 	int			 evict;		/* remove unhealthy ones */
-	int			 lock;		/* enum pw_health_lock */
+	int			 lock;		/* enum pw_health_lock_mode */
 	const char		*cacert;	/* CA file for https judges */
 	int			 insecure;	/* no TLS verification */
 	/*
@@ -526,6 +526,17 @@ struct pw_health_summary {
 };
 
 void	 pw_health_opts_init(struct pw_health_opts *o);
+
+/*
+ * Take the run lock as how says (TRY or WAIT) and hold it until
+ * pw_health_unlock (or the process ends): for a caller that must choose
+ * the proxies to check under the lock, then runs with lock NONE.
+ * PW_EBUSY, naming the holder's pid, when TRY finds it held.
+ */
+struct pw_health_lock;
+int	 pw_health_lock(struct pw_ctx *ctx, int how,
+	    struct pw_health_lock **out);
+void	 pw_health_unlock(struct pw_health_lock *l);
 
 /*
  * The ids of the proxies matching f (NULL: all) that were not checked in

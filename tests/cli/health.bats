@@ -198,7 +198,7 @@ hold_lock() {
 @test "lock: a second health run on the same state file exits 75 at once" {
 	hold_lock
 	t0=$EPOCHSECONDS
-	run -75 --separate-stderr pw health --url "$JUDGE" --timeout 1
+	run -75 --separate-stderr pw health --url "$JUDGE" --timeout 1 --json
 	is "$output" ""
 	is "$stderr" "pw: health: another health check is running on $PW_STATE (pid $HOLDER)"
 	# At once: well before the holder's 4 s check ends.
@@ -216,6 +216,16 @@ hold_lock() {
 	! pid_alive "$HOLDER"
 	wait "$HOLDER"
 	is "$(statuses)" '1 degraded 2'
+}
+
+@test "lock: a run that waited chooses its proxies once it holds the lock" {
+	# Not checked yet when the second run starts; checked by the first
+	# by the time the second holds the lock.
+	hold_lock
+	run -0 --separate-stderr pw health --wait --older-than 10m --url "$JUDGE"
+	[[ $output == "checked 0 proxies in "* ]]
+	wait "$HOLDER"
+	is "$(statuses)" '1 degraded 1'
 }
 
 @test "lock: a run killed with SIGKILL leaves no lock behind" {
@@ -384,7 +394,7 @@ hold_lock() {
 	1|--url $JUDGE http://127.0.0.1:1|http://127.0.0.1:1: no such proxy
 	EOF
 	# A bad regular expression: the reason is the C library's.
-	run -2 --separate-stderr pw health --url "$JUDGE" --expect-body '(unclosed'
+	run -2 --separate-stderr pw health --url "$JUDGE" --expect-body '(unclosed' --json
 	is "$output" ""
 	[[ $stderr == "pw: health: expected body '(unclosed': "* ]]
 	is "$(echo "$stderr" | wc -l)" 1

@@ -324,6 +324,37 @@ test_lock(void **state)
 }
 
 static void
+test_lock_api(void **state)
+{
+	struct fix			*f = *state;
+	struct pw_health_lock		*l1 = NULL, *l2 = NULL;
+	struct pw_health_opts		 o;
+	struct pw_health_summary	 s;
+	char				*want;
+
+	add_dead(&f->ctx, 1);
+	assert_int_equal(pw_health_lock(&f->ctx, PW_HEALTH_LOCK_TRY, &l1), 0);
+	/* Held: by this process, which the message names. */
+	assert_int_equal(pw_health_lock(&f->ctx, PW_HEALTH_LOCK_TRY, &l2),
+	    PW_EBUSY);
+	assert_null(l2);
+	want = pw_xasprintf("another health check is running on %s (pid "
+	    "%ld)", f->path, (long)getpid());
+	assert_string_equal(f->ctx.err.msg, want);
+	opts(f, &o);
+	o.lock = PW_HEALTH_LOCK_TRY;
+	assert_int_equal(run_all(f, &o, &s), PW_EBUSY);
+	/* The holder runs without asking again. */
+	o.lock = PW_HEALTH_LOCK_NONE;
+	assert_int_equal(run_all(f, &o, &s), 0);
+	pw_health_unlock(l1);
+	pw_health_unlock(NULL);
+	assert_int_equal(pw_health_lock(&f->ctx, PW_HEALTH_LOCK_WAIT, &l2), 0);
+	pw_health_unlock(l2);
+	free(want);
+}
+
+static void
 test_degraded_ranked_down(void **state)
 {
 	struct fix			*f = *state;
@@ -360,6 +391,7 @@ main(void)
 		T(test_select_older_than),
 		T(test_gone_ids_are_skipped),
 		T(test_lock),
+		T(test_lock_api),
 		T(test_degraded_ranked_down),
 #undef T
 	};
