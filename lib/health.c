@@ -973,7 +973,8 @@ pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 	if ((r = flush(&run)) != 0 || (r = record_run(&run)) != 0)
 		goto out;
 	progress(&run, 1);
-	qsort(run.lat, run.nlat, sizeof *run.lat, cmp_double);
+	if (run.nlat > 0)
+		qsort(run.lat, run.nlat, sizeof *run.lat, cmp_double);
 	run.sum.p50_ms = percentile(run.lat, run.nlat, 50);
 	run.sum.p95_ms = percentile(run.lat, run.nlat, 95);
 	run.sum.elapsed_s = (pw_mono_ms() - run.t0) / 1000.0;
