@@ -402,6 +402,10 @@ hold_lock() {
 	# A bad setting is refused where it is set.
 	run -2 pw config set health.timeout 0
 	run -2 pw config set health.concurrency 0
+	run -2 --separate-stderr pw config set health.urls "$JUDGE ftp://x/"
+	is "$stderr" "pw: config set: health.urls: '$JUDGE ftp://x/': want http:// or https:// URLs, separated by spaces"
+	run -2 --separate-stderr pw config set health.url judge.example
+	is "$(state_sum)" "$before"
 }
 
 # ------------------------------------------------------------- selection
