@@ -26,22 +26,24 @@ SANFLAGS	?=
 WARN		= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 		  -Wmissing-prototypes -Wno-missing-field-initializers
 PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
-		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl)
+		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl \
+		  libcjson)
 
 # SQLite and libsodium are linked statically into pw: the dynamic loader
 # is most of a short command's start-up time (see bench/startup).
 STATIC_CORE	?= 1
 ifeq ($(STATIC_CORE),1)
-CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
+CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lcjson -lm -lz \
 		  -lpthread -ldl
 else
-CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson) -lm
 endif
 
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch).
-LIB		= err proxy crypto store config pool strategy session net fetch
-CMD		= pw args out pool config fetch
+LIB		= err proxy crypto store config pool strategy session net fetch \
+		  health
+CMD		= pw args out pool config fetch health
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
@@ -102,9 +104,9 @@ $(B)/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.c) $(HDRS)
 	@mkdir -p $(@D)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE \
 	    -fsanitize=fuzzer,address,undefined \
-	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl) \
+	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl libcjson) \
 	    -o $@ $< $(LIB:%=lib/%.c) \
-	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm -ldl
+	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson) -lm -ldl
 
 fuzz: need-deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \

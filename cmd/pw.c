@@ -13,6 +13,7 @@
 
 static const struct pw_cmd *const commands[] = {
 	&cmd_fetch_entry,
+	&cmd_health_entry,
 	&cmd_pool_entry,
 	&cmd_config_entry,
 	NULL

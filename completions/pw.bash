@@ -136,6 +136,7 @@ _pw_option_values() {
 	--anonymity) _pw_add "$_pw_anonymity" "$2" ;;
 	--strategy) _pw_add "$_pw_strategies" "$2" ;;
 	--format) _pw_add "url json" "$2" ;;
+	--mode) _pw_add "get connect" "$2" ;;
 	--request) _pw_add "$_pw_methods" "$2" ;;
 	--exclude) _pw_add "$(_pw_ids)" "$2" ;;
 	--state | --strategy-plugin | --output | --cacert) _pw_files "$2" ;;

@@ -96,6 +96,8 @@ function __pw_option_values
                 sticky geo
         case --format
             printf '%s\n' url json
+        case --mode
+            printf '%s\n' get connect
         case --exclude
             __pw_ids
         case --request

@@ -12,7 +12,7 @@
 #include "internal.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY };
+    T_STRATEGY, T_URLS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -56,6 +56,12 @@ static const struct key keys[] = {
 	  "connect timeout of pw fetch, seconds" },
 	{ "fetch.retries", T_INT, "3", 1, 100, NULL,
 	  "proxies pw fetch tries before giving up" },
+	{ "health.url", T_URLS, "", 0, 0, NULL,
+	  "judge URL pw health requests through each proxy" },
+	{ "health.urls", T_URLS, "", 0, 0, NULL,
+	  "several judge URLs, space-separated (overrides health.url)" },
+	{ "health.timeout", T_DURATION, "10", 1, 3600, NULL,
+	  "timeout of one health check, seconds" },
 	{ "health.concurrency", T_INT, "100", 1, 10000, NULL,
 	  "checks pw health runs at once" },
 	{ "health.failure_threshold", T_INT, "3", 1, 1000, NULL,
@@ -77,7 +83,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
-	[T_STRATEGY] = "enum",
+	[T_STRATEGY] = "enum", [T_URLS] = "string",
 };
 
 const struct pw_config_key *
@@ -124,6 +130,22 @@ unknown_key(const char *name, struct pw_err *err)
 	    name, b.data);
 	pw_buf_release(&b);
 	return PW_EUSAGE;
+}
+
+/* Is every word of v an http or https URL (or v empty)? */
+static int
+urls_ok(const char *v)
+{
+	size_t	n;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		if (!(n > 7 && strncasecmp(v, "http://", 7) == 0) &&
+		    !(n > 8 && strncasecmp(v, "https://", 8) == 0))
+			return 0;
+		v += n;
+	}
+	return 1;
 }
 
 /* Check v against k; on success *canon (caller frees) is the stored form. */
@@ -194,10 +216,15 @@ check_value(const struct key *k, const char *v, char **canon,
 		return pw_failf(err, PW_EUSAGE, "%s: '%s': want true or false",
 		    k->name, v);
 	case T_STRING:
+	case T_URLS:
 		for (const char *p = v; *p; p++)
 			if ((unsigned char)*p < 0x20)
 				return pw_failf(err, PW_EUSAGE, "%s: value "
 				    "contains a control character", k->name);
+		if (k->type == T_URLS && !urls_ok(v))
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
+			    "http:// or https:// URLs, separated by spaces",
+			    k->name, v);
 		*canon = pw_xstrdup(v);
 		return 0;
 	}

@@ -76,6 +76,7 @@ struct pw_sel {
 	const int64_t		*ex;
 	size_t			 nex;
 	int64_t			 now;
+	int			 not_degraded;	/* leave degraded ones out */
 };
 /* All of them, in id order; *out is the caller's. */
 int	 pw_store_candidates(struct pw_store *st, const struct pw_sel *sel,
@@ -132,6 +133,21 @@ int	 pw_store_proxy_started(struct pw_store *st, int64_t id, int64_t now,
 int	 pw_store_proxy_report(struct pw_store *st, int64_t id, int outcome,
 	    double latency_ms, double alpha, int64_t threshold,
 	    int64_t cooldown, int64_t now, struct pw_err *err);
+/*
+ * Record a health check of proxy id (see S_HEALTH); *status and *consec
+ * get the proxy's new status and failure run. anonymity NULL: unchanged.
+ * PW_ENOTFOUND when the proxy is gone.
+ */
+int	 pw_store_health_record(struct pw_store *st, int64_t id, int ok,
+	    double latency_ms, double alpha, int64_t threshold,
+	    const char *anonymity, int64_t now, int *status, int64_t *consec,
+	    struct pw_err *err);
+/* Add delta to the named counter of the stats table. */
+int	 pw_store_stat_add(struct pw_store *st, const char *name,
+	    int64_t delta, struct pw_err *err);
+/* Set a meta key to an integer (times, counts). */
+int	 pw_store_meta_put(struct pw_store *st, const char *key,
+	    int64_t value, struct pw_err *err);
 /* The live session's proxy; PW_ENOTFOUND when none or expired. */
 int	 pw_store_session_get(struct pw_store *st, const char *sid,
 	    int64_t now, int64_t *proxy_id, struct pw_err *err);

@@ -36,6 +36,7 @@ static const struct {
 	F("curl_multi_add_handle", multi_add_handle),
 	F("curl_multi_remove_handle", multi_remove_handle),
 	F("curl_multi_perform", multi_perform),
+	F("curl_multi_socket_action", multi_socket_action),
 	F("curl_multi_poll", multi_poll),
 	F("curl_multi_wakeup", multi_wakeup),
 	F("curl_multi_info_read", multi_info_read),

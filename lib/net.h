@@ -35,6 +35,8 @@ struct pw_curl_api {
 	CURLMcode	 (*multi_add_handle)(CURLM *, CURL *);
 	CURLMcode	 (*multi_remove_handle)(CURLM *, CURL *);
 	CURLMcode	 (*multi_perform)(CURLM *, int *);
+	CURLMcode	 (*multi_socket_action)(CURLM *, curl_socket_t, int,
+			    int *);
 	CURLMcode	 (*multi_poll)(CURLM *, struct curl_waitfd *,
 			    unsigned int, int, int *);
 	CURLMcode	 (*multi_wakeup)(CURLM *);
@@ -75,6 +77,7 @@ extern struct pw_curl_api pw_curl;
 #define curl_multi_add_handle	pw_curl.multi_add_handle
 #define curl_multi_remove_handle pw_curl.multi_remove_handle
 #define curl_multi_perform	pw_curl.multi_perform
+#define curl_multi_socket_action pw_curl.multi_socket_action
 #define curl_multi_poll		pw_curl.multi_poll
 #define curl_multi_wakeup	pw_curl.multi_wakeup
 #define curl_multi_info_read	pw_curl.multi_info_read

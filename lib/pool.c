@@ -693,6 +693,28 @@ choose(struct pw_ctx *ctx, const struct pw_strategy *s,
 	return choose_scan(ctx, s, fallback, sel, id);
 }
 
+/*
+ * Degraded proxies (a failed health check, not yet at the threshold) are
+ * still eligible but ranked down: the strategy chooses among the others
+ * first, and among degraded ones only when no other is eligible. A
+ * filter on status degraded asks for them, so they are not left out.
+ */
+static int
+choose_ranked(struct pw_ctx *ctx, const struct pw_strategy *s,
+    const struct pw_strategy *fallback, struct pw_sel *sel, int64_t *id)
+{
+	int	r;
+
+	if (sel->f->status != PW_DEGRADED) {
+		sel->not_degraded = 1;
+		r = choose(ctx, s, fallback, sel, id);
+		sel->not_degraded = 0;
+		if (r != PW_ENOPROXY)
+			return r;
+	}
+	return choose(ctx, s, fallback, sel, id);
+}
+
 /* The least-used window: start a new one when the current has passed. */
 static int
 window_check(struct pw_ctx *ctx, int64_t now)
@@ -818,7 +840,7 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	    (r = session_proxy(ctx, pk, &sel, &id)) != 0)
 		goto fail;
 	reused = id != 0;
-	if (id == 0 && (r = choose(ctx, s, fallback, &sel, &id)) ==
+	if (id == 0 && (r = choose_ranked(ctx, s, fallback, &sel, &id)) ==
 	    PW_ENOPROXY && (f.country || f.region) &&
 	    pw_config_int(ctx, "geo.fallback")) {
 		pw_log(PW_LOG_INFO, "geo: no eligible proxy in %s%s%s, "
@@ -826,7 +848,7 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		    f.country && f.region ? "/" : "",
 		    f.region ? f.region : "");
 		f.country = f.region = NULL;
-		r = choose(ctx, s, fallback, &sel, &id);
+		r = choose_ranked(ctx, s, fallback, &sel, &id);
 	}
 	if (r != 0)
 		goto fail;

@@ -444,4 +444,118 @@ int	 pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	    struct pw_fetch_result *res);
 void	 pw_fetch_result_release(struct pw_fetch_result *res);
 
+/* --------------------------------------------------------------- health */
+
+/*
+ * Health checks: each proxy is asked for a judge URL (a GET through it,
+ * or with PW_HEALTH_CONNECT only the tunnel or SOCKS handshake), many at
+ * once. A pass makes the proxy healthy and clears its failure run; a
+ * failure makes it degraded (still eligible, chosen after the others),
+ * or unhealthy (not eligible) at health.failure_threshold failures in a
+ * row. Results are written in batches, one short transaction each, so
+ * other pw processes are never held up for long.
+ */
+enum pw_health_mode { PW_HEALTH_GET, PW_HEALTH_CONNECT };
+
+/*
+ * The run lock: one health run per state file at a time. NONE does not
+ * take it; TRY fails at once with PW_EBUSY when another run holds it;
+ * WAIT waits for it. It is an flock(2) on "<state file>.health.lock",
+ * released by the kernel when the holder exits, however it ends.
+ */
+enum pw_health_lock_mode { PW_HEALTH_LOCK_NONE, PW_HEALTH_LOCK_TRY,
+    PW_HEALTH_LOCK_WAIT };
+
+/* The outcome of one proxy's check, borrowed for the callback only. */
+struct pw_health_result {
+	int64_t		 id;
+	const char	*proxy;		/* URL, credentials masked */
+	int		 ok;
+	int		 status;	/* enum pw_status after the check */
+	int64_t		 consec_fail;	/* failed checks in a row now */
+	double		 latency_ms;	/* < 0 when it failed */
+	long		 http_status;	/* 0: none */
+	const char	*judge;		/* the judge of the last attempt */
+	const char	*anonymity;	/* graded now, or NULL */
+	const char	*error;		/* why it failed; NULL when ok */
+	int		 evicted;	/* removed (evict) */
+};
+
+struct pw_health_progress {
+	size_t		 done, total, healthy;
+	double		 elapsed_s;
+};
+
+/*
+ * What a run does. Zero (pw_health_opts_init) means: judges from
+ * health.urls, else health.url; concurrency and timeout from the
+ * settings; a GET that passes on any 2xx; no grading, no eviction, no
+ * lock. Strings are borrowed for the run.
+ */
+struct pw_health_opts {
+	const char *const	*urls;		/* judges; NULL: settings */
+	size_t			 nurls;
+	int			 concurrency;	/* 0: health.concurrency */
+	int64_t			 timeout_ms;	/* 0: health.timeout */
+	int			 mode;		/* enum pw_health_mode */
+	long			 expect_status;	/* 0: any 2xx */
+	const char		*expect_body;	/* POSIX ERE, or NULL */
+	int			 anonymity;	/* grade with an echo judge */
+	int			 evict;		/* remove unhealthy ones */
+	int			 lock;		/* enum pw_health_lock_mode */
+	const char		*cacert;	/* CA file for https judges */
+	int			 insecure;	/* no TLS verification */
+	/*
+	 * Called once per checked proxy after its result is stored;
+	 * non-zero stops the run (PW_EFAIL). NULL: no calls.
+	 */
+	int			(*on_result)(void *arg,
+				    const struct pw_health_result *r);
+	/* Called about every 100 ms and once at the end. */
+	void			(*on_progress)(void *arg,
+				    const struct pw_health_progress *p);
+	void			 *arg;
+};
+
+struct pw_health_summary {
+	size_t		 total;		/* ids asked for */
+	size_t		 checked;	/* checked and stored */
+	size_t		 gone;		/* removed meanwhile: not checked */
+	size_t		 healthy, degraded, unhealthy, evicted;
+	double		 p50_ms, p95_ms;	/* of passes; < 0: none */
+	double		 elapsed_s;
+};
+
+void	 pw_health_opts_init(struct pw_health_opts *o);
+
+/*
+ * Take the run lock as how says (TRY or WAIT) and hold it until
+ * pw_health_unlock (or the process ends): for a caller that must choose
+ * the proxies to check under the lock, then runs with lock NONE.
+ * PW_EBUSY, naming the holder's pid, when TRY finds it held.
+ */
+struct pw_health_lock;
+int	 pw_health_lock(struct pw_ctx *ctx, int how,
+	    struct pw_health_lock **out);
+void	 pw_health_unlock(struct pw_health_lock *l);
+
+/*
+ * The ids of the proxies matching f (NULL: all) that were not checked in
+ * the last older_than seconds (0: regardless), in id order, into *ids
+ * (caller frees) and *n.
+ */
+int	 pw_health_select(struct pw_ctx *ctx, const struct pw_filter *f,
+	    int64_t older_than, int64_t **ids, size_t *n);
+
+/*
+ * Check the n proxies ids[] as o says and record each result. Ids that
+ * no longer exist are skipped (counted as gone). Fills *sum when the run
+ * completed, whatever the proxies' health: 0. PW_EUSAGE for bad options
+ * (no judge, a judge that is not http(s), a bad regular expression),
+ * before anything is checked or written; PW_EBUSY when the lock is
+ * held (TRY); PW_EFAIL when on_result stopped the run.
+ */
+int	 pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
+	    const int64_t *ids, size_t n, struct pw_health_summary *sum);
+
 #endif /* PW_H */

@@ -31,7 +31,7 @@ enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
-	S_PASS_PUT, S_COUNT
+	S_PASS_PUT, S_HEALTH, S_STAT_ADD, S_META_PUT, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -92,6 +92,28 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxy_id = excluded.proxy_id, last_used = ?3, "
 	    "expires_at = excluded.expires_at",
 	[S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?1",
+	/*
+	 * A health check: ?2 passed (1) or failed (0), ?3 latency (NULL:
+	 * none), ?4 EMA alpha, ?5 failure threshold, ?6 now, ?7 anonymity
+	 * (NULL: keep). A pass makes the proxy healthy and clears its
+	 * failure run and cooldown; a failure makes it degraded, or
+	 * unhealthy at the threshold-th in a row.
+	 */
+	[S_HEALTH] = "UPDATE proxies SET "
+	    "status = CASE WHEN ?2 THEN 'healthy' "
+	    "WHEN consec_fail + 1 >= ?5 THEN 'unhealthy' ELSE 'degraded' END, "
+	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
+	    "cooldown_until = CASE WHEN ?2 THEN NULL ELSE cooldown_until END, "
+	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
+	    "WHEN latency_ms IS NULL THEN ?3 "
+	    "ELSE ?4 * ?3 + (1 - ?4) * latency_ms END, "
+	    "anonymity = coalesce(?7, anonymity), "
+	    "last_checked = ?6, updated_at = ?6 WHERE id = ?1 "
+	    "RETURNING status, consec_fail",
+	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
 };
 
 struct pw_store {
@@ -1043,6 +1065,8 @@ sel_prepare(struct pw_store *st, const char *cols, const struct pw_sel *sel,
 	pw_buf_init(&q);
 	pw_buf_addf(&q, "SELECT %s FROM proxies WHERE " ELIGIBLE, cols);
 	ntexts = filter_sql(&q, sel->f, 4, texts, &maxlat);
+	if (sel->not_degraded)
+		pw_buf_adds(&q, " AND status != 'degraded'");
 	if (sel->nex > 0) {
 		pw_buf_adds(&q, " AND id NOT IN (");
 		for (size_t i = 0; i < sel->nex; i++)
@@ -1347,4 +1371,54 @@ pw_store_session_each(struct pw_store *st, int64_t now, pw_session_fn *fn,
 		r = db_fail(st, rc, err, "list sessions");
 	sqlite3_finalize(s);
 	return r;
+}
+
+/* --------------------------------------------------------------- health */
+
+int
+pw_store_health_record(struct pw_store *st, int64_t id, int ok,
+    double latency_ms, double alpha, int64_t threshold, const char *anonymity,
+    int64_t now, int *status, int64_t *consec, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0, v = PW_UNKNOWN;
+
+	if ((s = stmt_get(st, S_HEALTH, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int(s, 2, ok != 0);
+	if (latency_ms >= 0)
+		sqlite3_bind_double(s, 3, latency_ms);
+	sqlite3_bind_double(s, 4, alpha);
+	sqlite3_bind_int64(s, 5, threshold);
+	sqlite3_bind_int64(s, 6, now);
+	bind_opt_text(s, 7, anonymity);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		pw_status_parse(col_text(s, 0), &v);
+		*status = v;
+		*consec = sqlite3_column_int64(s, 1);
+		rc = sqlite3_step(s);
+	} else if (rc == SQLITE_DONE)
+		r = PW_ENOTFOUND;
+	if (rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "record health check");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+int
+pw_store_stat_add(struct pw_store *st, const char *name, int64_t delta,
+    struct pw_err *err)
+{
+	return run_stmt(st, S_STAT_ADD, err, "count statistic", "ti", name,
+	    delta);
+}
+
+int
+pw_store_meta_put(struct pw_store *st, const char *key, int64_t value,
+    struct pw_err *err)
+{
+	return run_stmt(st, S_META_PUT, err, "write meta", "ti", key, value);
 }

@@ -490,6 +490,10 @@ two_proxies() {
 	same "$output" "$(choices "$(help_of "pool next" --strategy)")"
 	run -0 bash_complete pw pool next --format ''
 	same "$output" "$(words url json)"
+	run -0 bash_complete pw health --mode ''
+	same "$output" "$(words get connect)"
+	run -0 bash_complete pw health --status ''
+	same "$output" "$(words unknown healthy degraded unhealthy)"
 	run -0 bash_complete pw -c strategy = r
 	same "$output" "$(words random round-robin)"
 	# a free-form value gets nothing

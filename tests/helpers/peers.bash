@@ -29,6 +29,7 @@
 #     ORIGIN_CA signs a certificate for 127.0.0.1, ::1 and localhost (made
 #     once per file): pass it to curl or pw with --cacert.
 #   start_tinyproxy [--connect-port P]... [--user U --pass P] [--no-source]
+#                   [--xtinyproxy]
 #       TINYPROXY_PORT TINYPROXY_URL TINYPROXY_SRC, and TINYPROXY_PORTS /
 #       TINYPROXY_SRCS (space-separated, one entry per call, in order);
 #       TINYPROXY_USER TINYPROXY_PASS (empty without auth).
@@ -36,6 +37,8 @@
 #     each --connect-port; with neither, to every port. With --user and
 #     --pass every request (CONNECT too) needs Basic proxy authentication,
 #     else tinyproxy answers 407; TINYPROXY_URL carries no credentials.
+#     --xtinyproxy adds an X-Tinyproxy header with the client's address to
+#     each request (a transparent proxy).
 #   start_microsocks [--user U --pass P] [--no-source]
 #       MICROSOCKS_PORT MICROSOCKS_SRC MICROSOCKS_PORTS MICROSOCKS_SRCS,
 #       MICROSOCKS_USER MICROSOCKS_PASS (empty without auth)
@@ -335,6 +338,7 @@ _TP_CONNECT=()
 _TP_SOURCE=1
 _TP_USER=
 _TP_PASS=
+_TP_XTP=
 _peers_tinyproxy_launch() {
 	local port=$1 conf p
 	conf=$_PD/tinyproxy.$port.conf
@@ -365,6 +369,9 @@ _peers_tinyproxy_launch() {
 		if [ -n "$_TP_USER" ]; then
 			echo "BasicAuth $_TP_USER $_TP_PASS"
 		fi
+		if [ -n "$_TP_XTP" ]; then
+			echo "XTinyproxy Yes"
+		fi
 	} >"$conf"
 	_peers_spawn tinyproxy "$_PD/tinyproxy.$port.out" tinyproxy -d -c "$conf"
 }
@@ -374,6 +381,7 @@ start_tinyproxy() {
 	_TP_CONNECT=()
 	_TP_SOURCE=1
 	_TP_USER="" _TP_PASS=""
+	_TP_XTP=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--connect-port)
@@ -396,6 +404,7 @@ start_tinyproxy() {
 			shift
 			;;
 		--no-source) _TP_SOURCE= ;;
+		--xtinyproxy) _TP_XTP=1 ;;
 		*) _peers_err "start_tinyproxy: unknown option $1"; return ;;
 		esac
 		shift
