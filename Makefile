@@ -42,10 +42,11 @@ CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
 endif
 NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
-LIB_CORE	= err proxy crypto store config pool strategy session
-LIB_NET		= net fetch
+LIB_CORE	= err proxy crypto store config pool strategy session ingest \
+		  cache
+LIB_NET		= net fetch download
 CMD_CORE	= args out pool config
-CMD_NET		= fetch
+CMD_NET		= fetch cache
 
 LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
 CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)

@@ -35,6 +35,7 @@ struct pw_opt {
 #define CMD_HIDDEN	0x10	/* not in help or completions */
 
 struct pw_cmdctx;
+struct pw_args;
 
 struct pw_cmd {
 	const char		 *name;
@@ -46,6 +47,11 @@ struct pw_cmd {
 	int			  flags;
 	int			(*exec)(struct pw_cmdctx *);
 	const struct pw_cmd *const *sub;	/* verbs, NULL-terminated */
+	/*
+	 * Does this invocation make requests? pw hands it to pw-net when
+	 * so (CMD_NET says always; this, depending on the arguments).
+	 */
+	int			(*needs_net)(struct pw_args *);
 };
 
 /* Parsed command line of one command. */
@@ -85,6 +91,12 @@ void		 args_free(struct pw_args *a);
 /* Record an error about usage of this command; returns PW_EUSAGE. */
 int		 cmd_usagef(struct pw_cmdctx *cc, const char *fmt, ...)
 		     __attribute__((format(printf, 2, 3)));
+/*
+ * --source, --country, --region and --weight into m (borrowing the
+ * arguments; the country's canonical form goes to cc_buf).
+ */
+int		 cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m,
+		     char cc_buf[3]);
 /* Parse an integer option; PW_EUSAGE with a message when bad. */
 int		 cmd_int_opt(struct pw_cmdctx *cc, const char *lname,
 		     int64_t min, int64_t max, int64_t *out);
@@ -125,5 +137,6 @@ int		 out_isatty(void);
 extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;
+extern const struct pw_cmd cmd_cache_entry;
 
 #endif /* PW_CMD_H */

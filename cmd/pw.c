@@ -25,6 +25,7 @@ static const struct pw_cmd *const commands[] = {
 	&cmd_fetch_entry,
 	&cmd_pool_entry,
 	&cmd_config_entry,
+	&cmd_cache_entry,
 	NULL
 };
 
@@ -370,6 +371,7 @@ exec_net(char **argv)
 #endif
 
 struct globals {
+	char		**argv;		/* the whole command line */
 	char		**configs;
 	int		  nconfigs;
 	const char	 *state;
@@ -438,6 +440,12 @@ run_command(const struct pw_cmd *c, int argc, char **argv,
 		    "%s)", args.argv[verb->max_args], path, verb->usage);
 		goto done;
 	}
+#ifndef PW_NET
+	if (verb->needs_net != NULL && verb->needs_net(&args)) {
+		r = exec_net(g->argv);
+		goto done;
+	}
+#endif
 
 	verbosity += arg_has(&args, "verbose");
 	cc.verbose = verbosity;
@@ -507,6 +515,7 @@ main(int argc, char **argv)
 	int			 n, i;
 
 	memset(&g, 0, sizeof g);
+	g.argv = argv;
 
 	/* Global options end at the first word that is not an option. */
 	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {

@@ -134,6 +134,20 @@ int	 pw_store_session_prune(struct pw_store *st, int64_t now,
 int	 pw_store_session_each(struct pw_store *st, int64_t now,
 	    pw_session_fn *fn, void *arg, struct pw_err *err);
 
+/* Cache: inside a transaction, except pw_store_cache_stats. */
+int	 pw_store_proxy_refresh(struct pw_store *st, int64_t id,
+	    const struct pw_row *r, int64_t now, struct pw_err *err);
+/* Add n to the named counter of the stats table. */
+int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
+	    struct pw_err *err);
+int	 pw_store_meta_put(struct pw_store *st, const char *key,
+	    int64_t value, struct pw_err *err);
+/* Delete up to limit expired (PW_EVICT_TTL) or unhealthy proxies. */
+int	 pw_store_evict(struct pw_store *st, int what, int64_t now,
+	    int64_t limit, int64_t *n, struct pw_err *err);
+int	 pw_store_cache_stats(struct pw_store *st, int64_t now,
+	    struct pw_cache_stats *cs, struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32
@@ -168,6 +182,16 @@ char	*pw_config_key_path(void);
 int	 pw_config_load_state(struct pw_ctx *ctx);
 
 /* ----------------------------------------------------------------- pool */
+
+/*
+ * Insert one proxy inside the caller's transaction (the key must be
+ * loaded when a has a user): *dup says it was there already, and *id is
+ * its id either way. What pw_pool_add and pw_warm share.
+ */
+int	 pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
+	    const struct pw_proxy *meta, int64_t *id, int *dup);
+/* The name of the stats counter of an eviction reason. */
+const char *pw_evict_stat(int reason);
 
 /* Is name a strategy: built-in, sticky, geo, or a configured plugin's? */
 int	 pw_pool_strategy_check(struct pw_ctx *ctx, const char *name);

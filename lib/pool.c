@@ -153,10 +153,47 @@ identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
 }
 
 int
+pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
+    const struct pw_proxy *meta, int64_t *id, int *dup)
+{
+	struct pw_row	 row;
+	unsigned char	*su = NULL, *sp = NULL;
+	size_t		 sul = 0, spl = 0;
+	char		*url, *key;
+	int		 r;
+
+	memset(&row, 0, sizeof row);
+	row.p = *meta;
+	row.p.addr = *a;
+	url = pw_addr_format(a, PW_CREDS_NONE);
+	key = identity(ctx, a, url);
+	row.url = url;
+	row.key = key;
+	if (a->user != NULL) {
+		pw_crypto_seal(ctx->key, a->user, strlen(a->user), &su, &sul,
+		    &ctx->err);
+		row.user = su;
+		row.user_len = sul;
+	}
+	if (a->pass != NULL) {
+		pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp, &spl,
+		    &ctx->err);
+		row.pass = sp;
+		row.pass_len = spl;
+	}
+	r = pw_store_proxy_insert(ctx->store, &row, id, dup, &ctx->err);
+	free(su);
+	free(sp);
+	free(url);
+	free(key);
+	return r;
+}
+
+int
 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
     const struct pw_meta *meta, int *result, int64_t *id)
 {
-	struct pw_row	 row;
+	struct pw_proxy	 m;
 	int64_t		 now = pw_now();
 	int		 r = 0, dup;
 	size_t		 i;
@@ -168,44 +205,17 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 			break;
 		}
 	}
+	memset(&m, 0, sizeof m);
+	m.source = (char *)meta->source;
+	m.country = (char *)meta->country;
+	m.region = (char *)meta->region;
+	m.weight = meta->weight;
+	m.added_at = now;
+	m.expires_at = meta->ttl > 0 ? now + meta->ttl : 0;
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	for (i = 0; i < n; i++) {
-		const struct pw_addr *a = &addrs[i];
-		unsigned char *su = NULL, *sp = NULL;
-		size_t sul = 0, spl = 0;
-		char *url, *key;
-
-		memset(&row, 0, sizeof row);
-		row.p.addr = *a;
-		row.p.source = (char *)meta->source;
-		row.p.country = (char *)meta->country;
-		row.p.region = (char *)meta->region;
-		row.p.weight = meta->weight;
-		row.p.added_at = now;
-		row.p.expires_at = meta->ttl > 0 ? now + meta->ttl : 0;
-		url = pw_addr_format(a, PW_CREDS_NONE);
-		key = identity(ctx, a, url);
-		row.url = url;
-		row.key = key;
-		if (a->user != NULL) {
-			pw_crypto_seal(ctx->key, a->user, strlen(a->user), &su,
-			    &sul, &ctx->err);
-			row.user = su;
-			row.user_len = sul;
-		}
-		if (a->pass != NULL) {
-			pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp,
-			    &spl, &ctx->err);
-			row.pass = sp;
-			row.pass_len = spl;
-		}
-		r = pw_store_proxy_insert(ctx->store, &row, &id[i], &dup,
-		    &ctx->err);
-		free(su);
-		free(sp);
-		free(url);
-		free(key);
+		r = pw_pool_insert(ctx, &addrs[i], &m, &id[i], &dup);
 		if (r != 0) {
 			pw_store_rollback(ctx->store);
 			return r;
@@ -281,6 +291,9 @@ pw_pool_remove(struct pw_ctx *ctx, const int64_t *ids, size_t n)
 	}
 	for (size_t i = 0; i < n && r == 0; i++)
 		r = pw_store_proxy_delete(ctx->store, ids[i], &ctx->err);
+	if (r == 0)
+		r = pw_store_stat_add(ctx->store,
+		    pw_evict_stat(PW_EVICT_MANUAL), (int64_t)n, &ctx->err);
 	if (r != 0) {
 		pw_store_rollback(ctx->store);
 		return r;
@@ -296,7 +309,9 @@ pw_pool_clear(struct pw_ctx *ctx, int64_t *removed)
 
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	if ((r = pw_store_proxy_clear(ctx->store, &n, &ctx->err)) != 0) {
+	if ((r = pw_store_proxy_clear(ctx->store, &n, &ctx->err)) != 0 ||
+	    (r = pw_store_stat_add(ctx->store, pw_evict_stat(PW_EVICT_MANUAL),
+	    n, &ctx->err)) != 0) {
 		pw_store_rollback(ctx->store);
 		return r;
 	}
@@ -788,9 +803,21 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		f.country = f.region = NULL;
 		r = choose(ctx, s, fallback, &sel, &id);
 	}
+	if (r == PW_ENOPROXY) {
+		/* Count the miss; keep the message of why. */
+		struct pw_err	keep = ctx->err;
+		if ((r = pw_store_stat_add(ctx->store, "select.misses", 1,
+		    &ctx->err)) != 0 ||
+		    (r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+			return r;
+		ctx->err = keep;
+		return PW_ENOPROXY;
+	}
 	if (r != 0)
 		goto fail;
 	if ((r = pw_store_proxy_started(ctx->store, id, sel.now,
+	    &ctx->err)) != 0 ||
+	    (r = pw_store_stat_add(ctx->store, "select.hits", 1,
 	    &ctx->err)) != 0)
 		goto fail;
 	if (pk->session != NULL && (r = pw_store_session_put(ctx->store,

@@ -24,7 +24,8 @@
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
-	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_COUNT
+	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_REFRESH,
+	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -82,6 +83,19 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxy_id = excluded.proxy_id, last_used = ?3, "
 	    "expires_at = excluded.expires_at",
 	[S_SESSION_PRUNE] = "DELETE FROM sessions WHERE expires_at <= ?1",
+	/* A proxy warmed again: a new lifetime, metadata where given. */
+	[S_REFRESH] = "UPDATE proxies SET expires_at = ?2, "
+	    "source = coalesce(?3, source), country = coalesce(?4, country), "
+	    "region = coalesce(?5, region), weight = coalesce(?6, weight), "
+	    "updated_at = ?7 WHERE id = ?1",
+	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+	    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[S_EVICT_TTL] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
+	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
+	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
+	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
 };
 
 struct pw_store {
@@ -1207,4 +1221,148 @@ pw_store_session_each(struct pw_store *st, int64_t now, pw_session_fn *fn,
 		r = db_fail(st, rc, err, "list sessions");
 	sqlite3_finalize(s);
 	return r;
+}
+
+/* ---------------------------------------------------------------- cache */
+
+int
+pw_store_proxy_refresh(struct pw_store *st, int64_t id, const struct pw_row *r,
+    int64_t now, struct pw_err *err)
+{
+	const struct pw_proxy	*p = &r->p;
+	sqlite3_stmt		*s;
+
+	if ((s = stmt_get(st, S_REFRESH, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	if (p->expires_at > 0)
+		sqlite3_bind_int64(s, 2, p->expires_at);
+	bind_opt_text(s, 3, p->source);
+	bind_opt_text(s, 4, p->country);
+	bind_opt_text(s, 5, p->region);
+	if (p->weight >= 0)
+		sqlite3_bind_double(s, 6, p->weight);
+	sqlite3_bind_int64(s, 7, now);
+	return step_done(st, s, err, "refresh proxy");
+}
+
+int
+pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
+    struct pw_err *err)
+{
+	return run_stmt(st, S_STAT_ADD, err, "count", "ti", name, n);
+}
+
+int
+pw_store_meta_put(struct pw_store *st, const char *key, int64_t value,
+    struct pw_err *err)
+{
+	return run_stmt(st, S_META_PUT, err, "write meta", "ti", key, value);
+}
+
+int
+pw_store_evict(struct pw_store *st, int what, int64_t now, int64_t limit,
+    int64_t *n, struct pw_err *err)
+{
+	int	r;
+
+	r = run_stmt(st, what == PW_EVICT_TTL ? S_EVICT_TTL : S_EVICT_HEALTH,
+	    err, "evict proxies", "ii", now, limit);
+	if (r == 0)
+		*n = sqlite3_changes64(st->db);
+	return r;
+}
+
+/* Run sql (?1 = now) and hand each row's text and integer to fn. */
+static int
+each_pair(struct pw_store *st, const char *sql, int64_t now,
+    void (*fn)(void *, const char *, int64_t), void *arg, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read stats");
+	if (sqlite3_bind_parameter_count(s) > 0)
+		sqlite3_bind_int64(s, 1, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read stats");
+}
+
+static void
+stat_status(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+	int			 i;
+
+	if (name != NULL && pw_status_parse(name, &i) == 0)
+		cs->by_status[i] += n;
+	cs->total += n;
+}
+
+static void
+stat_source(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+
+	cs->by_source = pw_xrealloc(cs->by_source, (cs->nsources + 1) *
+	    sizeof *cs->by_source);
+	cs->by_source[cs->nsources].name = name ? pw_xstrdup(name) : NULL;
+	cs->by_source[cs->nsources++].n = n;
+}
+
+static void
+stat_one(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+	static const char *const ev[PW_EVICT_COUNT] = {
+		"evict.ttl", "evict.health", "evict.manual",
+		"evict.corruption"
+	};
+
+	if (name == NULL)
+		return;
+	if (strcmp(name, "expired") == 0)
+		cs->expired = n;
+	else if (strcmp(name, "select.hits") == 0)
+		cs->hits = n;
+	else if (strcmp(name, "select.misses") == 0)
+		cs->misses = n;
+	else if (strcmp(name, "last_warm") == 0)
+		cs->last_warm = n;
+	else if (strcmp(name, "last_health") == 0)
+		cs->last_health = n;
+	for (int i = 0; i < PW_EVICT_COUNT; i++)
+		if (strcmp(name, ev[i]) == 0)
+			cs->evictions[i] = n;
+}
+
+int
+pw_store_cache_stats(struct pw_store *st, int64_t now,
+    struct pw_cache_stats *cs, struct pw_err *err)
+{
+	int	r;
+
+	/* One snapshot for every figure. */
+	if ((r = exec_sql(st, "BEGIN", err)) != 0)
+		return r;
+	if ((r = each_pair(st, "SELECT status, count(*) FROM proxies "
+	    "GROUP BY status", now, stat_status, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT source, count(*) FROM proxies "
+	    "GROUP BY source ORDER BY source", now, stat_source, cs,
+	    err)) != 0 ||
+	    (r = each_pair(st, "SELECT 'expired', count(*) FROM proxies "
+	    "WHERE expires_at <= ?1", now, stat_one, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT name, value FROM stats", now, stat_one,
+	    cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT key, value FROM meta WHERE key IN "
+	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0) {
+		pw_store_rollback(st);
+		return r;
+	}
+	pw_store_rollback(st);
+	return 0;
 }
