@@ -122,6 +122,7 @@ pw_warm_new(struct pw_ctx *ctx)
 	if (w->batch < 1)
 		w->batch = 1;
 	w->pend = pw_xcalloc(w->batch, sizeof *w->pend);
+	pw_store_bulk(ctx->store, &ctx->err);
 	return w;
 }
 

@@ -137,6 +137,8 @@ int	 pw_store_session_each(struct pw_store *st, int64_t now,
 /* Cache: inside a transaction, except pw_store_cache_stats. */
 int	 pw_store_proxy_refresh(struct pw_store *st, int64_t id,
 	    const struct pw_row *r, int64_t now, struct pw_err *err);
+/* Tune the connection for a bulk import (a larger page cache). */
+int	 pw_store_bulk(struct pw_store *st, struct pw_err *err);
 /* Add n to the named counter of the stats table. */
 int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
 	    struct pw_err *err);

@@ -1366,3 +1366,10 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 	pw_store_rollback(st);
 	return 0;
 }
+
+int
+pw_store_bulk(struct pw_store *st, struct pw_err *err)
+{
+	/* Index pages of a large pool stay cached between batches. */
+	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+}
