@@ -522,7 +522,7 @@ pool_view() {
 	printf 'socks5://u:p@10.0.0.1:1080\nsocks5://v:q@10.0.0.2:1080\nhttp://10.0.0.3:1\nhttp://10.0.0.4:1\n' >l.txt
 	pw -q cache warm l.txt
 	sqlite3 "$PW_STATE" "UPDATE proxies SET pass = x'00112233' WHERE id = 1;
-	    UPDATE proxies SET url = 'bogus' WHERE id = 3;
+	    UPDATE proxies SET url = 'http://:1' WHERE id = 3;
 	    UPDATE proxies SET scheme = 'socks5' WHERE id = 4"
 	run -0 --separate-stderr pw cache export --with-credentials
 	is "$output" '{"url":"socks5://v:q@10.0.0.2:1080"}'
