@@ -918,7 +918,8 @@ jrecord(struct pw_ingest *in, struct jp *p, long line)
 		p->s++;
 	}
 	if (bad >= 0) {
-		snprintf(in->why, sizeof in->why, "\"%s\": wrong type (want %s)",
+		snprintf(in->why, sizeof in->why,
+		    "\"%s\": wrong type (want %s)",
 		    field_name(bad), bad == F_PORT || bad == F_WEIGHT ?
 		    "a number or a string" : bad == F_EXPIRES ?
 		    "a number or a date string" : "a string");

@@ -532,8 +532,8 @@ struct pw_warm *pw_warm_new(struct pw_ctx *ctx);
  * reject is told about every skipped record. Strings are borrowed until
  * pw_warm_input_end.
  */
-void	 pw_warm_input(struct pw_warm *w, int format, const struct pw_meta *meta,
-	    pw_reject_fn *reject, void *arg);
+void	 pw_warm_input(struct pw_warm *w, int format,
+	    const struct pw_meta *meta, pw_reject_fn *reject, void *arg);
 int	 pw_warm_feed(struct pw_warm *w, const void *p, size_t n);
 /* Flush this input; c gets its counts. */
 int	 pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c);
