@@ -649,8 +649,10 @@ jstring(struct jp *p)
 		if ((unsigned char)*p->s < 0x20)
 			return jfail(p, "control character in a string");
 		/* A backslash escape. */
-		if (p->s + 1 >= p->end)
+		if (p->s + 1 >= p->end) {
+			p->s = p->end;
 			return jfail(p, "unterminated string");
+		}
 		switch (p->s[1]) {
 		case '"': pw_buf_addc(p->str, '"'); break;
 		case '\\': pw_buf_addc(p->str, '\\'); break;
@@ -669,7 +671,12 @@ jstring(struct jp *p)
 				return jfail(p, "bad \\u escape");
 			p->s += 4;
 			if (c >= 0xd800 && c < 0xdc00) {
-				if (p->end - p->s < 8) {
+				ptrdiff_t have = p->end - p->s;
+				if ((have > 2 && p->s[2] != '\\') ||
+				    (have > 3 && p->s[3] != 'u'))
+					return jfail(p, "lone surrogate in "
+					    "\\u escape");
+				if (have < 8) {
 					p->s = p->end;
 					return jfail(p, "unterminated string");
 				}
@@ -1185,16 +1192,35 @@ run(struct pw_ingest *in, int eof)
 	return r;
 }
 
+/*
+ * Enough of the start to sniff the format: the first character that is
+ * not white space says json or jsonl; otherwise the whole first line.
+ */
+static int
+sniff_ready(const struct pw_ingest *in)
+{
+	const char	*s = in->in.data + in->pos, *e = in->in.data + in->in.len;
+
+	if (in->in.len >= 4096)
+		return 1;
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
+	    *s == '\n'))
+		s++;
+	if (s == e)
+		return 0;
+	if (*s == '[' || *s == '{' || *s == '"')
+		return 1;
+	return memchr(s, '\n', e - s) != NULL;
+}
+
 int
 pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 {
-	const unsigned char	*s = p;
-
 	if (in->stop || n == 0)
 		return 0;
+	pw_buf_add(&in->in, p, n);
 	if (!in->started) {
 		/* Hold the first bytes until a BOM can be told apart. */
-		pw_buf_add(&in->in, s, n);
 		if (in->in.len < 3)
 			return 0;
 		in->started = 1;
@@ -1202,12 +1228,13 @@ pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 		    (unsigned char)in->in.data[1] == 0xbb &&
 		    (unsigned char)in->in.data[2] == 0xbf)
 			in->pos = 3;
-		if (in->format == PW_FMT_AUTO)
-			in->format = pw_format_sniff(in->in.data + in->pos,
-			    in->in.len - in->pos);
-		return run(in, 0);
 	}
-	pw_buf_add(&in->in, s, n);
+	if (in->format == PW_FMT_AUTO) {
+		if (!sniff_ready(in))
+			return 0;
+		in->format = pw_format_sniff(in->in.data + in->pos,
+		    in->in.len - in->pos);
+	}
 	return run(in, 0);
 }
 
@@ -1216,11 +1243,11 @@ pw_ingest_end(struct pw_ingest *in)
 {
 	if (in->stop)
 		return 0;
-	if (!in->started) {
+	if (!in->started)
 		in->started = 1;
-		if (in->format == PW_FMT_AUTO)
-			in->format = pw_format_sniff(in->in.data, in->in.len);
-	}
+	if (in->format == PW_FMT_AUTO)
+		in->format = pw_format_sniff(in->in.data + in->pos,
+		    in->in.len - in->pos);
 	if (in->in.len == 0 && in->format != PW_FMT_JSON)
 		return 0;
 	return run(in, 1);
