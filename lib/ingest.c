@@ -252,6 +252,10 @@ reject(struct pw_ingest *in, long line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof why, fmt, ap);
 	va_end(ap);
+	/* A value quoted from the input stays on one printable line. */
+	for (char *c = why; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	if (in->reject != NULL)
 		in->reject(in->arg, line, why);
 }
@@ -761,7 +765,7 @@ jword(struct jp *p, const char *w)
 		return jfail(p, "bad literal");
 	}
 	if (memcmp(p->s, w, n) != 0)
-		return jfail(p, "unexpected character");
+		return jfail(p, "bad literal");
 	p->s += n;
 	return 0;
 }

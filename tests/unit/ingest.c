@@ -192,8 +192,8 @@ test_json(void **state)
 	    "JSON array; rest of the input ignored\n");
 	check(PW_FMT_JSON, "[] []", "1! JSON syntax error: junk after the "
 	    "array; rest of the input ignored\n");
-	check(PW_FMT_JSON, "[tru]", "1! JSON syntax error: unexpected "
-	    "character; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[tru]", "1! JSON syntax error: bad literal; "
+	    "rest of the input ignored\n");
 	check(PW_FMT_JSON, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]"
 	    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
 	    "1! JSON syntax error: nested too deep; rest of the input "
