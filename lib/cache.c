@@ -105,6 +105,8 @@ struct pw_warm {
 	void			*reject_arg;
 	struct pw_warm_counts	 c;
 	struct pend		*pend;
+	int64_t			*flush_ids;	/* id of each pending one */
+	int			 staged;	/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
 	struct idset		 seen;
@@ -122,7 +124,7 @@ pw_warm_new(struct pw_ctx *ctx)
 	if (w->batch < 1)
 		w->batch = 1;
 	w->pend = pw_xcalloc(w->batch, sizeof *w->pend);
-	pw_store_bulk(ctx->store, &ctx->err);
+	w->flush_ids = pw_xcalloc(w->batch, sizeof *w->flush_ids);
 	return w;
 }
 
@@ -143,6 +145,7 @@ pw_warm_free(struct pw_warm *w)
 	for (size_t i = 0; i < w->npend; i++)
 		pend_release(&w->pend[i]);
 	free(w->pend);
+	free(w->flush_ids);
 	pw_ingest_free(w->in);
 	free(w->seen.slot);
 	free(w->ids);
@@ -159,44 +162,69 @@ ids_push(struct pw_warm *w, int64_t id)
 	w->ids[w->nids++] = id;
 }
 
-/* Write the pending records in one short transaction. */
+/*
+ * Write the pending records in one short transaction: staged, moved into
+ * the pool in one statement, then sorted into added, updated (refreshed
+ * here) and duplicate by their ids.
+ */
 static int
 flush(struct pw_warm *w)
 {
 	struct pw_ctx	*ctx = w->ctx;
-	struct pw_proxy	 m;
-	int64_t		 now = pw_now(), id;
-	int		 r, dup;
+	struct pw_proxy	*m;
+	struct pw_row	 row;
+	int64_t		 now = pw_now(), max_before, id;
+	int		 r;
 
 	if (w->npend == 0)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
-		return r;
+	if (!w->staged) {
+		if ((r = pw_store_bulk(ctx->store, &ctx->err)) != 0)
+			return r;
+		w->staged = 1;
+	}
+	m = pw_xcalloc(w->npend, sizeof *m);
 	for (size_t i = 0; i < w->npend; i++) {
 		struct pend *p = &w->pend[i];
-
-		memset(&m, 0, sizeof m);
-		m.source = w->meta.source ? (char *)w->meta.source : p->source;
-		m.country = p->country[0] ? p->country :
+		m[i].source = w->meta.source ? (char *)w->meta.source :
+		    p->source;
+		m[i].country = p->country[0] ? p->country :
 		    (char *)w->meta.country;
-		m.region = p->region ? p->region : (char *)w->meta.region;
-		m.weight = p->weight >= 0 ? p->weight : w->meta.weight;
-		m.added_at = now;
-		m.expires_at = p->expires_at > 0 ? p->expires_at :
+		m[i].region = p->region ? p->region : (char *)w->meta.region;
+		m[i].weight = p->weight >= 0 ? p->weight : w->meta.weight;
+		m[i].added_at = now;
+		m[i].expires_at = p->expires_at > 0 ? p->expires_at :
 		    w->meta.ttl > 0 ? now + w->meta.ttl : 0;
-		if ((r = pw_pool_insert(ctx, &p->a, &m, &id, &dup)) != 0)
+	}
+	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+		goto out;
+	for (size_t i = 0; i < w->npend; i++) {
+		pw_pool_row(ctx, &w->pend[i].a, &m[i], &row);
+		r = pw_store_stage_row(ctx->store, i, &row, &ctx->err);
+		pw_pool_row_release(&row);
+		if (r != 0)
 			goto fail;
-		if (!dup) {
-			w->c.added++;
-		} else if (idset_has(&w->seen, id)) {
+	}
+	if ((r = pw_store_stage_flush(ctx->store, w->npend, w->flush_ids,
+	    &max_before, &ctx->err)) != 0)
+		goto fail;
+	for (size_t i = 0; i < w->npend; i++) {
+		if ((id = w->flush_ids[i]) == 0) {
+			r = pw_failf(&ctx->err, PW_EFAIL, "warm: a staged "
+			    "proxy is neither added nor found");
+			goto fail;
+		}
+		if (idset_has(&w->seen, id)) {
 			w->c.duplicate++;
 			continue;
-		} else {
-			struct pw_row row;
+		}
+		if (id > max_before)
+			w->c.added++;
+		else {
 			memset(&row, 0, sizeof row);
-			row.p = m;
+			row.p = m[i];
 			if ((r = pw_store_proxy_refresh(ctx->store, id, &row,
 			    now, &ctx->err)) != 0)
 				goto fail;
@@ -206,14 +234,16 @@ flush(struct pw_warm *w)
 		ids_push(w, id);
 	}
 	if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
-		return r;
+		goto out;
 	for (size_t i = 0; i < w->npend; i++)
 		pend_release(&w->pend[i]);
 	w->npend = 0;
 	w->need_key = 0;
-	return 0;
+	goto out;
 fail:
 	pw_store_rollback(ctx->store);
+out:
+	free(m);
 	return r;
 }
 

@@ -137,8 +137,18 @@ int	 pw_store_session_each(struct pw_store *st, int64_t now,
 /* Cache: inside a transaction, except pw_store_cache_stats. */
 int	 pw_store_proxy_refresh(struct pw_store *st, int64_t id,
 	    const struct pw_row *r, int64_t now, struct pw_err *err);
-/* Tune the connection for a bulk import (a larger page cache). */
+/*
+ * Bulk import: pw_store_bulk once (a larger page cache and the staging
+ * table), then, inside a transaction, pw_store_stage_row for rows 0..n-1
+ * and pw_store_stage_flush, which inserts the new ones in seq order in
+ * one statement (far cheaper than n inserts) and gives every row's id;
+ * an id above *max_before is a row inserted by this flush.
+ */
 int	 pw_store_bulk(struct pw_store *st, struct pw_err *err);
+int	 pw_store_stage_row(struct pw_store *st, size_t seq,
+	    const struct pw_row *r, struct pw_err *err);
+int	 pw_store_stage_flush(struct pw_store *st, size_t n, int64_t *ids,
+	    int64_t *max_before, struct pw_err *err);
 /* Add n to the named counter of the stats table. */
 int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
 	    struct pw_err *err);
@@ -192,6 +202,13 @@ int	 pw_config_load_state(struct pw_ctx *ctx);
  */
 int	 pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
 	    const struct pw_proxy *meta, int64_t *id, int *dup);
+/*
+ * The row pw_pool_insert would insert: identity key, URL and sealed
+ * credentials allocated into row (release with pw_pool_row_release).
+ */
+void	 pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
+	    const struct pw_proxy *meta, struct pw_row *row);
+void	 pw_pool_row_release(struct pw_row *row);
 /* The name of the stats counter of an eviction reason. */
 const char *pw_evict_stat(int reason);
 

@@ -152,40 +152,54 @@ identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
 }
 
-int
-pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
-    const struct pw_proxy *meta, int64_t *id, int *dup)
+void
+pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
+    const struct pw_proxy *meta, struct pw_row *row)
 {
-	struct pw_row	 row;
 	unsigned char	*su = NULL, *sp = NULL;
 	size_t		 sul = 0, spl = 0;
-	char		*url, *key;
-	int		 r;
+	char		*url;
 
-	memset(&row, 0, sizeof row);
-	row.p = *meta;
-	row.p.addr = *a;
+	memset(row, 0, sizeof *row);
+	row->p = *meta;
+	row->p.addr = *a;
 	url = pw_addr_format(a, PW_CREDS_NONE);
-	key = identity(ctx, a, url);
-	row.url = url;
-	row.key = key;
+	row->key = identity(ctx, a, url);
+	row->url = url;
 	if (a->user != NULL) {
 		pw_crypto_seal(ctx->key, a->user, strlen(a->user), &su, &sul,
 		    &ctx->err);
-		row.user = su;
-		row.user_len = sul;
+		row->user = su;
+		row->user_len = sul;
 	}
 	if (a->pass != NULL) {
 		pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp, &spl,
 		    &ctx->err);
-		row.pass = sp;
-		row.pass_len = spl;
+		row->pass = sp;
+		row->pass_len = spl;
 	}
+}
+
+void
+pw_pool_row_release(struct pw_row *row)
+{
+	free((char *)row->key);
+	free((char *)row->url);
+	free((unsigned char *)row->user);
+	free((unsigned char *)row->pass);
+	memset(row, 0, sizeof *row);
+}
+
+int
+pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
+    const struct pw_proxy *meta, int64_t *id, int *dup)
+{
+	struct pw_row	row;
+	int		r;
+
+	pw_pool_row(ctx, a, meta, &row);
 	r = pw_store_proxy_insert(ctx->store, &row, id, dup, &ctx->err);
-	free(su);
-	free(sp);
-	free(url);
-	free(key);
+	pw_pool_row_release(&row);
 	return r;
 }
 

@@ -25,7 +25,8 @@ enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_REFRESH,
-	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_COUNT
+	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_STAGE_ROW,
+	S_STAGE_MOVE, S_STAGE_IDS, S_STAGE_CLEAR, S_MAX_ID, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -96,6 +97,20 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
+	/* Bulk import through a staging table (see pw_store_stage_row). */
+	[S_STAGE_ROW] = "INSERT INTO temp.pw_stage(seq, key, url, scheme, "
+	    "host, port, user, pass, source, country, region, weight, "
+	    "added_at, expires_at) VALUES(?14, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+	    "?8, ?9, ?10, ?11, ?12, ?13)",
+	[S_STAGE_MOVE] = "INSERT OR IGNORE INTO proxies(key, url, scheme, "
+	    "host, port, user, pass, source, country, region, weight, "
+	    "added_at, updated_at, expires_at) SELECT key, url, scheme, host, "
+	    "port, user, pass, source, country, region, weight, added_at, "
+	    "added_at, expires_at FROM temp.pw_stage ORDER BY seq",
+	[S_STAGE_IDS] = "SELECT s.seq, p.id FROM temp.pw_stage s "
+	    "JOIN proxies p ON p.key = s.key",
+	[S_STAGE_CLEAR] = "DELETE FROM temp.pw_stage",
+	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 };
 
 struct pw_store {
@@ -584,16 +599,12 @@ bind_opt_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-int
-pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
-    int64_t *id, int *dup, struct pw_err *err)
+/* Bind the insert parameters ?1..?13 of r to s. */
+static void
+bind_row(sqlite3_stmt *s, const struct pw_row *r)
 {
 	const struct pw_proxy	*p = &r->p;
-	sqlite3_stmt		*s;
-	int			 rc;
 
-	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
-		return err->code;
 	sqlite3_bind_text(s, 1, r->key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, r->url, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 3, pw_scheme_name(p->addr.scheme), -1,
@@ -612,6 +623,18 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	sqlite3_bind_int64(s, 12, p->added_at);
 	if (p->expires_at > 0)
 		sqlite3_bind_int64(s, 13, p->expires_at);
+}
+
+int
+pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
+    int64_t *id, int *dup, struct pw_err *err)
+{
+	sqlite3_stmt		*s;
+	int			 rc;
+
+	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
+		return err->code;
+	bind_row(s, r);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1370,6 +1393,60 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 int
 pw_store_bulk(struct pw_store *st, struct pw_err *err)
 {
-	/* Index pages of a large pool stay cached between batches. */
-	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+	/*
+	 * Index pages of a large pool stay cached between batches; the
+	 * staging table lives in memory and only for this connection.
+	 */
+	return exec_sql(st, "PRAGMA cache_size=-65536;"
+	    "PRAGMA temp_store=MEMORY;"
+	    "CREATE TEMP TABLE IF NOT EXISTS pw_stage ("
+	    "  seq INTEGER PRIMARY KEY, key TEXT NOT NULL, url TEXT NOT NULL,"
+	    "  scheme TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,"
+	    "  user BLOB, pass BLOB, source TEXT, country TEXT, region TEXT,"
+	    "  weight REAL, added_at INTEGER NOT NULL, expires_at INTEGER)",
+	    err);
+}
+
+int
+pw_store_stage_row(struct pw_store *st, size_t seq, const struct pw_row *r,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_STAGE_ROW, err)) == NULL)
+		return err->code;
+	bind_row(s, r);
+	sqlite3_bind_int64(s, 14, (int64_t)seq);
+	return step_done(st, s, err, "stage proxy");
+}
+
+int
+pw_store_stage_flush(struct pw_store *st, size_t n, int64_t *ids,
+    int64_t *max_before, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r;
+
+	if ((s = stmt_get(st, S_MAX_ID, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*max_before = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(st, rc, err, "read ids");
+	if ((r = run_stmt(st, S_STAGE_MOVE, err, "add proxies", "")) != 0)
+		return r;
+	memset(ids, 0, n * sizeof *ids);
+	if ((s = stmt_get(st, S_STAGE_IDS, err)) == NULL)
+		return err->code;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(s, 0);
+		if (seq >= 0 && (size_t)seq < n)
+			ids[seq] = sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read ids");
+	return run_stmt(st, S_STAGE_CLEAR, err, "clear stage", "");
 }
