@@ -1203,7 +1203,8 @@ run(struct pw_ingest *in, int eof)
 static int
 sniff_ready(const struct pw_ingest *in)
 {
-	const char	*s = in->in.data + in->pos, *e = in->in.data + in->in.len;
+	const char	*s = in->in.data + in->pos;
+	const char	*e = in->in.data + in->in.len;
 
 	if (in->in.len >= 4096)
 		return 1;

@@ -125,7 +125,8 @@ static void
 test_csv(void **state)
 {
 	(void)state;
-	check(PW_FMT_CSV, "Note, URL ,country,region,source,weight,expires_at\r\n"
+	check(PW_FMT_CSV,
+	    "Note, URL ,country,region,source,weight,expires_at\r\n"
 	    "\"a, \"\"b\"\"\",http://10.0.0.1:1,de,\"Ber\nlin\",s,2.5,"
 	    "1700000000\r\n"
 	    "x,socks5://10.0.0.2:1080,,,,,2023-11-14T22:13:20Z\n",
