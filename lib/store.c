@@ -1437,6 +1437,12 @@ pw_store_stage_flush(struct pw_store *st, size_t n, int64_t *ids,
 		return db_fail(st, rc, err, "read ids");
 	if ((r = run_stmt(st, S_STAGE_MOVE, err, "add proxies", "")) != 0)
 		return r;
+	if ((size_t)sqlite3_changes64(st->db) == n) {
+		/* All new: rowids follow the largest, in seq order. */
+		for (size_t i = 0; i < n; i++)
+			ids[i] = *max_before + 1 + (int64_t)i;
+		return run_stmt(st, S_STAGE_CLEAR, err, "clear stage", "");
+	}
 	memset(ids, 0, n * sizeof *ids);
 	if ((s = stmt_get(st, S_STAGE_IDS, err)) == NULL)
 		return err->code;
