@@ -818,11 +818,20 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		r = choose(ctx, s, fallback, &sel, &id);
 	}
 	if (r == PW_ENOPROXY) {
-		/* Count the miss; keep the message of why. */
+		/*
+		 * A miss changes nothing but its counter (pw cache stats);
+		 * the message says why there was none.
+		 */
 		struct pw_err	keep = ctx->err;
+		pw_store_rollback(ctx->store);
+		if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+			return r;
 		if ((r = pw_store_stat_add(ctx->store, "select.misses", 1,
-		    &ctx->err)) != 0 ||
-		    (r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+		    &ctx->err)) != 0) {
+			pw_store_rollback(ctx->store);
+			return r;
+		}
+		if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
 			return r;
 		ctx->err = keep;
 		return PW_ENOPROXY;
