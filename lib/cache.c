@@ -106,7 +106,7 @@ struct pw_warm {
 	struct pw_warm_counts	 c;
 	struct pend		*pend;
 	int64_t			*flush_ids;	/* id of each pending one */
-	int			 staged;	/* pw_store_bulk done */
+	int			 tuned;		/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
 	struct idset		 seen;
@@ -163,59 +163,51 @@ ids_push(struct pw_warm *w, int64_t id)
 }
 
 /*
- * Write the pending records in one short transaction: staged, moved into
- * the pool in one statement, then sorted into added, updated (refreshed
- * here) and duplicate by their ids.
+ * Write the pending records in one short transaction: inserted many rows
+ * a statement, then sorted into added, updated (refreshed here) and
+ * duplicate by their ids.
  */
 static int
 flush(struct pw_warm *w)
 {
 	struct pw_ctx	*ctx = w->ctx;
-	struct pw_proxy	*m;
-	struct pw_row	 row;
+	struct pw_proxy	 m;
+	struct pw_row	*rows, row;
 	int64_t		 now = pw_now(), max_before, id;
+	size_t		 i, n = w->npend;
 	int		 r;
 
-	if (w->npend == 0)
+	if (n == 0)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	if (!w->staged) {
+	if (!w->tuned) {
 		if ((r = pw_store_bulk(ctx->store, &ctx->err)) != 0)
 			return r;
-		w->staged = 1;
+		w->tuned = 1;
 	}
-	m = pw_xcalloc(w->npend, sizeof *m);
-	for (size_t i = 0; i < w->npend; i++) {
+	rows = pw_xcalloc(n, sizeof *rows);
+	for (i = 0; i < n; i++) {
 		struct pend *p = &w->pend[i];
-		m[i].source = w->meta.source ? (char *)w->meta.source :
-		    p->source;
-		m[i].country = p->country[0] ? p->country :
+		memset(&m, 0, sizeof m);
+		m.source = w->meta.source ? (char *)w->meta.source : p->source;
+		m.country = p->country[0] ? p->country :
 		    (char *)w->meta.country;
-		m[i].region = p->region ? p->region : (char *)w->meta.region;
-		m[i].weight = p->weight >= 0 ? p->weight : w->meta.weight;
-		m[i].added_at = now;
-		m[i].expires_at = p->expires_at > 0 ? p->expires_at :
+		m.region = p->region ? p->region : (char *)w->meta.region;
+		m.weight = p->weight >= 0 ? p->weight : w->meta.weight;
+		m.added_at = now;
+		m.expires_at = p->expires_at > 0 ? p->expires_at :
 		    w->meta.ttl > 0 ? now + w->meta.ttl : 0;
+		pw_pool_row(ctx, &p->a, &m, &rows[i]);
 	}
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		goto out;
-	for (size_t i = 0; i < w->npend; i++) {
-		pw_pool_row(ctx, &w->pend[i].a, &m[i], &row);
-		r = pw_store_stage_row(ctx->store, i, &row, &ctx->err);
-		pw_pool_row_release(&row);
-		if (r != 0)
-			goto fail;
-	}
-	if ((r = pw_store_stage_flush(ctx->store, w->npend, w->flush_ids,
-	    &max_before, &ctx->err)) != 0)
+	if ((r = pw_store_max_id(ctx->store, &max_before, &ctx->err)) != 0 ||
+	    (r = pw_store_proxy_insert_many(ctx->store, rows, n,
+	    w->flush_ids, &ctx->err)) != 0)
 		goto fail;
-	for (size_t i = 0; i < w->npend; i++) {
-		if ((id = w->flush_ids[i]) == 0) {
-			r = pw_failf(&ctx->err, PW_EFAIL, "warm: a staged "
-			    "proxy is neither added nor found");
-			goto fail;
-		}
+	for (i = 0; i < n; i++) {
+		id = w->flush_ids[i];
 		if (idset_has(&w->seen, id)) {
 			w->c.duplicate++;
 			continue;
@@ -223,8 +215,7 @@ flush(struct pw_warm *w)
 		if (id > max_before)
 			w->c.added++;
 		else {
-			memset(&row, 0, sizeof row);
-			row.p = m[i];
+			row = rows[i];
 			if ((r = pw_store_proxy_refresh(ctx->store, id, &row,
 			    now, &ctx->err)) != 0)
 				goto fail;
@@ -235,7 +226,7 @@ flush(struct pw_warm *w)
 	}
 	if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
 		goto out;
-	for (size_t i = 0; i < w->npend; i++)
+	for (i = 0; i < n; i++)
 		pend_release(&w->pend[i]);
 	w->npend = 0;
 	w->need_key = 0;
@@ -243,7 +234,9 @@ flush(struct pw_warm *w)
 fail:
 	pw_store_rollback(ctx->store);
 out:
-	free(m);
+	for (i = 0; i < n; i++)
+		pw_pool_row_release(&rows[i]);
+	free(rows);
 	return r;
 }
 

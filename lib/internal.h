@@ -138,17 +138,18 @@ int	 pw_store_session_each(struct pw_store *st, int64_t now,
 int	 pw_store_proxy_refresh(struct pw_store *st, int64_t id,
 	    const struct pw_row *r, int64_t now, struct pw_err *err);
 /*
- * Bulk import: pw_store_bulk once (a larger page cache and the staging
- * table), then, inside a transaction, pw_store_stage_row for rows 0..n-1
- * and pw_store_stage_flush, which inserts the new ones in seq order in
- * one statement (far cheaper than n inserts) and gives every row's id;
- * an id above *max_before is a row inserted by this flush.
+ * Bulk import, inside a transaction: insert n rows (or find those there
+ * already) in statements of many rows, far cheaper than n inserts; ids[i]
+ * gets row i's id either way. Rows inserted get ids above what
+ * pw_store_max_id gave before, in order. pw_store_bulk tunes the
+ * connection for it (a larger page cache).
  */
 int	 pw_store_bulk(struct pw_store *st, struct pw_err *err);
-int	 pw_store_stage_row(struct pw_store *st, size_t seq,
-	    const struct pw_row *r, struct pw_err *err);
-int	 pw_store_stage_flush(struct pw_store *st, size_t n, int64_t *ids,
-	    int64_t *max_before, struct pw_err *err);
+int	 pw_store_proxy_insert_many(struct pw_store *st,
+	    const struct pw_row *rows, size_t n, int64_t *ids,
+	    struct pw_err *err);
+int	 pw_store_max_id(struct pw_store *st, int64_t *max,
+	    struct pw_err *err);
 /* Add n to the named counter of the stats table. */
 int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
 	    struct pw_err *err);

@@ -25,8 +25,7 @@ enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_REFRESH,
-	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_STAGE_ROW,
-	S_STAGE_MOVE, S_STAGE_IDS, S_STAGE_CLEAR, S_MAX_ID, S_COUNT
+	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_MAX_ID, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -97,19 +96,6 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
-	/* Bulk import through a staging table (see pw_store_stage_row). */
-	[S_STAGE_ROW] = "INSERT INTO temp.pw_stage(seq, key, url, scheme, "
-	    "host, port, user, pass, source, country, region, weight, "
-	    "added_at, expires_at) VALUES(?14, ?1, ?2, ?3, ?4, ?5, ?6, ?7, "
-	    "?8, ?9, ?10, ?11, ?12, ?13)",
-	[S_STAGE_MOVE] = "INSERT OR IGNORE INTO proxies(key, url, scheme, "
-	    "host, port, user, pass, source, country, region, weight, "
-	    "added_at, updated_at, expires_at) SELECT key, url, scheme, host, "
-	    "port, user, pass, source, country, region, weight, added_at, "
-	    "added_at, expires_at FROM temp.pw_stage ORDER BY seq",
-	[S_STAGE_IDS] = "SELECT s.seq, p.id FROM temp.pw_stage s "
-	    "JOIN proxies p ON p.key = s.key",
-	[S_STAGE_CLEAR] = "DELETE FROM temp.pw_stage",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 };
 
@@ -118,7 +104,11 @@ struct pw_store {
 	char		*path;
 	int		 in_txn;
 	sqlite3_stmt	*stmt[S_COUNT];
+	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
 };
+
+/* Rows per statement of pw_store_proxy_insert_many. */
+#define MANY_ROWS	64
 
 /*
  * Schema migrations: migrations[v] brings a file from version v to v+1.
@@ -472,6 +462,7 @@ pw_store_close(struct pw_store *st)
 		return;
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
+	sqlite3_finalize(st->many);
 	sqlite3_close(st->db);
 	free(st->path);
 	free(st);
@@ -599,30 +590,32 @@ bind_opt_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
-/* Bind the insert parameters ?1..?13 of r to s. */
+/* Bind the insert parameters ?off+1..?off+13 of r to s. */
 static void
-bind_row(sqlite3_stmt *s, const struct pw_row *r)
+bind_row(sqlite3_stmt *s, int off, const struct pw_row *r)
 {
 	const struct pw_proxy	*p = &r->p;
 
-	sqlite3_bind_text(s, 1, r->key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, r->url, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, pw_scheme_name(p->addr.scheme), -1,
+	sqlite3_bind_text(s, off + 1, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, off + 2, r->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, off + 3, pw_scheme_name(p->addr.scheme), -1,
 	    SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, p->addr.host, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 5, p->addr.port);
+	sqlite3_bind_text(s, off + 4, p->addr.host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, off + 5, p->addr.port);
 	if (r->user != NULL)
-		sqlite3_bind_blob(s, 6, r->user, r->user_len, SQLITE_STATIC);
+		sqlite3_bind_blob(s, off + 6, r->user, r->user_len,
+		    SQLITE_STATIC);
 	if (r->pass != NULL)
-		sqlite3_bind_blob(s, 7, r->pass, r->pass_len, SQLITE_STATIC);
-	bind_opt_text(s, 8, p->source);
-	bind_opt_text(s, 9, p->country);
-	bind_opt_text(s, 10, p->region);
+		sqlite3_bind_blob(s, off + 7, r->pass, r->pass_len,
+		    SQLITE_STATIC);
+	bind_opt_text(s, off + 8, p->source);
+	bind_opt_text(s, off + 9, p->country);
+	bind_opt_text(s, off + 10, p->region);
 	if (p->weight >= 0)
-		sqlite3_bind_double(s, 11, p->weight);
-	sqlite3_bind_int64(s, 12, p->added_at);
+		sqlite3_bind_double(s, off + 11, p->weight);
+	sqlite3_bind_int64(s, off + 12, p->added_at);
 	if (p->expires_at > 0)
-		sqlite3_bind_int64(s, 13, p->expires_at);
+		sqlite3_bind_int64(s, off + 13, p->expires_at);
 }
 
 int
@@ -634,7 +627,7 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 
 	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
 		return err->code;
-	bind_row(s, r);
+	bind_row(s, 0, r);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1393,66 +1386,90 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 int
 pw_store_bulk(struct pw_store *st, struct pw_err *err)
 {
-	/*
-	 * Index pages of a large pool stay cached between batches; the
-	 * staging table lives in memory and only for this connection.
-	 */
-	return exec_sql(st, "PRAGMA cache_size=-65536;"
-	    "PRAGMA temp_store=MEMORY;"
-	    "CREATE TEMP TABLE IF NOT EXISTS pw_stage ("
-	    "  seq INTEGER PRIMARY KEY, key TEXT NOT NULL, url TEXT NOT NULL,"
-	    "  scheme TEXT NOT NULL, host TEXT NOT NULL, port INTEGER NOT NULL,"
-	    "  user BLOB, pass BLOB, source TEXT, country TEXT, region TEXT,"
-	    "  weight REAL, added_at INTEGER NOT NULL, expires_at INTEGER)",
-	    err);
+	/* Index pages of a large pool stay cached between batches. */
+	return exec_sql(st, "PRAGMA cache_size=-65536", err);
 }
 
-int
-pw_store_stage_row(struct pw_store *st, size_t seq, const struct pw_row *r,
+/* "INSERT OR IGNORE ... VALUES (...), ..." of k rows, like S_INSERT. */
+static int
+many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
     struct pw_err *err)
 {
-	sqlite3_stmt	*s;
+	struct pw_buf	q;
+	int		rc;
 
-	if ((s = stmt_get(st, S_STAGE_ROW, err)) == NULL)
-		return err->code;
-	bind_row(s, r);
-	sqlite3_bind_int64(s, 14, (int64_t)seq);
-	return step_done(st, s, err, "stage proxy");
+	pw_buf_init(&q);
+	pw_buf_adds(&q, "INSERT OR IGNORE INTO proxies(key, url, scheme, host, "
+	    "port, user, pass, source, country, region, weight, added_at, "
+	    "updated_at, expires_at) VALUES ");
+	for (size_t j = 0; j < k; j++) {
+		int b = (int)j * 13;
+		pw_buf_addf(&q, "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, "
+		    "?%d, ?%d, ?%d, ?%d, ?%d)", j ? ", " : "", b + 1, b + 2,
+		    b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10,
+		    b + 11, b + 12, b + 12, b + 13);
+	}
+	rc = sqlite3_prepare_v3(st->db, q.data, -1, k == MANY_ROWS ?
+	    SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
+	pw_buf_release(&q);
+	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
 }
 
 int
-pw_store_stage_flush(struct pw_store *st, size_t n, int64_t *ids,
-    int64_t *max_before, struct pw_err *err)
+pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
+    size_t n, int64_t *ids, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
+	size_t		 i, j, k;
+	int64_t		 last;
 	int		 rc, r;
+
+	for (i = 0; i < n; i += k) {
+		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
+		if (k == MANY_ROWS) {
+			if (st->many == NULL && (r = many_prepare(st, k,
+			    &st->many, err)) != 0)
+				return r;
+			s = st->many;
+		} else if ((r = many_prepare(st, k, &s, err)) != 0)
+			return r;
+		for (j = 0; j < k; j++)
+			bind_row(s, (int)j * 13, &rows[i + j]);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		if (s != st->many)
+			sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			return db_fail(st, rc, err, "add proxies");
+		if ((size_t)sqlite3_changes64(st->db) == k) {
+			/* All new: their rowids follow one another. */
+			last = sqlite3_last_insert_rowid(st->db);
+			for (j = 0; j < k; j++)
+				ids[i + j] = last - (int64_t)(k - 1 - j);
+			continue;
+		}
+		for (j = 0; j < k; j++)
+			if ((r = pw_store_proxy_find(st, rows[i + j].key,
+			    &ids[i + j], err)) != 0)
+				return r == PW_ENOTFOUND ? pw_failf(err,
+				    PW_EFAIL, "add proxies: a proxy is "
+				    "neither added nor found") : r;
+	}
+	return 0;
+}
+
+int
+pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
 
 	if ((s = stmt_get(st, S_MAX_ID, err)) == NULL)
 		return err->code;
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		*max_before = sqlite3_column_int64(s, 0);
+		*max = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
-	if (rc != SQLITE_ROW)
-		return db_fail(st, rc, err, "read ids");
-	if ((r = run_stmt(st, S_STAGE_MOVE, err, "add proxies", "")) != 0)
-		return r;
-	if ((size_t)sqlite3_changes64(st->db) == n) {
-		/* All new: rowids follow the largest, in seq order. */
-		for (size_t i = 0; i < n; i++)
-			ids[i] = *max_before + 1 + (int64_t)i;
-		return run_stmt(st, S_STAGE_CLEAR, err, "clear stage", "");
-	}
-	memset(ids, 0, n * sizeof *ids);
-	if ((s = stmt_get(st, S_STAGE_IDS, err)) == NULL)
-		return err->code;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t seq = sqlite3_column_int64(s, 0);
-		if (seq >= 0 && (size_t)seq < n)
-			ids[seq] = sqlite3_column_int64(s, 1);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return db_fail(st, rc, err, "read ids");
-	return run_stmt(st, S_STAGE_CLEAR, err, "clear stage", "");
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
 }
