@@ -1406,8 +1406,8 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 		int b = (int)j * 13;
 		pw_buf_addf(&q, "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, "
 		    "?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", j ? ", " : "", b + 1,
-		    b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10,
-		    b + 11, b + 12, b + 12, b + 13);
+		    b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9,
+		    b + 10, b + 11, b + 12, b + 12, b + 13);
 	}
 	rc = sqlite3_prepare_v3(st->db, q.data, -1, k == MANY_ROWS ?
 	    SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
