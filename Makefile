@@ -1,6 +1,6 @@
 # pw -- proxy-pool toolkit.
 #
-#   make            build build/pw, build/pw-net and build/libpw.a
+#   make            build build/pw and build/libpw.a
 #   make test       build, run the unit tests and the bats suite
 #   make sanitize   the whole suite under ASan + UBSan
 #   make demo       pw's main job, end to end, on loopback
@@ -11,7 +11,6 @@
 
 PREFIX		?= /usr/local
 BINDIR		?= $(PREFIX)/bin
-LIBEXECDIR	?= $(PREFIX)/libexec
 MANDIR		?= $(PREFIX)/share/man
 DATADIR		?= $(PREFIX)/share/pw
 INCLUDEDIR	?= $(PREFIX)/include
@@ -27,9 +26,7 @@ SANFLAGS	?=
 WARN		= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 		  -Wmissing-prototypes -Wno-missing-field-initializers
 PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
-		  -DLIBEXECDIR='"$(LIBEXECDIR)"' \
-		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium)
-NET_CFLAGS	= $(shell $(PKG_CONFIG) --cflags libcurl libcjson)
+		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl)
 
 # SQLite and libsodium are linked statically into pw: the dynamic loader
 # is most of a short command's start-up time (see bench/startup).
@@ -40,36 +37,24 @@ CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
 else
 CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
 endif
-NET_LIBS	= $(shell $(PKG_CONFIG) --libs libcurl libcjson)
 
-LIB_CORE	= err proxy crypto store config pool strategy session ingest \
-		  cache
-LIB_NET		= net fetch download
-CMD_CORE	= args out pool config
-CMD_NET		= fetch cache
+# libcurl is not linked: lib/net.c loads it when a request is to be made
+# (its headers are needed to build, the library only to fetch).
+LIB		= err proxy crypto store config pool strategy session net fetch \
+		  ingest cache download
+CMD		= pw args out pool config fetch cache
 
-LIB_OBJS	= $(LIB_CORE:%=$(B)/obj/lib/%.o) $(LIB_NET:%=$(B)/obj/lib/%.o)
-CORE_OBJS	= $(CMD_CORE:%=$(B)/obj/cmd/%.o)
-NET_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%.o)
+LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
+CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
 HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS	?= 60
 
-all: $(B)/pw $(B)/pw-net $(B)/libpw.a
+all: $(B)/pw $(B)/libpw.a
 
-$(B)/obj/lib/%.o: lib/%.c $(HDRS)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PW_CFLAGS) $(NET_CFLAGS) -c -o $@ $<
-
-$(B)/obj/cmd/%.o: cmd/%.c $(HDRS)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PW_CFLAGS) -DPW_NET $(NET_CFLAGS) -c -o $@ $<
-
-# The same sources without PW_NET, for pw: no libcurl, and network
-# commands are entries only (pw execs pw-net to run them).
-$(B)/obj/cmd/%-core.o: cmd/%.c $(HDRS)
+$(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -c -o $@ $<
 
@@ -77,19 +62,14 @@ $(B)/libpw.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-NETCORE_OBJS	= $(CMD_NET:%=$(B)/obj/cmd/%-core.o)
-$(B)/pw: $(B)/obj/cmd/pw-core.o $(CORE_OBJS) $(NETCORE_OBJS) $(B)/libpw.a
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw-core.o \
-	    $(CORE_OBJS) $(NETCORE_OBJS) $(B)/libpw.a $(CORE_LIBS)
-
-$(B)/pw-net: $(B)/obj/cmd/pw.o $(CORE_OBJS) $(NET_OBJS) $(B)/libpw.a
-	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(B)/obj/cmd/pw.o $(CORE_OBJS) \
-	    $(NET_OBJS) $(B)/libpw.a $(NET_LIBS) $(CORE_LIBS)
+$(B)/pw: $(CMD_OBJS) $(B)/libpw.a
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $(CMD_OBJS) $(B)/libpw.a \
+	    $(CORE_LIBS)
 
 $(B)/unit/%: tests/unit/%.c $(B)/libpw.a $(HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(PW_CFLAGS) $(NET_CFLAGS) -Wno-unused-parameter \
-	    -o $@ $< $(B)/libpw.a -lcmocka $(NET_LIBS) $(CORE_LIBS)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -Wno-unused-parameter \
+	    -o $@ $< $(B)/libpw.a -lcmocka $(CORE_LIBS)
 
 units: $(UNIT_TESTS)
 
@@ -123,9 +103,9 @@ $(B)/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.c) $(HDRS)
 	@mkdir -p $(@D)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE \
 	    -fsanitize=fuzzer,address,undefined \
-	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium) $(NET_CFLAGS) \
-	    -o $@ $< $(LIB_CORE:%=lib/%.c) $(LIB_NET:%=lib/%.c) \
-	    $(NET_LIBS) $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl) \
+	    -o $@ $< $(LIB:%=lib/%.c) \
+	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm -ldl
 
 fuzz: need-deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \
@@ -133,6 +113,7 @@ fuzz: need-deps $(FUZZ_TARGETS)
 	    mkdir -p $(B)/fuzz/work/$$name; \
 	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
 	    $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -artifact_prefix=$(B)/fuzz/$$name- \
 	        -print_final_stats=1 $(B)/fuzz/work/$$name $$corpus \
 	        2>&1 | tail -n 12 || exit 1; \
 	done
@@ -156,13 +137,12 @@ deps:
 	tests/helpers/deps.sh --install
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/pw \
+	install -d $(DESTDIR)$(BINDIR) \
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw \
 	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
 	    $(DESTDIR)$(FISHCOMPDIR)
 	install -m 755 $(B)/pw $(DESTDIR)$(BINDIR)/pw
-	install -m 755 $(B)/pw-net $(DESTDIR)$(LIBEXECDIR)/pw/pw-net
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	for f in man/*.7; do [ -e "$$f" ] || continue; \
 	    install -m 644 $$f $(DESTDIR)$(MANDIR)/man7/; done
@@ -174,8 +154,7 @@ install: all
 	    install -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/pw/; done
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/pw $(DESTDIR)$(LIBEXECDIR)/pw/pw-net
-	-rmdir $(DESTDIR)$(LIBEXECDIR)/pw
+	rm -f $(DESTDIR)$(BINDIR)/pw
 	for f in man/*.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$${f#man/}; done
 	for f in man/*.7; do [ -e "$$f" ] || continue; \
 	    rm -f $(DESTDIR)$(MANDIR)/man7/$${f#man/}; done

@@ -2,10 +2,8 @@
  * cache.c -- "pw cache": warm the pool from lists, export it, prune what
  * expired or died, and show its statistics.
  *
- * Built twice: into pw without PW_NET, where warming from a file or
- * stdin runs and warming from a URL or the configured sources is handed
- * to pw-net (see cache_needs_net), and into pw-net with PW_NET, where
- * everything runs. So warming a file never loads libcurl.
+ * Warming a file or stdin never loads libcurl: only a URL or the
+ * configured sources make requests (lib/download.c loads it then).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,13 +23,6 @@ is_url(const char *s)
 {
 	return strncasecmp(s, "http://", 7) == 0 ||
 	    strncasecmp(s, "https://", 8) == 0;
-}
-
-/* Does this warm need the network (so pw-net)? */
-static int
-warm_needs_net(struct pw_args *a)
-{
-	return arg_has(a, "sources") || (a->argc > 0 && is_url(a->argv[0]));
 }
 
 static int
@@ -135,7 +126,6 @@ warm_stream(struct warm_run *wr, FILE *f, const char *label)
 	return 0;
 }
 
-#ifdef PW_NET
 /* Warm from bytes in memory (a download). */
 static int
 warm_bytes(struct warm_run *wr, const char *p, size_t n, const char *label)
@@ -236,7 +226,6 @@ warm_sources(struct warm_run *wr)
 		    "failed", wr->cc->path, failed, n);
 	return r;
 }
-#endif /* PW_NET */
 
 static int
 cache_warm(struct pw_cmdctx *cc)
@@ -293,17 +282,12 @@ cache_warm(struct pw_cmdctx *cc)
 		if (f != stdin)
 			fclose(f);
 	} else {
-#ifdef PW_NET
 		if (in != NULL) {
 			shown = pw_redact_url(in);
 			wr.name = shown;
 			r = warm_url(&wr, in);
 		} else
 			r = warm_sources(&wr);
-#else
-		r = pw_failf(&ctx->err, PW_EFAIL, "%s: warming from the "
-		    "network needs the pw-net helper", cc->path);
-#endif
 	}
 	/*
 	 * Here a validation pass (pw health) would check pw_warm_ids()
@@ -638,21 +622,19 @@ static const struct pw_opt stats_optv[] = {
 
 static const struct pw_cmd cache_warm_entry = {
 	"warm", "import proxies from a list", "[options] FILE|URL|-|--sources",
-	warm_optv, 0, 1, CMD_STORE_RW | CMD_OUTPUT, cache_warm, NULL,
-	warm_needs_net
+	warm_optv, 0, 1, CMD_STORE_RW | CMD_OUTPUT, cache_warm, NULL
 };
 static const struct pw_cmd cache_export_entry = {
 	"export", "write the pool out as a list", "[options]", export_optv,
-	0, 0, CMD_STORE_RO, cache_export, NULL, NULL
+	0, 0, CMD_STORE_RO, cache_export, NULL
 };
 static const struct pw_cmd cache_prune_entry = {
 	"prune", "remove expired, unhealthy and unreadable proxies",
-	"[options]", NULL, 0, 0, CMD_STORE_RW | CMD_OUTPUT, cache_prune, NULL,
-	NULL
+	"[options]", NULL, 0, 0, CMD_STORE_RW | CMD_OUTPUT, cache_prune, NULL
 };
 static const struct pw_cmd cache_stats_entry = {
 	"stats", "show what the pool holds and how it is used", "[options]",
-	stats_optv, 0, 0, CMD_STORE_RO, cache_stats, NULL, NULL
+	stats_optv, 0, 0, CMD_STORE_RO, cache_stats, NULL
 };
 
 static const struct pw_cmd *const cache_verbs[] = {
@@ -665,5 +647,5 @@ static const struct pw_cmd *const cache_verbs[] = {
 
 const struct pw_cmd cmd_cache_entry = {
 	"cache", "warm, export, prune and measure the pool",
-	"VERB [options] [ARGS]", NULL, 0, -1, 0, NULL, cache_verbs, NULL
+	"VERB [options] [ARGS]", NULL, 0, -1, 0, NULL, cache_verbs
 };

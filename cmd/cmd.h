@@ -31,7 +31,6 @@ struct pw_opt {
 #define CMD_STORE_RO	0x01	/* open the state file to read */
 #define CMD_STORE_RW	0x02	/* open the state file to write */
 #define CMD_OUTPUT	0x04	/* accepts --json --jsonl --csv --plain */
-#define CMD_NET		0x08	/* makes requests: runs in pw-net */
 #define CMD_HIDDEN	0x10	/* not in help or completions */
 
 struct pw_cmdctx;
@@ -47,11 +46,6 @@ struct pw_cmd {
 	int			  flags;
 	int			(*exec)(struct pw_cmdctx *);
 	const struct pw_cmd *const *sub;	/* verbs, NULL-terminated */
-	/*
-	 * Does this invocation make requests? pw hands it to pw-net when
-	 * so (CMD_NET says always; this, depending on the arguments).
-	 */
-	int			(*needs_net)(struct pw_args *);
 };
 
 /* Parsed command line of one command. */
@@ -130,10 +124,7 @@ void		 out_fetch_json(FILE *f, const struct pw_fetch_result *res,
 		    size_t blen);
 int		 out_isatty(void);
 
-/*
- * The commands. Those with CMD_NET are built into pw without their exec
- * (pw runs pw-net for them) and into pw-net with it.
- */
+/* The commands. */
 extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;

@@ -1,10 +1,6 @@
 /*
  * fetch.c -- "pw fetch": a URL through the pool, with curl's options
  * where they mean the same.
- *
- * Built twice: into pw-net with PW_NET (the command runs), and into pw
- * without it (the entry only, for help and completions; pw execs pw-net
- * to run it, so pw itself never loads libcurl).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,8 +8,6 @@
 #include <string.h>
 
 #include "cmd.h"
-
-#ifdef PW_NET
 
 /* The largest body --json holds in memory. */
 #define JSON_BODY_MAX	((size_t)256 << 20)
@@ -25,7 +19,32 @@ struct sink {
 	struct pw_buf	 headers;	/* for --json */
 	struct pw_buf	 body;		/* for --json */
 	int		 too_big;
+	int		 fail;		/* -f: no body for HTTP >= 400 */
+	int		 drop;		/* this body is not written */
 };
+
+/*
+ * The status of the last response in a header block (redirects and 100
+ * Continue come before it): its last line starting "HTTP/".
+ */
+static long
+last_status(const char *p, size_t n)
+{
+	long	status = 0;
+
+	for (size_t i = 0; i + 5 < n; i++) {
+		const char *sp;
+
+		if ((i > 0 && p[i - 1] != '\n') || memcmp(p + i, "HTTP/", 5))
+			continue;
+		sp = memchr(p + i, ' ', n - i);
+		if (sp != NULL && sp + 4 <= p + n && sp[1] >= '1' &&
+		    sp[1] <= '9')
+			status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 +
+			    (sp[3] - '0');
+	}
+	return status;
+}
 
 static int
 sink_header(void *arg, const char *p, size_t n)
@@ -36,6 +55,8 @@ sink_header(void *arg, const char *p, size_t n)
 		pw_buf_add(&s->headers, p, n);
 		return 0;
 	}
+	/* As curl -f: an error's headers with -i, never its body. */
+	s->drop = s->fail && last_status(p, n) >= 400;
 	if (s->include && fwrite(p, 1, n, s->out) != n)
 		return -1;
 	return 0;
@@ -54,6 +75,8 @@ sink_body(void *arg, const void *p, size_t n)
 		pw_buf_add(&s->body, p, n);
 		return 0;
 	}
+	if (s->drop)
+		return 0;
 	return fwrite(p, 1, n, s->out) == n ? 0 : -1;
 }
 
@@ -123,17 +146,21 @@ retry_on_opt(struct pw_cmdctx *cc, long **out, size_t *n)
 	*n = 0;
 	if (v == NULL)
 		return 0;
-	for (p = v; *p != '\0'; p = *end ? end + 1 : end) {
+	/* Every comma is followed by a status: "503," is refused. */
+	for (p = v;; p = end + 1) {
 		errno = 0;
 		x = strtol(p, &end, 10);
 		if (end == p || errno != 0 || x < 100 || x > 599 ||
 		    (*end != ',' && *end != '\0')) {
 			free(l);
+			*n = 0;
 			return cmd_usagef(cc, "--retry-on: '%s': want HTTP "
 			    "statuses like 429,503", v);
 		}
 		l = pw_xrealloc(l, (*n + 1) * sizeof *l);
 		l[(*n)++] = x;
+		if (*end == '\0')
+			break;
 	}
 	*out = l;
 	return 0;
@@ -323,6 +350,7 @@ fetch_exec(struct pw_cmdctx *cc)
 
 	s.json = arg_has(cc->args, "json");
 	s.include = arg_has(cc->args, "include") || o.head;
+	s.fail = arg_has(cc->args, "fail");
 	s.out = stdout;
 	if (outfile != NULL && strcmp(outfile, "-") != 0 &&
 	    (s.out = fopen(outfile, "wb")) == NULL) {
@@ -357,7 +385,8 @@ fetch_exec(struct pw_cmdctx *cc)
 			    kinds[a->kind], a->error);
 		}
 	}
-	if (r == 0 && s.json)
+	/* Failed too, when proxies were tried: the attempts say why. */
+	if (s.json && !s.too_big && (r == 0 || res.nattempts > 0))
 		out_fetch_json(stdout, &res, s.headers.data, s.headers.len,
 		    s.body.data, s.body.len);
 	exitcode = r == 0 ? 0 : r == PW_ENOPROXY ? 3 : r == PW_EALLFAILED ?
@@ -385,9 +414,6 @@ done:
 	return r;
 }
 
-#else
-#define fetch_exec NULL
-#endif /* PW_NET */
 
 static const struct pw_opt fetch_optv[] = {
 	{ "request", 'X', "METHOD", 0, "request method (default GET, or "
@@ -432,6 +458,6 @@ static const struct pw_opt fetch_optv[] = {
 
 const struct pw_cmd cmd_fetch_entry = {
 	"fetch", "fetch a URL through the pool, with failover",
-	"[options] URL", fetch_optv, 1, 1, CMD_STORE_RW | CMD_NET,
+	"[options] URL", fetch_optv, 1, 1, CMD_STORE_RW,
 	fetch_exec, NULL
 };

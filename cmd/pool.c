@@ -219,7 +219,8 @@ pool_add(struct pw_cmdctx *cc)
 			char idb[32], *url = pw_addr_format(&l.a[i],
 			    cc->show_secrets ? PW_CREDS_SHOW : PW_CREDS_MASK);
 			const char *v[3] = { idb, url, res[i] == PW_ADDED ?
-			    "added" : "duplicate" };
+			    "added" : res[i] == PW_UPDATED ? "updated" :
+			    "duplicate" };
 			snprintf(idb, sizeof idb, "%lld", (long long)ids[i]);
 			out_row(o, v);
 			free(url);

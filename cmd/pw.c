@@ -1,11 +1,5 @@
 /*
  * pw.c -- global options, the command table and dispatch.
- *
- * Two binaries are built from this file. "pw" links no libcurl: commands
- * that make requests (CMD_NET) are handed to "pw-net", which is the same
- * program with every command, by exec, as git hands https to
- * git-remote-http. Commands that only touch the state file therefore
- * start as fast as a program linking SQLite can.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,10 +10,6 @@
 #include <unistd.h>
 
 #include "cmd.h"
-
-#ifndef LIBEXECDIR
-#define LIBEXECDIR "/usr/local/libexec"
-#endif
 
 static const struct pw_cmd *const commands[] = {
 	&cmd_fetch_entry,
@@ -338,40 +328,7 @@ run_dump(void)
 	return 0;
 }
 
-#ifndef PW_NET
-/* Run the pw-net helper with our arguments; returns only on failure. */
-static int
-exec_net(char **argv)
-{
-	char		 self[PATH_MAX], *dir, *try[3] = { NULL, NULL, NULL };
-	const char	*env = getenv("PW_EXEC_PATH");
-	ssize_t		 n;
-
-	if (env != NULL && *env != '\0')
-		try[0] = pw_xasprintf("%s/pw-net", env);
-	n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n > 0) {
-		self[n] = '\0';
-		dir = pw_dirname(self);
-		try[1] = pw_xasprintf("%s/pw-net", dir);
-		free(dir);
-	}
-	try[2] = pw_xstrdup(LIBEXECDIR "/pw/pw-net");
-	for (int i = 0; i < 3; i++) {
-		if (try[i] != NULL && access(try[i], X_OK) == 0)
-			execv(try[i], argv);
-	}
-	fprintf(stderr, "pw: %s: cannot run the pw-net helper (not in "
-	    "$PW_EXEC_PATH, beside pw, or in %s/pw): %s\n", argv[1],
-	    LIBEXECDIR, strerror(errno ? errno : ENOENT));
-	for (int i = 0; i < 3; i++)
-		free(try[i]);
-	return 1;
-}
-#endif
-
 struct globals {
-	char		**argv;		/* the whole command line */
 	char		**configs;
 	int		  nconfigs;
 	const char	 *state;
@@ -399,8 +356,15 @@ run_command(const struct pw_cmd *c, int argc, char **argv,
 		if (argc == 0 || argv[0][0] == '-') {
 			int help = argc > 0 && (!strcmp(argv[0], "-h") ||
 			    !strcmp(argv[0], "--help"));
-			help_cmd(help ? stdout : stderr, c->name, c);
-			return help ? 0 : 2;
+			if (help) {
+				help_cmd(stdout, c->name, c);
+				return 0;
+			}
+			fprintf(stderr, "pw: %s: %s (see 'pw help %s')\n",
+			    c->name, argc == 0 ? "a verb is needed" :
+			    "the verb comes before options", c->name);
+			help_cmd(stderr, c->name, c);
+			return 2;
 		}
 		if ((verb = lookup(c->sub, argv[0], "verb")) == NULL)
 			return 2;
@@ -440,12 +404,6 @@ run_command(const struct pw_cmd *c, int argc, char **argv,
 		    "%s)", args.argv[verb->max_args], path, verb->usage);
 		goto done;
 	}
-#ifndef PW_NET
-	if (verb->needs_net != NULL && verb->needs_net(&args)) {
-		r = exec_net(g->argv);
-		goto done;
-	}
-#endif
 
 	verbosity += arg_has(&args, "verbose");
 	cc.verbose = verbosity;
@@ -515,7 +473,6 @@ main(int argc, char **argv)
 	int			 n, i;
 
 	memset(&g, 0, sizeof g);
-	g.argv = argv;
 
 	/* Global options end at the first word that is not an option. */
 	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
@@ -575,12 +532,6 @@ main(int argc, char **argv)
 		free(g.configs);
 		return 2;
 	}
-#ifndef PW_NET
-	if (c->flags & CMD_NET) {
-		free(g.configs);
-		return exec_net(argv);
-	}
-#endif
 	n = run_command(c, argc - i, argv + i, &g);
 	free(g.configs);
 	return n;

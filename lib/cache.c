@@ -181,11 +181,6 @@ flush(struct pw_warm *w)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	if (!w->tuned) {
-		if ((r = pw_store_bulk(ctx->store, &ctx->err)) != 0)
-			return r;
-		w->tuned = 1;
-	}
 	rows = pw_xcalloc(n, sizeof *rows);
 	for (i = 0; i < n; i++) {
 		struct pend *p = &w->pend[i];
@@ -202,6 +197,12 @@ flush(struct pw_warm *w)
 	}
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		goto out;
+	/* After begin: that is when a new state file is made. */
+	if (!w->tuned) {
+		if ((r = pw_store_bulk(ctx->store, &ctx->err)) != 0)
+			goto fail;
+		w->tuned = 1;
+	}
 	if ((r = pw_store_max_id(ctx->store, &max_before, &ctx->err)) != 0 ||
 	    (r = pw_store_proxy_insert_many(ctx->store, rows, n,
 	    w->flush_ids, &ctx->err)) != 0)

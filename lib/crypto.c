@@ -38,6 +38,18 @@ key_from_hex(const char *hex, struct pw_key *k, const char *what,
 	return 0;
 }
 
+int
+pw_crypto_key_check(const char *hex, struct pw_err *err)
+{
+	size_t	n = 2 * crypto_secretbox_KEYBYTES;
+
+	if (hex == NULL || (strlen(hex) == n && strspn(hex,
+	    "0123456789abcdefABCDEF") == n))
+		return 0;
+	return pw_failf(err, PW_EUSAGE, "PW_SECRET_KEY: not a key (want %zu "
+	    "hex digits)", n);
+}
+
 /*
  * 0: the key is in k; 1: there is no such file; else an error. (Not
  * -errno: -ENOENT is PW_EUSAGE, the code for a file that holds no key.)
@@ -66,12 +78,17 @@ key_read(const char *file, struct pw_key *k, struct pw_err *err)
 	return r;
 }
 
+/*
+ * Make the key file. It is written under a temporary name and linked into
+ * place, so that a concurrent pw never reads a half-written key: link()
+ * either puts a whole file there or finds another process's whole file.
+ */
 static int
 key_create(const char *file, struct pw_key *k, struct pw_err *err)
 {
 	char	 hex[2 * crypto_secretbox_KEYBYTES + 2];
-	char	*dir = pw_dirname(file);
-	int	 fd, r;
+	char	*dir = pw_dirname(file), *tmp;
+	int	 fd, r, e;
 
 	r = pw_mkdirs(dir, 0700, err);
 	free(dir);
@@ -79,35 +96,37 @@ key_create(const char *file, struct pw_key *k, struct pw_err *err)
 		return r;
 	crypto_secretbox_keygen(k->k);
 	sodium_bin2hex(hex, sizeof hex, k->k, sizeof k->k);
-	/* O_EXCL: if another process won the race, read its key instead. */
-	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	hex[2 * sizeof k->k] = '\n';
+	tmp = pw_xasprintf("%s.%ld.tmp", file, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		sodium_memzero(hex, sizeof hex);
-		if (errno == EEXIST) {
-			/* The winner may still be writing; wait briefly. */
-			for (int i = 0; i < 50; i++) {
-				if ((r = key_read(file, k, err)) == 0)
-					return 0;
-				usleep(10000);
-			}
-			return r == 1 ? pw_failf(err, PW_EFAIL, "%s: cannot "
-			    "read key", file) : r;
-		}
-		return pw_failf(err, PW_EFAIL, "%s: cannot create key file: %s",
+		r = pw_failf(err, PW_EFAIL, "%s: cannot create key file: %s",
 		    file, strerror(errno));
+		free(tmp);
+		return r;
 	}
-	hex[2 * sizeof k->k] = '\n';
 	r = write(fd, hex, 2 * sizeof k->k + 1) ==
 	    (ssize_t)(2 * sizeof k->k + 1) ? 0 : -1;
 	if (fsync(fd) != 0)
 		r = -1;
 	close(fd);
 	sodium_memzero(hex, sizeof hex);
-	if (r != 0) {
-		unlink(file);
+	e = r == 0 && link(tmp, file) != 0 ? errno : 0;
+	unlink(tmp);
+	free(tmp);
+	if (r != 0)
 		return pw_failf(err, PW_EFAIL, "%s: cannot write key file",
 		    file);
+	if (e == EEXIST) {
+		/* Another process made it first: use that one. */
+		r = key_read(file, k, err);
+		return r == 1 ? pw_failf(err, PW_EFAIL, "%s: key file "
+		    "vanished while being made", file) : r;
 	}
+	if (e != 0)
+		return pw_failf(err, PW_EFAIL, "%s: cannot create key file: %s",
+		    file, strerror(e));
 	return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
  * download.c -- plain GETs of proxy lists, many at once (libcurl multi),
- * each into a bounded buffer. Linked only into pw-net.
+ * each into a bounded buffer. libcurl is loaded on the first call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +45,17 @@ pw_download(const char *const *urls, size_t n, size_t max_bytes,
 	CURL		**h;
 	struct dl	*d;
 	CURLMsg		*msg;
-	int		 running, left;
+	struct pw_err	 err = { 0 };
+	int		 running, left, r;
 
 	memset(res, 0, n * sizeof *res);
 	if (n == 0)
 		return 0;
+	if ((r = pw_net_init(&err)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			res[i].error = pw_xstrdup(err.msg);
+		return 0;
+	}
 	m = curl_multi_init();
 	h = pw_xcalloc(n, sizeof *h);
 	d = pw_xcalloc(n, sizeof *d);

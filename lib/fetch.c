@@ -7,6 +7,7 @@
  * shown, so a failing proxy can still be replaced; after it, a failure
  * is reported, not retried.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,21 +96,126 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	return n;
 }
 
+static size_t
+discard(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)size;
+	(void)arg;
+	return n;
+}
+
 /*
- * Whose fault: the proxy's (it penalises the proxy and the next one is
- * tried) or the target's (reported; the proxy did its job).
+ * Through a plain HTTP proxy, silence is ambiguous: a dead proxy and a
+ * slow target look the same. Ask the proxy itself for "/": a working one
+ * answers at once (400, 403, 407: any HTTP answer will do), a dead one
+ * does not. Only the proxy's host is contacted.
  */
 static int
-classify(CURL *h, CURLcode rc, int tunnel, const char **why)
+proxy_answers(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
-	long	connect_code = 0, pxerr = 0;
+	CURL		*h;
+	char		*url;
+	long		 status = 0, limit = 2000;
+	CURLcode	 rc;
+
+	if ((h = curl_easy_init()) == NULL)
+		return 0;
+	if (o->connect_timeout_ms > 0 && o->connect_timeout_ms < limit)
+		limit = (long)o->connect_timeout_ms;
+	url = pw_xasprintf(strchr(a->host, ':') ? "%s://[%s]:%d/" :
+	    "%s://%s:%d/", a->scheme == PW_HTTPS ? "https" : "http", a->host,
+	    a->port);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROXY, "");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, limit);
+	/* Whether it speaks, not who it is. */
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	free(url);
+	return rc == CURLE_OK && status > 0;
+}
+
+/* The host of the URL last requested is a name, not an address. */
+static int
+target_is_name(CURL *h)
+{
+	CURLU		*u;
+	char		*eff = NULL, *host = NULL;
+	unsigned char	 sa[16];
+	int		 name = 0;
+
+	curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+	if (eff == NULL || (u = curl_url()) == NULL)
+		return 0;
+	if (curl_url_set(u, CURLUPART_URL, eff, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		name = host[0] != '[' && inet_pton(AF_INET, host, sa) != 1;
+	curl_free(host);
+	curl_url_cleanup(u);
+	return name;
+}
+
+static int
+is_tls_error(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Whose fault: the proxy's (it penalises the proxy and the next one is
+ * tried) or the target's (reported; the proxy did its job). *why, when
+ * set, says what the error buffer does not.
+ */
+static int
+classify(CURL *h, CURLcode rc, const struct pw_fetch_opts *o,
+    const struct pw_addr *a, int tunnel, const char **why)
+{
+	long	connect_code = 0, pxerr = 0, pxverify = 0, status = 0;
 	double	t_connect = 0, t_pre = 0, t_start = 0;
+	int	http_tunnel = tunnel && a->scheme <= PW_HTTPS;
 
 	curl_easy_getinfo(h, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(h, CURLINFO_CONNECT_TIME, &t_connect);
 	curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME, &t_pre);
 	curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &t_start);
 	*why = NULL;
+	if (is_tls_error(rc)) {
+		/*
+		 * TLS to an https proxy comes first; TLS to the target only
+		 * inside a tunnel the proxy opened.
+		 */
+		if (a->scheme != PW_HTTPS)
+			return PW_FAIL_TARGET;
+		curl_easy_getinfo(h, CURLINFO_PROXY_SSL_VERIFYRESULT,
+		    &pxverify);
+		if (!tunnel || pxverify != 0 || connect_code != 200) {
+			*why = "TLS to the proxy failed";
+			return PW_FAIL_PROXY;
+		}
+		return PW_FAIL_TARGET;
+	}
 	switch (rc) {
 	case CURLE_COULDNT_RESOLVE_PROXY:
 	case CURLE_COULDNT_CONNECT:
@@ -123,9 +229,25 @@ classify(CURL *h, CURLcode rc, int tunnel, const char **why)
 		case CURLPX_REPLY_NETWORK_UNREACHABLE:
 		case CURLPX_REPLY_CONNECTION_REFUSED:
 		case CURLPX_REPLY_TTL_EXPIRED:
-		case CURLPX_RESOLVE_HOST:
 			*why = "the proxy could not reach the target";
 			return PW_FAIL_TARGET;
+		case CURLPX_RESOLVE_HOST:
+			*why = "the target's name does not resolve";
+			return PW_FAIL_TARGET;
+		case CURLPX_REPLY_GENERAL_SERVER_FAILURE:
+			/*
+			 * The SOCKS server took us, then failed the request:
+			 * for a name it resolves itself (socks5h, socks4a),
+			 * that is how some (microsocks) say the name does
+			 * not resolve. For an address it is the server's.
+			 */
+			if ((a->scheme == PW_SOCKS5H ||
+			    a->scheme == PW_SOCKS4A) && target_is_name(h)) {
+				*why = "the proxy could not resolve or reach "
+				    "the target";
+				return PW_FAIL_TARGET;
+			}
+			return PW_FAIL_PROXY;
 		default:
 			return PW_FAIL_PROXY;
 		}
@@ -133,26 +255,44 @@ classify(CURL *h, CURLcode rc, int tunnel, const char **why)
 		/*
 		 * Not connected to the proxy, or the tunnel never opened: the
 		 * proxy. A tunnel open and no answer: the target. Through a
-		 * plain HTTP proxy, silence is the proxy's (a working one
-		 * answers 504 for a slow target).
+		 * plain HTTP proxy nothing tells a dead proxy from a slow
+		 * target, unless the proxy still answers a request of its
+		 * own.
 		 */
-		if (t_connect <= 0 || (tunnel && t_pre <= 0))
+		if (t_connect <= 0)
 			return PW_FAIL_PROXY;
+		if (http_tunnel)
+			return connect_code == 200 ? PW_FAIL_TARGET :
+			    PW_FAIL_PROXY;
 		if (tunnel)
+			return t_pre > 0 ? PW_FAIL_TARGET : PW_FAIL_PROXY;
+		if (t_start > 0)
 			return PW_FAIL_TARGET;
-		return t_start > 0 ? PW_FAIL_TARGET : PW_FAIL_PROXY;
+		if (proxy_answers(o, a)) {
+			*why = "the target did not answer in time (the proxy "
+			    "does)";
+			return PW_FAIL_TARGET;
+		}
+		return PW_FAIL_PROXY;
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
 	case CURLE_GOT_NOTHING:
-		if (connect_code != 0 && connect_code != 200 &&
-		    connect_code != 407) {
+		/*
+		 * A tunnel refused with 5xx: the proxy could not reach the
+		 * target. With 4xx (401, 403, 407) the proxy would not
+		 * carry us: its failure, another may.
+		 */
+		if (http_tunnel && connect_code >= 500) {
 			*why = "the proxy could not reach the target";
 			return PW_FAIL_TARGET;
 		}
 		return PW_FAIL_PROXY;
-	case CURLE_SSL_CONNECT_ERROR:
-		/* TLS to an https proxy fails before the tunnel. */
-		return tunnel && t_pre > 0 ? PW_FAIL_TARGET : PW_FAIL_PROXY;
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* No HTTP from a plain HTTP proxy: not a proxy at all. */
+		if (!tunnel && status == 0)
+			return PW_FAIL_PROXY;
+		return PW_FAIL_TARGET;
 	default:
 		return PW_FAIL_TARGET;
 	}
@@ -233,6 +373,23 @@ setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
 	return 0;
 }
 
+/* A URL libcurl will take, checked before any proxy is picked. */
+static int
+check_url(const char *url, struct pw_err *err)
+{
+	CURLU		*u;
+	CURLUcode	 uc;
+
+	if ((u = curl_url()) == NULL)
+		return pw_failf(err, PW_ENOMEM, "out of memory");
+	uc = curl_url_set(u, CURLUPART_URL, url, 0);
+	curl_url_cleanup(u);
+	if (uc != CURLUE_OK)
+		return pw_failf(err, PW_EUSAGE, "'%s': bad URL: %s", url,
+		    curl_url_strerror(uc));
+	return 0;
+}
+
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
@@ -257,6 +414,9 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 
 	memset(res, 0, sizeof *res);
 	memset(&forced, 0, sizeof forced);
+	if ((r = pw_net_init(&ctx->err)) != 0 ||
+	    (r = check_url(o->url, &ctx->err)) != 0)
+		return r;
 	tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
 	if (o->proxy != NULL) {
@@ -308,12 +468,12 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
 		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
-		if (o->proxy == NULL)
-			pw_proxy_release(&p);
-
 		if (x.write_failed) {
+			if (o->proxy == NULL)
+				pw_proxy_release(&p);
 			pw_buf_release(&x.hdrs);
-			r = pw_failf(&ctx->err, PW_EFAIL, "cannot write output");
+			r = pw_failf(&ctx->err, PW_EFAIL,
+			    "cannot write output");
 			goto out;
 		}
 		if (x.proxy_auth) {
@@ -328,13 +488,16 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			kind = PW_FAIL_NONE;
 		else {
 			const char *why;
-			kind = classify(h, rc, x.tunnel, &why);
+			kind = classify(h, rc, o, a, x.tunnel, &why);
 			if (errbuf[0] == '\0' || why != NULL)
 				snprintf(errbuf + strlen(errbuf),
 				    sizeof errbuf - strlen(errbuf), "%s%s",
 				    errbuf[0] ? ": " : "",
 				    why ? why : curl_easy_strerror(rc));
 		}
+		/* Not before: a (the proxy's address) is p's. */
+		if (o->proxy == NULL)
+			pw_proxy_release(&p);
 		pw_buf_release(&x.hdrs);
 		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
 		    total * 1000);

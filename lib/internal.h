@@ -22,6 +22,9 @@ struct pw_row {
 	size_t		 pass_len;
 };
 
+/* PW_OPEN_RW that makes a missing file at the first write, not at once. */
+#define PW_OPEN_DEFER	(PW_OPEN_RW + 1)
+
 int	 pw_store_open(const char *path, int mode, struct pw_store **out,
 	    struct pw_err *err);
 void	 pw_store_close(struct pw_store *st);
@@ -40,6 +43,12 @@ int	 pw_store_config_put(struct pw_store *st, const char *key,
 /* Inside a transaction: insert, or report the id of the existing row. */
 int	 pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	    int64_t *id, int *dup, struct pw_err *err);
+/* The sealed password of a proxy (*pass NULL: none); caller frees. */
+int	 pw_store_proxy_pass(struct pw_store *st, int64_t id,
+	    unsigned char **pass, size_t *len, struct pw_err *err);
+int	 pw_store_proxy_set_pass(struct pw_store *st, int64_t id,
+	    const unsigned char *pass, size_t len, int64_t now,
+	    struct pw_err *err);
 int	 pw_store_proxy_find(struct pw_store *st, const char *key,
 	    int64_t *id, struct pw_err *err);
 int	 pw_store_proxy_exists(struct pw_store *st, int64_t id,
@@ -171,6 +180,8 @@ int	 pw_store_cache_stats(struct pw_store *st, int64_t now,
  */
 int	 pw_crypto_key_load(const char *hex, const char *file, int create,
 	    struct pw_key **out, struct pw_err *err);
+/* Whether hex (NULL: none given) is a key, without loading libsodium. */
+int	 pw_crypto_key_check(const char *hex, struct pw_err *err);
 void	 pw_crypto_key_free(struct pw_key *k);
 /* Seal n bytes; *out (caller frees) gets nonce || box. */
 int	 pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,
@@ -210,6 +221,12 @@ int	 pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
 void	 pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
 	    const struct pw_proxy *meta, struct pw_row *row);
 void	 pw_pool_row_release(struct pw_row *row);
+/*
+ * Inside a transaction: when a has a password other than the one stored
+ * for proxy id, store a's. 1 when it did, 0 when nothing changed.
+ */
+int	 pw_pool_pass_update(struct pw_ctx *ctx, int64_t id,
+	    const struct pw_addr *a, int64_t now);
 /* The name of the stats counter of an eviction reason. */
 const char *pw_evict_stat(int reason);
 

@@ -1,10 +1,81 @@
 /*
- * net.c -- libcurl set-up that every network module shares.
+ * net.c -- libcurl, loaded when the first request is made, and the set-up
+ * every module that makes requests shares.
  */
+#include <dlfcn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net.h"
+
+/* The soname pw was built against (curl's ABI has been 4 since 2006). */
+#define LIBCURL	"libcurl.so.4"
+
+struct pw_curl_api pw_curl;
+
+static const struct {
+	const char	*name;
+	size_t		 off;
+} api[] = {
+#define F(n, field) { n, offsetof(struct pw_curl_api, field) }
+	F("curl_easy_init", easy_init),
+	F("curl_easy_cleanup", easy_cleanup),
+	F("curl_easy_reset", easy_reset),
+	F("curl_easy_setopt", easy_setopt),
+	F("curl_easy_getinfo", easy_getinfo),
+	F("curl_easy_perform", easy_perform),
+	F("curl_easy_strerror", easy_strerror),
+	F("curl_easy_recv", easy_recv),
+	F("curl_easy_send", easy_send),
+	F("curl_slist_append", slist_append),
+	F("curl_slist_free_all", slist_free_all),
+	F("curl_multi_init", multi_init),
+	F("curl_multi_cleanup", multi_cleanup),
+	F("curl_multi_setopt", multi_setopt),
+	F("curl_multi_add_handle", multi_add_handle),
+	F("curl_multi_remove_handle", multi_remove_handle),
+	F("curl_multi_perform", multi_perform),
+	F("curl_multi_poll", multi_poll),
+	F("curl_multi_wakeup", multi_wakeup),
+	F("curl_multi_info_read", multi_info_read),
+	F("curl_multi_strerror", multi_strerror),
+	F("curl_version_info", version_info),
+	F("curl_free", free),
+	F("curl_url", url),
+	F("curl_url_cleanup", url_cleanup),
+	F("curl_url_set", url_set),
+	F("curl_url_get", url_get),
+	F("curl_url_strerror", url_strerror),
+#undef F
+};
+
+int
+pw_net_init(struct pw_err *err)
+{
+	static int	 done;
+	CURLcode	(*global_init)(long);
+	void		*h, *sym;
+
+	if (done)
+		return 0;
+	/* Never closed: libcurl keeps global state until exit. */
+	if ((h = dlopen(LIBCURL, RTLD_LAZY | RTLD_LOCAL)) == NULL)
+		return pw_failf(err, PW_EFAIL, "cannot load %s: %s", LIBCURL,
+		    dlerror());
+	for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+		if ((sym = dlsym(h, api[i].name)) == NULL)
+			return pw_failf(err, PW_EFAIL, "%s: no %s (libcurl "
+			    "7.80 or later is needed)", LIBCURL, api[i].name);
+		memcpy((char *)&pw_curl + api[i].off, &sym, sizeof sym);
+	}
+	*(void **)&global_init = dlsym(h, "curl_global_init");
+	if (global_init == NULL || global_init(CURL_GLOBAL_DEFAULT) != 0)
+		return pw_failf(err, PW_EFAIL, "%s: cannot initialise",
+		    LIBCURL);
+	done = 1;
+	return 0;
+}
 
 static const char *const curl_schemes[PW_SCHEME_COUNT] = {
 	[PW_HTTP] = "http", [PW_HTTPS] = "https", [PW_SOCKS4] = "socks4",

@@ -104,7 +104,8 @@ pw_open(struct pw_ctx *ctx, const char *path, int mode)
 	}
 	if (mode == PW_OPEN_NONE)
 		return 0;
-	if ((r = pw_store_open(path, mode, &ctx->store, &ctx->err)) != 0)
+	if ((r = pw_store_open(path, mode == PW_OPEN_RW ? PW_OPEN_DEFER : mode,
+	    &ctx->store, &ctx->err)) != 0)
 		return r;
 	return pw_config_load_state(ctx);
 }
@@ -203,6 +204,47 @@ pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
 	return r;
 }
 
+/* 1 when the stored password of proxy id is not pass. */
+static int
+pass_changed(struct pw_ctx *ctx, int64_t id, const char *pass)
+{
+	unsigned char	*blob;
+	size_t		 len;
+	char		*old = NULL;
+	int		 r;
+
+	if ((r = pw_store_proxy_pass(ctx->store, id, &blob, &len,
+	    &ctx->err)) != 0)
+		return r;
+	if (blob == NULL)
+		r = 1;
+	else if (pw_crypto_unseal(ctx->key, blob, len, &old, &ctx->err) != 0)
+		r = 1;		/* sealed with another key: replace it */
+	else
+		r = strcmp(old, pass) != 0;
+	free(blob);
+	pw_secret_free(old);
+	return r;
+}
+
+int
+pw_pool_pass_update(struct pw_ctx *ctx, int64_t id, const struct pw_addr *a,
+    int64_t now)
+{
+	unsigned char	*sp = NULL;
+	size_t		 spl = 0;
+	int		 r;
+
+	if (a->pass == NULL || (r = pass_changed(ctx, id, a->pass)) <= 0)
+		return a->pass == NULL ? 0 : r;
+	if ((r = pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp,
+	    &spl, &ctx->err)) != 0)
+		return r;
+	r = pw_store_proxy_set_pass(ctx->store, id, sp, spl, now, &ctx->err);
+	free(sp);
+	return r == 0 ? 1 : r;
+}
+
 int
 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
     const struct pw_meta *meta, int *result, int64_t *id)
@@ -230,11 +272,17 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 		return r;
 	for (i = 0; i < n; i++) {
 		r = pw_pool_insert(ctx, &addrs[i], &m, &id[i], &dup);
+		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
+		/* The same account with a new password: keep the new one. */
+		if (r == 0 && dup && (r = pw_pool_pass_update(ctx, id[i],
+		    &addrs[i], now)) > 0) {
+			result[i] = PW_UPDATED;
+			r = 0;
+		}
 		if (r != 0) {
 			pw_store_rollback(ctx->store);
 			return r;
 		}
-		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
 	}
 	return pw_store_commit(ctx->store, &ctx->err);
 }
@@ -372,7 +420,14 @@ each_row(void *arg, const struct pw_row *r)
 	int		 rc;
 
 	if (ea->secrets && r->user != NULL) {
-		/* No key: ctx->err says why (from pw_ctx_key). */
+		/*
+		 * The key is loaded at the first sealed row, not before: most
+		 * commands never meet one, and need not pay for libsodium.
+		 * No key file: the row is reported (ctx->err says why).
+		 */
+		if (ea->ctx->key == NULL &&
+		    (rc = pw_ctx_key(ea->ctx, 0)) != 0 && rc != PW_ESTATE)
+			return rc;
 		if (ea->ctx->key == NULL ||
 		    pw_crypto_unseal(ea->ctx->key, r->user, r->user_len,
 		    &user, &ea->ctx->err) != 0 || (r->pass != NULL &&
@@ -399,7 +454,7 @@ pw_pool_each(struct pw_ctx *ctx, const struct pw_filter *f, int secrets,
 	struct each_arg	ea = { ctx, secrets, fn, arg };
 	int		r;
 
-	/* No key file: each sealed row says so (see each_row). */
+	/* Asked for: a bad or missing key is said at once, not per row. */
 	if (secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
 		return r;
 	return pw_store_proxy_each(ctx->store, f, 0, each_row, &ea,
@@ -797,7 +852,9 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 
 	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
 		return r;
-	if (pk->secrets && (r = pw_ctx_key(ctx, 0)) != 0 && r != PW_ESTATE)
+	/* The key itself is loaded only if the proxy chosen needs it. */
+	if (pk->secrets && (r = pw_crypto_key_check(pw_config_secret_hex(),
+	    &ctx->err)) != 0)
 		return r;
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;

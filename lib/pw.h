@@ -175,9 +175,10 @@ enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
 
 /*
  * Open the state file at path (see pw_config_state_path) for mode. A
- * missing file is created (directory 0700, file 0600) for PW_OPEN_RW; for
- * PW_OPEN_RO it is read as an empty pool without being created. A corrupt,
- * foreign or newer file is refused with PW_ESTATE and left untouched.
+ * missing file reads as an empty pool; with PW_OPEN_RW it is created
+ * (directory 0700, file 0600) at the first write, so that a call that
+ * refuses its input leaves none behind. A corrupt, foreign or newer file
+ * is refused with PW_ESTATE and left untouched.
  */
 int	 pw_open(struct pw_ctx *ctx, const char *path, int mode);
 void	 pw_close(struct pw_ctx *ctx);
@@ -378,7 +379,7 @@ enum pw_fail_kind { PW_FAIL_NONE, PW_FAIL_PROXY, PW_FAIL_TARGET };
 /* One request, as pw fetch takes it. Strings are borrowed. */
 struct pw_fetch_opts {
 	const char		 *url;
-	const char		 *method;	/* NULL: GET, or POST with a body */
+	const char		 *method;	/* NULL: GET (POST with data) */
 	const char *const	 *headers;	/* "Name: value" */
 	size_t			  nheaders;
 	const void		 *body;
@@ -605,7 +606,7 @@ void	 pw_sources_free(struct pw_source *s, size_t n);
 /* ------------------------------------------------------------- download */
 
 /*
- * Fetch URLs concurrently (libcurl multi; only in pw-net), each into
+ * Fetch URLs concurrently (libcurl multi, loaded when first needed), each into
  * memory up to max_bytes, with the given timeouts. Every result is
  * filled: data and len on success, error (one line) on failure.
  */

@@ -21,15 +21,22 @@
 
 #define BUSY_TIMEOUT_MS	60000
 
+/*
+ * The WAL size over which whoever opens or closes the file checkpoints
+ * it and empties it (see wal_trim).
+ */
+#define WAL_TRIM_BYTES	(256 << 10)
+
 enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
-	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_REFRESH,
-	S_STAT_ADD, S_META_PUT, S_EVICT_TTL, S_EVICT_HEALTH, S_MAX_ID, S_COUNT
+	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
+	S_PASS_PUT, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
+	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
-	[S_INSERT] = "INSERT OR IGNORE INTO proxies(key, url, scheme, host, "
+	[S_INSERT] = "INSERT INTO proxies(key, url, scheme, host, "
 	    "port, user, pass, source, country, region, weight, added_at, "
 	    "updated_at, expires_at) "
 	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, "
@@ -48,6 +55,9 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_WINDOW_RESET] = "UPDATE proxies SET window_count = 0 "
 	    "WHERE window_count != 0",
 	/* Each subquery is one index lookup. */
+	[S_PASS_GET] = "SELECT pass FROM proxies WHERE id = ?1",
+	[S_PASS_PUT] = "UPDATE proxies SET pass = ?2, updated_at = ?3 "
+	    "WHERE id = ?1",
 	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
 	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
 	    "(SELECT min(latency_ms) FROM proxies)",
@@ -96,12 +106,17 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
+	[S_SP_BEGIN] = "SAVEPOINT pw_many",
+	[S_SP_RELEASE] = "RELEASE pw_many",
+	[S_SP_UNDO] = "ROLLBACK TO pw_many",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 };
 
 struct pw_store {
 	sqlite3		*db;
 	char		*path;
+	char		*wal;		/* path of the WAL; NULL: leave it */
+	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
@@ -117,7 +132,7 @@ struct pw_store {
 static const char *const migrations[] = {
 	/* 0 -> 1 */
 	"CREATE TABLE proxies ("
-	"  id INTEGER PRIMARY KEY,"
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  key TEXT NOT NULL UNIQUE,"
 	"  url TEXT NOT NULL,"
 	"  scheme TEXT NOT NULL,"
@@ -279,13 +294,32 @@ check_header(const char *path, struct pw_err *err)
 	return 1;
 }
 
+/*
+ * Switching a new file to WAL needs it to itself for a moment, and SQLite
+ * answers busy at once, without its busy handler, while other processes
+ * creating the same file hold it: so wait here, as the handler would.
+ */
+static int
+set_wal(struct pw_store *st, struct pw_err *err)
+{
+	int	rc, waited = 0;
+
+	while ((rc = sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL,
+	    NULL, NULL)) != SQLITE_OK) {
+		if ((rc & 0xff) != SQLITE_BUSY || waited >= BUSY_TIMEOUT_MS)
+			return db_fail(st, rc, err, "set WAL mode");
+		waited += sqlite3_sleep(5);
+	}
+	return 0;
+}
+
 static int
 migrate(struct pw_store *st, int64_t from, struct pw_err *err)
 {
 	int	r;
 	char	sql[64];
 
-	if (from == 0 && (r = exec_sql(st, "PRAGMA journal_mode=WAL", err)))
+	if (from == 0 && (r = set_wal(st, err)) != 0)
 		return r;
 	if ((r = pw_store_begin(st, err)) != 0)
 		return r;
@@ -359,15 +393,37 @@ writable_dir_of(const char *path, struct pw_err *err)
 	return r;
 }
 
+/*
+ * Checkpoint a WAL grown past WAL_TRIM_BYTES and truncate it, without
+ * waiting for anyone: while other processes read or write, this copies
+ * what it can (as a passive checkpoint) and leaves the rest to the next
+ * process that finds the WAL too big.
+ */
+static void
+wal_trim(struct pw_store *st)
+{
+	struct stat	sb;
+
+	if (st->wal == NULL || stat(st->wal, &sb) != 0 ||
+	    sb.st_size <= WAL_TRIM_BYTES)
+		return;
+	sqlite3_busy_timeout(st->db, 0);
+	(void)sqlite3_wal_checkpoint_v2(st->db, "main",
+	    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+}
+
 int
 pw_store_open(const char *path, int mode, struct pw_store **out,
     struct pw_err *err)
 {
 	struct pw_store	*st;
 	struct stat	 sb;
-	int		 r, flags, writable, exists, fd;
+	int		 r, flags, writable, exists, fd, defer;
 	char		*dir;
 
+	if ((defer = mode == PW_OPEN_DEFER))
+		mode = PW_OPEN_RW;
 	exists = stat(path, &sb) == 0;
 	/* Only a file that is not there reads as an empty pool. */
 	if (!exists && errno != ENOENT)
@@ -378,12 +434,17 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	st = pw_xcalloc(1, sizeof *st);
 	st->path = pw_xstrdup(path);
 
-	if (!exists && mode != PW_OPEN_RW) {
-		/* Nothing to read: an empty pool, and no file is created. */
+	if (!exists && (mode != PW_OPEN_RW || defer)) {
+		/*
+		 * Nothing to read: an empty pool. PW_OPEN_DEFER makes the file
+		 * only at the first write (materialize), so that a command
+		 * that refuses its input leaves no state file behind.
+		 */
 		r = sqlite3_open_v2(":memory:", &st->db, SQLITE_OPEN_READWRITE,
 		    NULL);
 		if (r != SQLITE_OK || (r = check_schema(st, 1, err)) != 0)
 			goto fail;
+		st->pending = defer;
 		*out = st;
 		return 0;
 	}
@@ -427,18 +488,27 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	if ((r = check_schema(st, writable, err)) != 0)
 		goto fail;
 	/*
-	 * pw runs as many short processes. The last one out checkpoints and
-	 * empties the WAL (journal_size_limit=0) but keeps the file: making
-	 * and unlinking it each run costs more than the work, and a WAL
-	 * left full would be re-read by every process that opens the file.
-	 * Only for a file known to be ours: a refused one is closed the
-	 * ordinary way, which removes the -wal and -shm reading it made.
+	 * pw runs as many short processes. SQLite's last connection out
+	 * checkpoints the WAL into the file on close, at the price of four
+	 * fsyncs, which is most of a short command's time. So a command
+	 * leaves its commits in the WAL, and whoever finds the WAL grown
+	 * past WAL_TRIM_BYTES, on open or on close, checkpoints and empties
+	 * it (wal_trim). The WAL each process reads on open (SQLite's
+	 * recovery) stays small, and durability is that of
+	 * synchronous=NORMAL: a power loss may take back the last commits,
+	 * never corrupt the file. The WAL file is kept, not unlinked:
+	 * making it each run costs more than the work. Only for a file
+	 * known to be ours: a refused one is closed the ordinary way, which
+	 * removes the -wal and -shm reading it made.
 	 */
-	{
+	if (writable) {
 		int	one = 1;
 
 		sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL,
 		    &one);
+		sqlite3_db_config(st->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1,
+		    NULL);
+		st->wal = pw_xasprintf("%s-wal", path);
 	}
 	/*
 	 * Reads come straight from a memory map of the file: a selection
@@ -448,6 +518,7 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 	    "PRAGMA synchronous=NORMAL;PRAGMA mmap_size=1073741824;"
 	    "PRAGMA journal_size_limit=0", err)) != 0)
 		goto fail;
+	wal_trim(st);
 	*out = st;
 	return 0;
 fail:
@@ -463,7 +534,10 @@ pw_store_close(struct pw_store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->many);
+	if (!st->in_txn)
+		wal_trim(st);
 	sqlite3_close(st->db);
+	free(st->wal);
 	free(st->path);
 	free(st);
 }
@@ -474,11 +548,29 @@ pw_store_path(struct pw_store *st)
 	return st->path;
 }
 
+/* Make the state file that was not there at open, and use it from now. */
+static int
+materialize(struct pw_store *st, struct pw_err *err)
+{
+	struct pw_store	*real, tmp;
+	int		 r;
+
+	if ((r = pw_store_open(st->path, PW_OPEN_RW, &real, err)) != 0)
+		return r;
+	tmp = *st;
+	*st = *real;
+	*real = tmp;
+	pw_store_close(real);	/* the empty stand-in */
+	return 0;
+}
+
 int
 pw_store_begin(struct pw_store *st, struct pw_err *err)
 {
 	int	r;
 
+	if (st->pending && (r = materialize(st, err)) != 0)
+		return r;
 	if ((r = exec_sql(st, "BEGIN IMMEDIATE", err)) == 0)
 		st->in_txn = 1;
 	return r;
@@ -569,7 +661,10 @@ pw_store_config_put(struct pw_store *st, const char *key, const char *value,
     struct pw_err *err)
 {
 	sqlite3_stmt	*s;
+	int		 r;
 
+	if (st->pending && (r = materialize(st, err)) != 0)
+		return r;
 	s = stmt_get(st, value ? S_CONFIG_PUT : S_CONFIG_DEL, err);
 	if (s == NULL)
 		return err->code;
@@ -625,6 +720,17 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	sqlite3_stmt		*s;
 	int			 rc;
 
+	/*
+	 * Look first: an insert that a duplicate key refuses would still
+	 * use up an id (AUTOINCREMENT), leaving gaps in a batch's ids.
+	 */
+	*dup = 0;
+	if ((rc = pw_store_proxy_find(st, r->key, id, err)) == 0) {
+		*dup = 1;
+		return 0;
+	}
+	if (rc != PW_ENOTFOUND)
+		return rc;
 	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
 		return err->code;
 	bind_row(s, 0, r);
@@ -633,13 +739,50 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 	sqlite3_clear_bindings(s);
 	if (rc != SQLITE_DONE)
 		return db_fail(st, rc, err, "add proxy");
-	if (sqlite3_changes(st->db) == 1) {
-		*id = sqlite3_last_insert_rowid(st->db);
-		*dup = 0;
-		return 0;
+	*id = sqlite3_last_insert_rowid(st->db);
+	return 0;
+}
+
+int
+pw_store_proxy_pass(struct pw_store *st, int64_t id, unsigned char **pass,
+    size_t *len, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*pass = NULL;
+	*len = 0;
+	if ((s = stmt_get(st, S_PASS_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_BLOB) {
+		*len = sqlite3_column_bytes(s, 0);
+		*pass = pw_xmalloc(*len);
+		memcpy(*pass, sqlite3_column_blob(s, 0), *len);
 	}
-	*dup = 1;
-	return pw_store_proxy_find(st, r->key, id, err);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return db_fail(st, rc, err, "read proxy");
+}
+
+int
+pw_store_proxy_set_pass(struct pw_store *st, int64_t id,
+    const unsigned char *pass, size_t len, int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_PASS_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	if (pass != NULL)
+		sqlite3_bind_blob(s, 2, pass, len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, now);
+	return step_done(st, s, err, "update proxy");
 }
 
 int
@@ -1421,8 +1564,8 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 {
 	sqlite3_stmt	*s;
 	size_t		 i, j, k;
-	int64_t		 last;
-	int		 rc, r;
+	int64_t		 last, changes;
+	int		 rc, r, dup;
 
 	for (i = 0; i < n; i += k) {
 		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
@@ -1433,28 +1576,41 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			s = st->many;
 		} else if ((r = many_prepare(st, k, &s, err)) != 0)
 			return r;
+		if ((r = run_stmt(st, S_SP_BEGIN, err, "savepoint", "")) != 0)
+			goto out;
 		for (j = 0; j < k; j++)
 			bind_row(s, (int)j * 13, &rows[i + j]);
 		rc = sqlite3_step(s);
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
-		if (s != st->many)
-			sqlite3_finalize(s);
-		if (rc != SQLITE_DONE)
-			return db_fail(st, rc, err, "add proxies");
-		if ((size_t)sqlite3_changes64(st->db) == k) {
-			/* All new: their rowids follow one another. */
-			last = sqlite3_last_insert_rowid(st->db);
+		changes = sqlite3_changes64(st->db);
+		last = sqlite3_last_insert_rowid(st->db);
+		if (rc != SQLITE_DONE) {
+			r = db_fail(st, rc, err, "add proxies");
+			goto out;
+		}
+		if ((size_t)changes == k) {
+			/* All new: their ids follow one another. */
 			for (j = 0; j < k; j++)
 				ids[i + j] = last - (int64_t)(k - 1 - j);
-			continue;
+			r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "");
+			goto out;
 		}
-		for (j = 0; j < k; j++)
-			if ((r = pw_store_proxy_find(st, rows[i + j].key,
-			    &ids[i + j], err)) != 0)
-				return r == PW_ENOTFOUND ? pw_failf(err,
-				    PW_EFAIL, "add proxies: a proxy is "
-				    "neither added nor found") : r;
+		/*
+		 * Some were there already, and each refused row used up an
+		 * id: undo, and insert one at a time (no gaps in the ids).
+		 */
+		if ((r = run_stmt(st, S_SP_UNDO, err, "savepoint", "")) != 0 ||
+		    (r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "")) != 0)
+			goto out;
+		for (j = 0; j < k && r == 0; j++)
+			r = pw_store_proxy_insert(st, &rows[i + j], &ids[i + j],
+			    &dup, err);
+out:
+		if (s != st->many)
+			sqlite3_finalize(s);
+		if (r != 0)
+			return r;
 	}
 	return 0;
 }

@@ -14,7 +14,7 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
-export PATH="$PW_BUILD:$PATH" PW_EXEC_PATH="$PW_BUILD"
+export PATH="$PW_BUILD:$PATH"
 export PW_STATE="$dir/state.db" XDG_CONFIG_HOME="$dir/config"
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 

@@ -36,17 +36,6 @@ setup() {
 	cd "$BATS_TEST_TMPDIR"
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 
 urls() {
@@ -320,7 +309,7 @@ two() {
 
 # ------------------------------------------------------------------ URL
 
-@test "warm from a URL: fetched by pw-net, format from the URL or content" {
+@test "warm from a URL: fetched, format from the URL or content" {
 	run -0 --separate-stderr pw cache warm "$FILES_URL/a.txt"
 	is "$output" "$FILES_URL/a.txt${T}ok${T}2${T}2${T}0${T}0${T}0${T}-"
 	run -0 pw cache warm --source web "$FILES_URL/list"
@@ -344,17 +333,13 @@ two() {
 	is "$(state_sum)" "$before"
 }
 
-@test "warming a file does not load libcurl; a URL goes to pw-net" {
-	run -0 bash -c "ldd '$PW_BUILD/pw' | grep -c curl || true"
-	is "$output" 0
+@test "warming a file does not load libcurl; a URL does" {
 	printf 'http://10.0.0.1:1\n' >l.txt
-	# Without the helper, a file still warms and a URL cannot.
-	mkdir solo
-	cp "$PW_BUILD/pw" solo/
-	PW_EXEC_PATH=$PWD/solo run -0 solo/pw cache warm l.txt
-	PW_EXEC_PATH=$PWD/solo run -1 --separate-stderr solo/pw cache warm \
-	    "$FILES_URL/a.txt"
-	[[ $stderr == "pw: cache: cannot run the pw-net helper"* ]]
+	LD_DEBUG=files pw cache warm l.txt >/dev/null 2>debug.log
+	run -1 grep -c 'file=libcurl' debug.log
+	is "$output" 0
+	LD_DEBUG=files pw cache warm "$FILES_URL/a.txt" >/dev/null 2>debug.log
+	run -0 grep -c 'file=libcurl' debug.log
 }
 
 @test "warm --sources: concurrent, a status line each, tagged, deduplicated" {

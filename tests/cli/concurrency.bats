@@ -12,13 +12,6 @@ setup() {
 	mkdir "$W"
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 N=16		# processes at once
 T=$'\t'
 

@@ -10,17 +10,6 @@ setup() {
 	setup_pw
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 
 # The valid keys as an error message lists them: "a, b, c".

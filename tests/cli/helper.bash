@@ -12,7 +12,6 @@ setup_pw() {
 	export XDG_CONFIG_HOME="$HOME/.config"
 	export XDG_STATE_HOME="$HOME/.local/state"
 	export PW_STATE="$BATS_TEST_TMPDIR/state.db"
-	export PW_EXEC_PATH="$PW_BUILD"
 	export PATH="$PW_BUILD:$PATH"
 	export LC_ALL=C TZ=UTC
 	unset NO_COLOR http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY \
@@ -37,4 +36,17 @@ state_sum() {
 # file_sum FILE: the bytes of a file, for files pw must not touch at all.
 file_sum() {
 	sha256sum "$1" | cut -d' ' -f1
+}
+
+# is ACTUAL EXPECTED: exact comparison that shows both on failure.
+is() {
+	if [ "$1" != "$2" ]; then
+		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
+		return 1
+	fi
+}
+
+# lines LINE...: the arguments as newline-separated lines.
+lines() {
+	printf '%s\n' "$@"
 }

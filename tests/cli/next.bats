@@ -16,18 +16,6 @@ setup() {
 	mkdir -p "$W"
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 NOPROXY='no eligible proxy'
 STRATEGIES='round-robin random weighted least-used performance sticky geo'

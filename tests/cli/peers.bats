@@ -33,19 +33,6 @@ teardown() {
 	stop_peers
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# lines LINE...: the arguments as newline-separated lines.
-lines() {
-	printf '%s\n' "$@"
-}
-
 # get URL [CURL-OPTION...]: the body of a GET, curl failing on any error.
 get() {
 	local url=$1
@@ -238,6 +225,31 @@ get() {
 	[[ $output == *'CONNECT tunnel failed, response 403'* ]]
 }
 
+@test "tinyproxy with Basic auth: 407 without credentials, for CONNECT too" {
+	start_tinyproxy --user bob --pass hunter2
+	is "$TINYPROXY_USER $TINYPROXY_PASS" "bob hunter2"
+	is "$TINYPROXY_URL" "http://127.0.0.1:$TINYPROXY_PORT"
+	grep -qx 'BasicAuth bob hunter2' "$BATS_TEST_TMPDIR/peers/tinyproxy.$TINYPROXY_PORT.conf"
+	run -0 get "$ORIGIN_URL/ip" -x "$TINYPROXY_URL" -o /dev/null -w '%{http_code}'
+	is "$output" 407
+	run -0 get "$ORIGIN_URL/ip" -x "http://bob:hunter2@127.0.0.1:$TINYPROXY_PORT"
+	is "$output" "$TINYPROXY_SRC"
+	run -56 get "$ORIGIN_TLS_URL/ip" -x "$TINYPROXY_URL" --cacert "$ORIGIN_CA"
+	[[ $output == *'CONNECT tunnel failed, response 407'* ]]
+	run -0 get "$ORIGIN_TLS_URL/ip" --cacert "$ORIGIN_CA" \
+	    -x "http://bob:hunter2@127.0.0.1:$TINYPROXY_PORT"
+	is "$output" "$TINYPROXY_SRC"
+	# tinyproxy 1.11 answers a wrong password with 401, not 407.
+	run -0 get "$ORIGIN_URL/ip" -x "http://bob:wrong@127.0.0.1:$TINYPROXY_PORT" \
+	    -o /dev/null -w '%{http_code}'
+	is "$output" 401
+	# Without --user, no auth.
+	start_tinyproxy
+	is "$TINYPROXY_USER$TINYPROXY_PASS" ""
+	run -0 get "$ORIGIN_URL/ip" -x "$TINYPROXY_URL"
+	is "$output" "$TINYPROXY_SRC"
+}
+
 @test "three tinyproxies: three ports, three source addresses" {
 	read -ra ports <<<"$TINYPROXY_PORTS"
 	read -ra srcs <<<"$TINYPROXY_SRCS"
@@ -345,6 +357,14 @@ get() {
 	is "$output" 'peers: start_microsocks: --user needs a value'
 	run -1 start_tinyproxy --nope
 	is "$output" 'peers: start_tinyproxy: unknown option --nope'
+	run -1 start_tinyproxy --user u
+	is "$output" 'peers: start_tinyproxy: --user and --pass go together'
+	run -1 start_tinyproxy --pass p
+	is "$output" 'peers: start_tinyproxy: --user and --pass go together'
+	run -1 start_tinyproxy --pass
+	is "$output" 'peers: start_tinyproxy: --pass needs a value'
+	run -1 start_tinyproxy --user 'a b' --pass p
+	is "$output" 'peers: start_tinyproxy: --user: letters, digits and ._~- only'
 }
 
 @test "the origin wrote nothing to its log without -v" {

@@ -10,19 +10,6 @@ setup() {
 	export PW_NOW=1700000000	# 2023-11-14T22:13:20Z
 }
 
-# is ACTUAL EXPECTED: exact comparison that shows both on failure.
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# lines LINE...: the arguments as newline-separated lines (tabs via $'\t').
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 
 # A state file with three proxies, and its digest.
@@ -150,9 +137,9 @@ three() {
 	is "$stderr" ""
 	run -0 --separate-stderr pw --show-secrets pool add \
 	    'socks5://us%40er:other@gw.example'
-	is "$output" "1${T}socks5://us%40er:other@gw.example:1080${T}duplicate"
+	is "$output" "1${T}socks5://us%40er:other@gw.example:1080${T}updated"
 	run -0 --separate-stderr pw pool show 1 --show-secrets --json
-	[[ "$output" == '{"id":1,"url":"socks5://us%40er:p%3Ass%2Fw%25rd@gw.example:1080","scheme":"socks5","host":"gw.example","port":1080,"credentials":true,'* ]]
+	[[ "$output" == '{"id":1,"url":"socks5://us%40er:other@gw.example:1080","scheme":"socks5","host":"gw.example","port":1080,"credentials":true,'* ]]
 	is "$stderr" ""
 }
 
@@ -162,7 +149,7 @@ three() {
 	    http://gw.example:3128
 	is "$output" "$(lines \
 	    "1${T}http://***:***@gw.example:3128${T}added" \
-	    "1${T}http://***:***@gw.example:3128${T}duplicate" \
+	    "1${T}http://***:***@gw.example:3128${T}updated" \
 	    "2${T}http://***:***@gw.example:3128${T}added" \
 	    "3${T}http://gw.example:3128${T}added")"
 	is "$stderr" ""
@@ -572,6 +559,36 @@ ids_of() {
 	is "$(ids_of)" ""
 }
 
+@test "pool add: a new password for the same account replaces the old" {
+	pw -q pool add socks5://alice:wrong@10.0.0.1:1080 \
+	    socks5://alice@10.0.0.2:1080
+	run -0 --separate-stderr pw pool add socks5://alice:Right-Pw9@10.0.0.1:1080 \
+	    socks5://alice@10.0.0.1:1080 socks5://alice:New-Pw7@10.0.0.2:1080 \
+	    socks5://alice:New-Pw7@10.0.0.2:1080
+	is "$output" "$(lines \
+	    "1	socks5://***:***@10.0.0.1:1080	updated" \
+	    "1	socks5://***@10.0.0.1:1080	duplicate" \
+	    "2	socks5://***:***@10.0.0.2:1080	updated" \
+	    "2	socks5://***:***@10.0.0.2:1080	duplicate")"
+	is "$stderr" ""
+	run -0 pw pool ls --show-secrets
+	is "$(cut -f1,2 <<<"$output")" "$(lines \
+	    "1	socks5://alice:Right-Pw9@10.0.0.1:1080" \
+	    "2	socks5://alice:New-Pw7@10.0.0.2:1080")"
+	# Never in clear in the file.
+	! cat "$PW_STATE"* | grep -a -q -e Right-Pw9 -e New-Pw7
+}
+
+@test "pool rm: an id is never given again, not even after clear" {
+	pw -q pool add http://a.example:1 http://b.example:2
+	pw -q pool rm 2
+	run -0 pw pool add http://c.example:3
+	is "$output" "3	http://c.example:3	added"
+	pw -q pool clear --yes
+	run -0 pw pool add http://b.example:2
+	is "$output" "4	http://b.example:2	added"
+}
+
 @test "pool rm: one proxy named twice is removed once" {
 	three
 	run -0 --separate-stderr pw pool rm 2 2 socks5://b.example 1
@@ -675,7 +692,8 @@ ids_of() {
 @test "pool: no verb prints the verbs and is a usage error" {
 	run -2 --separate-stderr pw pool
 	is "$output" ""
-	[[ "${stderr}" == "usage: pw pool VERB [options] [ARGS]"* ]]
+	[[ "${stderr}" == "pw: pool: a verb is needed (see 'pw help pool')
+usage: pw pool VERB [options] [ARGS]"* ]]
 	[[ "${stderr}" == *$'\n  add         add proxies to the pool\n'* ]]
 	[ ! -e "$PW_STATE" ]
 }

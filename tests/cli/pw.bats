@@ -11,17 +11,6 @@ setup() {
 	export PW_NOW=1700000000	# 2023-11-14T22:13:20Z
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-lines() {
-	printf '%s\n' "$@"
-}
-
 T=$'\t'
 
 # on_tty CMD: run a shell command with stdout on a terminal (script(1)),
@@ -162,7 +151,12 @@ command_paths() {
 	is "$output" "$want"
 	run -2 --separate-stderr pw pool
 	is "$output" ""
-	is "$stderr" "$want"
+	is "$stderr" "pw: pool: a verb is needed (see 'pw help pool')
+$want"
+	run -2 --separate-stderr pw pool --strategy random next
+	is "$output" ""
+	is "$stderr" "pw: pool: the verb comes before options (see 'pw help pool')
+$want"
 }
 
 @test "pw help: an unknown command or verb is exit 2" {

@@ -28,11 +28,14 @@
 #       ORIGIN6_TLS_PORT ORIGIN6_TLS_URL ORIGIN6_TLS_PID    --tls --ipv6
 #     ORIGIN_CA signs a certificate for 127.0.0.1, ::1 and localhost (made
 #     once per file): pass it to curl or pw with --cacert.
-#   start_tinyproxy [--connect-port P]... [--no-source]
+#   start_tinyproxy [--connect-port P]... [--user U --pass P] [--no-source]
 #       TINYPROXY_PORT TINYPROXY_URL TINYPROXY_SRC, and TINYPROXY_PORTS /
-#       TINYPROXY_SRCS (space-separated, one entry per call, in order).
+#       TINYPROXY_SRCS (space-separated, one entry per call, in order);
+#       TINYPROXY_USER TINYPROXY_PASS (empty without auth).
 #     CONNECT is allowed to ORIGIN_TLS_PORT (when started before) and to
-#     each --connect-port; with neither, to every port.
+#     each --connect-port; with neither, to every port. With --user and
+#     --pass every request (CONNECT too) needs Basic proxy authentication,
+#     else tinyproxy answers 407; TINYPROXY_URL carries no credentials.
 #   start_microsocks [--user U --pass P] [--no-source]
 #       MICROSOCKS_PORT MICROSOCKS_SRC MICROSOCKS_PORTS MICROSOCKS_SRCS,
 #       MICROSOCKS_USER MICROSOCKS_PASS (empty without auth)
@@ -330,6 +333,8 @@ refused_port() {
 
 _TP_CONNECT=()
 _TP_SOURCE=1
+_TP_USER=
+_TP_PASS=
 _peers_tinyproxy_launch() {
 	local port=$1 conf p
 	conf=$_PD/tinyproxy.$port.conf
@@ -357,6 +362,9 @@ _peers_tinyproxy_launch() {
 		for p in "${_TP_CONNECT[@]}"; do
 			echo "ConnectPort $p"
 		done
+		if [ -n "$_TP_USER" ]; then
+			echo "BasicAuth $_TP_USER $_TP_PASS"
+		fi
 	} >"$conf"
 	_peers_spawn tinyproxy "$_PD/tinyproxy.$port.out" tinyproxy -d -c "$conf"
 }
@@ -365,6 +373,7 @@ start_tinyproxy() {
 	local src=
 	_TP_CONNECT=()
 	_TP_SOURCE=1
+	_TP_USER="" _TP_PASS=""
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--connect-port)
@@ -373,11 +382,29 @@ start_tinyproxy() {
 			_TP_CONNECT+=("$2")
 			shift
 			;;
+		--user|--pass)
+			[ -n "${2:-}" ] ||
+			    { _peers_err "start_tinyproxy: $1 needs a value"; return; }
+			# tinyproxy's config takes them as two bare words.
+			case $2 in
+			*[!A-Za-z0-9._~-]*)
+				_peers_err "start_tinyproxy: $1: letters, digits and ._~- only"
+				return
+				;;
+			esac
+			if [ "$1" = --user ]; then _TP_USER=$2; else _TP_PASS=$2; fi
+			shift
+			;;
 		--no-source) _TP_SOURCE= ;;
 		*) _peers_err "start_tinyproxy: unknown option $1"; return ;;
 		esac
 		shift
 	done
+	if { [ -n "$_TP_USER" ] && [ -z "$_TP_PASS" ]; } ||
+	    { [ -z "$_TP_USER" ] && [ -n "$_TP_PASS" ]; }; then
+		_peers_err "start_tinyproxy: --user and --pass go together"
+		return
+	fi
 	_peers_retry tinyproxy _peers_tinyproxy_launch || return
 	if [ -n "$_TP_SOURCE" ]; then
 		_peers_source "$_PEER_PORT"
@@ -386,6 +413,7 @@ start_tinyproxy() {
 	export TINYPROXY_PORT=$_PEER_PORT
 	export TINYPROXY_URL=http://127.0.0.1:$_PEER_PORT
 	export TINYPROXY_SRC=$src
+	export TINYPROXY_USER=$_TP_USER TINYPROXY_PASS=$_TP_PASS
 	export TINYPROXY_PORTS="${TINYPROXY_PORTS:+$TINYPROXY_PORTS }$_PEER_PORT"
 	export TINYPROXY_SRCS="${TINYPROXY_SRCS:+$TINYPROXY_SRCS }${src:-127.0.0.1}"
 }

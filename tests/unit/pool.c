@@ -304,7 +304,7 @@ test_credential_identity(void **state)
 		"http://h:1",			/* no user */
 		"http://alice:one@h:1",		/* a user */
 		"http://bob:one@h:1",		/* another user, proxy */
-		"http://alice:two@h:1",		/* same user: the same proxy */
+		"http://alice:two@h:1",		/* same user: a new password */
 		"http://alice@h:1",		/* same user, no password */
 		"http://Alice:one@h:1",		/* user names are exact */
 	};
@@ -317,14 +317,14 @@ test_credential_identity(void **state)
 	assert_int_equal(res[0], PW_ADDED);
 	assert_int_equal(res[1], PW_ADDED);
 	assert_int_equal(res[2], PW_ADDED);
-	assert_int_equal(res[3], PW_DUPLICATE);
+	assert_int_equal(res[3], PW_UPDATED);
 	assert_int_equal(ids[3], ids[1]);
 	assert_int_equal(res[4], PW_DUPLICATE);
 	assert_int_equal(ids[4], ids[1]);
 	assert_int_equal(res[5], PW_ADDED);
-	/* The first password is the one kept. */
+	/* The last password given is the one kept; none given keeps it. */
 	s = url_of(&f->ctx, ids[1], 1, PW_CREDS_SHOW);
-	assert_string_equal(s, "http://alice:one@h:1");
+	assert_string_equal(s, "http://alice:two@h:1");
 	free(s);
 }
 
