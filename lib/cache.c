@@ -218,8 +218,11 @@ flush(struct pw_warm *w)
 		else {
 			row = rows[i];
 			if ((r = pw_store_proxy_refresh(ctx->store, id, &row,
-			    now, &ctx->err)) != 0)
+			    now, &ctx->err)) != 0 ||
+			    (r = pw_pool_pass_update(ctx, id, &w->pend[i].a,
+			    now)) < 0)
 				goto fail;
+			r = 0;
 			w->c.updated++;
 		}
 		idset_add(&w->seen, id);

@@ -93,6 +93,16 @@ two() {
 	[[ $stderr != *Sekr1tPw* ]]
 }
 
+@test "warm: a re-warm with a new password keeps the new one" {
+	printf 'socks5://al:old@10.0.0.1:1080\n' >a.txt
+	printf 'socks5://al:new@10.0.0.1:1080\n' >b.txt
+	pw -q cache warm a.txt
+	run -0 pw cache warm b.txt
+	is "$output" "b.txt${T}ok${T}1${T}0${T}1${T}0${T}0${T}-"
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" socks5://al:new@10.0.0.1:1080
+}
+
 @test "warm: duplicates in one run, and a re-warm updates" {
 	printf 'http://10.0.0.1:8080\nhttp://10.0.0.1:8080/\n10.0.0.2:80\n' \
 	    >l.txt
