@@ -27,21 +27,6 @@ three() {
 	before=$(state_sum)
 }
 
-# A miss (exit 3) is counted for pw cache stats and changes nothing else:
-# the digests of this file leave that one counter out.
-state_sum() {
-	local f=${1:-$PW_STATE}
-	if [ ! -e "$f" ]; then
-		echo absent
-		return
-	fi
-	{
-		sqlite3 -readonly "$f" .dump 2>&1 |
-		    grep -v "^INSERT INTO stats VALUES('select.misses',"
-		sqlite3 -readonly "$f" 'PRAGMA user_version; PRAGMA application_id;'
-	} | sha256sum | cut -d' ' -f1
-}
-
 # unchanged: the state file is as it was when $before was taken.
 unchanged() {
 	is "$(state_sum)" "$before"
