@@ -235,8 +235,10 @@ pw_pool_pass_update(struct pw_ctx *ctx, int64_t id, const struct pw_addr *a,
 	size_t		 spl = 0;
 	int		 r;
 
-	if (a->pass == NULL || (r = pass_changed(ctx, id, a->pass)) <= 0)
-		return a->pass == NULL ? 0 : r;
+	if (a->pass == NULL)
+		return 0;
+	if ((r = pass_changed(ctx, id, a->pass)) <= 0)
+		return r;
 	if ((r = pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp,
 	    &spl, &ctx->err)) != 0)
 		return r;
