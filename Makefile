@@ -42,8 +42,8 @@ endif
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch).
 LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health
-CMD		= pw args out pool config fetch health
+		  health ingest cache download
+CMD		= pw args out pool config fetch health cache
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)

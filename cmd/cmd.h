@@ -34,6 +34,7 @@ struct pw_opt {
 #define CMD_HIDDEN	0x10	/* not in help or completions */
 
 struct pw_cmdctx;
+struct pw_args;
 
 struct pw_cmd {
 	const char		 *name;
@@ -84,6 +85,12 @@ void		 args_free(struct pw_args *a);
 /* Record an error about usage of this command; returns PW_EUSAGE. */
 int		 cmd_usagef(struct pw_cmdctx *cc, const char *fmt, ...)
 		     __attribute__((format(printf, 2, 3)));
+/*
+ * --source, --country, --region and --weight into m (borrowing the
+ * arguments; the country's canonical form goes to cc_buf).
+ */
+int		 cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m,
+		     char cc_buf[3]);
 /* Parse an integer option; PW_EUSAGE with a message when bad. */
 int		 cmd_int_opt(struct pw_cmdctx *cc, const char *lname,
 		     int64_t min, int64_t max, int64_t *out);
@@ -122,5 +129,6 @@ extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;
 extern const struct pw_cmd cmd_health_entry;
+extern const struct pw_cmd cmd_cache_entry;
 
 #endif /* PW_CMD_H */

@@ -101,9 +101,9 @@ proxy_vals_fill(struct proxy_vals *pv, const struct pw_proxy *p, int secrets)
 	pv->v[i] = fmt_i64(pv->num[i], p->cooldown_until, 1); i++;
 }
 
-/* Metadata options shared by add and set; validated into m. */
-static int
-meta_opts(struct pw_cmdctx *cc, struct pw_meta *m, char cc_buf[3])
+/* Metadata options shared by add, set and cache warm; validated into m. */
+int
+cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m, char cc_buf[3])
 {
 	const char	*v;
 
@@ -197,7 +197,7 @@ pool_add(struct pw_cmdctx *cc)
 	int64_t		*ids = NULL;
 	struct out	*o;
 
-	if ((r = meta_opts(cc, &m, ccode)) != 0)
+	if ((r = cmd_meta_opts(cc, &m, ccode)) != 0)
 		return r;
 	for (int i = 0; i < cc->args->argc && r == 0; i++) {
 		if (strcmp(cc->args->argv[i], "-") == 0) {
@@ -397,7 +397,7 @@ pool_set(struct pw_cmdctx *cc)
 	int64_t		id;
 	int		r;
 
-	if ((r = meta_opts(cc, &m, ccode)) != 0)
+	if ((r = cmd_meta_opts(cc, &m, ccode)) != 0)
 		return r;
 	if (m.source == NULL && m.country == NULL && m.region == NULL &&
 	    m.weight < 0)

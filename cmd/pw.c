@@ -16,6 +16,7 @@ static const struct pw_cmd *const commands[] = {
 	&cmd_health_entry,
 	&cmd_pool_entry,
 	&cmd_config_entry,
+	&cmd_cache_entry,
 	NULL
 };
 

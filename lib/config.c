@@ -68,6 +68,13 @@ static const struct key keys[] = {
 	  "failed checks that make a proxy unhealthy" },
 	{ "cache.ttl", T_DURATION, "0", 0, 86400 * 365, NULL,
 	  "lifetime of imported proxies (0: never expire)" },
+	{ "cache.batch", T_INT, "10000", 1, 1000000, NULL,
+	  "proxies pw cache warm writes per transaction" },
+	{ "cache.sources", T_STRING, "", 0, 0, NULL,
+	  "lists pw cache warm --sources fetches: URL [FORMAT [NAME]], "
+	  "comma-separated, or @FILE" },
+	{ "cache.max_size", T_INT, "67108864", 1024, 1073741824, NULL,
+	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
 };

@@ -691,7 +691,7 @@ flush(struct run *run)
 		}
 	}
 	if (nevict > 0 && (r = pw_store_stat_add(ctx->store,
-	    "evictions.health", nevict, &ctx->err)) != 0)
+	    pw_evict_stat(PW_EVICT_HEALTH), nevict, &ctx->err)) != 0)
 		goto fail;
 	if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
 		goto out;
@@ -748,7 +748,7 @@ record_run(struct run *run)
 
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	if ((r = pw_store_meta_put(ctx->store, "health.last_run", pw_now(),
+	if ((r = pw_store_meta_put(ctx->store, "last_health", pw_now(),
 	    &ctx->err)) != 0 || (r = pw_store_meta_put(ctx->store,
 	    "health.last_checked", (int64_t)run->sum.checked,
 	    &ctx->err)) != 0 || (r = pw_store_meta_put(ctx->store,

@@ -159,6 +159,33 @@ int	 pw_store_session_prune(struct pw_store *st, int64_t now,
 int	 pw_store_session_each(struct pw_store *st, int64_t now,
 	    pw_session_fn *fn, void *arg, struct pw_err *err);
 
+/* Cache: inside a transaction, except pw_store_cache_stats. */
+int	 pw_store_proxy_refresh(struct pw_store *st, int64_t id,
+	    const struct pw_row *r, int64_t now, struct pw_err *err);
+/*
+ * Bulk import, inside a transaction: insert n rows (or find those there
+ * already) in statements of many rows, far cheaper than n inserts; ids[i]
+ * gets row i's id either way. Rows inserted get ids above what
+ * pw_store_max_id gave before, in order. pw_store_bulk tunes the
+ * connection for it (a larger page cache).
+ */
+int	 pw_store_bulk(struct pw_store *st, struct pw_err *err);
+int	 pw_store_proxy_insert_many(struct pw_store *st,
+	    const struct pw_row *rows, size_t n, int64_t *ids,
+	    struct pw_err *err);
+int	 pw_store_max_id(struct pw_store *st, int64_t *max,
+	    struct pw_err *err);
+/* Add n to the named counter of the stats table. */
+int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
+	    struct pw_err *err);
+int	 pw_store_meta_put(struct pw_store *st, const char *key,
+	    int64_t value, struct pw_err *err);
+/* Delete up to limit expired (PW_EVICT_TTL) or unhealthy proxies. */
+int	 pw_store_evict(struct pw_store *st, int what, int64_t now,
+	    int64_t limit, int64_t *n, struct pw_err *err);
+int	 pw_store_cache_stats(struct pw_store *st, int64_t now,
+	    struct pw_cache_stats *cs, struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32
@@ -195,6 +222,29 @@ char	*pw_config_key_path(void);
 int	 pw_config_load_state(struct pw_ctx *ctx);
 
 /* ----------------------------------------------------------------- pool */
+
+/*
+ * Insert one proxy inside the caller's transaction (the key must be
+ * loaded when a has a user): *dup says it was there already, and *id is
+ * its id either way. What pw_pool_add and pw_warm share.
+ */
+int	 pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
+	    const struct pw_proxy *meta, int64_t *id, int *dup);
+/*
+ * The row pw_pool_insert would insert: identity key, URL and sealed
+ * credentials allocated into row (release with pw_pool_row_release).
+ */
+void	 pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
+	    const struct pw_proxy *meta, struct pw_row *row);
+void	 pw_pool_row_release(struct pw_row *row);
+/*
+ * Inside a transaction: when a has a password other than the one stored
+ * for proxy id, store a's. 1 when it did, 0 when nothing changed.
+ */
+int	 pw_pool_pass_update(struct pw_ctx *ctx, int64_t id,
+	    const struct pw_addr *a, int64_t now);
+/* The name of the stats counter of an eviction reason. */
+const char *pw_evict_stat(int reason);
 
 /* Is name a strategy: built-in, sticky, geo, or a configured plugin's? */
 int	 pw_pool_strategy_check(struct pw_ctx *ctx, const char *name);

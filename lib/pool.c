@@ -153,6 +153,57 @@ identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
 }
 
+void
+pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
+    const struct pw_proxy *meta, struct pw_row *row)
+{
+	unsigned char	*su = NULL, *sp = NULL;
+	size_t		 sul = 0, spl = 0;
+	char		*url;
+
+	memset(row, 0, sizeof *row);
+	row->p = *meta;
+	row->p.addr = *a;
+	url = pw_addr_format(a, PW_CREDS_NONE);
+	row->key = identity(ctx, a, url);
+	row->url = url;
+	if (a->user != NULL) {
+		pw_crypto_seal(ctx->key, a->user, strlen(a->user), &su, &sul,
+		    &ctx->err);
+		row->user = su;
+		row->user_len = sul;
+	}
+	if (a->pass != NULL) {
+		pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp, &spl,
+		    &ctx->err);
+		row->pass = sp;
+		row->pass_len = spl;
+	}
+}
+
+void
+pw_pool_row_release(struct pw_row *row)
+{
+	free((char *)row->key);
+	free((char *)row->url);
+	free((unsigned char *)row->user);
+	free((unsigned char *)row->pass);
+	memset(row, 0, sizeof *row);
+}
+
+int
+pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
+    const struct pw_proxy *meta, int64_t *id, int *dup)
+{
+	struct pw_row	row;
+	int		r;
+
+	pw_pool_row(ctx, a, meta, &row);
+	r = pw_store_proxy_insert(ctx->store, &row, id, dup, &ctx->err);
+	pw_pool_row_release(&row);
+	return r;
+}
+
 /* 1 when the stored password of proxy id is not pass. */
 static int
 pass_changed(struct pw_ctx *ctx, int64_t id, const char *pass)
@@ -177,10 +228,30 @@ pass_changed(struct pw_ctx *ctx, int64_t id, const char *pass)
 }
 
 int
+pw_pool_pass_update(struct pw_ctx *ctx, int64_t id, const struct pw_addr *a,
+    int64_t now)
+{
+	unsigned char	*sp = NULL;
+	size_t		 spl = 0;
+	int		 r;
+
+	if (a->pass == NULL)
+		return 0;
+	if ((r = pass_changed(ctx, id, a->pass)) <= 0)
+		return r;
+	if ((r = pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp,
+	    &spl, &ctx->err)) != 0)
+		return r;
+	r = pw_store_proxy_set_pass(ctx->store, id, sp, spl, now, &ctx->err);
+	free(sp);
+	return r == 0 ? 1 : r;
+}
+
+int
 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
     const struct pw_meta *meta, int *result, int64_t *id)
 {
-	struct pw_row	 row;
+	struct pw_proxy	 m;
 	int64_t		 now = pw_now();
 	int		 r = 0, dup;
 	size_t		 i;
@@ -192,52 +263,24 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 			break;
 		}
 	}
+	memset(&m, 0, sizeof m);
+	m.source = (char *)meta->source;
+	m.country = (char *)meta->country;
+	m.region = (char *)meta->region;
+	m.weight = meta->weight;
+	m.added_at = now;
+	m.expires_at = meta->ttl > 0 ? now + meta->ttl : 0;
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	for (i = 0; i < n; i++) {
-		const struct pw_addr *a = &addrs[i];
-		unsigned char *su = NULL, *sp = NULL;
-		size_t sul = 0, spl = 0;
-		char *url, *key;
-
-		memset(&row, 0, sizeof row);
-		row.p.addr = *a;
-		row.p.source = (char *)meta->source;
-		row.p.country = (char *)meta->country;
-		row.p.region = (char *)meta->region;
-		row.p.weight = meta->weight;
-		row.p.added_at = now;
-		row.p.expires_at = meta->ttl > 0 ? now + meta->ttl : 0;
-		url = pw_addr_format(a, PW_CREDS_NONE);
-		key = identity(ctx, a, url);
-		row.url = url;
-		row.key = key;
-		if (a->user != NULL) {
-			pw_crypto_seal(ctx->key, a->user, strlen(a->user), &su,
-			    &sul, &ctx->err);
-			row.user = su;
-			row.user_len = sul;
-		}
-		if (a->pass != NULL) {
-			pw_crypto_seal(ctx->key, a->pass, strlen(a->pass), &sp,
-			    &spl, &ctx->err);
-			row.pass = sp;
-			row.pass_len = spl;
-		}
-		r = pw_store_proxy_insert(ctx->store, &row, &id[i], &dup,
-		    &ctx->err);
+		r = pw_pool_insert(ctx, &addrs[i], &m, &id[i], &dup);
 		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
 		/* The same account with a new password: keep the new one. */
-		if (r == 0 && dup && a->pass != NULL &&
-		    (r = pass_changed(ctx, id[i], a->pass)) > 0) {
-			r = pw_store_proxy_set_pass(ctx->store, id[i], sp, spl,
-			    now, &ctx->err);
+		if (r == 0 && dup && (r = pw_pool_pass_update(ctx, id[i],
+		    &addrs[i], now)) > 0) {
 			result[i] = PW_UPDATED;
+			r = 0;
 		}
-		free(su);
-		free(sp);
-		free(url);
-		free(key);
 		if (r != 0) {
 			pw_store_rollback(ctx->store);
 			return r;
@@ -312,6 +355,9 @@ pw_pool_remove(struct pw_ctx *ctx, const int64_t *ids, size_t n)
 	}
 	for (size_t i = 0; i < n && r == 0; i++)
 		r = pw_store_proxy_delete(ctx->store, ids[i], &ctx->err);
+	if (r == 0)
+		r = pw_store_stat_add(ctx->store,
+		    pw_evict_stat(PW_EVICT_MANUAL), (int64_t)n, &ctx->err);
 	if (r != 0) {
 		pw_store_rollback(ctx->store);
 		return r;
@@ -327,7 +373,9 @@ pw_pool_clear(struct pw_ctx *ctx, int64_t *removed)
 
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	if ((r = pw_store_proxy_clear(ctx->store, &n, &ctx->err)) != 0) {
+	if ((r = pw_store_proxy_clear(ctx->store, &n, &ctx->err)) != 0 ||
+	    (r = pw_store_stat_add(ctx->store, pw_evict_stat(PW_EVICT_MANUAL),
+	    n, &ctx->err)) != 0) {
 		pw_store_rollback(ctx->store);
 		return r;
 	}
@@ -850,9 +898,30 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		f.country = f.region = NULL;
 		r = choose_ranked(ctx, s, fallback, &sel, &id);
 	}
+	if (r == PW_ENOPROXY) {
+		/*
+		 * A miss changes nothing but its counter (pw cache stats);
+		 * the message says why there was none.
+		 */
+		struct pw_err	keep = ctx->err;
+		pw_store_rollback(ctx->store);
+		if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+			return r;
+		if ((r = pw_store_stat_add(ctx->store, "select.misses", 1,
+		    &ctx->err)) != 0) {
+			pw_store_rollback(ctx->store);
+			return r;
+		}
+		if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+			return r;
+		ctx->err = keep;
+		return PW_ENOPROXY;
+	}
 	if (r != 0)
 		goto fail;
 	if ((r = pw_store_proxy_started(ctx->store, id, sel.now,
+	    &ctx->err)) != 0 ||
+	    (r = pw_store_stat_add(ctx->store, "select.hits", 1,
 	    &ctx->err)) != 0)
 		goto fail;
 	if (pk->session != NULL && (r = pw_store_session_put(ctx->store,

@@ -558,4 +558,181 @@ int	 pw_health_select(struct pw_ctx *ctx, const struct pw_filter *f,
 int	 pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 	    const int64_t *ids, size_t n, struct pw_health_summary *sum);
 
+/* --------------------------------------------------------------- ingest */
+
+/*
+ * Proxy lists: txt (one URL a line, "#" comments), csv (a header row
+ * naming url or host, port, scheme, username, password, country, region,
+ * source, weight, expires_at columns), json (an array of objects with
+ * those keys, or of URL strings) and jsonl (one such object or string a
+ * line). The parsers are pure: bytes in, records out through callbacks.
+ */
+enum pw_format { PW_FMT_AUTO, PW_FMT_TXT, PW_FMT_CSV, PW_FMT_JSON,
+    PW_FMT_JSONL, PW_FMT_COUNT };
+const char *pw_format_name(int f);
+int	 pw_format_parse(const char *s, int *out);
+/* The format a file name's extension says, or PW_FMT_AUTO. */
+int	 pw_format_from_name(const char *name);
+/* The format the first bytes of a list look like (never AUTO). */
+int	 pw_format_sniff(const void *p, size_t n);
+
+/* A line or a JSON element longer than this is rejected, not buffered. */
+#define PW_INGEST_MAX_RECORD	8192
+
+/*
+ * One valid record. addr belongs to the callback, which releases it; the
+ * strings are borrowed for the call. Unset: NULL, "", weight < 0,
+ * expires_at 0.
+ */
+struct pw_record {
+	struct pw_addr	 addr;
+	char		 country[3];	/* canonical upper case */
+	const char	*region;
+	const char	*source;
+	double		 weight;
+	int64_t		 expires_at;
+	long		 line;		/* where the record starts */
+};
+/* Non-zero stops the parse and is returned by feed/end. */
+typedef int pw_record_fn(void *arg, struct pw_record *r);
+/* A record that was skipped, and why (one line, no secret in it). */
+typedef void pw_reject_fn(void *arg, long line, const char *why);
+
+struct pw_ingest;
+/* format PW_FMT_AUTO: sniffed from the first bytes fed. */
+struct pw_ingest *pw_ingest_new(int format, pw_record_fn *fn,
+	    pw_reject_fn *reject, void *arg);
+/* Feed n more bytes (any split); then pw_ingest_end once. */
+int	 pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n);
+int	 pw_ingest_end(struct pw_ingest *in);
+/* The format in use (known once bytes were fed). */
+int	 pw_ingest_format(const struct pw_ingest *in);
+void	 pw_ingest_free(struct pw_ingest *in);
+
+/*
+ * Writing lists back: begin, one pw_ingest_write per proxy (i counts
+ * from 0), end; each appends to b. url is the proxy's URL as it should
+ * appear (with or without credentials: the caller decides). txt carries
+ * only the URL; the others also country, region, source, weight and
+ * expires_at, so that a list written here reads back the same.
+ */
+struct pw_export {
+	const struct pw_proxy	*p;
+	const char		*url;
+};
+void	 pw_ingest_write_begin(int format, struct pw_buf *b);
+void	 pw_ingest_write(int format, const struct pw_export *x, long i,
+	    struct pw_buf *b);
+void	 pw_ingest_write_end(int format, long n, struct pw_buf *b);
+
+/* ---------------------------------------------------------------- cache */
+
+/*
+ * Warming: one pw_warm per run, over one or more inputs (files, the
+ * sources). Records are buffered and written in batches of cache.batch,
+ * each in its own short transaction, so a run killed at any moment
+ * leaves a committed prefix. A proxy seen twice in one run (in one input
+ * or across inputs) is a duplicate; one already in the pool before the
+ * run is updated (expires_at and the metadata given are refreshed).
+ */
+struct pw_warm_counts {
+	int64_t	records, added, updated, duplicate, invalid;
+};
+
+struct pw_warm;
+struct pw_warm *pw_warm_new(struct pw_ctx *ctx);
+/*
+ * Start an input. meta gives the defaults (country, region, weight, ttl:
+ * the record's own values win) and source, which overrides the record's.
+ * reject is told about every skipped record. Strings are borrowed until
+ * pw_warm_input_end.
+ */
+void	 pw_warm_input(struct pw_warm *w, int format,
+	    const struct pw_meta *meta, pw_reject_fn *reject, void *arg);
+int	 pw_warm_feed(struct pw_warm *w, const void *p, size_t n);
+/* Flush this input; c gets its counts. */
+int	 pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c);
+/* The format the current input turned out to be. */
+int	 pw_warm_format(const struct pw_warm *w);
+/*
+ * The ids this run added or updated, in order (borrowed until
+ * pw_warm_free): what a validation pass checks after the import.
+ */
+const int64_t *pw_warm_ids(const struct pw_warm *w, size_t *n);
+/* Record the time of this warm (stats: last warm). */
+int	 pw_warm_finish(struct pw_warm *w);
+void	 pw_warm_free(struct pw_warm *w);
+
+/*
+ * Export every proxy as format; write is called with chunks of the
+ * output and its non-zero return stops the walk. With creds, URLs carry
+ * the credentials (unsealed); without, no secret is read at all. A row
+ * that cannot be unsealed or read is left out, evicted and counted
+ * (corruption). *n gets how many were written.
+ */
+typedef int pw_write_fn(void *arg, const void *p, size_t n);
+int	 pw_cache_export(struct pw_ctx *ctx, int format, int creds,
+	    pw_write_fn *write, void *arg, int64_t *n);
+
+/* Eviction reasons, as counted in the stats. */
+enum pw_evict { PW_EVICT_TTL, PW_EVICT_HEALTH, PW_EVICT_MANUAL,
+    PW_EVICT_CORRUPTION, PW_EVICT_COUNT };
+const char *pw_evict_name(int reason);
+
+/*
+ * Remove expired proxies, unhealthy ones, and rows that cannot be read
+ * or unsealed, in short batches; removed[reason] gets the counts.
+ */
+int	 pw_cache_prune(struct pw_ctx *ctx, int64_t removed[PW_EVICT_COUNT]);
+
+struct pw_count {
+	char	*name;
+	int64_t	 n;
+};
+struct pw_cache_stats {
+	int64_t		 total;
+	int64_t		 by_status[PW_STATUS_COUNT];
+	struct pw_count	*by_source;	/* name NULL: no source */
+	size_t		 nsources;
+	int64_t		 expired;
+	int64_t		 hits, misses;
+	int64_t		 evictions[PW_EVICT_COUNT];
+	int64_t		 last_warm, last_health;	/* 0: never */
+	int64_t		 file_bytes;	/* state file and its WAL */
+};
+int	 pw_cache_stats(struct pw_ctx *ctx, struct pw_cache_stats *s);
+void	 pw_cache_stats_release(struct pw_cache_stats *s);
+
+/*
+ * cache.sources: "URL [FORMAT]" entries separated by commas or newlines,
+ * or "@FILE" naming a file of them ("#" comments). Entries are the
+ * caller's: free with pw_sources_free.
+ */
+struct pw_source {
+	char	*url;
+	char	*name;		/* the URL's host and path: the tag */
+	int	 format;
+};
+int	 pw_sources_parse(const char *value, struct pw_source **out,
+	    size_t *n, struct pw_err *err);
+void	 pw_sources_free(struct pw_source *s, size_t n);
+
+/* ------------------------------------------------------------- download */
+
+/*
+ * Fetch URLs concurrently (libcurl multi, loaded when first needed), each into
+ * memory up to max_bytes, with the given timeouts. Every result is
+ * filled: data and len on success, error (one line) on failure.
+ */
+struct pw_download {
+	char	*data;
+	size_t	 len;
+	long	 status;
+	char	*error;
+};
+int	 pw_download(const char *const *urls, size_t n, size_t max_bytes,
+	    int64_t timeout_ms, int64_t connect_timeout_ms,
+	    struct pw_download *res);
+void	 pw_download_release(struct pw_download *d);
+
 #endif /* PW_H */

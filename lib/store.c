@@ -31,7 +31,8 @@ enum stmt_id {
 	S_INSERT, S_FIND, S_EXISTS, S_DELETE, S_CONFIG_PUT, S_CONFIG_DEL,
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
-	S_PASS_PUT, S_HEALTH, S_STAT_ADD, S_META_PUT, S_COUNT
+	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
+	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -110,10 +111,23 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "anonymity = coalesce(?7, anonymity), "
 	    "last_checked = ?6, updated_at = ?6 WHERE id = ?1 "
 	    "RETURNING status, consec_fail",
+	/* A proxy warmed again: a new lifetime, metadata where given. */
+	[S_REFRESH] = "UPDATE proxies SET expires_at = ?2, "
+	    "source = coalesce(?3, source), country = coalesce(?4, country), "
+	    "region = coalesce(?5, region), weight = coalesce(?6, weight), "
+	    "updated_at = ?7 WHERE id = ?1",
 	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
 	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+	[S_EVICT_TTL] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
+	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
+	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
+	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
+	[S_SP_BEGIN] = "SAVEPOINT pw_many",
+	[S_SP_RELEASE] = "RELEASE pw_many",
+	[S_SP_UNDO] = "ROLLBACK TO pw_many",
+	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 };
 
 struct pw_store {
@@ -123,7 +137,11 @@ struct pw_store {
 	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
 	sqlite3_stmt	*stmt[S_COUNT];
+	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
 };
+
+/* Rows per statement of pw_store_proxy_insert_many. */
+#define MANY_ROWS	64
 
 /*
  * Schema migrations: migrations[v] brings a file from version v to v+1.
@@ -533,6 +551,7 @@ pw_store_close(struct pw_store *st)
 		return;
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
+	sqlite3_finalize(st->many);
 	if (!st->in_txn)
 		wal_trim(st);
 	sqlite3_close(st->db);
@@ -684,11 +703,38 @@ bind_opt_text(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_null(s, i);
 }
 
+/* Bind the insert parameters ?off+1..?off+13 of r to s. */
+static void
+bind_row(sqlite3_stmt *s, int off, const struct pw_row *r)
+{
+	const struct pw_proxy	*p = &r->p;
+
+	sqlite3_bind_text(s, off + 1, r->key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, off + 2, r->url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, off + 3, pw_scheme_name(p->addr.scheme), -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(s, off + 4, p->addr.host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, off + 5, p->addr.port);
+	if (r->user != NULL)
+		sqlite3_bind_blob(s, off + 6, r->user, r->user_len,
+		    SQLITE_STATIC);
+	if (r->pass != NULL)
+		sqlite3_bind_blob(s, off + 7, r->pass, r->pass_len,
+		    SQLITE_STATIC);
+	bind_opt_text(s, off + 8, p->source);
+	bind_opt_text(s, off + 9, p->country);
+	bind_opt_text(s, off + 10, p->region);
+	if (p->weight >= 0)
+		sqlite3_bind_double(s, off + 11, p->weight);
+	sqlite3_bind_int64(s, off + 12, p->added_at);
+	if (p->expires_at > 0)
+		sqlite3_bind_int64(s, off + 13, p->expires_at);
+}
+
 int
 pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
     int64_t *id, int *dup, struct pw_err *err)
 {
-	const struct pw_proxy	*p = &r->p;
 	sqlite3_stmt		*s;
 	int			 rc;
 
@@ -705,24 +751,7 @@ pw_store_proxy_insert(struct pw_store *st, const struct pw_row *r,
 		return rc;
 	if ((s = stmt_get(st, S_INSERT, err)) == NULL)
 		return err->code;
-	sqlite3_bind_text(s, 1, r->key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, r->url, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 3, pw_scheme_name(p->addr.scheme), -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, p->addr.host, -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 5, p->addr.port);
-	if (r->user != NULL)
-		sqlite3_bind_blob(s, 6, r->user, r->user_len, SQLITE_STATIC);
-	if (r->pass != NULL)
-		sqlite3_bind_blob(s, 7, r->pass, r->pass_len, SQLITE_STATIC);
-	bind_opt_text(s, 8, p->source);
-	bind_opt_text(s, 9, p->country);
-	bind_opt_text(s, 10, p->region);
-	if (p->weight >= 0)
-		sqlite3_bind_double(s, 11, p->weight);
-	sqlite3_bind_int64(s, 12, p->added_at);
-	if (p->expires_at > 0)
-		sqlite3_bind_int64(s, 13, p->expires_at);
+	bind_row(s, 0, r);
 	rc = sqlite3_step(s);
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1408,12 +1437,34 @@ pw_store_health_record(struct pw_store *st, int64_t id, int ok,
 	return r;
 }
 
+/* ---------------------------------------------------------------- cache */
+
 int
-pw_store_stat_add(struct pw_store *st, const char *name, int64_t delta,
+pw_store_proxy_refresh(struct pw_store *st, int64_t id, const struct pw_row *r,
+    int64_t now, struct pw_err *err)
+{
+	const struct pw_proxy	*p = &r->p;
+	sqlite3_stmt		*s;
+
+	if ((s = stmt_get(st, S_REFRESH, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	if (p->expires_at > 0)
+		sqlite3_bind_int64(s, 2, p->expires_at);
+	bind_opt_text(s, 3, p->source);
+	bind_opt_text(s, 4, p->country);
+	bind_opt_text(s, 5, p->region);
+	if (p->weight >= 0)
+		sqlite3_bind_double(s, 6, p->weight);
+	sqlite3_bind_int64(s, 7, now);
+	return step_done(st, s, err, "refresh proxy");
+}
+
+int
+pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
     struct pw_err *err)
 {
-	return run_stmt(st, S_STAT_ADD, err, "count statistic", "ti", name,
-	    delta);
+	return run_stmt(st, S_STAT_ADD, err, "count", "ti", name, n);
 }
 
 int
@@ -1421,4 +1472,215 @@ pw_store_meta_put(struct pw_store *st, const char *key, int64_t value,
     struct pw_err *err)
 {
 	return run_stmt(st, S_META_PUT, err, "write meta", "ti", key, value);
+}
+
+int
+pw_store_evict(struct pw_store *st, int what, int64_t now, int64_t limit,
+    int64_t *n, struct pw_err *err)
+{
+	int	r;
+
+	r = run_stmt(st, what == PW_EVICT_TTL ? S_EVICT_TTL : S_EVICT_HEALTH,
+	    err, "evict proxies", "ii", now, limit);
+	if (r == 0)
+		*n = sqlite3_changes64(st->db);
+	return r;
+}
+
+/* Run sql (?1 = now) and hand each row's text and integer to fn. */
+static int
+each_pair(struct pw_store *st, const char *sql, int64_t now,
+    void (*fn)(void *, const char *, int64_t), void *arg, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read stats");
+	if (sqlite3_bind_parameter_count(s) > 0)
+		sqlite3_bind_int64(s, 1, now);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read stats");
+}
+
+static void
+stat_status(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+	int			 i;
+
+	if (name != NULL && pw_status_parse(name, &i) == 0)
+		cs->by_status[i] += n;
+	cs->total += n;
+}
+
+static void
+stat_source(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+
+	cs->by_source = pw_xrealloc(cs->by_source, (cs->nsources + 1) *
+	    sizeof *cs->by_source);
+	cs->by_source[cs->nsources].name = name ? pw_xstrdup(name) : NULL;
+	cs->by_source[cs->nsources++].n = n;
+}
+
+static void
+stat_one(void *arg, const char *name, int64_t n)
+{
+	struct pw_cache_stats	*cs = arg;
+	static const char *const ev[PW_EVICT_COUNT] = {
+		"evict.ttl", "evict.health", "evict.manual",
+		"evict.corruption"
+	};
+
+	if (name == NULL)
+		return;
+	if (strcmp(name, "expired") == 0)
+		cs->expired = n;
+	else if (strcmp(name, "select.hits") == 0)
+		cs->hits = n;
+	else if (strcmp(name, "select.misses") == 0)
+		cs->misses = n;
+	else if (strcmp(name, "last_warm") == 0)
+		cs->last_warm = n;
+	else if (strcmp(name, "last_health") == 0)
+		cs->last_health = n;
+	for (int i = 0; i < PW_EVICT_COUNT; i++)
+		if (strcmp(name, ev[i]) == 0)
+			cs->evictions[i] = n;
+}
+
+int
+pw_store_cache_stats(struct pw_store *st, int64_t now,
+    struct pw_cache_stats *cs, struct pw_err *err)
+{
+	int	r;
+
+	/* One snapshot for every figure. */
+	if ((r = exec_sql(st, "BEGIN", err)) != 0)
+		return r;
+	if ((r = each_pair(st, "SELECT status, count(*) FROM proxies "
+	    "GROUP BY status", now, stat_status, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT source, count(*) FROM proxies "
+	    "GROUP BY source ORDER BY source", now, stat_source, cs,
+	    err)) != 0 ||
+	    (r = each_pair(st, "SELECT 'expired', count(*) FROM proxies "
+	    "WHERE expires_at <= ?1", now, stat_one, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT name, value FROM stats", now, stat_one,
+	    cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT key, value FROM meta WHERE key IN "
+	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0) {
+		pw_store_rollback(st);
+		return r;
+	}
+	pw_store_rollback(st);
+	return 0;
+}
+
+int
+pw_store_bulk(struct pw_store *st, struct pw_err *err)
+{
+	/* Index pages of a large pool stay cached between batches. */
+	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+}
+
+/* "INSERT OR IGNORE ... VALUES (...), ..." of k rows, like S_INSERT. */
+static int
+many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
+    struct pw_err *err)
+{
+	struct pw_buf	q;
+	int		rc;
+
+	pw_buf_init(&q);
+	pw_buf_adds(&q, "INSERT OR IGNORE INTO proxies(key, url, scheme, host, "
+	    "port, user, pass, source, country, region, weight, added_at, "
+	    "updated_at, expires_at) VALUES ");
+	for (size_t j = 0; j < k; j++) {
+		int b = (int)j * 13;
+		pw_buf_addf(&q, "%s(?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d, "
+		    "?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", j ? ", " : "", b + 1,
+		    b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9,
+		    b + 10, b + 11, b + 12, b + 12, b + 13);
+	}
+	rc = sqlite3_prepare_v3(st->db, q.data, -1, k == MANY_ROWS ?
+	    SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
+	pw_buf_release(&q);
+	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
+}
+
+int
+pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
+    size_t n, int64_t *ids, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	size_t		 i, j, k;
+	int64_t		 last, changes;
+	int		 rc, r, dup;
+
+	for (i = 0; i < n; i += k) {
+		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
+		if (k == MANY_ROWS) {
+			if (st->many == NULL && (r = many_prepare(st, k,
+			    &st->many, err)) != 0)
+				return r;
+			s = st->many;
+		} else if ((r = many_prepare(st, k, &s, err)) != 0)
+			return r;
+		if ((r = run_stmt(st, S_SP_BEGIN, err, "savepoint", "")) != 0)
+			goto out;
+		for (j = 0; j < k; j++)
+			bind_row(s, (int)j * 13, &rows[i + j]);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		changes = sqlite3_changes64(st->db);
+		last = sqlite3_last_insert_rowid(st->db);
+		if (rc != SQLITE_DONE) {
+			r = db_fail(st, rc, err, "add proxies");
+			goto out;
+		}
+		if ((size_t)changes == k) {
+			/* All new: their ids follow one another. */
+			for (j = 0; j < k; j++)
+				ids[i + j] = last - (int64_t)(k - 1 - j);
+			r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "");
+			goto out;
+		}
+		/*
+		 * Some were there already, and each refused row used up an
+		 * id: undo, and insert one at a time (no gaps in the ids).
+		 */
+		if ((r = run_stmt(st, S_SP_UNDO, err, "savepoint", "")) != 0 ||
+		    (r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "")) != 0)
+			goto out;
+		for (j = 0; j < k && r == 0; j++)
+			r = pw_store_proxy_insert(st, &rows[i + j], &ids[i + j],
+			    &dup, err);
+out:
+		if (s != st->many)
+			sqlite3_finalize(s);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_MAX_ID, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*max = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
 }

@@ -160,19 +160,19 @@ four() {
 	run -0 pw -c health.failure_threshold=2 health --url "$JUDGE" --timeout 1 --evict
 	[[ $output == *": 2 healthy, 0 degraded, 2 unhealthy, 2 evicted;"* ]]
 	is "$(q 'SELECT id FROM proxies ORDER BY id')" "$(lines 1 2)"
-	is "$(q "SELECT value FROM stats WHERE name = 'evictions.health'")" 2
+	is "$(q "SELECT value FROM stats WHERE name = 'evict.health'")" 2
 	pw -q pool add "$DEAD"
 	run -0 pw -c health.failure_threshold=1 health --url "$JUDGE" --evict --jsonl
 	# Ids are never reused: the re-added proxy is 5, not 3.
 	is "$(echo "$output" | grep '"evicted":true' | json_get id status)" "$(lines 5 unhealthy)"
-	is "$(q "SELECT value FROM stats WHERE name = 'evictions.health'")" 3
+	is "$(q "SELECT value FROM stats WHERE name = 'evict.health'")" 3
 }
 
 @test "health records when it last ran, for pw cache stats" {
 	pw -q pool add "$TP1" "$DEAD"
 	PW_NOW=1700000000 run -0 pw health --url "$JUDGE"
-	is "$(q "SELECT key || '=' || value FROM meta WHERE key LIKE 'health.%' ORDER BY key")" \
-	    "$(lines health.last_checked=2 health.last_healthy=1 health.last_run=1700000000)"
+	is "$(q "SELECT key || '=' || value FROM meta WHERE key LIKE 'health.%' OR key = 'last_health' ORDER BY key")" \
+	    "$(lines health.last_checked=2 health.last_healthy=1 last_health=1700000000)"
 	is "$(q 'SELECT DISTINCT last_checked FROM proxies')" 1700000000
 }
 

@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config clang
 libsqlite3-dev libsodium-dev libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libhiredis-dev libcmocka-dev
 bats sqlite3 curl python3 openssl tinyproxy microsocks redis-server
-hyperfine nginx-light wrk valgrind time
+hyperfine nginx-light wrk valgrind time prometheus
 groff-base man-db zsh fish"
 
 missing() {

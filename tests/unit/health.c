@@ -238,8 +238,8 @@ test_evict_counts(void **state)
 	free(ids);
 	{
 		char *d = dump(f);
-		assert_non_null(strstr(d, "'evictions.health',4)"));
-		assert_non_null(strstr(d, "'health.last_run',1700000000)"));
+		assert_non_null(strstr(d, "'evict.health',4)"));
+		assert_non_null(strstr(d, "'last_health',1700000000)"));
 		assert_non_null(strstr(d, "'health.last_checked',4)"));
 		free(d);
 	}

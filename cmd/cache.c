@@ -1,0 +1,651 @@
+/*
+ * cache.c -- "pw cache": warm the pool from lists, export it, prune what
+ * expired or died, and show its statistics.
+ *
+ * Warming a file or stdin never loads libcurl: only a URL or the
+ * configured sources make requests (lib/download.c loads it then).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+
+#define READ_CHUNK	(256 * 1024)
+
+static int
+is_url(const char *s)
+{
+	return strncasecmp(s, "http://", 7) == 0 ||
+	    strncasecmp(s, "https://", 8) == 0;
+}
+
+static int
+format_opt(struct pw_cmdctx *cc, int def, int allow_auto, int *out)
+{
+	const char	*v = arg_get(cc->args, "format");
+
+	*out = def;
+	if (v == NULL)
+		return 0;
+	if (pw_format_parse(v, out) != 0 || (!allow_auto &&
+	    *out == PW_FMT_AUTO))
+		return cmd_usagef(cc, "--format: '%s': want %stxt, csv, json "
+		    "or jsonl", v, allow_auto ? "auto, " : "");
+	return 0;
+}
+
+/* --------------------------------------------------------------- warm */
+
+static const struct out_col warm_cols[] = {
+	{ "source", COL_STR, 1 },
+	{ "format", COL_STR, 0 },
+	{ "status", COL_STR, 1 },
+	{ "records", COL_INT, 1 },
+	{ "added", COL_INT, 1 },
+	{ "updated", COL_INT, 1 },
+	{ "duplicate", COL_INT, 1 },
+	{ "invalid", COL_INT, 1 },
+	{ "error", COL_STR, 1 },
+};
+#define NWARM_COLS ((int)(sizeof warm_cols / sizeof warm_cols[0]))
+
+struct warm_run {
+	struct pw_cmdctx	*cc;
+	struct pw_warm		*w;
+	struct pw_meta		 meta;
+	const char		*name;	/* for warnings */
+	struct out		*o;
+	int			 format;
+};
+
+static void
+warm_reject(void *arg, long line, const char *why)
+{
+	struct warm_run	*wr = arg;
+
+	if (!wr->cc->quiet)
+		fprintf(stderr, "pw: %s: %s:%ld: %s\n", wr->cc->path,
+		    wr->name, line, why);
+}
+
+static void
+warm_row(struct warm_run *wr, const char *source, const char *status,
+    const struct pw_warm_counts *c, const char *error)
+{
+	char		 num[5][32];
+	const char	*v[NWARM_COLS];
+	int64_t		 f[5] = { 0 };
+
+	if (c != NULL) {
+		f[0] = c->records;
+		f[1] = c->added;
+		f[2] = c->updated;
+		f[3] = c->duplicate;
+		f[4] = c->invalid;
+	}
+	for (int i = 0; i < 5; i++)
+		snprintf(num[i], sizeof num[i], "%lld", (long long)f[i]);
+	v[0] = source;
+	v[1] = pw_format_name(pw_warm_format(wr->w));
+	v[2] = status;
+	for (int i = 0; i < 5; i++)
+		v[3 + i] = num[i];
+	v[8] = error;
+	if (!wr->cc->quiet)
+		out_row(wr->o, v);
+}
+
+/* Warm from an open stream. */
+static int
+warm_stream(struct warm_run *wr, FILE *f, const char *label)
+{
+	struct pw_ctx		*ctx = wr->cc->ctx;
+	struct pw_warm_counts	 c;
+	char			*buf = pw_xmalloc(READ_CHUNK);
+	size_t			 n;
+	int			 r = 0;
+
+	pw_warm_input(wr->w, wr->format, &wr->meta, warm_reject, wr);
+	while (r == 0 && (n = fread(buf, 1, READ_CHUNK, f)) > 0)
+		r = pw_warm_feed(wr->w, buf, n);
+	free(buf);
+	if (r == 0 && ferror(f))
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: read error: %s",
+		    wr->cc->path, wr->name, strerror(errno));
+	if (r == 0)
+		r = pw_warm_input_end(wr->w, &c);
+	if (r != 0)
+		return r;
+	warm_row(wr, label, "ok", &c, NULL);
+	return 0;
+}
+
+/* Warm from bytes in memory (a download). */
+static int
+warm_bytes(struct warm_run *wr, const char *p, size_t n, const char *label)
+{
+	struct pw_warm_counts	c;
+	int			r;
+
+	pw_warm_input(wr->w, wr->format, &wr->meta, warm_reject, wr);
+	if ((r = pw_warm_feed(wr->w, p, n)) == 0)
+		r = pw_warm_input_end(wr->w, &c);
+	if (r != 0)
+		return r;
+	warm_row(wr, label, "ok", &c, NULL);
+	return 0;
+}
+
+static void
+download_limits(struct pw_ctx *ctx, size_t *max, int64_t *t, int64_t *ct)
+{
+	*max = (size_t)pw_config_int(ctx, "cache.max_size");
+	*t = pw_config_int(ctx, "fetch.timeout") * 1000;
+	*ct = pw_config_int(ctx, "fetch.connect_timeout") * 1000;
+}
+
+static int
+warm_url(struct warm_run *wr, const char *url)
+{
+	struct pw_ctx		*ctx = wr->cc->ctx;
+	struct pw_download	 d;
+	size_t			 max;
+	int64_t			 t, ct;
+	int			 r;
+
+	download_limits(ctx, &max, &t, &ct);
+	pw_download(&url, 1, max, t, ct, &d);
+	if (d.error != NULL) {
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
+		    wr->cc->path, wr->name, d.error);
+		pw_download_release(&d);
+		return r;
+	}
+	if (wr->format == PW_FMT_AUTO)
+		wr->format = pw_format_from_name(url);
+	r = warm_bytes(wr, d.data, d.len, wr->meta.source ? wr->meta.source :
+	    wr->name);
+	pw_download_release(&d);
+	return r;
+}
+
+/* Every configured source, fetched at once, warmed one after another. */
+static int
+warm_sources(struct warm_run *wr)
+{
+	struct pw_ctx		*ctx = wr->cc->ctx;
+	struct pw_source	*src = NULL;
+	struct pw_download	*d;
+	const char		**urls;
+	size_t			 n = 0, max, failed = 0;
+	int64_t			 t, ct;
+	int			 r;
+
+	if ((r = pw_sources_parse(pw_config_get(ctx, "cache.sources", NULL),
+	    &src, &n, &ctx->err)) != 0)
+		return pw_err_prefix(&ctx->err, "%s", wr->cc->path);
+	download_limits(ctx, &max, &t, &ct);
+	urls = pw_xcalloc(n, sizeof *urls);
+	d = pw_xcalloc(n, sizeof *d);
+	for (size_t i = 0; i < n; i++)
+		urls[i] = src[i].url;
+	pw_download(urls, n, max, t, ct, d);
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char *shown = pw_redact_url(src[i].url);
+		struct pw_meta m = wr->meta;
+		wr->name = shown;
+		if (d[i].error != NULL) {
+			failed++;
+			if (!wr->cc->quiet)
+				fprintf(stderr, "pw: %s: %s: %s\n",
+				    wr->cc->path, shown, d[i].error);
+			pw_warm_input(wr->w, src[i].format, &m, NULL, NULL);
+			warm_row(wr, src[i].name, "failed", NULL, d[i].error);
+		} else {
+			/* Each proxy is tagged with its source's name. */
+			wr->meta.source = src[i].name;
+			wr->format = src[i].format;
+			r = warm_bytes(wr, d[i].data, d[i].len, src[i].name);
+			wr->meta = m;
+		}
+		free(shown);
+	}
+	for (size_t i = 0; i < n; i++)
+		pw_download_release(&d[i]);
+	free(d);
+	free(urls);
+	pw_sources_free(src, n);
+	if (r == 0 && failed > 0)
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %zu of %zu sources "
+		    "failed", wr->cc->path, failed, n);
+	return r;
+}
+
+static int
+cache_warm(struct pw_cmdctx *cc)
+{
+	struct pw_ctx	*ctx = cc->ctx;
+	struct warm_run	 wr;
+	const char	*in = cc->args->argc > 0 ? cc->args->argv[0] : NULL;
+	const char	*v;
+	char		 ccode[3], *shown = NULL;
+	FILE		*f = NULL;
+	int		 r;
+
+	memset(&wr, 0, sizeof wr);
+	wr.cc = cc;
+	if ((r = cmd_meta_opts(cc, &wr.meta, ccode)) != 0 ||
+	    (r = format_opt(cc, PW_FMT_AUTO, 1, &wr.format)) != 0)
+		return r;
+	wr.meta.ttl = pw_config_int(ctx, "cache.ttl");
+	if ((v = arg_get(cc->args, "ttl")) != NULL &&
+	    (pw_parse_duration(v, &wr.meta.ttl) != 0 || wr.meta.ttl < 0 ||
+	    wr.meta.ttl > 86400 * 365 * 10))
+		return cmd_usagef(cc, "--ttl: '%s': want a duration (90, 90s, "
+		    "15m, 2h, 7d) up to 10 years, 0 for never", v);
+	if (arg_has(cc->args, "sources") && in != NULL)
+		return cmd_usagef(cc, "--sources and '%s': give one", in);
+	if (!arg_has(cc->args, "sources") && in == NULL)
+		return cmd_usagef(cc, "missing argument (usage: pw %s %s)",
+		    cc->path, cc->cmd->usage);
+	if (in != NULL && !is_url(in)) {
+		if (strcmp(in, "-") == 0) {
+			f = stdin;
+			wr.name = "stdin";
+		} else if ((f = fopen(in, "r")) == NULL) {
+			return pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
+			    cc->path, in, strerror(errno));
+		} else {
+			struct stat sb;
+			if (fstat(fileno(f), &sb) == 0 &&
+			    S_ISDIR(sb.st_mode)) {
+				fclose(f);
+				return pw_failf(&ctx->err, PW_EFAIL, "%s: %s: "
+				    "is a directory", cc->path, in);
+			}
+			wr.name = in;
+			if (wr.format == PW_FMT_AUTO)
+				wr.format = pw_format_from_name(in);
+		}
+	}
+	wr.w = pw_warm_new(ctx);
+	wr.o = out_new(cc->fmt, warm_cols, NWARM_COLS, cc->color);
+	if (f != NULL) {
+		r = warm_stream(&wr, f, wr.meta.source ? wr.meta.source :
+		    wr.name);
+		if (f != stdin)
+			fclose(f);
+	} else {
+		if (in != NULL) {
+			shown = pw_redact_url(in);
+			wr.name = shown;
+			r = warm_url(&wr, in);
+		} else
+			r = warm_sources(&wr);
+	}
+	/*
+	 * Here a validation pass (pw health) would check pw_warm_ids()
+	 * before they count as eligible: one call, after the import.
+	 */
+	{
+		size_t	nids;
+		/* Batches committed before an error still count as a warm. */
+		pw_warm_ids(wr.w, &nids);
+		if (r == 0)
+			r = pw_warm_finish(wr.w);
+		else if (nids > 0)
+			pw_warm_finish(wr.w);
+	}
+	out_free(wr.o);
+	pw_warm_free(wr.w);
+	free(shown);
+	return r;
+}
+
+/* ------------------------------------------------------------- export */
+
+struct export_out {
+	FILE	*f;
+	int	 failed;
+};
+
+static int
+export_write(void *arg, const void *p, size_t n)
+{
+	struct export_out	*eo = arg;
+
+	if (fwrite(p, 1, n, eo->f) != n) {
+		eo->failed = errno ? errno : EIO;
+		return PW_EFAIL;
+	}
+	return 0;
+}
+
+static int
+cache_export(struct pw_cmdctx *cc)
+{
+	struct pw_ctx		*ctx = cc->ctx;
+	struct export_out	 eo = { stdout, 0 };
+	const char		*out = arg_get(cc->args, "output");
+	char			*tmp = NULL;
+	int64_t			 n = 0;
+	int			 fmt, r, fd, creds;
+
+	if ((r = format_opt(cc, PW_FMT_JSONL, 0, &fmt)) != 0)
+		return r;
+	creds = arg_has(cc->args, "with-credentials");
+	if (out != NULL && strcmp(out, "-") != 0) {
+		/* Into a temporary beside it, renamed when complete. */
+		tmp = pw_xasprintf("%s.tmp.XXXXXX", out);
+		if ((fd = mkstemp(tmp)) < 0) {
+			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
+			    cc->path, out, strerror(errno));
+			free(tmp);
+			return r;
+		}
+		/* mkstemp makes it 0600; a list without secrets may be 0644. */
+		if (!creds)
+			fchmod(fd, 0644 & ~umask(umask(0)));
+		eo.f = fdopen(fd, "w");
+	}
+	r = pw_cache_export(ctx, fmt, creds, export_write, &eo, &n);
+	if (eo.failed != 0 || (r == 0 && fflush(eo.f) != 0)) {
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
+		    out && tmp ? out : "stdout", strerror(eo.failed ?
+		    eo.failed : errno));
+	} else if (r != 0)
+		pw_err_prefix(&ctx->err, "%s", cc->path);
+	if (tmp != NULL) {
+		if (fclose(eo.f) != 0 && r == 0)
+			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
+			    cc->path, out, strerror(errno));
+		if (r == 0 && rename(tmp, out) != 0)
+			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
+			    cc->path, out, strerror(errno));
+		if (r != 0)
+			unlink(tmp);
+		free(tmp);
+		if (r == 0 && !cc->quiet)
+			fprintf(stderr, "exported %lld %s to %s\n",
+			    (long long)n, n == 1 ? "proxy" : "proxies", out);
+	}
+	return r;
+}
+
+/* -------------------------------------------------------------- prune */
+
+static int
+cache_prune(struct pw_cmdctx *cc)
+{
+	static const struct out_col cols[] = {
+		{ "ttl", COL_INT, 1 }, { "health", COL_INT, 1 },
+		{ "corruption", COL_INT, 1 },
+	};
+	int64_t		 removed[PW_EVICT_COUNT];
+	char		 num[3][32];
+	const char	*v[3];
+	int		 r;
+
+	if ((r = pw_cache_prune(cc->ctx, removed)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	snprintf(num[0], 32, "%lld", (long long)removed[PW_EVICT_TTL]);
+	snprintf(num[1], 32, "%lld", (long long)removed[PW_EVICT_HEALTH]);
+	snprintf(num[2], 32, "%lld",
+	    (long long)removed[PW_EVICT_CORRUPTION]);
+	for (int i = 0; i < 3; i++)
+		v[i] = num[i];
+	if (!cc->quiet)
+		out_record(cc->fmt, cols, 3, v);
+	return 0;
+}
+
+/* -------------------------------------------------------------- stats */
+
+static void
+iso(int64_t t, char buf[32])
+{
+	time_t		tt = (time_t)t;
+	struct tm	tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void
+stats_text(const struct pw_cache_stats *s)
+{
+	char	t[32];
+
+	printf("%-22s %lld\n", "entries", (long long)s->total);
+	for (int i = 0; i < PW_STATUS_COUNT; i++)
+		printf("  %-20s %lld\n", pw_status_name(i),
+		    (long long)s->by_status[i]);
+	printf("%-22s %lld\n", "expired", (long long)s->expired);
+	printf("by source:\n");
+	for (size_t i = 0; i < s->nsources; i++)
+		printf("  %-20s %lld\n", s->by_source[i].name ?
+		    s->by_source[i].name : "(none)",
+		    (long long)s->by_source[i].n);
+	printf("%-22s %lld\n", "selection hits", (long long)s->hits);
+	printf("%-22s %lld\n", "selection misses", (long long)s->misses);
+	printf("evictions:\n");
+	for (int i = 0; i < PW_EVICT_COUNT; i++)
+		printf("  %-20s %lld\n", pw_evict_name(i),
+		    (long long)s->evictions[i]);
+	if (s->last_warm)
+		iso(s->last_warm, t);
+	printf("%-22s %s\n", "last warm", s->last_warm ? t : "never");
+	if (s->last_health)
+		iso(s->last_health, t);
+	printf("%-22s %s\n", "last health check", s->last_health ? t :
+	    "never");
+	printf("%-22s %lld\n", "state file bytes", (long long)s->file_bytes);
+}
+
+static void
+json_time(int64_t t)
+{
+	char	buf[32];
+
+	if (t == 0) {
+		fputs("null", stdout);
+		return;
+	}
+	iso(t, buf);
+	out_json_str(stdout, buf);
+}
+
+static void
+stats_json(const struct pw_cache_stats *s)
+{
+	printf("{\"entries\":%lld,\"by_status\":{", (long long)s->total);
+	for (int i = 0; i < PW_STATUS_COUNT; i++)
+		printf("%s\"%s\":%lld", i ? "," : "", pw_status_name(i),
+		    (long long)s->by_status[i]);
+	printf("},\"expired\":%lld,\"by_source\":[", (long long)s->expired);
+	for (size_t i = 0; i < s->nsources; i++) {
+		printf("%s{\"source\":", i ? "," : "");
+		if (s->by_source[i].name != NULL)
+			out_json_str(stdout, s->by_source[i].name);
+		else
+			fputs("null", stdout);
+		printf(",\"count\":%lld}", (long long)s->by_source[i].n);
+	}
+	printf("],\"hits\":%lld,\"misses\":%lld,\"evictions\":{",
+	    (long long)s->hits, (long long)s->misses);
+	for (int i = 0; i < PW_EVICT_COUNT; i++)
+		printf("%s\"%s\":%lld", i ? "," : "", pw_evict_name(i),
+		    (long long)s->evictions[i]);
+	printf("},\"last_warm\":");
+	json_time(s->last_warm);
+	printf(",\"last_health\":");
+	json_time(s->last_health);
+	printf(",\"file_bytes\":%lld}\n", (long long)s->file_bytes);
+}
+
+/* A label value in the text exposition format: \\, \" and \n escaped. */
+static void
+prom_label(const char *v)
+{
+	putchar('"');
+	for (; v != NULL && *v; v++) {
+		if (*v == '\\' || *v == '"')
+			printf("\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", stdout);
+		else
+			putchar(*v);
+	}
+	putchar('"');
+}
+
+static void
+prom_head(const char *name, const char *type, const char *help)
+{
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+stats_prometheus(const struct pw_cache_stats *s)
+{
+	prom_head("pw_proxies", "gauge", "Proxies in the pool by status.");
+	for (int i = 0; i < PW_STATUS_COUNT; i++)
+		printf("pw_proxies{status=\"%s\"} %lld\n", pw_status_name(i),
+		    (long long)s->by_status[i]);
+	prom_head("pw_proxies_by_source", "gauge",
+	    "Proxies in the pool by source (\"\" for none).");
+	for (size_t i = 0; i < s->nsources; i++) {
+		printf("pw_proxies_by_source{source=");
+		prom_label(s->by_source[i].name);
+		printf("} %lld\n", (long long)s->by_source[i].n);
+	}
+	prom_head("pw_proxies_expired", "gauge",
+	    "Proxies past their TTL, not yet pruned.");
+	printf("pw_proxies_expired %lld\n", (long long)s->expired);
+	prom_head("pw_selection_hits_total", "counter",
+	    "Selections that found an eligible proxy.");
+	printf("pw_selection_hits_total %lld\n", (long long)s->hits);
+	prom_head("pw_selection_misses_total", "counter",
+	    "Selections that found no eligible proxy.");
+	printf("pw_selection_misses_total %lld\n", (long long)s->misses);
+	prom_head("pw_evictions_total", "counter",
+	    "Proxies removed, by reason.");
+	for (int i = 0; i < PW_EVICT_COUNT; i++)
+		printf("pw_evictions_total{reason=\"%s\"} %lld\n",
+		    pw_evict_name(i), (long long)s->evictions[i]);
+	prom_head("pw_last_warm_timestamp_seconds", "gauge",
+	    "When the pool was last warmed (0: never).");
+	printf("pw_last_warm_timestamp_seconds %lld\n",
+	    (long long)s->last_warm);
+	prom_head("pw_last_health_timestamp_seconds", "gauge",
+	    "When the pool was last health-checked (0: never).");
+	printf("pw_last_health_timestamp_seconds %lld\n",
+	    (long long)s->last_health);
+	prom_head("pw_state_file_bytes", "gauge",
+	    "Size of the state file and its write-ahead log.");
+	printf("pw_state_file_bytes %lld\n", (long long)s->file_bytes);
+}
+
+static int
+cache_stats(struct pw_cmdctx *cc)
+{
+	struct pw_cache_stats	 s;
+	const char		*v = arg_get(cc->args, "format");
+	int			 fmt = 0, r;
+
+	if (v != NULL) {
+		if (strcmp(v, "text") == 0)
+			fmt = 0;
+		else if (strcmp(v, "json") == 0)
+			fmt = 1;
+		else if (strcmp(v, "prometheus") == 0)
+			fmt = 2;
+		else
+			return cmd_usagef(cc, "--format: '%s': want text, "
+			    "json or prometheus", v);
+	}
+	if (arg_has(cc->args, "json")) {
+		if (fmt == 2)
+			return cmd_usagef(cc, "--json and --format "
+			    "prometheus: give one");
+		fmt = 1;
+	}
+	if ((r = pw_cache_stats(cc->ctx, &s)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	if (fmt == 0)
+		stats_text(&s);
+	else if (fmt == 1)
+		stats_json(&s);
+	else
+		stats_prometheus(&s);
+	pw_cache_stats_release(&s);
+	return 0;
+}
+
+/* ------------------------------------------------------------- entries */
+
+static const struct pw_opt warm_optv[] = {
+	{ "format", 'f', "FMT", 0, "auto (default), txt, csv, json or "
+	  "jsonl" },
+	{ "ttl", 0, "DURATION", 0, "lifetime of the proxies (default "
+	  "cache.ttl; 0: never expire)" },
+	{ "sources", 0, NULL, 0, "fetch and warm every list in "
+	  "cache.sources" },
+	{ "source", 0, "NAME", 0, "tag every proxy with this source" },
+	{ "country", 0, "CC", 0, "ISO 3166-1 alpha-2 country code, where "
+	  "a record has none" },
+	{ "region", 0, "REGION", 0, "region, where a record has none" },
+	{ "weight", 0, "W", 0, "weight (0-1e9), where a record has none" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_opt export_optv[] = {
+	{ "format", 'f', "FMT", 0, "jsonl (default), json, csv or txt" },
+	{ "output", 'o', "FILE", 0, "write to FILE (replaced when complete) "
+	  "instead of stdout" },
+	{ "with-credentials", 0, NULL, 0, "include user names and passwords "
+	  "in the URLs" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_opt stats_optv[] = {
+	{ "format", 'f', "FMT", 0, "text (default), json or prometheus" },
+	{ "json", 0, NULL, 0, "the same as --format json" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_cmd cache_warm_entry = {
+	"warm", "import proxies from a list", "[options] FILE|URL|-|--sources",
+	warm_optv, 0, 1, CMD_STORE_RW | CMD_OUTPUT, cache_warm, NULL
+};
+static const struct pw_cmd cache_export_entry = {
+	"export", "write the pool out as a list", "[options]", export_optv,
+	0, 0, CMD_STORE_RO, cache_export, NULL
+};
+static const struct pw_cmd cache_prune_entry = {
+	"prune", "remove expired, unhealthy and unreadable proxies",
+	"[options]", NULL, 0, 0, CMD_STORE_RW | CMD_OUTPUT, cache_prune, NULL
+};
+static const struct pw_cmd cache_stats_entry = {
+	"stats", "show what the pool holds and how it is used", "[options]",
+	stats_optv, 0, 0, CMD_STORE_RO, cache_stats, NULL
+};
+
+static const struct pw_cmd *const cache_verbs[] = {
+	&cache_warm_entry,
+	&cache_export_entry,
+	&cache_prune_entry,
+	&cache_stats_entry,
+	NULL
+};
+
+const struct pw_cmd cmd_cache_entry = {
+	"cache", "warm, export, prune and measure the pool",
+	"VERB [options] [ARGS]", NULL, 0, -1, 0, NULL, cache_verbs
+};

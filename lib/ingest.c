@@ -1,0 +1,1396 @@
+/*
+ * ingest.c -- parsers and writers for proxy lists: txt (one URL a line),
+ * csv (RFC 4180, with a header row), json (an array of objects or
+ * strings) and jsonl (one object or string a line).
+ *
+ * Pure: the parsers take bytes pushed in chunks of any size and hand each
+ * record to a callback, each bad one to another; they do no I/O, so the
+ * fuzzer, pw cache warm and the serve API share them. Memory is bounded:
+ * a line or JSON element longer than PW_INGEST_MAX_RECORD is rejected
+ * and skipped, never buffered whole.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* Raw fields of a record, as text, before validation. */
+enum field {
+	F_URL, F_SCHEME, F_HOST, F_PORT, F_USER, F_PASS, F_COUNTRY,
+	F_REGION, F_SOURCE, F_WEIGHT, F_EXPIRES, NFIELDS
+};
+
+/* Column and key names; the first of each is the one export writes. */
+static const struct {
+	const char	*name;
+	enum field	 f;
+} field_names[] = {
+	{ "url", F_URL }, { "proxy", F_URL },
+	{ "scheme", F_SCHEME }, { "protocol", F_SCHEME },
+	{ "host", F_HOST }, { "ip", F_HOST },
+	{ "port", F_PORT },
+	{ "username", F_USER }, { "user", F_USER },
+	{ "password", F_PASS }, { "pass", F_PASS },
+	{ "country", F_COUNTRY },
+	{ "region", F_REGION },
+	{ "source", F_SOURCE },
+	{ "weight", F_WEIGHT },
+	{ "expires_at", F_EXPIRES },
+};
+#define NNAMES	((int)(sizeof field_names / sizeof field_names[0]))
+
+static const char *const format_names[PW_FMT_COUNT] = {
+	[PW_FMT_AUTO] = "auto", [PW_FMT_TXT] = "txt", [PW_FMT_CSV] = "csv",
+	[PW_FMT_JSON] = "json", [PW_FMT_JSONL] = "jsonl",
+};
+
+#define JSON_MAX_DEPTH	32
+
+/* A record being assembled: field values as offsets into a scratch. */
+struct raw {
+	struct pw_buf	 text;
+	size_t		 off[NFIELDS];
+	int		 set[NFIELDS];
+	long		 line;
+};
+
+enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_DONE, J_DEAD };
+
+struct pw_ingest {
+	int		 format;
+	pw_record_fn	*fn;
+	pw_reject_fn	*reject;
+	void		*arg;
+	struct pw_buf	 in;		/* bytes not yet consumed */
+	size_t		 pos;		/* first unconsumed byte of in */
+	long		 line;		/* line number at pos */
+	int		 started;	/* BOM checked */
+	int		 skipping;	/* dropping an over-long line */
+	long		 skip_line;
+	int		 stop;		/* a callback said stop */
+	/* csv */
+	int		 header_done;
+	int		*colmap;	/* column -> field, or -1 */
+	int		 ncols;
+	/* json */
+	enum jstate	 js;
+	struct raw	 raw;
+	struct pw_buf	 str;		/* a decoded JSON string */
+	char		 why[80];	/* a wrong-type message */
+};
+
+const char *
+pw_format_name(int f)
+{
+	return f >= 0 && f < PW_FMT_COUNT ? format_names[f] : "?";
+}
+
+int
+pw_format_parse(const char *s, int *out)
+{
+	for (int i = 0; i < PW_FMT_COUNT; i++) {
+		if (s != NULL && strcasecmp(s, format_names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	if (s != NULL && strcasecmp(s, "ndjson") == 0) {
+		*out = PW_FMT_JSONL;
+		return 0;
+	}
+	return PW_EUSAGE;
+}
+
+int
+pw_format_from_name(const char *name)
+{
+	const char	*dot, *slash;
+	int		 f;
+
+	if (name == NULL)
+		return PW_FMT_AUTO;
+	slash = strrchr(name, '/');
+	dot = strrchr(name, '.');
+	if (dot == NULL || (slash != NULL && dot < slash))
+		return PW_FMT_AUTO;
+	/* A URL's query does not name the format. */
+	if (strchr(dot, '?') != NULL)
+		return PW_FMT_AUTO;
+	if (pw_format_parse(dot + 1, &f) == 0 && f != PW_FMT_AUTO)
+		return f;
+	if (strcasecmp(dot + 1, "list") == 0)
+		return PW_FMT_TXT;
+	return PW_FMT_AUTO;
+}
+
+int
+pw_format_sniff(const void *p, size_t n)
+{
+	const unsigned char	*s = p, *e = s + n, *nl;
+
+	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
+		s += 3;
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
+	    *s == '\n'))
+		s++;
+	if (s == e)
+		return PW_FMT_TXT;
+	if (*s == '[')
+		return PW_FMT_JSON;
+	if (*s == '{' || *s == '"')
+		return PW_FMT_JSONL;
+	/* A first line with a comma that names a known column: csv. */
+	nl = memchr(s, '\n', e - s);
+	if (nl == NULL)
+		nl = e;
+	if (memchr(s, ',', nl - s) != NULL) {
+		for (int i = 0; i < NNAMES; i++) {
+			size_t	 k = strlen(field_names[i].name);
+			for (const unsigned char *q = s; q + k <= nl; q++)
+				if (strncasecmp((const char *)q,
+				    field_names[i].name, k) == 0)
+					return PW_FMT_CSV;
+		}
+	}
+	return PW_FMT_TXT;
+}
+
+struct pw_ingest *
+pw_ingest_new(int format, pw_record_fn *fn, pw_reject_fn *reject, void *arg)
+{
+	struct pw_ingest	*in = pw_xcalloc(1, sizeof *in);
+
+	in->format = format;
+	in->fn = fn;
+	in->reject = reject;
+	in->arg = arg;
+	in->line = 1;
+	pw_buf_init(&in->in);
+	pw_buf_init(&in->raw.text);
+	pw_buf_init(&in->str);
+	return in;
+}
+
+void
+pw_ingest_free(struct pw_ingest *in)
+{
+	if (in == NULL)
+		return;
+	pw_buf_release(&in->in);
+	pw_buf_release(&in->raw.text);
+	pw_buf_release(&in->str);
+	free(in->colmap);
+	free(in);
+}
+
+int
+pw_ingest_format(const struct pw_ingest *in)
+{
+	return in->format;
+}
+
+/* ------------------------------------------------------------ records */
+
+static void
+raw_reset(struct raw *r, long line)
+{
+	pw_buf_reset(&r->text);
+	memset(r->set, 0, sizeof r->set);
+	r->line = line;
+}
+
+static void
+raw_put(struct raw *r, int f, const char *s, size_t n)
+{
+	r->off[f] = r->text.len;
+	r->set[f] = 1;
+	pw_buf_add(&r->text, s, n);
+	pw_buf_addc(&r->text, '\0');
+}
+
+static const char *
+raw_get(const struct raw *r, int f)
+{
+	const char	*s;
+
+	if (!r->set[f])
+		return NULL;
+	s = r->text.data + r->off[f];
+	return *s != '\0' ? s : NULL;
+}
+
+static int
+field_lookup(const char *name, size_t n)
+{
+	while (n > 0 && (*name == ' ' || *name == '\t')) {
+		name++;
+		n--;
+	}
+	while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+		n--;
+	for (int i = 0; i < NNAMES; i++)
+		if (strlen(field_names[i].name) == n &&
+		    strncasecmp(field_names[i].name, name, n) == 0)
+			return field_names[i].f;
+	return -1;
+}
+
+static void
+reject(struct pw_ingest *in, long line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reject(struct pw_ingest *in, long line, const char *fmt, ...)
+{
+	char	why[400];
+	va_list	ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	/* A value quoted from the input stays on one printable line. */
+	for (char *c = why; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	if (in->reject != NULL)
+		in->reject(in->arg, line, why);
+}
+
+/* "2026-11-29T18:00:00Z" or epoch seconds. */
+static int
+parse_time(const char *s, int64_t *out)
+{
+	struct tm	tm;
+	int		y, mo, d, h, mi, se, n = 0;
+
+	if (pw_parse_int(s, 1, INT64_MAX / 2, out) == 0)
+		return 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se,
+	    &n) != 6 || s[n] != '\0' || mo < 1 || mo > 12 || d < 1 ||
+	    d > 31 || h > 23 || mi > 59 || se > 60 || y < 1970)
+		return PW_EUSAGE;
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	*out = (int64_t)timegm(&tm);
+	return *out > 0 ? 0 : PW_EUSAGE;
+}
+
+/*
+ * Validate the raw fields and hand a record on. Returns non-zero only
+ * when the callback asks to stop.
+ */
+static int
+emit(struct pw_ingest *in, struct raw *r)
+{
+	struct pw_record	 rec;
+	struct pw_err		 err = { 0 };
+	const char		*url = raw_get(r, F_URL), *v;
+	const char		*user = raw_get(r, F_USER);
+	const char		*pass = raw_get(r, F_PASS);
+	char			*built = NULL, canon[3];
+	int			 rc;
+
+	memset(&rec, 0, sizeof rec);
+	rec.line = r->line;
+	rec.weight = -1;
+	if (url == NULL) {
+		const char *host = raw_get(r, F_HOST);
+		const char *scheme = raw_get(r, F_SCHEME);
+		const char *port = raw_get(r, F_PORT);
+		if (host == NULL) {
+			reject(in, r->line, "missing url or host");
+			return 0;
+		}
+		if (strchr(host, ':') != NULL && host[0] != '[')
+			built = pw_xasprintf("%s://[%s]%s%s", scheme ?
+			    scheme : "http", host, port ? ":" : "",
+			    port ? port : "");
+		else
+			built = pw_xasprintf("%s://%s%s%s", scheme ? scheme :
+			    "http", host, port ? ":" : "", port ? port : "");
+		url = built;
+	}
+	rc = pw_addr_parse(url, &rec.addr, &err);
+	free(built);
+	if (rc != 0) {
+		reject(in, r->line, "%s", err.msg);
+		return 0;
+	}
+	if (rec.addr.user == NULL && user != NULL) {
+		rec.addr.user = pw_xstrdup(user);
+		if (pass != NULL)
+			rec.addr.pass = pw_xstrdup(pass);
+	} else if (rec.addr.user == NULL && pass != NULL) {
+		reject(in, r->line, "password without a user name");
+		goto bad;
+	}
+	if ((v = raw_get(r, F_COUNTRY)) != NULL) {
+		if (pw_country_check(v, canon, &err) != 0) {
+			reject(in, r->line, "country %s", err.msg);
+			goto bad;
+		}
+		memcpy(rec.country, canon, 3);
+	}
+	rec.region = raw_get(r, F_REGION);
+	rec.source = raw_get(r, F_SOURCE);
+	if ((v = raw_get(r, F_WEIGHT)) != NULL &&
+	    pw_parse_double(v, 0, 1e9, &rec.weight) != 0) {
+		reject(in, r->line, "weight '%.40s': want a number from 0 to "
+		    "1e9", v);
+		goto bad;
+	}
+	if ((v = raw_get(r, F_EXPIRES)) != NULL &&
+	    parse_time(v, &rec.expires_at) != 0) {
+		reject(in, r->line, "expires_at '%.40s': want epoch seconds "
+		    "or YYYY-MM-DDTHH:MM:SSZ", v);
+		goto bad;
+	}
+	/* The record's address is the callback's from here. */
+	return in->fn(in->arg, &rec);
+bad:
+	pw_addr_release(&rec.addr);
+	return 0;
+}
+
+/* -------------------------------------------------------------- lines */
+
+static void
+trim(const char **s, const char **e)
+{
+	while (*s < *e && (**s == ' ' || **s == '\t'))
+		(*s)++;
+	while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+		(*e)--;
+}
+
+static int
+txt_line(struct pw_ingest *in, const char *s, const char *e, long line)
+{
+	trim(&s, &e);
+	if (s == e || *s == '#')
+		return 0;
+	raw_reset(&in->raw, line);
+	raw_put(&in->raw, F_URL, s, e - s);
+	return emit(in, &in->raw);
+}
+
+static int json_line(struct pw_ingest *, const char *, const char *, long);
+
+static int
+csv_header(struct pw_ingest *in, const char *s, const char *e, long line);
+static int
+csv_record(struct pw_ingest *in, const char *s, const char *e, long line);
+
+/* One complete line (without its newline) of a line-based format. */
+static int
+one_line(struct pw_ingest *in, const char *s, const char *e, long line)
+{
+	if (e > s && e[-1] == '\r')
+		e--;
+	if (memchr(s, '\0', e - s) != NULL) {
+		reject(in, line, "contains a NUL byte");
+		return 0;
+	}
+	switch (in->format) {
+	case PW_FMT_TXT:
+		return txt_line(in, s, e, line);
+	case PW_FMT_JSONL:
+		return json_line(in, s, e, line);
+	default:
+		return 0;
+	}
+}
+
+/* ---------------------------------------------------------------- csv */
+
+/*
+ * Find the end of the CSV record starting at s: the first newline not
+ * inside quotes. NULL when the record is not complete in [s, e).
+ */
+static const char *
+csv_end(const char *s, const char *e, long *nlines)
+{
+	int	quoted = 0;
+
+	*nlines = 0;
+	for (const char *p = s; p < e; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '\n') {
+			if (!quoted)
+				return p;
+			(*nlines)++;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Split one CSV record into fields; fn(i, value, n) for each. Returns the
+ * number of fields, or -1 with *why set on bad quoting.
+ */
+static int
+csv_split(struct pw_ingest *in, const char *s, const char *e,
+    const char **why)
+{
+	int	 nf = 0;
+
+	for (;;) {
+		pw_buf_reset(&in->str);
+		if (s < e && *s == '"') {
+			s++;
+			for (;;) {
+				if (s == e) {
+					*why = "unterminated quoted field";
+					return -1;
+				}
+				if (*s == '"') {
+					if (s + 1 < e && s[1] == '"') {
+						pw_buf_addc(&in->str, '"');
+						s += 2;
+						continue;
+					}
+					s++;
+					break;
+				}
+				pw_buf_addc(&in->str, *s++);
+			}
+			if (s < e && *s != ',') {
+				*why = "junk after a closing quote";
+				return -1;
+			}
+		} else {
+			const char *f = s;
+			while (s < e && *s != ',') {
+				if (*s == '"') {
+					*why = "quote inside an unquoted field";
+					return -1;
+				}
+				s++;
+			}
+			const char *fs = f, *fe = s;
+			trim(&fs, &fe);
+			pw_buf_add(&in->str, fs, fe - fs);
+		}
+		if (!in->header_done) {
+			in->colmap = pw_xrealloc(in->colmap, (nf + 1) *
+			    sizeof *in->colmap);
+			in->colmap[nf] = field_lookup(in->str.data,
+			    in->str.len);
+		} else if (nf < in->ncols && in->colmap[nf] >= 0)
+			raw_put(&in->raw, in->colmap[nf], in->str.data,
+			    in->str.len);
+		nf++;
+		if (s == e)
+			return nf;
+		s++;	/* the comma */
+	}
+}
+
+static int
+csv_header(struct pw_ingest *in, const char *s, const char *e, long line)
+{
+	const char	*why = NULL;
+	int		 n, url = 0, host = 0;
+
+	n = csv_split(in, s, e, &why);
+	if (n < 0) {
+		reject(in, line, "csv header: %s; rest of the input ignored",
+		    why);
+		in->js = J_DEAD;
+		return 0;
+	}
+	in->ncols = n;
+	in->header_done = 1;
+	for (int i = 0; i < n; i++) {
+		url |= in->colmap[i] == F_URL;
+		host |= in->colmap[i] == F_HOST;
+	}
+	if (!url && !host) {
+		reject(in, line, "csv header names no url or host column; "
+		    "rest of the input ignored");
+		in->js = J_DEAD;
+	}
+	return 0;
+}
+
+static int
+csv_record(struct pw_ingest *in, const char *s, const char *e, long line)
+{
+	const char	*why = NULL;
+	int		 n;
+
+	if (e > s && e[-1] == '\r')
+		e--;
+	if (memchr(s, '\0', e - s) != NULL) {
+		reject(in, line, "contains a NUL byte");
+		return 0;
+	}
+	if (!in->header_done) {
+		/* Blank lines before the header are nothing. */
+		const char *ts = s, *te = e;
+		trim(&ts, &te);
+		if (ts == te)
+			return 0;
+		return csv_header(in, s, e, line);
+	}
+	{
+		const char *ts = s, *te = e;
+		trim(&ts, &te);
+		if (ts == te)
+			return 0;
+	}
+	raw_reset(&in->raw, line);
+	n = csv_split(in, s, e, &why);
+	if (n < 0) {
+		reject(in, line, "bad CSV quoting: %s", why);
+		return 0;
+	}
+	if (n != in->ncols) {
+		reject(in, line, "%d fields, the header has %d", n, in->ncols);
+		return 0;
+	}
+	return emit(in, &in->raw);
+}
+
+/* --------------------------------------------------------------- json */
+
+struct jp {
+	const char	*s, *end;
+	const char	*why;
+	int		 incomplete;
+	struct pw_buf	*str;
+};
+
+static void
+jws(struct jp *p)
+{
+	while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' ||
+	    *p->s == '\n' || *p->s == '\r'))
+		p->s++;
+}
+
+static int
+jfail(struct jp *p, const char *why)
+{
+	if (p->s >= p->end)
+		p->incomplete = 1;
+	p->why = why;
+	return -1;
+}
+
+static void
+utf8_put(struct pw_buf *b, unsigned long c)
+{
+	if (c < 0x80)
+		pw_buf_addc(b, (char)c);
+	else if (c < 0x800) {
+		pw_buf_addc(b, (char)(0xc0 | c >> 6));
+		pw_buf_addc(b, (char)(0x80 | (c & 0x3f)));
+	} else if (c < 0x10000) {
+		pw_buf_addc(b, (char)(0xe0 | c >> 12));
+		pw_buf_addc(b, (char)(0x80 | ((c >> 6) & 0x3f)));
+		pw_buf_addc(b, (char)(0x80 | (c & 0x3f)));
+	} else {
+		pw_buf_addc(b, (char)(0xf0 | c >> 18));
+		pw_buf_addc(b, (char)(0x80 | ((c >> 12) & 0x3f)));
+		pw_buf_addc(b, (char)(0x80 | ((c >> 6) & 0x3f)));
+		pw_buf_addc(b, (char)(0x80 | (c & 0x3f)));
+	}
+}
+
+static int
+hex4(const char *s, unsigned long *out)
+{
+	unsigned long	v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int c = (unsigned char)s[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return -1;
+		v = v << 4 | d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A string at p->s (the opening quote), decoded into p->str. */
+static int
+jstring(struct jp *p)
+{
+	unsigned long	c, c2;
+
+	pw_buf_reset(p->str);
+	p->s++;
+	for (;;) {
+		const char *q = p->s;
+		while (q < p->end && *q != '"' && *q != '\\' &&
+		    (unsigned char)*q >= 0x20)
+			q++;
+		pw_buf_add(p->str, p->s, q - p->s);
+		p->s = q;
+		if (p->s >= p->end)
+			return jfail(p, "unterminated string");
+		if (*p->s == '"') {
+			p->s++;
+			return 0;
+		}
+		if ((unsigned char)*p->s < 0x20)
+			return jfail(p, "control character in a string");
+		/* A backslash escape. */
+		if (p->s + 1 >= p->end) {
+			p->s = p->end;
+			return jfail(p, "unterminated string");
+		}
+		switch (p->s[1]) {
+		case '"': pw_buf_addc(p->str, '"'); break;
+		case '\\': pw_buf_addc(p->str, '\\'); break;
+		case '/': pw_buf_addc(p->str, '/'); break;
+		case 'b': pw_buf_addc(p->str, '\b'); break;
+		case 'f': pw_buf_addc(p->str, '\f'); break;
+		case 'n': pw_buf_addc(p->str, '\n'); break;
+		case 'r': pw_buf_addc(p->str, '\r'); break;
+		case 't': pw_buf_addc(p->str, '\t'); break;
+		case 'u':
+			if (p->end - p->s < 6) {
+				p->s = p->end;
+				return jfail(p, "unterminated string");
+			}
+			if (hex4(p->s + 2, &c) != 0)
+				return jfail(p, "bad \\u escape");
+			p->s += 4;
+			if (c >= 0xd800 && c < 0xdc00) {
+				ptrdiff_t have = p->end - p->s;
+				if ((have > 2 && p->s[2] != '\\') ||
+				    (have > 3 && p->s[3] != 'u'))
+					return jfail(p, "lone surrogate in "
+					    "\\u escape");
+				if (have < 8) {
+					p->s = p->end;
+					return jfail(p, "unterminated string");
+				}
+				if (p->s[2] != '\\' || p->s[3] != 'u' ||
+				    hex4(p->s + 4, &c2) != 0 || c2 < 0xdc00 ||
+				    c2 > 0xdfff)
+					return jfail(p, "lone surrogate in "
+					    "\\u escape");
+				c = 0x10000 + ((c - 0xd800) << 10) +
+				    (c2 - 0xdc00);
+				p->s += 6;
+			} else if (c >= 0xdc00 && c < 0xe000)
+				return jfail(p, "lone surrogate in \\u escape");
+			if (c == 0)
+				return jfail(p, "NUL (\\u0000) in a string");
+			utf8_put(p->str, c);
+			break;
+		default:
+			return jfail(p, "bad escape in a string");
+		}
+		p->s += 2;
+	}
+}
+
+/* A number: its text stays in [start, p->s). */
+static int
+jnumber(struct jp *p)
+{
+	const char	*s = p->s;
+
+	if (s < p->end && *s == '-')
+		s++;
+	if (s >= p->end)
+		goto out;
+	if (*s == '0')
+		s++;
+	else if (*s >= '1' && *s <= '9')
+		while (s < p->end && isdigit((unsigned char)*s))
+			s++;
+	else {
+		p->s = s;
+		return jfail(p, "bad number");
+	}
+	if (s < p->end && *s == '.') {
+		s++;
+		if (s >= p->end || !isdigit((unsigned char)*s))
+			goto out;
+		while (s < p->end && isdigit((unsigned char)*s))
+			s++;
+	}
+	if (s < p->end && (*s == 'e' || *s == 'E')) {
+		s++;
+		if (s < p->end && (*s == '+' || *s == '-'))
+			s++;
+		if (s >= p->end || !isdigit((unsigned char)*s))
+			goto out;
+		while (s < p->end && isdigit((unsigned char)*s))
+			s++;
+	}
+	/* A number that runs into the end may go on in the next chunk. */
+	if (s >= p->end) {
+		p->s = s;
+		return jfail(p, "truncated number");
+	}
+	p->s = s;
+	return 0;
+out:
+	p->s = s;
+	return jfail(p, "bad number");
+}
+
+static int
+jword(struct jp *p, const char *w)
+{
+	size_t	n = strlen(w), have = p->end - p->s;
+
+	if (have < n) {
+		if (memcmp(p->s, w, have) == 0) {
+			p->s = p->end;
+			return jfail(p, "truncated literal");
+		}
+		return jfail(p, "bad literal");
+	}
+	if (memcmp(p->s, w, n) != 0)
+		return jfail(p, "bad literal");
+	p->s += n;
+	return 0;
+}
+
+/* Any value, skipped (checked, not kept). */
+static int
+jskip(struct jp *p, int depth)
+{
+	jws(p);
+	if (p->s >= p->end)
+		return jfail(p, "missing value");
+	if (depth > JSON_MAX_DEPTH)
+		return jfail(p, "nested too deep");
+	switch (*p->s) {
+	case '"':
+		return jstring(p);
+	case '{':
+	case '[': {
+		char close = *p->s == '{' ? '}' : ']';
+		int obj = close == '}';
+		p->s++;
+		jws(p);
+		if (p->s < p->end && *p->s == close) {
+			p->s++;
+			return 0;
+		}
+		for (;;) {
+			if (obj) {
+				jws(p);
+				if (p->s >= p->end || *p->s != '"')
+					return jfail(p, "want a key string");
+				if (jstring(p) != 0)
+					return -1;
+				jws(p);
+				if (p->s >= p->end || *p->s != ':')
+					return jfail(p, "want ':'");
+				p->s++;
+			}
+			if (jskip(p, depth + 1) != 0)
+				return -1;
+			jws(p);
+			if (p->s >= p->end)
+				return jfail(p, "unterminated");
+			if (*p->s == close) {
+				p->s++;
+				return 0;
+			}
+			if (*p->s != ',')
+				return jfail(p, "want ',' or a close");
+			p->s++;
+		}
+	}
+	case 't':
+		return jword(p, "true");
+	case 'f':
+		return jword(p, "false");
+	case 'n':
+		return jword(p, "null");
+	default:
+		return jnumber(p);
+	}
+}
+
+/*
+ * One element: an object of fields or a URL string, into in->raw.
+ * Returns 0, -1 on a syntax error (p->why; p->incomplete when more input
+ * may fix it) or 1 when it is well-formed JSON of the wrong shape
+ * (p->why says what).
+ */
+static const char *
+field_name(int f)
+{
+	for (int i = 0; i < NNAMES; i++)
+		if (field_names[i].f == (enum field)f)
+			return field_names[i].name;
+	return "?";
+}
+
+/*
+ * One element: an object of fields or a URL string, into in->raw.
+ * Returns 0, -1 on a syntax error (p->why; p->incomplete when more input
+ * may fix it) or 1 when it is well-formed JSON of the wrong shape
+ * (p->why says what).
+ */
+static int
+jrecord(struct pw_ingest *in, struct jp *p, long line)
+{
+	int	bad = -1;
+
+	raw_reset(&in->raw, line);
+	jws(p);
+	if (p->s >= p->end)
+		return jfail(p, "missing value");
+	if (*p->s == '"') {
+		if (jstring(p) != 0)
+			return -1;
+		raw_put(&in->raw, F_URL, p->str->data, p->str->len);
+		return 0;
+	}
+	if (*p->s != '{') {
+		if (jskip(p, 0) != 0)
+			return -1;
+		p->why = "want an object or a URL string";
+		return 1;
+	}
+	p->s++;
+	jws(p);
+	if (p->s < p->end && *p->s == '}') {
+		p->s++;
+		return 0;
+	}
+	for (;;) {
+		int f;
+		const char *v;
+		jws(p);
+		if (p->s >= p->end || *p->s != '"')
+			return jfail(p, "want a key string");
+		if (jstring(p) != 0)
+			return -1;
+		f = field_lookup(p->str->data, p->str->len);
+		jws(p);
+		if (p->s >= p->end || *p->s != ':')
+			return jfail(p, "want ':'");
+		p->s++;
+		jws(p);
+		if (p->s >= p->end)
+			return jfail(p, "missing value");
+		v = p->s;
+		if (f < 0) {
+			if (jskip(p, 1) != 0)
+				return -1;
+		} else if (*p->s == '"') {
+			if (jstring(p) != 0)
+				return -1;
+			raw_put(&in->raw, f, p->str->data, p->str->len);
+		} else if (*p->s == 'n') {
+			if (jword(p, "null") != 0)
+				return -1;
+		} else if (*p->s == '-' || isdigit((unsigned char)*p->s)) {
+			if (jnumber(p) != 0)
+				return -1;
+			if (f == F_PORT || f == F_WEIGHT || f == F_EXPIRES)
+				raw_put(&in->raw, f, v, p->s - v);
+			else if (bad < 0)
+				bad = f;
+		} else {
+			if (jskip(p, 1) != 0)
+				return -1;
+			if (bad < 0)
+				bad = f;
+		}
+		jws(p);
+		if (p->s >= p->end)
+			return jfail(p, "unterminated object");
+		if (*p->s == '}') {
+			p->s++;
+			break;
+		}
+		if (*p->s != ',')
+			return jfail(p, "want ',' or '}'");
+		p->s++;
+	}
+	if (bad >= 0) {
+		snprintf(in->why, sizeof in->why,
+		    "\"%s\": wrong type (want %s)",
+		    field_name(bad), bad == F_PORT || bad == F_WEIGHT ?
+		    "a number or a string" : bad == F_EXPIRES ?
+		    "a number or a date string" : "a string");
+		p->why = in->why;
+		return 1;
+	}
+	return 0;
+}
+
+static long
+count_nl(const char *s, const char *e)
+{
+	long	n = 0;
+
+	while (s < e && (s = memchr(s, '\n', e - s)) != NULL) {
+		n++;
+		s++;
+	}
+	return n;
+}
+
+static int
+json_line(struct pw_ingest *in, const char *s, const char *e, long line)
+{
+	struct jp	p = { s, e, NULL, 0, &in->str };
+	int		r;
+
+	trim(&s, &e);
+	if (s == e)
+		return 0;
+	p.s = s;
+	p.end = e;
+	/* A line is whole: a number at its end is complete. */
+	r = jrecord(in, &p, line);
+	if (r < 0 && p.incomplete && (*s == '-' ||
+	    isdigit((unsigned char)*s))) {
+		/* A bare number: whole, since the line is. */
+		reject(in, line, "want an object or a URL string");
+		return 0;
+	}
+	if (r < 0 && p.incomplete) {
+		reject(in, line, "JSON syntax error: %s at the end of the "
+		    "line", p.why);
+		return 0;
+	}
+	if (r < 0) {
+		reject(in, line, "JSON syntax error: %s", p.why);
+		return 0;
+	}
+	if (r > 0) {
+		reject(in, line, "%s", p.why);
+		return 0;
+	}
+	jws(&p);
+	if (p.s != p.end) {
+		reject(in, line, "JSON syntax error: junk after the value");
+		return 0;
+	}
+	return emit(in, &in->raw);
+}
+
+/* Advance pos to q, counting lines. */
+static void
+advance(struct pw_ingest *in, const char *q)
+{
+	const char	*s = in->in.data + in->pos;
+
+	in->line += count_nl(s, q);
+	in->pos = q - in->in.data;
+}
+
+static void
+json_dead(struct pw_ingest *in, long line, const char *why)
+{
+	reject(in, line, "JSON syntax error: %s; rest of the input ignored",
+	    why);
+	in->js = J_DEAD;
+}
+
+/* Consume what can be consumed of a JSON array. */
+static int
+json_run(struct pw_ingest *in, int eof)
+{
+	const char	*end = in->in.data + in->in.len;
+	struct jp	 p;
+	long		 line;
+	int		 r;
+
+	for (;;) {
+		p.s = in->in.data + in->pos;
+		p.end = end;
+		p.str = &in->str;
+		p.why = NULL;
+		p.incomplete = 0;
+		jws(&p);
+		advance(in, p.s);
+		if (in->js == J_DEAD) {
+			in->pos = in->in.len;
+			return 0;
+		}
+		if (p.s == end) {
+			if (eof && in->js != J_DONE)
+				json_dead(in, in->line, in->js == J_START ?
+				    "empty input, want a JSON array" :
+				    "unterminated array");
+			return 0;
+		}
+		switch (in->js) {
+		case J_START:
+			if (*p.s != '[') {
+				json_dead(in, in->line, "want a JSON array "
+				    "(for one object a line, use jsonl)");
+				continue;
+			}
+			advance(in, p.s + 1);
+			in->js = J_FIRST;
+			continue;
+		case J_FIRST:
+		case J_SEP:
+			if (*p.s == ']') {
+				advance(in, p.s + 1);
+				in->js = J_DONE;
+				continue;
+			}
+			if (in->js == J_SEP) {
+				if (*p.s != ',') {
+					json_dead(in, in->line,
+					    "want ',' or ']'");
+					continue;
+				}
+				advance(in, p.s + 1);
+				in->js = J_VALUE;
+				continue;
+			}
+			in->js = J_VALUE;
+			continue;
+		case J_VALUE:
+			if (*p.s == ']') {
+				json_dead(in, in->line, "trailing comma");
+				continue;
+			}
+			line = in->line;
+			r = jrecord(in, &p, line);
+			if (r < 0 && p.incomplete && !eof) {
+				if ((size_t)(end - (in->in.data + in->pos)) >
+				    PW_INGEST_MAX_RECORD)
+					json_dead(in, line, "element too long");
+				return 0;
+			}
+			if (r < 0) {
+				json_dead(in, line, p.why);
+				continue;
+			}
+			if (p.s - (in->in.data + in->pos) >
+			    PW_INGEST_MAX_RECORD) {
+				advance(in, p.s);
+				in->js = J_SEP;
+				reject(in, line, "element too long");
+				continue;
+			}
+			advance(in, p.s);
+			in->js = J_SEP;
+			if (r > 0) {
+				reject(in, line, "%s", p.why);
+				continue;
+			}
+			if ((r = emit(in, &in->raw)) != 0)
+				return r;
+			continue;
+		case J_DONE:
+			json_dead(in, in->line, "junk after the array");
+			continue;
+		case J_DEAD:
+			return 0;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ driving */
+
+/* Consume complete lines (records, for csv) from in->in. */
+static int
+lines_run(struct pw_ingest *in, int eof)
+{
+	const char	*s, *e, *nl;
+	long		 extra;
+	int		 r;
+
+	for (;;) {
+		if (in->js == J_DEAD) {
+			in->pos = in->in.len;
+			return 0;
+		}
+		s = in->in.data + in->pos;
+		e = in->in.data + in->in.len;
+		if (s == e)
+			return 0;
+		if (in->skipping) {
+			if ((nl = memchr(s, '\n', e - s)) == NULL) {
+				in->pos = in->in.len;
+				return 0;
+			}
+			in->skipping = 0;
+			in->pos = nl + 1 - in->in.data;
+			in->line = in->skip_line + 1;
+			continue;
+		}
+		extra = 0;
+		if (in->format == PW_FMT_CSV)
+			nl = csv_end(s, e, &extra);
+		else
+			nl = memchr(s, '\n', e - s);
+		if (nl == NULL && !eof) {
+			if ((size_t)(e - s) > PW_INGEST_MAX_RECORD) {
+				reject(in, in->line, "line too long (over %d "
+				    "bytes)", PW_INGEST_MAX_RECORD);
+				in->skipping = 1;
+				in->skip_line = in->line + count_nl(s, e);
+				in->pos = in->in.len;
+			}
+			return 0;
+		}
+		if (nl == NULL) {
+			nl = e;
+			extra = count_nl(s, e);
+		}
+		if ((size_t)(nl - s) > PW_INGEST_MAX_RECORD) {
+			reject(in, in->line, "line too long (over %d bytes)",
+			    PW_INGEST_MAX_RECORD);
+			r = 0;
+		} else if (in->format == PW_FMT_CSV)
+			r = csv_record(in, s, nl, in->line);
+		else
+			r = one_line(in, s, nl, in->line);
+		in->line += 1 + extra;
+		in->pos = (nl < e ? nl + 1 : nl) - in->in.data;
+		if (r != 0)
+			return r;
+	}
+}
+
+static int
+run(struct pw_ingest *in, int eof)
+{
+	int	r;
+
+	if (in->stop)
+		return 0;
+	if (in->format == PW_FMT_JSON)
+		r = json_run(in, eof);
+	else
+		r = lines_run(in, eof);
+	/* Drop what was consumed, keep the rest for the next chunk. */
+	if (in->pos > 0) {
+		memmove(in->in.data, in->in.data + in->pos,
+		    in->in.len - in->pos);
+		in->in.len -= in->pos;
+		in->in.data[in->in.len] = '\0';
+		in->pos = 0;
+	}
+	if (r != 0)
+		in->stop = 1;
+	return r;
+}
+
+/*
+ * Enough of the start to sniff the format: the first character that is
+ * not white space says json or jsonl; otherwise the whole first line.
+ */
+static int
+sniff_ready(const struct pw_ingest *in)
+{
+	const char	*s = in->in.data + in->pos;
+	const char	*e = in->in.data + in->in.len;
+
+	if (in->in.len >= 4096)
+		return 1;
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
+	    *s == '\n'))
+		s++;
+	if (s == e)
+		return 0;
+	if (*s == '[' || *s == '{' || *s == '"')
+		return 1;
+	return memchr(s, '\n', e - s) != NULL;
+}
+
+int
+pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
+{
+	if (in->stop || n == 0)
+		return 0;
+	pw_buf_add(&in->in, p, n);
+	if (!in->started) {
+		/* Hold the first bytes until a BOM can be told apart. */
+		if (in->in.len < 3)
+			return 0;
+		in->started = 1;
+		if ((unsigned char)in->in.data[0] == 0xef &&
+		    (unsigned char)in->in.data[1] == 0xbb &&
+		    (unsigned char)in->in.data[2] == 0xbf)
+			in->pos = 3;
+	}
+	if (in->format == PW_FMT_AUTO) {
+		if (!sniff_ready(in))
+			return 0;
+		in->format = pw_format_sniff(in->in.data + in->pos,
+		    in->in.len - in->pos);
+	}
+	return run(in, 0);
+}
+
+int
+pw_ingest_end(struct pw_ingest *in)
+{
+	if (in->stop)
+		return 0;
+	if (!in->started)
+		in->started = 1;
+	if (in->format == PW_FMT_AUTO)
+		in->format = pw_format_sniff(in->in.data + in->pos,
+		    in->in.len - in->pos);
+	if (in->in.len == 0 && in->format != PW_FMT_JSON)
+		return 0;
+	return run(in, 1);
+}
+
+/* ------------------------------------------------------------- writing */
+
+static void
+json_str(struct pw_buf *b, const char *s)
+{
+	static const char	hex[] = "0123456789abcdef";
+
+	pw_buf_addc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': pw_buf_adds(b, "\\\""); break;
+		case '\\': pw_buf_adds(b, "\\\\"); break;
+		case '\n': pw_buf_adds(b, "\\n"); break;
+		case '\r': pw_buf_adds(b, "\\r"); break;
+		case '\t': pw_buf_adds(b, "\\t"); break;
+		default:
+			if (*p < 0x20) {
+				pw_buf_adds(b, "\\u00");
+				pw_buf_addc(b, hex[*p >> 4]);
+				pw_buf_addc(b, hex[*p & 15]);
+			} else
+				pw_buf_addc(b, (char)*p);
+		}
+	}
+	pw_buf_addc(b, '"');
+}
+
+static void
+csv_str(struct pw_buf *b, const char *s)
+{
+	if (s == NULL)
+		return;
+	if (strpbrk(s, ",\"\r\n") == NULL && s[0] != ' ' && s[0] != '\t' &&
+	    (s[0] == '\0' || (s[strlen(s) - 1] != ' ' &&
+	    s[strlen(s) - 1] != '\t'))) {
+		pw_buf_adds(b, s);
+		return;
+	}
+	pw_buf_addc(b, '"');
+	for (; *s; s++) {
+		if (*s == '"')
+			pw_buf_addc(b, '"');
+		pw_buf_addc(b, *s);
+	}
+	pw_buf_addc(b, '"');
+}
+
+static void
+iso_time(int64_t t, char out[32])
+{
+	time_t		tt = (time_t)t;
+	struct tm	tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void
+pw_ingest_write_begin(int format, struct pw_buf *b)
+{
+	if (format == PW_FMT_JSON)
+		pw_buf_addc(b, '[');
+	else if (format == PW_FMT_CSV)
+		pw_buf_adds(b, "url,country,region,source,weight,expires_at\n");
+}
+
+void
+pw_ingest_write_end(int format, long n, struct pw_buf *b)
+{
+	if (format == PW_FMT_JSON)
+		pw_buf_adds(b, n > 0 ? "\n]\n" : "]\n");
+}
+
+void
+pw_ingest_write(int format, const struct pw_export *x, long i,
+    struct pw_buf *b)
+{
+	const struct pw_proxy	*p = x->p;
+	char			 w[40], t[32];
+	const char		*cols[5];
+
+	w[0] = '\0';
+	if (p->weight >= 0)
+		snprintf(w, sizeof w, "%.17g", p->weight);
+	t[0] = '\0';
+	if (p->expires_at > 0)
+		iso_time(p->expires_at, t);
+	switch (format) {
+	case PW_FMT_TXT:
+		pw_buf_adds(b, x->url);
+		pw_buf_addc(b, '\n');
+		return;
+	case PW_FMT_CSV:
+		csv_str(b, x->url);
+		cols[0] = p->country;
+		cols[1] = p->region;
+		cols[2] = p->source;
+		cols[3] = w;
+		cols[4] = t;
+		for (int k = 0; k < 5; k++) {
+			pw_buf_addc(b, ',');
+			csv_str(b, cols[k]);
+		}
+		pw_buf_addc(b, '\n');
+		return;
+	case PW_FMT_JSON:
+		pw_buf_adds(b, i > 0 ? ",\n" : "\n");
+		break;
+	default:
+		break;
+	}
+	pw_buf_adds(b, "{\"url\":");
+	json_str(b, x->url);
+#define OPT_STR(name, v) do {						\
+	if ((v) != NULL) {						\
+		pw_buf_adds(b, ",\"" name "\":");			\
+		json_str(b, (v));					\
+	}								\
+} while (0)
+	OPT_STR("country", p->country);
+	OPT_STR("region", p->region);
+	OPT_STR("source", p->source);
+#undef OPT_STR
+	if (w[0] != '\0') {
+		pw_buf_adds(b, ",\"weight\":");
+		pw_buf_adds(b, w);
+	}
+	if (t[0] != '\0') {
+		pw_buf_adds(b, ",\"expires_at\":\"");
+		pw_buf_adds(b, t);
+		pw_buf_addc(b, '"');
+	}
+	pw_buf_addc(b, '}');
+	if (format == PW_FMT_JSONL)
+		pw_buf_addc(b, '\n');
+}

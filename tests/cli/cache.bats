@@ -1,0 +1,614 @@
+#!/usr/bin/env bats
+# cache.bats -- pw cache warm / export / prune / stats: every list format
+# and every kind of bad record, warming from a local URL and from the
+# configured sources, round trips, TTL, eviction counts, corruption, a
+# kill -9 during a large warm, and bad input that must change nothing.
+
+bats_require_minimum_version 1.5.0
+
+load helper
+load ../helpers/peers
+
+setup_file() {
+	export FILES_DIR=$BATS_FILE_TMPDIR/www
+	mkdir -p "$FILES_DIR"
+	printf 'http://10.1.0.1:8080\nsocks5://10.1.0.2:1080\n' \
+	    >"$FILES_DIR/a.txt"
+	printf '[{"url":"http://10.2.0.1:3128","country":"de"},' \
+	    >"$FILES_DIR/b.json"
+	printf '"http://10.1.0.1:8080"]\n' >>"$FILES_DIR/b.json"
+	printf 'host,port\n10.3.0.1,8000\n' >"$FILES_DIR/list"
+	FILES_PORT=$(free_port)
+	_peers_spawn files "$BATS_FILE_TMPDIR/files.log" /usr/bin/python3 \
+	    -m http.server --bind 127.0.0.1 --directory "$FILES_DIR" \
+	    "$FILES_PORT"
+	wait_port "$FILES_PORT"
+	export FILES_PORT FILES_URL=http://127.0.0.1:$FILES_PORT
+	start_origin
+}
+
+teardown_file() {
+	stop_peers
+}
+
+setup() {
+	setup_pw
+	cd "$BATS_TEST_TMPDIR"
+}
+
+T=$'\t'
+
+urls() {
+	sqlite3 "$PW_STATE" "SELECT url FROM proxies ORDER BY id"
+}
+
+# A pool of two, and the digest of the state file.
+two() {
+	pw -q pool add http://h1.example:8080 socks5://h2.example
+	before=$(state_sum)
+}
+
+# ------------------------------------------------------------------ txt
+
+@test "warm txt: comments, blank lines, CRLF, BOM, spaces; summary counts" {
+	printf '\xef\xbb\xbf# a list\r\nhttp://10.0.0.1:8080\r\n\r\n  socks5://u:p@10.0.0.2:1080  \r\n10.0.0.3:3128\n# end' >l.txt
+	run -0 --separate-stderr pw cache warm l.txt
+	is "$output" "l.txt${T}ok${T}3${T}3${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	is "$(urls)" "$(lines http://10.0.0.1:8080 socks5://10.0.0.2:1080 \
+	    http://10.0.0.3:3128)"
+	run -0 pw --show-secrets pool show 2 --json
+	[[ $output == *'"url":"socks5://u:p@10.0.0.2:1080"'* ]]
+}
+
+@test "warm txt: every kind of bad line is skipped with file:line and why" {
+	{
+		printf 'http://10.0.0.1:8080\n'
+		printf 'ftp://10.0.0.2:21\n'
+		printf 'http://10.0.0.3:99999\n'
+		printf 'http://10.0.0.4:80x\n'
+		printf 'http://:8080\n'
+		printf 'http://10.0.0.5:8080/path\n'
+		printf 'http://10.0.0.6:80\0\n'
+		printf 'http://%09000d.example:1\n' 0
+		printf 'http://10.0.0.7:8080\n'
+	} >bad.txt
+	run -0 --separate-stderr pw cache warm bad.txt
+	is "$output" "bad.txt${T}ok${T}2${T}2${T}0${T}0${T}7${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: bad.txt:2: 'ftp://10.0.0.2:21': unsupported scheme 'ftp' (use http, https, socks4, socks4a, socks5 or socks5h)" \
+	    "pw: cache warm: bad.txt:3: 'http://10.0.0.3:99999': port out of range (1-65535)" \
+	    "pw: cache warm: bad.txt:4: 'http://10.0.0.4:80x': port is not a number" \
+	    "pw: cache warm: bad.txt:5: 'http://:8080': missing host" \
+	    "pw: cache warm: bad.txt:6: 'http://10.0.0.5:8080/path': a proxy URL has no path, query or fragment" \
+	    "pw: cache warm: bad.txt:7: contains a NUL byte" \
+	    "pw: cache warm: bad.txt:8: line too long (over 8192 bytes)")"
+	is "$(urls)" "$(lines http://10.0.0.1:8080 http://10.0.0.7:8080)"
+}
+
+@test "warm: a password in a bad line never shows in the warning" {
+	printf 'http://user:Sekr1tPw@10.0.0.1:99999\n' >l.txt
+	run -0 --separate-stderr pw cache warm l.txt
+	[[ $stderr == *"'http://***:***@10.0.0.1:99999': port out of range"* ]]
+	[[ $stderr != *Sekr1tPw* ]]
+}
+
+@test "warm: a re-warm with a new password keeps the new one" {
+	printf 'socks5://al:old@10.0.0.1:1080\n' >a.txt
+	printf 'socks5://al:new@10.0.0.1:1080\n' >b.txt
+	pw -q cache warm a.txt
+	run -0 pw cache warm b.txt
+	is "$output" "b.txt${T}ok${T}1${T}0${T}1${T}0${T}0${T}-"
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" socks5://al:new@10.0.0.1:1080
+}
+
+@test "warm: duplicates in one run, and a re-warm updates" {
+	printf 'http://10.0.0.1:8080\nhttp://10.0.0.1:8080/\n10.0.0.2:80\n' \
+	    >l.txt
+	run -0 pw cache warm l.txt
+	is "$output" "l.txt${T}ok${T}3${T}2${T}0${T}1${T}0${T}-"
+	run -0 pw cache warm --source again --ttl 1h l.txt
+	is "$output" "again${T}ok${T}3${T}0${T}2${T}1${T}0${T}-"
+	run -0 sqlite3 "$PW_STATE" "SELECT count(*), count(expires_at), \
+	    min(source) FROM proxies"
+	is "$output" "2|2|again"
+}
+
+# ------------------------------------------------------------------ csv
+
+@test "warm csv: url column, quoting, extra columns, metadata, CRLF" {
+	{
+		printf 'note,URL,country,region,source,weight\r\n'
+		printf '"a, b",http://10.0.0.1:8080,de,Berlin,s1,2.5\r\n'
+		printf '"multi\nline ""x""",socks5://10.0.0.2:1080,FR,,,\r\n'
+	} >l.csv
+	run -0 --separate-stderr pw cache warm l.csv
+	is "$output" "l.csv${T}ok${T}2${T}2${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	run -0 sqlite3 "$PW_STATE" "SELECT url, country, region, source, \
+	    weight FROM proxies ORDER BY id"
+	is "$output" "$(lines "http://10.0.0.1:8080|DE|Berlin|s1|2.5" \
+	    "socks5://10.0.0.2:1080|FR|||")"
+}
+
+@test "warm csv: host/port/scheme/username/password columns" {
+	printf 'scheme,host,port,username,password\nsocks5,10.0.0.1,1080,al,"p,w"\n,10.0.0.2,,,\nhttps,::1,8443,,\n' >l.csv
+	run -0 pw cache warm l.csv
+	is "$(urls)" "$(lines socks5://10.0.0.1:1080 http://10.0.0.2:80 \
+	    'https://[::1]:8443')"
+	run -0 pw --show-secrets pool show 1 --json
+	[[ $output == *'"url":"socks5://al:p%2Cw@10.0.0.1:1080"'* ]]
+}
+
+@test "warm csv: bad quoting, wrong field counts, bad values" {
+	{
+		printf 'url,country,weight\n'
+		printf 'http://10.0.0.1:1,,\n'
+		printf 'http://10.0.0.2:1"x",,\n'
+		printf '"http://10.0.0.3:1"x,,\n'
+		printf 'http://10.0.0.4:1,,,\n'
+		printf 'http://10.0.0.5:1,XX,\n'
+		printf 'http://10.0.0.6:1,,heavy\n'
+		printf ',,\n'
+		printf 'http://10.0.0.7:1,,1\n'
+		printf '"http://10.0.0.8:1,,\n'
+	} >l.csv
+	run -0 --separate-stderr pw cache warm l.csv
+	is "$output" "l.csv${T}ok${T}2${T}2${T}0${T}0${T}7${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: l.csv:3: bad CSV quoting: quote inside an unquoted field" \
+	    "pw: cache warm: l.csv:4: bad CSV quoting: junk after a closing quote" \
+	    "pw: cache warm: l.csv:5: 4 fields, the header has 3" \
+	    "pw: cache warm: l.csv:6: country 'XX': not an ISO 3166-1 alpha-2 country code" \
+	    "pw: cache warm: l.csv:7: weight 'heavy': want a number from 0 to 1e9" \
+	    "pw: cache warm: l.csv:8: missing url or host" \
+	    "pw: cache warm: l.csv:10: bad CSV quoting: unterminated quoted field")"
+}
+
+@test "warm csv: a header without url or host is refused, nothing added" {
+	printf 'address,port\n10.0.0.1,80\n' >l.csv
+	run -0 --separate-stderr pw cache warm l.csv
+	is "$stderr" "pw: cache warm: l.csv:1: csv header names no url or host column; rest of the input ignored"
+	is "$(urls)" ""
+}
+
+# ----------------------------------------------------------------- json
+
+@test "warm json: objects and strings, metadata, unknown keys, unicode" {
+	cat >l.json <<-'EOF'
+	[
+	  {"url": "http://10.0.0.1:8080", "country": "us", "region": "ny",
+	   "weight": 3, "extra": {"nested": [1, 2, {"a": null}]}},
+	  "socks5://10.0.0.2:1080",
+	  {"host": "10.0.0.3", "port": "3128", "scheme": "https",
+	   "source": "caf\u00e9 \ud83d\ude00", "expires_at": "2099-01-01T00:00:00Z"},
+	  {"ip": "10.0.0.4", "port": 81, "protocol": "socks4", "user": "u",
+	   "pass": "p\"w"}
+	]
+	EOF
+	run -0 --separate-stderr pw cache warm l.json
+	is "$output" "l.json${T}ok${T}4${T}4${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	run -0 sqlite3 "$PW_STATE" "SELECT url, country, region, weight, \
+	    source, expires_at FROM proxies ORDER BY id"
+	is "$output" "$(lines "http://10.0.0.1:8080|US|ny|3.0||" \
+	    "socks5://10.0.0.2:1080|||||" \
+	    "https://10.0.0.3:3128||||café 😀|4070908800" \
+	    "socks4://10.0.0.4:81|||||")"
+	run -0 pw --show-secrets pool show 4 --json
+	[[ $output == *'"url":"socks4://u:p%22w@10.0.0.4:81"'* ]]
+}
+
+@test "warm json: wrong types are skipped, each with its element's line" {
+	cat >l.json <<-'EOF'
+	[
+	  {"url": 8080},
+	  42,
+	  {"url": "http://10.0.0.1:1", "country": ["de"]},
+	  {"host": "10.0.0.2", "port": true},
+	  null,
+	  {"url": "http://10.0.0.3:1"},
+	  {}
+	]
+	EOF
+	run -0 --separate-stderr pw cache warm l.json
+	is "$output" "l.json${T}ok${T}1${T}1${T}0${T}0${T}6${T}-"
+	is "$stderr" "$(lines \
+	    'pw: cache warm: l.json:2: "url": wrong type (want a string)' \
+	    'pw: cache warm: l.json:3: want an object or a URL string' \
+	    'pw: cache warm: l.json:4: "country": wrong type (want a string)' \
+	    'pw: cache warm: l.json:5: "port": wrong type (want a number or a string)' \
+	    'pw: cache warm: l.json:6: want an object or a URL string' \
+	    'pw: cache warm: l.json:8: missing url or host')"
+}
+
+@test "warm json: a syntax error keeps what came before it" {
+	printf '[\n"http://10.0.0.1:1",\n"http://10.0.0.2:1",\n{"url": "http://10.0.0.3:1",,}\n,"http://10.0.0.4:1"]\n' >l.json
+	run -0 --separate-stderr pw cache warm l.json
+	is "$output" "l.json${T}ok${T}2${T}2${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: l.json:4: JSON syntax error: want a key string; rest of the input ignored"
+	for bad in '{"url": "http://10.0.0.1:1"}' '["http://10.0.0.1:1"' \
+	    '["http://10.0.0.1:1",]' '["a\u0000b"]' '[] x' ''; do
+		printf '%s' "$bad" >x.json
+		run -0 --separate-stderr pw cache warm x.json
+		[[ $stderr == "pw: cache warm: x.json:1: JSON syntax error: "* ]]
+	done
+	is "$(urls)" "$(lines http://10.0.0.1:1 http://10.0.0.2:1)"
+}
+
+@test "warm jsonl: objects and strings a line; bad lines skipped" {
+	{
+		printf '{"url": "http://10.0.0.1:1", "source": "s"}\r\n'
+		printf '"socks5://10.0.0.2:1080"\n'
+		printf '\n'
+		printf '{"url": "http://10.0.0.3:1"\n'
+		printf '[1]\n'
+		printf '{"url": 1}\n'
+		printf '{"url": "http://10.0.0.4:1"} x\n'
+		printf '{"host": "10.0.0.5", "port": 70000}\n'
+		printf '{"url": "http://10.0.0.6:1"}'
+	} >l.jsonl
+	run -0 --separate-stderr pw cache warm l.jsonl
+	is "$output" "l.jsonl${T}ok${T}3${T}3${T}0${T}0${T}5${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: l.jsonl:4: JSON syntax error: unterminated object at the end of the line" \
+	    "pw: cache warm: l.jsonl:5: want an object or a URL string" \
+	    'pw: cache warm: l.jsonl:6: "url": wrong type (want a string)' \
+	    "pw: cache warm: l.jsonl:7: JSON syntax error: junk after the value" \
+	    "pw: cache warm: l.jsonl:8: 'http://10.0.0.5:70000': port out of range (1-65535)")"
+}
+
+@test "warm --format auto: extension first, then the content" {
+	printf '{"url": "http://10.0.0.1:1"}\n' >jsonl-content.txt
+	run -0 --separate-stderr pw cache warm jsonl-content.txt
+	# .txt says txt: the line is not a URL.
+	is "$output" "jsonl-content.txt${T}ok${T}0${T}0${T}0${T}0${T}1${T}-"
+	cp jsonl-content.txt noext
+	run -0 pw cache warm noext
+	is "$output" "noext${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	printf 'url,country\nhttp://10.0.0.2:1,de\n' >csvish
+	run -0 pw cache warm --json csvish
+	is "$output" '[{"source":"csvish","format":"csv","status":"ok","records":1,"added":1,"updated":0,"duplicate":0,"invalid":0,"error":null}]'
+	printf '["http://10.0.0.3:1"]' | pw cache warm -
+	printf 'http://10.0.0.4:1' | pw cache warm --format txt -
+	is "$(urls)" "$(lines http://10.0.0.1:1 http://10.0.0.2:1 \
+	    http://10.0.0.3:1 http://10.0.0.4:1)"
+}
+
+@test "warm: defaults --country/--region/--weight, --source overrides" {
+	printf 'url,country,source\nhttp://10.0.0.1:1,fr,mine\nhttp://10.0.0.2:1,,\n' >l.csv
+	run -0 pw cache warm --country de --region r --weight 5 --source s \
+	    l.csv
+	run -0 sqlite3 "$PW_STATE" "SELECT country, region, weight, source \
+	    FROM proxies ORDER BY id"
+	is "$output" "$(lines "FR|r|5.0|s" "DE|r|5.0|s")"
+}
+
+# ------------------------------------------------------------ bad input
+
+@test "bad input: one line, the documented exit code, nothing changed" {
+	two
+	printf 'http://10.0.0.1:1\n' >l.txt
+	run -2 --separate-stderr pw cache warm --format yaml l.txt
+	is "$stderr" "pw: cache warm: --format: 'yaml': want auto, txt, csv, json or jsonl"
+	run -2 --separate-stderr pw cache warm --ttl soon l.txt
+	is "$stderr" "pw: cache warm: --ttl: 'soon': want a duration (90, 90s, 15m, 2h, 7d) up to 10 years, 0 for never"
+	run -2 --separate-stderr pw cache warm --ttl -5 l.txt
+	[[ $stderr == "pw: cache warm: --ttl: '-5': want a duration"* ]]
+	run -2 --separate-stderr pw cache warm --country XX l.txt
+	is "$stderr" "pw: cache warm: --country: 'XX': not an ISO 3166-1 alpha-2 country code"
+	run -2 --separate-stderr pw cache warm
+	is "$stderr" "pw: cache warm: missing argument (usage: pw cache warm [options] FILE|URL|-|--sources)"
+	run -2 --separate-stderr pw cache warm l.txt l.txt
+	[[ $stderr == "pw: cache warm: unexpected argument 'l.txt'"* ]]
+	run -1 --separate-stderr pw cache warm missing.txt
+	is "$stderr" "pw: cache warm: missing.txt: No such file or directory"
+	run -1 --separate-stderr pw cache warm .
+	is "$stderr" "pw: cache warm: .: is a directory"
+	run -2 --separate-stderr pw cache export --format yaml
+	is "$stderr" "pw: cache export: --format: 'yaml': want txt, csv, json or jsonl"
+	run -2 --separate-stderr pw cache export --format auto
+	is "$stderr" "pw: cache export: --format: 'auto': want txt, csv, json or jsonl"
+	run -2 --separate-stderr pw cache stats --format xml
+	is "$stderr" "pw: cache stats: --format: 'xml': want text, json or prometheus"
+	run -2 --separate-stderr pw cache frob
+	[[ $stderr == "pw: frob: unknown verb"* ]]
+	is "$(state_sum)" "$before"
+}
+
+# ------------------------------------------------------------------ URL
+
+@test "warm from a URL: fetched, format from the URL or content" {
+	run -0 --separate-stderr pw cache warm "$FILES_URL/a.txt"
+	is "$output" "$FILES_URL/a.txt${T}ok${T}2${T}2${T}0${T}0${T}0${T}-"
+	run -0 pw cache warm --source web "$FILES_URL/list"
+	is "$output" "web${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "$(urls)" "$(lines http://10.1.0.1:8080 socks5://10.1.0.2:1080 \
+	    http://10.3.0.1:8000)"
+}
+
+@test "warm from a URL that fails: exit 1, why, nothing changed" {
+	two
+	run -1 --separate-stderr pw cache warm "$FILES_URL/nothing.txt"
+	is "$stderr" "pw: cache warm: $FILES_URL/nothing.txt: HTTP status 404"
+	run -1 --separate-stderr pw cache warm "http://127.0.0.1:$(refused_port)/l.txt"
+	[[ $stderr == "pw: cache warm: http://127.0.0.1:"*"/l.txt: "*"onnect"* ]]
+	run -1 --separate-stderr pw -c cache.max_size=1024 cache warm \
+	    "$ORIGIN_URL/bytes/5000"
+	is "$stderr" "pw: cache warm: $ORIGIN_URL/bytes/5000: larger than 1024 bytes (cache.max_size)"
+	run -1 --separate-stderr pw -c fetch.timeout=1 cache warm \
+	    "$ORIGIN_URL/slow/3000"
+	[[ $stderr == "pw: cache warm: $ORIGIN_URL/slow/3000: "*"timed out"* ]]
+	is "$(state_sum)" "$before"
+}
+
+@test "warming a file does not load libcurl; a URL does" {
+	printf 'http://10.0.0.1:1\n' >l.txt
+	LD_DEBUG=files pw cache warm l.txt >/dev/null 2>debug.log
+	run -1 grep -c 'file=libcurl' debug.log
+	is "$output" 0
+	LD_DEBUG=files pw cache warm "$FILES_URL/a.txt" >/dev/null 2>debug.log
+	run -0 grep -c 'file=libcurl' debug.log
+}
+
+@test "warm --sources: concurrent, a status line each, tagged, deduplicated" {
+	cat >sources <<-EOF
+	# test sources
+	$FILES_URL/a.txt
+	$FILES_URL/b.json json mine
+	$FILES_URL/gone.txt
+	EOF
+	pw config set cache.sources "@$PWD/sources"
+	run -1 --separate-stderr pw cache warm --sources
+	is "$output" "$(lines \
+	    "127.0.0.1:$FILES_PORT/a.txt${T}ok${T}2${T}2${T}0${T}0${T}0${T}-" \
+	    "mine${T}ok${T}2${T}1${T}0${T}1${T}0${T}-" \
+	    "127.0.0.1:$FILES_PORT/gone.txt${T}failed${T}0${T}0${T}0${T}0${T}0${T}HTTP status 404")"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: $FILES_URL/gone.txt: HTTP status 404" \
+	    "pw: cache warm: 1 of 3 sources failed")"
+	run -0 sqlite3 "$PW_STATE" "SELECT url, source FROM proxies ORDER BY id"
+	is "$output" "$(lines "http://10.1.0.1:8080|127.0.0.1:$FILES_PORT/a.txt" \
+	    "socks5://10.1.0.2:1080|127.0.0.1:$FILES_PORT/a.txt" \
+	    "http://10.2.0.1:3128|mine")"
+	# Inline, comma-separated, through -c.
+	run -0 pw -c "cache.sources=$FILES_URL/list csv, $FILES_URL/a.txt" \
+	    cache warm --sources
+	is "${lines[0]}" "127.0.0.1:$FILES_PORT/list${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "${lines[1]}" "127.0.0.1:$FILES_PORT/a.txt${T}ok${T}2${T}0${T}2${T}0${T}0${T}-"
+}
+
+@test "warm --sources: unset or bad cache.sources is a usage error" {
+	two
+	run -2 --separate-stderr pw cache warm --sources
+	is "$stderr" "pw: cache warm: cache.sources is not set (see pw-cache(1) and share/sources.example)"
+	run -2 --separate-stderr pw -c cache.sources=ftp://x/l.txt cache warm \
+	    --sources
+	is "$stderr" "pw: cache warm: cache.sources: 'ftp://x/l.txt': not an http:// or https:// URL"
+	run -2 --separate-stderr pw -c "cache.sources=$FILES_URL/a yaml" \
+	    cache warm --sources
+	is "$stderr" "pw: cache warm: cache.sources: 'yaml': unknown format (want auto, txt, csv, json or jsonl)"
+	run -2 --separate-stderr pw cache warm --sources l.txt
+	is "$stderr" "pw: cache warm: --sources and 'l.txt': give one"
+	is "$(state_sum)" "$before"
+}
+
+@test "share/sources.example parses (its URLs are never fetched here)" {
+	run -0 grep -c '^https://' "$BATS_TEST_DIRNAME/../../share/sources.example"
+}
+
+# --------------------------------------------------------------- export
+
+# The pool as pw pool ls shows it, without ids and times.
+pool_view() {
+	pw --show-secrets pool ls --jsonl | sed -E \
+	    -e 's/"id":[0-9]+,//' -e 's/"(added_at|updated_at)":"[^"]*",?//g'
+}
+
+@test "export then warm into an empty state: the same pool, every format" {
+	cat >l.jsonl <<-'EOF'
+	{"url":"http://10.0.0.1:8080","country":"DE","region":"Berlin, \"Mitte\"","source":"s,1","weight":2.5,"expires_at":"2099-01-01T00:00:00Z"}
+	{"url":"socks5://al:p%40ss@10.0.0.2:1080","source":"s2"}
+	{"url":"https://[::1]:8443","region":" lead"}
+	"socks4://10.0.0.3:1080"
+	EOF
+	pw -q cache warm l.jsonl
+	want=$(pool_view)
+	for f in jsonl json csv; do
+		pw cache export --format $f --with-credentials -o out.$f
+		PW_STATE=$PWD/$f.db run -0 pw cache warm out.$f
+		is "$(PW_STATE=$PWD/$f.db pool_view)" "$want"
+	done
+	# txt carries the URLs only.
+	pw cache export --format txt --with-credentials >out.txt
+	is "$(cat out.txt)" "$(lines http://10.0.0.1:8080 \
+	    socks5://al:p%40ss@10.0.0.2:1080 'https://[::1]:8443' \
+	    socks4://10.0.0.3:1080)"
+	PW_STATE=$PWD/t.db run -0 pw cache warm out.txt
+	is "$(PW_STATE=$PWD/t.db pw pool ls --plain | cut -f2)" \
+	    "$(lines http://10.0.0.1:8080 'socks5://***:***@10.0.0.2:1080' \
+	    'https://[::1]:8443' socks4://10.0.0.3:1080)"
+}
+
+@test "export: no secret leaves without --with-credentials" {
+	printf 'socks5://alice:Zq9xSECRET@10.0.0.2:1080\nhttp://10.0.0.1:1\n' \
+	    >l.txt
+	pw -q cache warm l.txt
+	for f in jsonl json csv txt; do
+		run -0 pw cache export --format $f
+		[[ $output != *Zq9xSECRET* ]]
+		[[ $output != *alice* ]]
+		[[ $output == *socks5://10.0.0.2:1080* ]]
+	done
+	run -0 pw cache export -f json --with-credentials
+	[[ $output == *socks5://alice:Zq9xSECRET@10.0.0.2:1080* ]]
+	run -0 sqlite3 "$PW_STATE" .dump
+	[[ $output != *Zq9xSECRET* ]]
+}
+
+@test "export: formats, -o replaces atomically, json of nothing" {
+	run -0 pw cache export --format json
+	is "$output" "[]"
+	run -0 pw cache export --format csv
+	is "$output" "url,country,region,source,weight,expires_at"
+	pw -q pool add http://10.0.0.1:1
+	run -0 --separate-stderr pw cache export -o out.jsonl
+	is "$stderr" "exported 1 proxy to out.jsonl"
+	is "$(cat out.jsonl)" '{"url":"http://10.0.0.1:1"}'
+	run -0 ls
+	[[ $output != *.tmp.* ]]
+	run -1 --separate-stderr pw cache export -o nodir/out.jsonl
+	is "$stderr" "pw: cache export: nodir/out.jsonl: No such file or directory"
+}
+
+# ------------------------------------------------------------------ TTL
+
+@test "TTL: an expired proxy is never selected, prune removes and counts it" {
+	printf 'http://10.0.0.1:1\n' >short.txt
+	printf 'http://10.0.0.2:1\n' >long.txt
+	pw -q cache warm --ttl 1 short.txt
+	pw -q cache warm --ttl 1h long.txt
+	sleep 2
+	for i in 1 2 3; do
+		run -0 pw pool next
+		is "$output" http://10.0.0.2:1
+	done
+	run -0 pw cache stats --json
+	[[ $output == *'"expired":1,'* ]]
+	[[ $output == *'"hits":3,"misses":0,'* ]]
+	run -0 pw cache prune
+	is "$output" "$(lines "ttl${T}1" "health${T}0" "corruption${T}0")"
+	is "$(urls)" http://10.0.0.2:1
+	run -0 pw cache stats --json
+	[[ $output == *'"expired":0,'* ]]
+	[[ $output == *'"evictions":{"ttl":1,"health":0,"manual":0,"corruption":0}'* ]]
+}
+
+@test "TTL: cache.ttl is the default, --ttl 0 never expires; misses counted" {
+	printf 'http://10.0.0.1:1\n' >l.txt
+	pw config set cache.ttl 1
+	pw -q cache warm l.txt
+	sleep 2
+	run -3 pw pool next
+	run -0 pw cache warm --ttl 0 l.txt
+	is "$output" "l.txt${T}ok${T}1${T}0${T}1${T}0${T}0${T}-"
+	run -0 pw pool next
+	run -0 pw cache stats --json
+	[[ $output == *'"hits":1,"misses":1,'* ]]
+}
+
+@test "prune: unhealthy proxies are health evictions; rm and clear manual" {
+	printf 'http://10.0.0.%d:1\n' 1 2 3 4 5 >l.txt
+	pw -q cache warm l.txt
+	sqlite3 "$PW_STATE" "UPDATE proxies SET status = 'unhealthy', \
+	    consec_fail = 3 WHERE id IN (1, 2)"
+	run -0 pw cache prune --json
+	is "$output" '{"ttl":0,"health":2,"corruption":0}'
+	pw pool rm 3
+	pw -q pool clear --yes
+	run -0 pw cache stats --json
+	[[ $output == *'"evictions":{"ttl":0,"health":2,"manual":3,"corruption":0}'* ]]
+}
+
+# ----------------------------------------------------------- corruption
+
+@test "corruption: unreadable rows are evicted with a warning and counted" {
+	printf 'socks5://u:p@10.0.0.1:1080\nsocks5://v:q@10.0.0.2:1080\nhttp://10.0.0.3:1\nhttp://10.0.0.4:1\n' >l.txt
+	pw -q cache warm l.txt
+	sqlite3 "$PW_STATE" "UPDATE proxies SET pass = x'00112233' WHERE id = 1;
+	    UPDATE proxies SET url = 'http://:1' WHERE id = 3;
+	    UPDATE proxies SET scheme = 'socks5' WHERE id = 4"
+	run -0 --separate-stderr pw cache export --with-credentials
+	is "$output" '{"url":"socks5://v:q@10.0.0.2:1080"}'
+	is "$stderr" "$(lines \
+	    "pw: warning: proxy 1: its credentials cannot be unsealed: evicting it (corruption)" \
+	    "pw: warning: proxy 3: its URL does not parse: evicting it (corruption)" \
+	    "pw: warning: proxy 4: its URL and its columns disagree: evicting it (corruption)")"
+	run -0 pw cache stats --json
+	[[ $output == *'"corruption":3}'* ]]
+	is "$(urls)" socks5://10.0.0.2:1080
+	run -0 pw cache prune
+	is "$output" "$(lines "ttl${T}0" "health${T}0" "corruption${T}0")"
+}
+
+@test "corruption: prune finds it too; a wrong key evicts nothing" {
+	printf 'socks5://u:p@10.0.0.1:1080\nhttp://10.0.0.2:1\n' >l.txt
+	pw -q cache warm l.txt
+	sqlite3 "$PW_STATE" "UPDATE proxies SET url = '' WHERE id = 2"
+	before=$(state_sum)
+	PW_SECRET_KEY=$(printf '%064d' 7) run -1 --separate-stderr pw cache prune
+	[[ $stderr == *"pw: cache prune: the key opens none of the 1 sealed credentials: wrong \$PW_SECRET_KEY or key file? (nothing evicted)" ]]
+	is "$(state_sum)" "$before"
+	run -0 --separate-stderr pw cache prune
+	is "$output" "$(lines "ttl${T}0" "health${T}0" "corruption${T}1")"
+	is "$stderr" "pw: warning: proxy 2: its URL does not parse: evicting it (corruption)"
+}
+
+# ---------------------------------------------------------------- stats
+
+@test "stats: text, json and prometheus" {
+	printf 'url,source\nhttp://10.0.0.1:1,a\nhttp://10.0.0.2:1,a\nhttp://10.0.0.3:1,\n' >l.csv
+	PW_NOW=1700000000 pw -q cache warm l.csv
+	sqlite3 "$PW_STATE" "UPDATE proxies SET status = 'healthy' WHERE id = 1"
+	run -0 pw cache stats --json
+	[[ $output == '{"entries":3,"by_status":{"unknown":2,"healthy":1,"degraded":0,"unhealthy":0},"expired":0,"by_source":[{"source":null,"count":1},{"source":"a","count":2}],"hits":0,"misses":0,"evictions":{"ttl":0,"health":0,"manual":0,"corruption":0},"last_warm":"2023-11-14T22:13:20Z","last_health":null,"file_bytes":'[0-9]*'}' ]]
+	run -0 pw cache stats
+	[[ ${lines[0]} == "entries                3" ]]
+	[[ $output == *"last warm              2023-11-14T22:13:20Z"* ]]
+	run -0 pw cache stats --format prometheus
+	[[ $output == *'pw_proxies{status="healthy"} 1'* ]]
+	[[ $output == *'pw_proxies_by_source{source="a"} 2'* ]]
+	[[ $output == *'pw_proxies_by_source{source=""} 1'* ]]
+	[[ $output == *'pw_last_warm_timestamp_seconds 1700000000'* ]]
+	[[ $output == *'pw_evictions_total{reason="ttl"} 0'* ]]
+	# Every sample line is NAME{LABELS} VALUE after its HELP and TYPE.
+	printf '%s\n' "$output" | awk '
+	/^# HELP / { help[$3] = 1; next }
+	/^# TYPE / { if (!help[$3] || ($4 != "gauge" && $4 != "counter")) exit 1
+		type[$3] = 1; next }
+	{ name = $1; sub(/\{.*/, "", name)
+	  if (!type[name] || $0 !~ /^[a-z_]+(\{[a-z_]+="([^"\\]|\\.)*"\})? -?[0-9]+$/) exit 1 }'
+	if command -v promtool >/dev/null; then
+		printf '%s\n' "$output" | promtool check metrics
+	fi
+}
+
+@test "stats: a label with quotes and backslashes is escaped" {
+	printf '{"url":"http://10.0.0.1:1","source":"a\\"b\\\\c"}\n' >l.jsonl
+	pw -q cache warm l.jsonl
+	run -0 pw cache stats --format prometheus
+	[[ $output == *'pw_proxies_by_source{source="a\"b\\c"} 1'* ]]
+}
+
+# ------------------------------------------------------------- kill -9
+
+@test "kill -9 during a large warm leaves a consistent committed prefix" {
+	awk 'BEGIN { for (i = 0; i < 500000; i++)
+	    printf "http://10.%d.%d.%d:%d\n", int(i / 65536) % 256,
+	    int(i / 256) % 256, i % 256, 1024 + i % 60000 }' >big.txt
+	pw -q pool add http://seed.example:1
+	pw -c cache.batch=1000 cache warm big.txt >/dev/null 2>&1 &
+	pid=$!
+	n=0
+	for i in $(seq 300); do
+		n=$(sqlite3 "$PW_STATE" "SELECT count(*) FROM proxies" \
+		    2>/dev/null || echo 0)
+		[ "$n" -gt 20000 ] && break
+		sleep 0.05
+	done
+	kill -9 "$pid"
+	wait "$pid" || true
+	run -0 sqlite3 "$PW_STATE" "PRAGMA integrity_check"
+	is "$output" ok
+	n=$(sqlite3 "$PW_STATE" "SELECT count(*) - 1 FROM proxies")
+	echo "committed: $n" >&3
+	[ "$n" -gt 0 ]
+	[ $((n % 1000)) -eq 0 ]
+	# The prefix: exactly the first n lines, in order.
+	is "$(sqlite3 "$PW_STATE" "SELECT url FROM proxies WHERE id > 1 \
+	    ORDER BY id" | md5sum)" "$(head -n "$n" big.txt | md5sum)"
+	# And the pool works on.
+	run -0 pw cache warm big.txt
+	[[ $output == *"${T}500000${T}$((500000 - n))${T}$n${T}0${T}0${T}-" ]]
+}

@@ -1,0 +1,334 @@
+/*
+ * ingest.c -- unit tests for the proxy-list parsers and writers
+ * (lib/ingest.c): every format, every kind of bad record, and the same
+ * result however the input is split into chunks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../lib/internal.h"
+
+/* What a parse produced, one line per record or rejection. */
+static void
+note_rec(struct pw_buf *b, const struct pw_record *r)
+{
+	char	*url = pw_addr_format(&r->addr, PW_CREDS_SHOW);
+
+	pw_buf_addf(b, "%ld %s|%s|%s|%s|", r->line, url, r->country,
+	    r->region ? r->region : "", r->source ? r->source : "");
+	if (r->weight >= 0)
+		pw_buf_addf(b, "%g", r->weight);
+	pw_buf_addf(b, "|%lld\n", (long long)r->expires_at);
+	free(url);
+}
+
+static int
+on_rec(void *arg, struct pw_record *r)
+{
+	note_rec(arg, r);
+	pw_addr_release(&r->addr);
+	return 0;
+}
+
+static void
+on_reject(void *arg, long line, const char *why)
+{
+	pw_buf_addf(arg, "%ld! %s\n", line, why);
+}
+
+/* Parse in (n bytes) in chunks of `chunk` bytes (0: all at once). */
+static char *
+parse(int fmt, const char *in, size_t n, size_t chunk)
+{
+	struct pw_buf		 b;
+	struct pw_ingest	*ing;
+
+	pw_buf_init(&b);
+	ing = pw_ingest_new(fmt, on_rec, on_reject, &b);
+	if (chunk == 0)
+		chunk = n;
+	for (size_t i = 0; i < n; i += chunk)
+		assert_int_equal(pw_ingest_feed(ing, in + i,
+		    n - i < chunk ? n - i : chunk), 0);
+	assert_int_equal(pw_ingest_end(ing), 0);
+	pw_ingest_free(ing);
+	return pw_buf_detach(&b);
+}
+
+/* The same result whole, byte by byte and in chunks of 7. */
+static void
+check_n(int fmt, const char *in, size_t n, const char *want)
+{
+	static const size_t	chunks[] = { 0, 1, 2, 7, 4096 };
+
+	for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+		char *got = parse(fmt, in, n, chunks[i]);
+		if (strcmp(got, want) != 0)
+			fail_msg("chunk %zu:\n--- want\n%s--- got\n%s",
+			    chunks[i], want, got);
+		free(got);
+	}
+}
+
+static void
+check(int fmt, const char *in, const char *want)
+{
+	check_n(fmt, in, strlen(in), want);
+}
+
+static void
+test_txt(void **state)
+{
+	(void)state;
+	check(PW_FMT_TXT, "\xef\xbb\xbf# list\r\nhttp://10.0.0.1:8080\r\n"
+	    "\n  socks5://u:p@h.example  \n10.0.0.2:3128",
+	    "2 http://10.0.0.1:8080|||||0\n"
+	    "4 socks5://u:p@h.example:1080|||||0\n"
+	    "5 http://10.0.0.2:3128|||||0\n");
+	check(PW_FMT_TXT, "ftp://h:1\nhttp://h:0\nhttp://:1\n",
+	    "1! 'ftp://h:1': unsupported scheme 'ftp' (use http, https, "
+	    "socks4, socks4a, socks5 or socks5h)\n"
+	    "2! 'http://h:0': port out of range (1-65535)\n"
+	    "3! 'http://:1': missing host\n");
+	check(PW_FMT_TXT, "", "");
+	check(PW_FMT_TXT, "#only a comment", "");
+}
+
+static void
+test_nul_and_long(void **state)
+{
+	char	*big;
+	size_t	 n = PW_INGEST_MAX_RECORD + 100;
+
+	(void)state;
+	check_n(PW_FMT_TXT, "http://a:1\0x\nhttp://b:2\n", 24,
+	    "1! contains a NUL byte\n2 http://b:2|||||0\n");
+	big = pw_xmalloc(n + 40);
+	memset(big, 'a', n);
+	memcpy(big + n, "\nhttp://c:3\n", 13);
+	check(PW_FMT_TXT, big, "1! line too long (over 8192 bytes)\n"
+	    "2 http://c:3|||||0\n");
+	/* The same, the long line the last and without a newline. */
+	big[n] = '\0';
+	check(PW_FMT_TXT, big, "1! line too long (over 8192 bytes)\n");
+	free(big);
+}
+
+static void
+test_csv(void **state)
+{
+	(void)state;
+	check(PW_FMT_CSV,
+	    "Note, URL ,country,region,source,weight,expires_at\r\n"
+	    "\"a, \"\"b\"\"\",http://10.0.0.1:1,de,\"Ber\nlin\",s,2.5,"
+	    "1700000000\r\n"
+	    "x,socks5://10.0.0.2:1080,,,,,2023-11-14T22:13:20Z\n",
+	    "2 http://10.0.0.1:1|DE|Ber\nlin|s|2.5|1700000000\n"
+	    "4 socks5://10.0.0.2:1080|||||1700000000\n");
+	check(PW_FMT_CSV, "ip,port,protocol,user,pass\n"
+	    "10.0.0.1,1080,socks5,al,\"p,w\"\n::1,80,,,\n",
+	    "2 socks5://al:p%2Cw@10.0.0.1:1080|||||0\n"
+	    "3 http://[::1]:80|||||0\n");
+	check(PW_FMT_CSV, "url,weight\nhttp://a:1\"x\",1\n\"http://a:1\"x,1\n"
+	    "http://a:1,1,2\nhttp://a:1,-1\n,\nhttp://a:1,\n\"open,1\n",
+	    "2! bad CSV quoting: quote inside an unquoted field\n"
+	    "3! bad CSV quoting: junk after a closing quote\n"
+	    "4! 3 fields, the header has 2\n"
+	    "5! weight '-1': want a number from 0 to 1e9\n"
+	    "6! missing url or host\n"
+	    "7 http://a:1|||||0\n"
+	    "8! bad CSV quoting: unterminated quoted field\n");
+	check(PW_FMT_CSV, "addr,port\n1,2\n", "1! csv header names no url or "
+	    "host column; rest of the input ignored\n");
+	check(PW_FMT_CSV, "url,password\nhttp://a:1,pw\n",
+	    "2! password without a user name\n");
+}
+
+static void
+test_json(void **state)
+{
+	(void)state;
+	check(PW_FMT_JSON, " [ \"http://a:1\" ,\n{\"url\":\"http://b:2\","
+	    "\"country\":\"fr\",\"weight\":1e2,\"x\":{\"y\":[true,false,"
+	    "null,-1.5e-3,\"\\\"\"]},\"region\":null},\n"
+	    "{\"host\":\"c\",\"port\":3,\"source\":\"\\u00e9\\ud83d\\ude00\","
+	    "\"expires_at\":1700000000}]\n",
+	    "1 http://a:1|||||0\n2 http://b:2|FR|||100|0\n"
+	    "3 http://c:3|||\xc3\xa9\xf0\x9f\x98\x80||1700000000\n");
+	check(PW_FMT_JSON, "[{\"url\":1},[],{\"port\":{}},{\"url\":\"http://"
+	    "a:1\",\"source\":true},{\"expires_at\":[]}]",
+	    "1! \"url\": wrong type (want a string)\n"
+	    "1! want an object or a URL string\n"
+	    "1! \"port\": wrong type (want a number or a string)\n"
+	    "1! \"source\": wrong type (want a string)\n"
+	    "1! \"expires_at\": wrong type (want a number or a date "
+	    "string)\n");
+	check(PW_FMT_JSON, "[\"http://a:1\",\n\"b\" \"c\"]",
+	    "1 http://a:1|||||0\n2 http://b:80|||||0\n"
+	    "2! JSON syntax error: want ',' or ']'; rest "
+	    "of the input ignored\n");
+	check(PW_FMT_JSON, "[\"a\\u0000\"]", "1! JSON syntax error: NUL "
+	    "(\\u0000) in a string; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[\"\\ud800x\"]", "1! JSON syntax error: lone "
+	    "surrogate in \\u escape; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[\"a\tb\"]", "1! JSON syntax error: control "
+	    "character in a string; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[1,]", "1! want an object or a URL string\n"
+	    "1! JSON syntax error: trailing comma; rest of the input "
+	    "ignored\n");
+	check(PW_FMT_JSON, "[\"http://a:1\"", "1 http://a:1|||||0\n"
+	    "1! JSON syntax error: unterminated array; rest of the input "
+	    "ignored\n");
+	check(PW_FMT_JSON, "{}", "1! JSON syntax error: want a JSON array "
+	    "(for one object a line, use jsonl); rest of the input "
+	    "ignored\n");
+	check(PW_FMT_JSON, "", "1! JSON syntax error: empty input, want a "
+	    "JSON array; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[] []", "1! JSON syntax error: junk after the "
+	    "array; rest of the input ignored\n");
+	check(PW_FMT_JSON, "[tru]", "1! JSON syntax error: bad literal; "
+	    "rest of the input ignored\n");
+	check(PW_FMT_JSON, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]"
+	    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+	    "1! JSON syntax error: nested too deep; rest of the input "
+	    "ignored\n");
+}
+
+static void
+test_jsonl(void **state)
+{
+	(void)state;
+	check(PW_FMT_JSONL, "{\"url\":\"http://a:1\"}\r\n\n\"b:2\"\n7\n"
+	    "{\"url\":\"c\"\n{} x\n{\"port\":80}\n{\"url\":\"d:4\"}",
+	    "1 http://a:1|||||0\n3 http://b:2|||||0\n"
+	    "4! want an object or a URL string\n"
+	    "5! JSON syntax error: unterminated object at the end of the "
+	    "line\n"
+	    "6! JSON syntax error: junk after the value\n"
+	    "7! missing url or host\n8 http://d:4|||||0\n");
+}
+
+static void
+test_formats(void **state)
+{
+	int	f;
+
+	(void)state;
+	assert_int_equal(pw_format_from_name("a/b.CSV"), PW_FMT_CSV);
+	assert_int_equal(pw_format_from_name("x.ndjson"), PW_FMT_JSONL);
+	assert_int_equal(pw_format_from_name("x.list"), PW_FMT_TXT);
+	assert_int_equal(pw_format_from_name("x.d/y"), PW_FMT_AUTO);
+	assert_int_equal(pw_format_from_name("http://h/a.json?x=1"),
+	    PW_FMT_AUTO);
+	assert_int_equal(pw_format_sniff(" \n[1]", 5), PW_FMT_JSON);
+	assert_int_equal(pw_format_sniff("\xef\xbb\xbf{\"a\":1}", 10),
+	    PW_FMT_JSONL);
+	assert_int_equal(pw_format_sniff("Host,Port\n", 10), PW_FMT_CSV);
+	assert_int_equal(pw_format_sniff("a,b\n", 4), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("h:1\n", 4), PW_FMT_TXT);
+	assert_int_equal(pw_format_parse("JSONL", &f), 0);
+	assert_int_equal(f, PW_FMT_JSONL);
+	assert_int_equal(pw_format_parse("yaml", &f), PW_EUSAGE);
+	/* auto: sniffed at the first bytes. */
+	check(PW_FMT_AUTO, "[\"a:1\"]", "1 http://a:1|||||0\n");
+	check(PW_FMT_AUTO, "url,country\nb:2,de\n",
+	    "2 http://b:2|DE||||0\n");
+}
+
+static int
+stop_rec(void *arg, struct pw_record *r)
+{
+	(*(int *)arg)++;
+	pw_addr_release(&r->addr);
+	return 42;
+}
+
+static void
+test_stop(void **state)
+{
+	struct pw_ingest	*in;
+	int			 n = 0;
+
+	(void)state;
+	in = pw_ingest_new(PW_FMT_TXT, stop_rec, NULL, &n);
+	assert_int_equal(pw_ingest_feed(in, "a:1\nb:2\n", 8), 42);
+	assert_int_equal(pw_ingest_feed(in, "c:3\n", 4), 0);
+	assert_int_equal(pw_ingest_end(in), 0);
+	assert_int_equal(n, 1);
+	pw_ingest_free(in);
+}
+
+/* What pw_ingest_write produces reads back as the same records. */
+static void
+test_write_roundtrip(void **state)
+{
+	static const int	 fmts[] = { PW_FMT_JSONL, PW_FMT_JSON,
+				    PW_FMT_CSV };
+	struct pw_proxy		 p[3];
+	struct pw_export	 x;
+	const char		*urls[3] = { "socks5://u:p%2C%22@h:1080",
+				    "http://[::1]:80", "https://a:443" };
+	char			*got;
+
+	(void)state;
+	memset(p, 0, sizeof p);
+	p[0].country = "DE";
+	p[0].region = "a, \"b\"\nc";
+	p[0].source = " lead";
+	p[0].weight = 0.1;
+	p[0].expires_at = 1700000000;
+	p[1].weight = -1;
+	p[1].source = "\\\x01";
+	p[2].weight = 3;
+	for (size_t k = 0; k < 3; k++) {
+		struct pw_buf b;
+		pw_buf_init(&b);
+		pw_ingest_write_begin(fmts[k], &b);
+		for (int i = 0; i < 3; i++) {
+			x.p = &p[i];
+			x.url = urls[i];
+			pw_ingest_write(fmts[k], &x, i, &b);
+		}
+		pw_ingest_write_end(fmts[k], 3, &b);
+		got = parse(fmts[k], b.data, b.len, 0);
+		/* Lines differ by format; compare without them. */
+		for (char *s = got; *s; s++)
+			if (*s >= '0' && *s <= '9' && (s == got ||
+			    s[-1] == '\n'))
+				*s = '#';
+		if (fmts[k] == PW_FMT_JSON)
+			assert_non_null(strstr(got, "# socks5://u:p%2C%22@h:"
+			    "1080|DE|a, \"b\"\nc| lead|0.1|1700000000\n"));
+		assert_non_null(strstr(got, "|DE|a, \"b\"\nc| lead|0.1|"
+		    "1700000000\n"));
+		assert_non_null(strstr(got, "http://[::1]:80|||\\\x01||0\n"));
+		assert_non_null(strstr(got, "https://a:443||||3|0\n"));
+		assert_null(strchr(got, '!'));
+		free(got);
+		pw_buf_release(&b);
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_txt),
+		cmocka_unit_test(test_nul_and_long),
+		cmocka_unit_test(test_csv),
+		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_jsonl),
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_stop),
+		cmocka_unit_test(test_write_roundtrip),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
