@@ -128,14 +128,25 @@ _pw_key_values() {
 	esac
 }
 
-# _pw_option_values LONG CUR: the values of an option's argument.
+# _pw_formats PATH: what --format takes in the command PATH.
+_pw_formats() {
+	case $1 in
+	"cache warm") echo "auto txt csv json jsonl" ;;
+	"cache export") echo "jsonl json csv txt" ;;
+	"cache stats") echo "text json prometheus" ;;
+	*) echo "url json" ;;
+	esac
+}
+
+# _pw_option_values LONG CUR: the values of an option's argument (in the
+# command $path of the caller).
 _pw_option_values() {
 	case $1 in
 	--status) _pw_add "$_pw_statuses" "$2" ;;
 	--scheme) _pw_add "$_pw_schemes" "$2" ;;
 	--anonymity) _pw_add "$_pw_anonymity" "$2" ;;
 	--strategy) _pw_add "$_pw_strategies" "$2" ;;
-	--format) _pw_add "url json" "$2" ;;
+	--format) _pw_add "$(_pw_formats "$path")" "$2" ;;
 	--mode) _pw_add "get connect" "$2" ;;
 	--request) _pw_add "$_pw_methods" "$2" ;;
 	--exclude) _pw_add "$(_pw_ids)" "$2" ;;

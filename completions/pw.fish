@@ -95,7 +95,16 @@ function __pw_option_values
             printf '%s\n' round-robin random weighted least-used performance \
                 sticky geo
         case --format
-            printf '%s\n' url json
+            switch "$argv[3]"
+                case 'cache warm'
+                    printf '%s\n' auto txt csv json jsonl
+                case 'cache export'
+                    printf '%s\n' jsonl json csv txt
+                case 'cache stats'
+                    printf '%s\n' text json prometheus
+                case '*'
+                    printf '%s\n' url json
+            end
         case --mode
             printf '%s\n' get connect
         case --exclude
@@ -206,14 +215,14 @@ function __pw_complete
 
     # The value of an option: "--opt VALUE" or "--opt=VALUE".
     if test -n "$want"
-        __pw_option_values $want $cur
+        __pw_option_values $want $cur $cmd
         return
     end
     if test -z "$only"; and test "$cmd" != help
         and string match -q -- '--*=*' $cur
         set -l o (string replace -r '=.*' '' -- $cur)
         set -l v (string replace -r '^[^=]*=' '' -- $cur)
-        __pw_option_values $o $v | string replace -r -- '^' "$o="
+        __pw_option_values $o $v $cmd | string replace -r -- '^' "$o="
         return
     end
 

@@ -490,6 +490,12 @@ two_proxies() {
 	same "$output" "$(choices "$(help_of "pool next" --strategy)")"
 	run -0 bash_complete pw pool next --format ''
 	same "$output" "$(words url json)"
+	run -0 bash_complete pw cache warm --format ''
+	same "$output" "$(words auto txt csv json jsonl)"
+	run -0 bash_complete pw cache export -f ''
+	same "$output" "$(words jsonl json csv txt)"
+	run -0 bash_complete pw cache stats --format ''
+	same "$output" "$(words text json prometheus)"
 	run -0 bash_complete pw health --mode ''
 	same "$output" "$(words get connect)"
 	run -0 bash_complete pw health --status ''
@@ -689,6 +695,21 @@ fres() {
 	done
 	same "$(fres $((k + 1)))" "$(longs "")"
 	[ "${#p[@]}" -gt 10 ]
+}
+
+@test "zsh and fish: --format values follow the command" {
+	zsh_complete 'pw pool next --format ' 'pw cache warm --format ' \
+	    'pw cache export --format ' 'pw cache stats --format '
+	same "$(zres 1)" "$(words url json)"
+	same "$(zres 2)" "$(words auto txt csv json jsonl)"
+	same "$(zres 3)" "$(words jsonl json csv txt)"
+	same "$(zres 4)" "$(words text json prometheus)"
+	fish_complete 'pw pool next --format ' 'pw cache warm --format ' \
+	    'pw cache export --format ' 'pw cache stats --format=p'
+	same "$(fres 1)" "$(words url json)"
+	same "$(fres 2)" "$(words auto txt csv json jsonl)"
+	same "$(fres 3)" "$(words jsonl json csv txt)"
+	same "$(fres 4)" "--format=prometheus"
 }
 
 @test "fish: config keys, proxy ids and option values" {
