@@ -121,5 +121,6 @@ int		 out_isatty(void);
 extern const struct pw_cmd cmd_pool_entry;
 extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;
+extern const struct pw_cmd cmd_serve_entry;
 
 #endif /* PW_CMD_H */

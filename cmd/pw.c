@@ -15,6 +15,7 @@ static const struct pw_cmd *const commands[] = {
 	&cmd_fetch_entry,
 	&cmd_pool_entry,
 	&cmd_config_entry,
+	&cmd_serve_entry,
 	NULL
 };
 

@@ -221,6 +221,18 @@ pw_config_new(void)
 	return pw_xcalloc(1, sizeof(struct pw_config));
 }
 
+struct pw_config *
+pw_config_dup(const struct pw_config *c)
+{
+	struct pw_config	*d = pw_config_new();
+
+	for (int l = 0; l < 3; l++)
+		for (int i = 0; i < NKEYS; i++)
+			if (c->layer[l][i] != NULL)
+				d->layer[l][i] = pw_xstrdup(c->layer[l][i]);
+	return d;
+}
+
 void
 pw_config_free(struct pw_config *c)
 {
