@@ -138,9 +138,10 @@ add_time(cJSON *o, const char *k, int64_t t)
 }
 
 /*
- * Queue the response: the envelope around data (taken), or around the
- * error code/message/details (details taken) when code is set. 204 has
- * no body at all, as HTTP wants.
+ * Queue the response: the envelope around data and, when code is set,
+ * the error code/message/details (data and details are taken). An error
+ * may carry data too (an unhealthy health check). 204 has no body at
+ * all, as HTTP wants.
  */
 static int
 reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
@@ -520,7 +521,11 @@ h_health(struct req *q)
 	add_num(pool, "total", (double)t.total);
 	add_num(pool, "usable", (double)t.usable);
 	cJSON_AddItemToObject(d, "pool", pool);
-	return reply(q, t.usable == 0 ? 503 : 200, d);
+	if (t.usable == 0)
+		return reply_full(q, 503, d, "UNHEALTHY", t.total == 0 ?
+		    "the pool is empty" : "no proxy in the pool is usable",
+		    NULL, NULL, NULL);
+	return reply(q, 200, d);
 }
 
 static int
@@ -564,7 +569,11 @@ h_ready(struct req *q)
 	add_bool(checks, "state_file", open_ok);
 	add_bool(checks, "pool_loaded", pool_ok);
 	cJSON_AddItemToObject(d, "checks", checks);
-	return reply(q, open_ok && pool_ok ? 200 : 503, d);
+	if (!open_ok || !pool_ok)
+		return reply_full(q, 503, d, "NOT_READY", open_ok ?
+		    "the pool cannot be read" : "the state file cannot be "
+		    "opened", NULL, NULL, NULL);
+	return reply(q, 200, d);
 }
 
 static int
