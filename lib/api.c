@@ -469,7 +469,8 @@ tally_one(void *arg, const struct pw_proxy *p)
 {
 	struct tally	*t = arg;
 	int		 cooling = p->cooldown_until > t->now;
-	int		 expired = p->expires_at != 0 && p->expires_at <= t->now;
+	int		 expired = p->expires_at != 0 &&
+			    p->expires_at <= t->now;
 
 	t->total++;
 	if (p->status >= 0 && p->status < PW_STATUS_COUNT)
@@ -951,7 +952,7 @@ is_text(const unsigned char *p, size_t n)
 			return 0;
 		if (k >= n - i)
 			return 0;
-		/* No overlong forms, surrogates or code points past U+10FFFF. */
+		/* No overlong forms, surrogates, nothing past U+10FFFF. */
 		if ((c == 0xe0 && p[i + 1] < 0xa0) ||
 		    (c == 0xed && p[i + 1] >= 0xa0) ||
 		    (c == 0xf0 && p[i + 1] < 0x90) ||
@@ -1534,14 +1535,15 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		    spec, strerror(errno));
 		goto fail;
 	}
-	if (ss.ss_family == AF_INET6)
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
 		snprintf(s->addr, sizeof s->addr, "[%s]:%d", inet_ntop(AF_INET6,
-		    &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
-		    sizeof host), ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-	else
+		    &a6->sin6_addr, host, sizeof host), ntohs(a6->sin6_port));
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
 		snprintf(s->addr, sizeof s->addr, "%s:%d", inet_ntop(AF_INET,
-		    &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof host),
-		    ntohs(((struct sockaddr_in *)&ss)->sin_port));
+		    &a4->sin_addr, host, sizeof host), ntohs(a4->sin_port));
+	}
 	/*
 	 * Make the state file now: a worker that opened it while it was
 	 * missing would read an empty stand-in, never the file another
