@@ -38,6 +38,16 @@
 #define TIMEOUT_MAX		300
 #define RID_MAX			128
 
+/* What the server counts, for /api/v1/metrics and /metrics. */
+#define RATE_WINDOW	60		/* seconds of requests per second */
+struct metrics {
+	int64_t	completed;
+	int64_t	by_class[6];		/* 1xx .. 5xx; [0]: none sent */
+	double	latency_sum_ms;
+	int64_t	sec_stamp[RATE_WINDOW];
+	int64_t	sec_count[RATE_WINDOW];
+};
+
 struct pw_server {
 	struct MHD_Daemon	*d;
 	int			 fd;
@@ -52,6 +62,8 @@ struct pw_server {
 	atomic_long		 inflight;
 	atomic_long		 requests;
 	atomic_long		 errors;
+	pthread_mutex_t		 mu;		/* guards what follows */
+	struct metrics		 m;
 };
 
 struct req;
@@ -67,8 +79,8 @@ struct route {
 struct req {
 	struct pw_server	*srv;
 	struct MHD_Connection	*c;
-	const char		*method;
-	const char		*path;
+	char			*method;
+	char			*path;
 	char			 rid[RID_MAX + 1];
 	struct pw_buf		 body;
 	int			 too_big;
@@ -82,6 +94,9 @@ struct req {
 };
 
 /* ------------------------------------------------------------- replies */
+
+static int	send_body(struct req *, unsigned int, const char *, size_t,
+		    const char *, const char *, const char *);
 
 static void
 iso_time(int64_t t, char *buf, size_t n)
@@ -148,7 +163,6 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
     const char *message, cJSON *details, const char *allow,
     const char *location)
 {
-	struct MHD_Response	*r;
 	cJSON			*env, *meta, *err;
 	char			*text = NULL, ts[40];
 	size_t			 len = 0;
@@ -190,14 +204,28 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
 		cJSON_Delete(data);
 		cJSON_Delete(details);
 	}
-	r = MHD_create_response_from_buffer(len, text != NULL ? text : "",
-	    MHD_RESPMEM_MUST_COPY);
+	ok = send_body(q, status, text != NULL ? text : "", len, status !=
+	    204 ? "application/json" : NULL, allow, location);
 	cJSON_free(text);
+	return ok;
+}
+
+/* Queue status with the body (copied) and the headers every one has. */
+static int
+send_body(struct req *q, unsigned int status, const char *body, size_t len,
+    const char *ctype, const char *allow, const char *location)
+{
+	struct MHD_Response	*r;
+	int			 ok;
+
+	q->replied = 1;
+	q->status = status;
+	r = MHD_create_response_from_buffer(len, (void *)body,
+	    MHD_RESPMEM_MUST_COPY);
 	if (r == NULL)
 		return -1;
-	if (status != 204)
-		MHD_add_response_header(r, "Content-Type",
-		    "application/json");
+	if (ctype != NULL)
+		MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Request-ID", q->rid);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, "X-Frame-Options", "DENY");
@@ -305,6 +333,10 @@ use_ctx(struct req *q)
 			return -1;
 		}
 		pthread_setspecific(s->key, ctx);
+	} else if (pw_config_reload_state(ctx) != 0) {
+		/* What pw config (or PUT /api/v1/config) changed since. */
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", ctx->err.msg);
+		return -1;
 	}
 	pw_err_clear(&ctx->err);
 	q->ctx = ctx;
@@ -1178,6 +1210,260 @@ out:
 	return r;
 }
 
+/* GET /api/v1/config: every key, its effective value and where from. */
+static cJSON *
+config_json(struct pw_ctx *ctx)
+{
+	const struct pw_config_key	*k = pw_config_keys();
+	cJSON				*d = cJSON_CreateObject(), *o;
+	int				 origin;
+
+	for (; k->name != NULL; k++) {
+		o = cJSON_CreateObject();
+		add_str(o, "value", pw_config_get(ctx, k->name, &origin));
+		add_str(o, "origin", pw_origin_name(origin));
+		add_str(o, "type", k->type);
+		add_str(o, "default", k->def);
+		add_str(o, "description", k->help);
+		cJSON_AddItemToObject(d, k->name, o);
+	}
+	return d;
+}
+
+static int
+h_config_get(struct req *q)
+{
+	if (use_ctx(q) != 0)
+		return 0;
+	return reply(q, 200, config_json(q->ctx));
+}
+
+/*
+ * PUT /api/v1/config: {"key": value, ...}; a string, number or boolean
+ * sets (checked as pw config set checks it), null unsets. Every key is
+ * checked before any is stored. Later requests, on every thread, see it.
+ */
+static int
+h_config_put(struct req *q)
+{
+	cJSON	*it;
+	char	*canon, val[64];
+	int	 r, n = 0;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	for (it = q->json->child; it != NULL; it = it->next, n++) {
+		const char *v = val;
+
+		if (json_is(it, cJSON_NULL))
+			v = "";
+		else if (json_is(it, cJSON_String))
+			v = it->valuestring;
+		else if (json_is(it, cJSON_Number))
+			snprintf(val, sizeof val, "%.17g", it->valuedouble);
+		else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
+			snprintf(val, sizeof val, "%s", json_is(it,
+			    cJSON_True) ? "true" : "false");
+		else
+			return invalid(q, it->string, "%s: want a string, "
+			    "number, boolean or null, not %s", it->string,
+			    type_name(it));
+		canon = NULL;
+		if (json_is(it, cJSON_NULL))
+			r = pw_config_get(q->ctx, it->string, NULL) != NULL ?
+			    0 : pw_config_check(it->string, "", &canon,
+			    &q->ctx->err);
+		else {
+			r = pw_config_check(it->string, v, &canon,
+			    &q->ctx->err);
+			if (r == 0 && strcmp(it->string, "strategy") == 0)
+				r = pw_pool_strategy_check(q->ctx, canon);
+		}
+		free(canon);
+		if (r != 0)
+			return invalid(q, it->string, "%s", q->ctx->err.msg);
+	}
+	if (n == 0)
+		return invalid(q, "body", "body: no setting to change");
+	for (it = q->json->child; it != NULL; it = it->next) {
+		const char *v = val;
+
+		if (json_is(it, cJSON_NULL)) {
+			if ((r = pw_config_unstore(q->ctx, it->string)) != 0)
+				return fail_lib(q, r);
+			continue;
+		}
+		if (json_is(it, cJSON_String))
+			v = it->valuestring;
+		else if (json_is(it, cJSON_Number))
+			snprintf(val, sizeof val, "%.17g", it->valuedouble);
+		else
+			snprintf(val, sizeof val, "%s", json_is(it,
+			    cJSON_True) ? "true" : "false");
+		if ((r = pw_config_store(q->ctx, it->string, v)) != 0)
+			return fail_lib(q, r);
+	}
+	return reply(q, 200, config_json(q->ctx));
+}
+
+/* A copy of the counters, and requests per second over the window. */
+static void
+metrics_snapshot(struct pw_server *s, struct metrics *m, double *rps)
+{
+	int64_t	now = pw_mono_ms() / 1000, n = 0, span;
+
+	pthread_mutex_lock(&s->mu);
+	*m = s->m;
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < RATE_WINDOW; i++)
+		if (m->sec_stamp[i] > now - RATE_WINDOW)
+			n += m->sec_count[i];
+	/* A server up for 5 s has had 5 s to count, not 60. */
+	span = (pw_mono_ms() - s->started_ms) / 1000 + 1;
+	if (span > RATE_WINDOW)
+		span = RATE_WINDOW;
+	*rps = (double)n / (double)span;
+}
+
+struct per_proxy {
+	cJSON	*list;
+	int64_t	 n;
+};
+
+#define METRICS_PROXIES_MAX	1000
+
+static int
+per_proxy_one(void *arg, const struct pw_proxy *p)
+{
+	struct per_proxy	*pp = arg;
+	struct pw_addr		 a = p->addr;
+	cJSON			*o;
+	char			*url;
+
+	if (pp->n++ >= METRICS_PROXIES_MAX)
+		return 0;
+	if (p->has_creds) {
+		a.user = "x";
+		a.pass = "x";
+	}
+	url = pw_addr_format(&a, PW_CREDS_MASK);
+	o = cJSON_CreateObject();
+	add_num(o, "id", (double)p->id);
+	add_str(o, "url", url);
+	free(url);
+	add_str(o, "status", pw_status_name(p->status));
+	add_num(o, "requests", (double)p->started);
+	add_num(o, "succeeded", (double)p->succeeded);
+	add_num(o, "failed", (double)p->failed);
+	if (p->succeeded + p->failed > 0)
+		add_num(o, "success_rate", (double)p->succeeded /
+		    (double)(p->succeeded + p->failed));
+	else
+		cJSON_AddItemToObject(o, "success_rate", cJSON_CreateNull());
+	if (p->latency_ms >= 0)
+		add_num(o, "latency_ms", p->latency_ms);
+	else
+		cJSON_AddItemToObject(o, "latency_ms", cJSON_CreateNull());
+	cJSON_AddItemToArray(pp->list, o);
+	return 0;
+}
+
+static int
+h_metrics(struct req *q)
+{
+	struct metrics		 m;
+	struct per_proxy	 pp;
+	struct pw_filter	 f;
+	double			 rps;
+	int64_t			 errs;
+	cJSON			*d, *codes;
+	char			 k[4];
+	int			 r;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	metrics_snapshot(q->srv, &m, &rps);
+	pp.list = cJSON_CreateArray();
+	pp.n = 0;
+	pw_filter_init(&f);
+	if ((r = pw_pool_each(q->ctx, &f, 0, per_proxy_one, &pp)) != 0) {
+		cJSON_Delete(pp.list);
+		return fail_lib(q, r);
+	}
+	errs = m.by_class[4] + m.by_class[5];
+	d = cJSON_CreateObject();
+	add_num(d, "requests_total", (double)m.completed);
+	add_num(d, "requests_in_flight",
+	    (double)atomic_load(&q->srv->inflight));
+	add_num(d, "requests_per_second", rps);
+	add_num(d, "rate_window_seconds", RATE_WINDOW);
+	add_num(d, "mean_latency_ms", m.completed ? m.latency_sum_ms /
+	    (double)m.completed : 0);
+	add_num(d, "error_rate", m.completed ? (double)errs /
+	    (double)m.completed : 0);
+	codes = cJSON_CreateObject();
+	for (int i = 1; i <= 5; i++) {
+		snprintf(k, sizeof k, "%dxx", i);
+		add_num(codes, k, (double)m.by_class[i]);
+	}
+	cJSON_AddItemToObject(d, "responses", codes);
+	add_num(d, "uptime_seconds", (double)(pw_mono_ms() -
+	    q->srv->started_ms) / 1000.0);
+	cJSON_AddItemToObject(d, "proxies", pp.list);
+	add_bool(d, "proxies_truncated", pp.n > METRICS_PROXIES_MAX);
+	return reply(q, 200, d);
+}
+
+/* GET /metrics: the Prometheus text exposition format, version 0.0.4. */
+static int
+h_prometheus(struct req *q)
+{
+	struct metrics	m;
+	struct tally	t;
+	struct pw_buf	b;
+	double		rps;
+	int		r;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if ((r = tally(q, &t)) != 0)
+		return fail_lib(q, r);
+	metrics_snapshot(q->srv, &m, &rps);
+	pw_buf_init(&b);
+	pw_buf_adds(&b, "# HELP pw_http_requests_total HTTP requests "
+	    "answered, by status class.\n"
+	    "# TYPE pw_http_requests_total counter\n");
+	for (int i = 1; i <= 5; i++)
+		pw_buf_addf(&b, "pw_http_requests_total{code=\"%dxx\"} "
+		    "%lld\n", i, (long long)m.by_class[i]);
+	pw_buf_addf(&b, "# HELP pw_http_request_duration_seconds Time to "
+	    "answer a request.\n"
+	    "# TYPE pw_http_request_duration_seconds summary\n"
+	    "pw_http_request_duration_seconds_sum %.6f\n"
+	    "pw_http_request_duration_seconds_count %lld\n",
+	    m.latency_sum_ms / 1000.0, (long long)m.completed);
+	pw_buf_addf(&b, "# HELP pw_http_requests_in_flight Requests being "
+	    "answered.\n# TYPE pw_http_requests_in_flight gauge\n"
+	    "pw_http_requests_in_flight %ld\n",
+	    atomic_load(&q->srv->inflight));
+	pw_buf_addf(&b, "# HELP pw_uptime_seconds Time since pw serve "
+	    "started.\n# TYPE pw_uptime_seconds gauge\n"
+	    "pw_uptime_seconds %.3f\n", (double)(pw_mono_ms() -
+	    q->srv->started_ms) / 1000.0);
+	pw_buf_adds(&b, "# HELP pw_proxies Proxies in the pool, by status.\n"
+	    "# TYPE pw_proxies gauge\n");
+	for (int i = 0; i < PW_STATUS_COUNT; i++)
+		pw_buf_addf(&b, "pw_proxies{status=\"%s\"} %lld\n",
+		    pw_status_name(i), (long long)t.by_status[i]);
+	pw_buf_addf(&b, "# HELP pw_proxies_usable Proxies not unhealthy, "
+	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
+	    "pw_proxies_usable %lld\n", (long long)t.usable);
+	r = send_body(q, 200, b.data, b.len,
+	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
+	pw_buf_release(&b);
+	return r;
+}
+
 /* -------------------------------------------------------------- router */
 
 static const struct route routes[] = {
@@ -1190,6 +1476,10 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, 0 },
 	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, 0 },
 	{ "POST", "/api/v1/request", h_request, 1 },
+	{ "GET", "/api/v1/config", h_config_get, 0 },
+	{ "PUT", "/api/v1/config", h_config_put, 1 },
+	{ "GET", "/api/v1/metrics", h_metrics, 0 },
+	{ "GET", "/metrics", h_prometheus, 0 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -1366,8 +1656,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		q = pw_xcalloc(1, sizeof *q);
 		q->srv = s;
 		q->c = c;
-		q->method = method;
-		q->path = url;
+		/* Copies: the log line outlives MHD's buffers. */
+		q->method = pw_xstrdup(method);
+		q->path = pw_xstrdup(url);
 		q->t0 = pw_mono_ms();
 		pw_buf_init(&q->body);
 		*con_cls = q;
@@ -1404,18 +1695,36 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct pw_server	*s = cls;
 	struct req		*q = *con_cls;
+	int64_t			 ms, sec;
+	int			 slot;
 
 	(void)c;
 	if (q == NULL)
 		return;
+	ms = pw_mono_ms() - q->t0;
+	sec = pw_mono_ms() / 1000;
+	slot = (int)(sec % RATE_WINDOW);
+	pthread_mutex_lock(&s->mu);
+	s->m.completed++;
+	s->m.by_class[q->status >= 100 && q->status < 600 ? q->status / 100 :
+	    0]++;
+	s->m.latency_sum_ms += (double)ms;
+	if (s->m.sec_stamp[slot] != sec) {
+		s->m.sec_stamp[slot] = sec;
+		s->m.sec_count[slot] = 0;
+	}
+	s->m.sec_count[slot]++;
+	pthread_mutex_unlock(&s->mu);
 	if (s->log)
 		pw_log(PW_LOG_INFO, "serve: %s %s %.200s %u %lldms%s",
 		    q->rid[0] ? q->rid : "-", q->method, q->path, q->status,
-		    (long long)(pw_mono_ms() - q->t0),
+		    (long long)ms,
 		    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
 		    " (connection closed)");
 	cJSON_Delete(q->json);
 	pw_buf_release(&q->body);
+	free(q->method);
+	free(q->path);
 	free(q);
 	*con_cls = NULL;
 	atomic_fetch_sub(&s->inflight, 1);
@@ -1521,16 +1830,36 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		return pw_failf(&ctx->err, PW_EUSAGE, "--listen: '%s' is not "
 		    "a loopback address, and the API has no authentication "
 		    "yet (add --insecure to serve it anyway)", spec);
-	/* libcurl too, now: its global set-up is not thread-safe. */
+	/*
+	 * libcurl too, now: its global set-up is not thread-safe. So are
+	 * the lazy tables of lib: fill them before there are threads.
+	 */
+	(void)pw_now_ms();
+	(void)pw_config_keys();
 	if ((r = pw_httpd_init(&ctx->err)) != 0 ||
 	    (r = pw_net_init(&ctx->err)) != 0)
 		return r;
 	s = pw_xcalloc(1, sizeof *s);
 	s->fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
 	if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one,
-	    sizeof one) != 0 || bind(s->fd, (struct sockaddr *)&ss, sl) != 0 ||
-	    listen(s->fd, 128) != 0) {
+	    sizeof one) != 0 || bind(s->fd, (struct sockaddr *)&ss, sl) != 0) {
+		r = pw_failf(&ctx->err, PW_EFAIL, "cannot listen on %s: %s",
+		    spec, strerror(errno));
+		goto fail;
+	}
+	/*
+	 * Make the state file now, between bind and listen: after bind, so
+	 * that a taken port leaves none behind; before listen, so that no
+	 * client sees it half made. And made once here: a worker that
+	 * opened it while it was missing would read an empty stand-in,
+	 * never the file another worker then creates.
+	 */
+	if ((r = pw_store_open(state, PW_OPEN_RW, &st, &ctx->err)) != 0)
+		goto fail;
+	pw_store_close(st);
+	if (listen(s->fd, 128) != 0) {
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot listen on %s: %s",
 		    spec, strerror(errno));
 		goto fail;
@@ -1544,14 +1873,6 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		snprintf(s->addr, sizeof s->addr, "%s:%d", inet_ntop(AF_INET,
 		    &a4->sin_addr, host, sizeof host), ntohs(a4->sin_port));
 	}
-	/*
-	 * Make the state file now: a worker that opened it while it was
-	 * missing would read an empty stand-in, never the file another
-	 * worker then creates.
-	 */
-	if ((r = pw_store_open(state, PW_OPEN_RW, &st, &ctx->err)) != 0)
-		goto fail;
-	pw_store_close(st);
 	s->state = pw_xstrdup(state);
 	s->cfg = ctx->cfg;
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;
@@ -1584,6 +1905,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 fail:
 	if (s->fd >= 0)
 		close(s->fd);
+	pthread_mutex_destroy(&s->mu);
 	free(s->state);
 	free(s);
 	return r;
@@ -1615,6 +1937,7 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	/* Joins the workers; each closes its context as it ends. */
 	MHD_stop_daemon(s->d);
 	pthread_key_delete(s->key);
+	pthread_mutex_destroy(&s->mu);
 	free(s->state);
 	free(s);
 }

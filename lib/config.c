@@ -321,6 +321,14 @@ pw_config_load_state(struct pw_ctx *ctx)
 	    &ctx->err);
 }
 
+int
+pw_config_reload_state(struct pw_ctx *ctx)
+{
+	for (int i = 0; i < NKEYS; i++)
+		layer_set(ctx->cfg, 0, i, NULL);
+	return pw_config_load_state(ctx);
+}
+
 const char *
 pw_config_get(struct pw_ctx *ctx, const char *key, int *origin)
 {

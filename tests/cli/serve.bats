@@ -587,6 +587,133 @@ EOF
 	is "$(state_sum)" "$before"
 }
 
+# ------------------------------------------------------- config, metrics
+
+@test "GET /config: every key with its value, origin, type and default" {
+	start_serve
+	api GET /api/v1/config
+	is "$STATUS" 200
+	is "$(j '.data | keys | .[]')" "$(pw config list --plain | cut -f1 |
+	    LC_ALL=C sort)"
+	is "$(j '.data.strategy | [.value, .origin, .type, .default] | @tsv')" \
+	    "$(printf 'round-robin\tdefault\tenum\tround-robin')"
+	# another process changes a setting: the next request sees it
+	pw config set strategy random
+	for _ in 1 2 3 4 5 6; do
+		api GET /api/v1/config
+		is "$(j '.data.strategy | [.value, .origin] | @tsv')" \
+		    "$(printf 'random\tstate')"
+	done
+	pw config unset strategy
+	api GET /api/v1/config
+	is "$(j '.data.strategy.origin')" default
+}
+
+@test "PUT /config: checked like pw config set, stored, seen by every thread" {
+	start_serve
+	api PUT /api/v1/config --data-binary \
+	    '{"strategy": "random", "fetch.retries": 5, "geo.fallback": true,
+	      "pool.cooldown": "15m"}'
+	is "$STATUS" 200
+	is "$(j '.data.strategy.value')" random
+	is "$(j '.data["fetch.retries"] | [.value, .origin] | @tsv')" \
+	    "$(printf '5\tstate')"
+	run -0 pw config get strategy
+	is "$output" random
+	run -0 pw config get fetch.retries
+	is "$output" 5
+	run -0 pw config get geo.fallback
+	is "$output" true
+	for _ in 1 2 3 4 5 6 7 8; do
+		api GET /api/v1/status
+		is "$(j '.data.strategy')" random
+	done
+	api PUT /api/v1/config --data-binary '{"strategy": null}'
+	is "$STATUS" 200
+	is "$(j '.data.strategy | [.value, .origin] | @tsv')" \
+	    "$(printf 'round-robin\tdefault')"
+	run -0 pw config get strategy
+	is "$output" round-robin
+}
+
+@test "PUT /config: bad keys, values and types are 422 naming the key; nothing stored" {
+	start_serve
+	local before b f
+	before=$(state_sum)
+	while IFS='|' read -r f b; do
+		api PUT /api/v1/config --data-binary "$b"
+		envelope_error 422 VALIDATION_ERROR
+		is "$(field)" "$f" || { echo "for $b"; return 1; }
+	done <<EOF
+nope|{"nope": 1}
+fetch.retries|{"fetch.retries": 0}
+fetch.retries|{"fetch.retries": "many"}
+strategy|{"strategy": "fastest"}
+strategy|{"strategy": ["random"]}
+pool.cooldown|{"strategy": "random", "pool.cooldown": "soon"}
+body|{}
+EOF
+	is "$(j '.error.message')" "body: no setting to change"
+	api PUT /api/v1/config --data-binary '{"nope": 1}'
+	like "$(j '.error.message')" "'nope': unknown config key (valid: strategy, *)"
+	api PUT /api/v1/config --data-binary '[1]'
+	envelope_error 422 VALIDATION_ERROR
+	api PUT /api/v1/config --data-binary '{"strategy": '
+	envelope_error 400 INVALID_JSON
+	is "$(state_sum)" "$before"
+}
+
+@test "GET /api/v1/metrics: totals, rate, latency, error rate and per-proxy stats" {
+	start_serve
+	add http://10.0.0.1:3128 http://u:p@10.0.0.2:3128
+	pw -q pool report 1 --ok --latency-ms 40
+	api GET /api/v1/ready
+	api GET /api/v1/proxies
+	api GET /nope
+	api GET /api/v1/metrics
+	is "$STATUS" 200
+	is "$(j '[.data.requests_total, .data.responses["2xx"],
+	    .data.responses["4xx"], .data.responses["5xx"]] | @tsv')" \
+	    "$(printf '3\t2\t1\t0')"
+	is "$(j '.data.error_rate * 3 | round')" 1
+	[ "$(j '.data.requests_per_second > 0')" = true ]
+	[ "$(j '.data.mean_latency_ms >= 0')" = true ]
+	is "$(j '.data.requests_in_flight')" 1
+	is "$(j '[.data.proxies[] | .id] | @tsv')" "$(printf '1\t2')"
+	is "$(j '.data.proxies[0] | [.succeeded, .success_rate, .latency_ms] | @tsv')" \
+	    "$(printf '1\t1\t40')"
+	is "$(j '.data.proxies[1].url')" 'http://***:***@10.0.0.2:3128'
+	is "$(j '.data.proxies_truncated')" false
+}
+
+@test "GET /metrics: the Prometheus text format, counters by class, pool gauges" {
+	start_serve
+	add http://10.0.0.1:3128 http://10.0.0.2:3128
+	for _ in 1 2 3 4 5; do pw -q pool report 2 --fail; done
+	api GET /api/v1/ready
+	api GET /nope
+	api GET /metrics
+	is "$STATUS" 200
+	is "$(header Content-Type)" 'text/plain; version=0.0.4; charset=utf-8'
+	[ -n "$(header X-Request-ID)" ]
+	grep -qx 'pw_http_requests_total{code="2xx"} 1' <<<"$BODY"
+	grep -qx 'pw_http_requests_total{code="4xx"} 1' <<<"$BODY"
+	grep -qx 'pw_http_request_duration_seconds_count 2' <<<"$BODY"
+	grep -qx 'pw_proxies{status="unknown"} 2' <<<"$BODY"
+	grep -qx 'pw_proxies_usable 1' <<<"$BODY"
+	grep -qx '# TYPE pw_http_requests_total counter' <<<"$BODY"
+	# every sample line is NAME{LABELS} VALUE, every metric has a TYPE
+	is "$(grep -v '^#' <<<"$BODY" | grep -cvE \
+	    '^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9][0-9.e+-]*$')" 0
+	local m
+	for m in $(grep -v '^#' <<<"$BODY" | sed 's/[{ ].*//' |
+	    sed 's/_sum$//; s/_count$//' | sort -u); do
+		grep -q "^# TYPE $m " <<<"$BODY" || { echo "no TYPE for $m"; return 1; }
+	done
+	api POST /metrics
+	envelope_error 405 METHOD_NOT_ALLOWED
+}
+
 # ------------------------------------------------------------ concurrency
 
 @test "8 clients x 50 requests beside a pw pool add loop: no 5xx, no lock errors, file intact" {
