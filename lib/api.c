@@ -1377,7 +1377,7 @@ h_metrics(struct req *q)
 	double			 rps;
 	int64_t			 errs;
 	cJSON			*d, *codes;
-	char			 k[4];
+	char			 k[16];
 	int			 r;
 
 	if (use_ctx(q) != 0)
