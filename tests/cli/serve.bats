@@ -383,6 +383,10 @@ add() {
 	api GET '/api/v1/proxies?page=3&page_size=2'
 	is "$(j '[.data.items[].id] | @tsv')" 5
 	is "$(j '[.data.has_next, .data.has_prev] | @tsv')" "$(printf 'false\ttrue')"
+	# a last page that is exactly full has no next
+	api GET '/api/v1/proxies?page=1&page_size=5'
+	is "$(j '[(.data.items | length), .data.has_next, .data.has_prev] |
+	    @tsv')" "$(printf '5\tfalse\tfalse')"
 	api GET '/api/v1/proxies?page=9&page_size=2'
 	is "$(j '.data.items | length')" 0
 	is "$(j '.data.total')" 5
