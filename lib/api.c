@@ -61,7 +61,6 @@ struct pw_server {
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
-	atomic_long		 errors;
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
 };
@@ -170,8 +169,6 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
 
 	q->replied = 1;
 	q->status = status;
-	if (status >= 400)
-		atomic_fetch_add(&q->srv->errors, 1);
 	if (status != 204) {
 		env = cJSON_CreateObject();
 		add_str(env, "status", code == NULL ? "success" : "error");
