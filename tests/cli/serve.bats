@@ -808,6 +808,14 @@ EOF
 	wait_port "$port"
 	curl -sf "http://127.0.0.1:$port/api/v1/ready" >/dev/null
 	stop_peers
+	# IPv6, in brackets
+	port=$(free_port)
+	_peers_spawn serve "$BATS_TEST_TMPDIR/v6.log" pw serve \
+	    --listen "[::1]:$port"
+	wait_port "$port" 10 ::1
+	is "$(curl -sg "http://[::1]:$port/api/v1/status" |
+	    jq -r .data.server.listen)" "[::1]:$port"
+	stop_peers
 	rm -f "$PW_STATE"*
 	run -2 --separate-stderr pw serve --listen nonsense
 	is "$stderr" "pw: serve: --listen: 'nonsense': want HOST:PORT (IPv6 as [ADDR]:PORT)"
