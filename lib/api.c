@@ -84,6 +84,7 @@ struct req {
 	struct pw_buf		 body;
 	int			 too_big;
 	int			 replied;
+	int			 send_failed;	/* close the connection */
 	unsigned int		 status;
 	int64_t			 t0;
 	const struct route	*route;
@@ -96,6 +97,7 @@ struct req {
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
+static int	is_text(const unsigned char *, size_t);
 
 static void
 iso_time(int64_t t, char *buf, size_t n)
@@ -194,8 +196,10 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
 		cJSON_AddItemToObject(env, "meta", meta);
 		text = cJSON_PrintUnformatted(env);
 		cJSON_Delete(env);
-		if (text == NULL)
+		if (text == NULL) {
+			q->send_failed = 1;
 			return -1;
+		}
 		len = strlen(text);
 	} else {
 		cJSON_Delete(data);
@@ -219,8 +223,10 @@ send_body(struct req *q, unsigned int status, const char *body, size_t len,
 	q->status = status;
 	r = MHD_create_response_from_buffer(len, (void *)body,
 	    MHD_RESPMEM_MUST_COPY);
-	if (r == NULL)
+	if (r == NULL) {
+		q->send_failed = 1;
 		return -1;
+	}
 	if (ctype != NULL)
 		MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "X-Request-ID", q->rid);
@@ -234,6 +240,8 @@ send_body(struct req *q, unsigned int status, const char *body, size_t len,
 		MHD_add_response_header(r, "Location", location);
 	ok = MHD_queue_response(q->c, status, r) == MHD_YES;
 	MHD_destroy_response(r);
+	if (!ok)
+		q->send_failed = 1;
 	return ok ? 0 : -1;
 }
 
@@ -907,13 +915,14 @@ headers_json(const char *p, size_t n)
 {
 	cJSON		*o = cJSON_CreateObject();
 	const char	*last = p, *e = p + n;
-	struct pw_buf	 name;
+	struct pw_buf	 name, val;
 
 	for (const char *s = p; s < e; s++)
 		if ((s == p || s[-1] == '\n') && e - s > 5 &&
 		    memcmp(s, "HTTP/", 5) == 0)
 			last = s;
 	pw_buf_init(&name);
+	pw_buf_init(&val);
 	for (const char *s = last; s < e;) {
 		const char *eol = memchr(s, '\n', e - s), *colon, *v, *ve;
 		cJSON *old;
@@ -934,6 +943,18 @@ headers_json(const char *p, size_t n)
 				pw_buf_addc(&name, (*c >= 'A' && *c <= 'Z') ?
 				    *c + 32 : *c);
 			old = cJSON_GetObjectItemCaseSensitive(o, name.data);
+			/* JSON strings are UTF-8: other bytes become '?'. */
+			if (!is_text((const unsigned char *)v, ve - v)) {
+				char *fix = pw_xstrndup(v, ve - v);
+				for (char *c = fix; *c; c++)
+					if ((unsigned char)*c >= 0x80)
+						*c = '?';
+				pw_buf_reset(&val);
+				pw_buf_adds(&val, fix);
+				free(fix);
+				v = val.data;
+				ve = v + val.len;
+			}
 			if (old != NULL && json_is(old, cJSON_String)) {
 				char *j = pw_xasprintf("%s, %.*s",
 				    old->valuestring, (int)(ve - v), v);
@@ -944,15 +965,16 @@ headers_json(const char *p, size_t n)
 				    cJSON_CreateString(j));
 				free(j);
 			} else {
-				char *val = pw_xstrndup(v, ve - v);
+				char *one = pw_xstrndup(v, ve - v);
 				cJSON_AddItemToObject(o, name.data,
-				    cJSON_CreateString(val));
-				free(val);
+				    cJSON_CreateString(one));
+				free(one);
 			}
 		}
 		s = eol + 1;
 	}
 	pw_buf_release(&name);
+	pw_buf_release(&val);
 	return o;
 }
 
@@ -1668,7 +1690,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 			q->too_big = 1;
 			run(q);
 		}
-		return MHD_YES;
+		return q->send_failed ? MHD_NO : MHD_YES;
 	}
 	if (q->replied) {
 		*upload_size = 0;
@@ -1683,7 +1705,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 	run(q);
-	return MHD_YES;
+	/* No response could be queued: MHD closes the connection. */
+	return q->send_failed ? MHD_NO : MHD_YES;
 }
 
 static void
