@@ -27,27 +27,29 @@ WARN		= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 		  -Wmissing-prototypes -Wno-missing-field-initializers
 PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
 		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl \
-		  libcjson)
+		    libmicrohttpd libcjson)
 
 # SQLite and libsodium are linked statically into pw: the dynamic loader
 # is most of a short command's start-up time (see bench/startup).
 STATIC_CORE	?= 1
 ifeq ($(STATIC_CORE),1)
-CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lcjson -lm -lz \
+CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
 		  -lpthread -ldl
 else
-CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson) -lm
+CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
 endif
 
 # libcurl is not linked: lib/net.c loads it when a request is to be made
-# (its headers are needed to build, the library only to fetch).
+# (its headers are needed to build, the library only to fetch). Nor are
+# libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
 LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download
-CMD		= pw args out pool config fetch health cache
+		  health ingest cache download httpd api
+CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
-HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h cmd/cmd.h
+HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h lib/httpd.h \
+		  cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

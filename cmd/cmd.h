@@ -130,5 +130,6 @@ extern const struct pw_cmd cmd_config_entry;
 extern const struct pw_cmd cmd_fetch_entry;
 extern const struct pw_cmd cmd_health_entry;
 extern const struct pw_cmd cmd_cache_entry;
+extern const struct pw_cmd cmd_serve_entry;
 
 #endif /* PW_CMD_H */

@@ -17,6 +17,7 @@ static const struct pw_cmd *const commands[] = {
 	&cmd_pool_entry,
 	&cmd_config_entry,
 	&cmd_cache_entry,
+	&cmd_serve_entry,
 	NULL
 };
 

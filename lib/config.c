@@ -255,6 +255,18 @@ pw_config_new(void)
 	return pw_xcalloc(1, sizeof(struct pw_config));
 }
 
+struct pw_config *
+pw_config_dup(const struct pw_config *c)
+{
+	struct pw_config	*d = pw_config_new();
+
+	for (int l = 0; l < 3; l++)
+		for (int i = 0; i < NKEYS; i++)
+			if (c->layer[l][i] != NULL)
+				d->layer[l][i] = pw_xstrdup(c->layer[l][i]);
+	return d;
+}
+
 void
 pw_config_free(struct pw_config *c)
 {
@@ -341,6 +353,14 @@ pw_config_load_state(struct pw_ctx *ctx)
 {
 	return pw_store_config_each(ctx->store, load_state_kv, ctx->cfg,
 	    &ctx->err);
+}
+
+int
+pw_config_reload_state(struct pw_ctx *ctx)
+{
+	for (int i = 0; i < NKEYS; i++)
+		layer_set(ctx->cfg, 0, i, NULL);
+	return pw_config_load_state(ctx);
 }
 
 const char *

@@ -506,6 +506,8 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		pw_buf_release(&x.hdrs);
 		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
 		    total * 1000);
+		res->attempts[res->nattempts - 1].timed_out =
+		    rc == CURLE_OPERATION_TIMEDOUT;
 		if (id != 0) {
 			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :
 			    kind == PW_FAIL_PROXY ? PW_REPORT_FAIL :

@@ -25,8 +25,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 
+#include "httpd.h"
 #include "net.h"
 
 /* Results queued before they are written, and how long at most. */
@@ -359,10 +359,10 @@ grade(const char *body, size_t len, const char *local_ip)
 	if ((doc = cJSON_ParseWithLength(body, len)) == NULL)
 		return NULL;
 	h = cJSON_GetObjectItemCaseSensitive(doc, "headers");
-	if (cJSON_IsObject(h)) {
+	if (h != NULL && (h->type & 0xff) == cJSON_Object) {
 		cJSON_ArrayForEach(e, h) {
-			const char *v = cJSON_IsString(e) ? e->valuestring :
-			    "";
+			const char *v = (e->type & 0xff) == cJSON_String ?
+			    e->valuestring : "";
 			if (e->string == NULL ||
 			    strcasecmp(e->string, "host") == 0)
 				continue;
@@ -930,7 +930,8 @@ pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 		    "100 to 599", o->expect_status);
 		goto out;
 	}
-	if ((r = pw_net_init(&ctx->err)) != 0)
+	if ((r = pw_net_init(&ctx->err)) != 0 ||
+	    (o->anonymity && (r = pw_cjson_init(&ctx->err)) != 0))
 		goto out;
 	run.capture = run.has_re || o->anonymity;
 	conc = o->concurrency > 0 ? o->concurrency :

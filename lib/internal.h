@@ -220,6 +220,11 @@ const char *pw_config_secret_hex(void);
 char	*pw_config_key_path(void);
 /* Load the state layer from the open store. */
 int	 pw_config_load_state(struct pw_ctx *ctx);
+/*
+ * Load it again, for a long-lived context (pw serve): what another
+ * process set or unset since is seen.
+ */
+int	 pw_config_reload_state(struct pw_ctx *ctx);
 
 /* ----------------------------------------------------------------- pool */
 

@@ -189,6 +189,8 @@ enum pw_origin { PW_ORIGIN_DEFAULT, PW_ORIGIN_STATE, PW_ORIGIN_ENV,
     PW_ORIGIN_FLAG };
 
 struct pw_config *pw_config_new(void);
+/* A copy of every layer of c, for another thread's context. */
+struct pw_config *pw_config_dup(const struct pw_config *c);
 void	 pw_config_free(struct pw_config *c);
 /* Resolve the state file path: flag > $PW_STATE > XDG default. */
 char	*pw_config_state_path(const char *flag);
@@ -416,6 +418,7 @@ struct pw_attempt {
 	char		*error;		/* NULL when it worked */
 	long		 status;	/* HTTP status, 0 when none */
 	double		 ms;
+	int		 timed_out;	/* the attempt ran out of time */
 };
 
 struct pw_fetch_result {
@@ -734,5 +737,40 @@ int	 pw_download(const char *const *urls, size_t n, size_t max_bytes,
 	    int64_t timeout_ms, int64_t connect_timeout_ms,
 	    struct pw_download *res);
 void	 pw_download_release(struct pw_download *d);
+
+/* ---------------------------------------------------------------- serve */
+
+/*
+ * The REST server (pw serve). It loads libmicrohttpd and cJSON when it
+ * starts, serves from a pool of threads, and gives each thread its own
+ * context on the state file (opened at its first request, closed when
+ * the thread ends): a struct pw_ctx is never shared between threads.
+ */
+struct pw_server;
+
+struct pw_serve_opts {
+	const char	*listen;	/* "HOST:PORT"; NULL: serve.listen */
+	int		 insecure;	/* may listen on a non-loopback one */
+	unsigned int	 threads;	/* 0: two per core, at least 4 */
+	size_t		 body_max;	/* request bodies; 0: 1 MiB */
+	int		 log_requests;	/* one PW_LOG_INFO line per request */
+};
+
+/*
+ * Listen and serve the state file at state, with ctx's settings (ctx and
+ * state must outlive the server). Returns at once; the server runs in its
+ * own threads until pw_serve_stop. *out is the caller's. PW_EUSAGE for a
+ * bad or refused address, PW_EFAIL when it cannot listen or load
+ * libmicrohttpd.
+ */
+int	 pw_serve_start(struct pw_ctx *ctx, const char *state,
+	    const struct pw_serve_opts *o, struct pw_server **out);
+/* The address the server listens on ("127.0.0.1:8000"); borrowed. */
+const char *pw_serve_address(const struct pw_server *s);
+/*
+ * Stop accepting connections, let the requests in flight finish (for up
+ * to grace_ms), then stop every thread and free s. s may be NULL.
+ */
+void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
 
 #endif /* PW_H */

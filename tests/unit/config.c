@@ -689,6 +689,29 @@ test_key_path_and_secret(void **state)
 	assert_string_equal(pw_config_secret_hex(), "abcd");
 }
 
+/* A copy for another thread's context: every layer, owned apart. */
+static void
+test_dup(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_ctx		*ctx = ctx_state(f), other;
+	struct pw_config	*copy;
+
+	assert_int_equal(pw_config_store(ctx, "fetch.retries", "5"), 0);
+	assert_int_equal(pw_config_set_flag(ctx->cfg, "strategy", "random",
+	    &ctx->err), 0);
+	copy = pw_config_dup(ctx->cfg);
+	memset(&other, 0, sizeof other);
+	other.cfg = copy;
+	assert_string_equal(pw_config_get(&other, "strategy", NULL), "random");
+	assert_int_equal(pw_config_int(&other, "fetch.retries"), 5);
+	/* Changing one leaves the other alone. */
+	assert_int_equal(pw_config_set_flag(ctx->cfg, "strategy", "weighted",
+	    &ctx->err), 0);
+	assert_string_equal(pw_config_get(&other, "strategy", NULL), "random");
+	pw_config_free(copy);
+}
+
 int
 main(void)
 {
@@ -716,6 +739,7 @@ main(void)
 		T(test_state_path),
 		T(test_state_path_without_home),
 		T(test_key_path_and_secret),
+		T(test_dup),
 #undef T
 	};
 

@@ -1,0 +1,65 @@
+/*
+ * serve.c -- "pw serve": the REST API over the state file, until SIGINT
+ * or SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+/* How long requests in flight may take to finish at shutdown. */
+#define GRACE_MS	(30 * 1000)
+
+static int
+serve(struct pw_cmdctx *cc)
+{
+	struct pw_serve_opts	 o;
+	struct pw_server	*s;
+	sigset_t		 set;
+	int64_t			 threads = 0;
+	int			 sig, r;
+
+	memset(&o, 0, sizeof o);
+	if ((r = cmd_int_opt(cc, "threads", 1, 256, &threads)) != 0)
+		return r;
+	o.listen = arg_get(cc->args, "listen");
+	o.insecure = arg_has(cc->args, "insecure");
+	o.threads = (unsigned int)threads;
+	o.log_requests = cc->verbose > 0;
+	/*
+	 * The signals are taken here, by sigwait: blocked before the server
+	 * starts its threads, which inherit the mask.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = pw_serve_start(cc->ctx, cc->state, &o, &s)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	if (!cc->quiet)
+		fprintf(stderr, "pw: serve: listening on http://%s\n",
+		    pw_serve_address(s));
+	sigwait(&set, &sig);
+	if (!cc->quiet)
+		fprintf(stderr, "pw: serve: %s: finishing requests in flight\n",
+		    sig == SIGINT ? "SIGINT" : "SIGTERM");
+	pw_serve_stop(s, GRACE_MS);
+	return 0;
+}
+
+static const struct pw_opt serve_opts[] = {
+	{ "listen", 'l', "ADDR:PORT", 0, "address to listen on (default the "
+	  "serve.listen setting)" },
+	{ "insecure", 0, NULL, 0, "allow a non-loopback address without "
+	  "authentication" },
+	{ "threads", 0, "N", 0, "worker threads (default two per core, at "
+	  "least 4)" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+const struct pw_cmd cmd_serve_entry = {
+	"serve", "run the REST API", "[options]", serve_opts,
+	0, 0, CMD_STORE_RW, serve, NULL
+};
