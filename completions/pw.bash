@@ -1,7 +1,8 @@
 # pw.bash -- bash completion for pw(1).
 #
-# Nothing here lists a command or an option: they come from the binary
-# being completed ("pw __dump"), config keys from "pw config list" and
+# Nothing here lists a command or an option: they (fetch, pool, config,
+# health, cache, serve and the rest) come from the binary being
+# completed ("pw __dump"), config keys from "pw config list" and
 # proxy ids from "pw pool ls", so the completion cannot drift from it.
 # Only the fixed choices of a few option values are spelt out below;
 # tests/cli/docs.bats checks them against the binary.
