@@ -229,15 +229,9 @@ int	 pw_config_reload_state(struct pw_ctx *ctx);
 /* ----------------------------------------------------------------- pool */
 
 /*
- * Insert one proxy inside the caller's transaction (the key must be
- * loaded when a has a user): *dup says it was there already, and *id is
- * its id either way. What pw_pool_add and pw_warm share.
- */
-int	 pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
-	    const struct pw_proxy *meta, int64_t *id, int *dup);
-/*
- * The row pw_pool_insert would insert: identity key, URL and sealed
- * credentials allocated into row (release with pw_pool_row_release).
+ * The row a proxy is stored as (the key must be loaded when a has a
+ * user): identity key, URL and sealed credentials allocated into row
+ * (release with pw_pool_row_release). What pw_pool_add and pw_warm share.
  */
 void	 pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
 	    const struct pw_proxy *meta, struct pw_row *row);

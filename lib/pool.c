@@ -191,19 +191,6 @@ pw_pool_row_release(struct pw_row *row)
 	memset(row, 0, sizeof *row);
 }
 
-int
-pw_pool_insert(struct pw_ctx *ctx, const struct pw_addr *a,
-    const struct pw_proxy *meta, int64_t *id, int *dup)
-{
-	struct pw_row	row;
-	int		r;
-
-	pw_pool_row(ctx, a, meta, &row);
-	r = pw_store_proxy_insert(ctx->store, &row, id, dup, &ctx->err);
-	pw_pool_row_release(&row);
-	return r;
-}
-
 /* 1 when the stored password of proxy id is not pass. */
 static int
 pass_changed(struct pw_ctx *ctx, int64_t id, const char *pass)
@@ -247,14 +234,17 @@ pw_pool_pass_update(struct pw_ctx *ctx, int64_t id, const struct pw_addr *a,
 	return r == 0 ? 1 : r;
 }
 
+/* Rows handed to the store at once by pw_pool_add. */
+#define ADD_CHUNK	256
+
 int
 pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
     const struct pw_meta *meta, int *result, int64_t *id)
 {
 	struct pw_proxy	 m;
-	int64_t		 now = pw_now();
-	int		 r = 0, dup;
-	size_t		 i;
+	int64_t		 now = pw_now(), top;
+	int		 r = 0;
+	size_t		 i, k;
 
 	for (i = 0; i < n; i++) {
 		if (addrs[i].user != NULL) {
@@ -270,23 +260,46 @@ pw_pool_add(struct pw_ctx *ctx, const struct pw_addr *addrs, size_t n,
 	m.weight = meta->weight;
 	m.added_at = now;
 	m.expires_at = meta->ttl > 0 ? now + meta->ttl : 0;
+	/*
+	 * Rows go in by the chunk, many to a statement. A new proxy gets an
+	 * id above every id before it (AUTOINCREMENT); one that gets an id
+	 * already seen was in the pool, or earlier in this batch.
+	 */
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
-	for (i = 0; i < n; i++) {
-		r = pw_pool_insert(ctx, &addrs[i], &m, &id[i], &dup);
-		result[i] = dup ? PW_DUPLICATE : PW_ADDED;
-		/* The same account with a new password: keep the new one. */
-		if (r == 0 && dup && (r = pw_pool_pass_update(ctx, id[i],
-		    &addrs[i], now)) > 0) {
-			result[i] = PW_UPDATED;
-			r = 0;
-		}
-		if (r != 0) {
-			pw_store_rollback(ctx->store);
-			return r;
+	if ((r = pw_store_max_id(ctx->store, &top, &ctx->err)) != 0)
+		goto fail;
+	for (i = 0; i < n; i += k) {
+		struct pw_row rows[ADD_CHUNK];
+
+		k = n - i < ADD_CHUNK ? n - i : ADD_CHUNK;
+		for (size_t j = 0; j < k; j++)
+			pw_pool_row(ctx, &addrs[i + j], &m, &rows[j]);
+		r = pw_store_proxy_insert_many(ctx->store, rows, k, &id[i],
+		    &ctx->err);
+		for (size_t j = 0; j < k; j++)
+			pw_pool_row_release(&rows[j]);
+		if (r != 0)
+			goto fail;
+		for (size_t j = i; j < i + k; j++) {
+			if (id[j] > top) {
+				top = id[j];
+				result[j] = PW_ADDED;
+				continue;
+			}
+			result[j] = PW_DUPLICATE;
+			/* The same account with a new password: keep it. */
+			if ((r = pw_pool_pass_update(ctx, id[j], &addrs[j],
+			    now)) < 0)
+				goto fail;
+			if (r > 0)
+				result[j] = PW_UPDATED;
 		}
 	}
 	return pw_store_commit(ctx->store, &ctx->err);
+fail:
+	pw_store_rollback(ctx->store);
+	return r;
 }
 
 static int
@@ -624,7 +637,7 @@ choose_scan(struct pw_ctx *ctx, const struct pw_strategy *s,
 		return r;
 	if (n == 0) {
 		free(c);
-		return no_eligible(ctx, sel);
+		return PW_ENOPROXY;
 	}
 	env_init(ctx, &env);
 	cname = cursor_name(s, sel->f);
@@ -663,7 +676,7 @@ choose_round_robin(struct pw_ctx *ctx, const struct pw_strategy *s,
 		r = pw_store_first(ctx->store, sel, PW_FIRST_AFTER, 0, id,
 		    &ctx->err);
 	if (r == PW_ENOTFOUND)
-		r = no_eligible(ctx, sel);
+		r = PW_ENOPROXY;
 	if (r == 0)
 		r = pw_store_rotation_put(ctx->store, cname, *id, &ctx->err);
 	free(cname);
@@ -709,7 +722,7 @@ choose(struct pw_ctx *ctx, const struct pw_strategy *s,
 	if (strcmp(s->name, "least-used") == 0) {
 		r = pw_store_first(ctx->store, sel, PW_FIRST_LEAST_USED, 0, id,
 		    &ctx->err);
-		return r == PW_ENOTFOUND ? no_eligible(ctx, sel) : r;
+		return r == PW_ENOTFOUND ? PW_ENOPROXY : r;
 	}
 	if (strcmp(s->name, "performance") == 0 && fallback != NULL) {
 		/* Proxies never measured go first, chosen by the fallback. */
@@ -884,6 +897,8 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		return r;
 	if ((r = window_check(ctx, sel.now)) != 0)
 		goto fail;
+	/* A miss below says nothing; a strategy's own refusal does. */
+	pw_err_clear(&ctx->err);
 	if (pk->session != NULL &&
 	    (r = session_proxy(ctx, pk, &sel, &id)) != 0)
 		goto fail;
@@ -901,9 +916,15 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	if (r == PW_ENOPROXY) {
 		/*
 		 * A miss changes nothing but its counter (pw cache stats);
-		 * the message says why there was none.
+		 * the message says why there was none, counted only now
+		 * (a geo fallback may have made a first miss good).
 		 */
-		struct pw_err	keep = ctx->err;
+		struct pw_err	keep;
+
+		if (ctx->err.msg[0] == '\0' &&
+		    (r = no_eligible(ctx, &sel)) != PW_ENOPROXY)
+			goto fail;
+		keep = ctx->err;
 		pw_store_rollback(ctx->store);
 		if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 			return r;
