@@ -289,6 +289,26 @@ pragma_int(struct pw_store *st, const char *sql, int64_t *out,
 	return 0;
 }
 
+/* The three integers of a one-row query. */
+static int
+pragma_int3(struct pw_store *st, const char *sql, int64_t *a, int64_t *b,
+    int64_t *c, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read");
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*a = sqlite3_column_int64(s, 0);
+		*b = sqlite3_column_int64(s, 1);
+		*c = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read");
+}
+
 /* A non-empty file must start with the SQLite header, or it is not ours. */
 static int
 check_header(const char *path, struct pw_err *err)
@@ -365,19 +385,14 @@ check_schema(struct pw_store *st, int writable, struct pw_err *err)
 	int	r;
 
 	/*
-	 * One read transaction, so that all three come from one snapshot:
-	 * another process may be creating the schema at this moment.
+	 * One statement, so that all three come from one snapshot: another
+	 * process may be creating the schema at this moment.
 	 */
-	if ((r = exec_sql(st, "BEGIN", err)) != 0)
+	if ((r = pragma_int3(st, "SELECT (SELECT application_id FROM "
+	    "pragma_application_id), (SELECT user_version FROM "
+	    "pragma_user_version), (SELECT count(*) FROM sqlite_master)",
+	    &app, &ver, &tables, err)) != 0)
 		return r;
-	if ((r = pragma_int(st, "PRAGMA application_id", &app, err)) != 0 ||
-	    (r = pragma_int(st, "PRAGMA user_version", &ver, err)) != 0 ||
-	    (r = pragma_int(st, "SELECT count(*) FROM sqlite_master",
-	    &tables, err)) != 0) {
-		pw_store_rollback(st);
-		return r;
-	}
-	pw_store_rollback(st);
 	if (app == 0 && ver == 0) {
 		if (tables != 0)
 			return pw_failf(err, PW_ESTATE, "%s: not a pw state "
