@@ -14,6 +14,9 @@ export HOME="$BENCH_DIR/home" XDG_CONFIG_HOME="$BENCH_DIR/home/.config"
 export PW_SECRET_KEY=$(printf '%064d' 0)
 unset PW_STATE NO_COLOR
 mkdir -p "$HOME"
+# Start from a quiet disk: what an earlier benchmark left to write back
+# would otherwise be paid by the first figures of this one.
+sync
 
 now_ns() { date +%s%N; }
 

@@ -207,7 +207,9 @@ static const char *const migrations[] = {
 	"  window_count);"
 	"CREATE INDEX proxies_least ON proxies(window_count, id);"
 	"CREATE INDEX proxies_weight ON proxies(weight);"
-	"CREATE INDEX proxies_latency ON proxies(latency_ms);",
+	"CREATE INDEX proxies_latency ON proxies(latency_ms);"
+	/* Geo selection finds a country's proxies, or that there are none. */
+	"CREATE INDEX proxies_geo ON proxies(country, region);",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
