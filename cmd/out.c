@@ -310,38 +310,6 @@ out_record(int fmt, const struct out_col *cols, int ncols,
 	}
 }
 
-/* Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text? */
-static int
-utf8_text(const unsigned char *p, size_t n)
-{
-	size_t	i = 0, k;
-
-	while (i < n) {
-		unsigned char c = p[i];
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3;
-		else
-			return 0;
-		if (n - i <= k)
-			return 0;
-		for (size_t j = 1; j <= k; j++)
-			if ((p[i + j] & 0xc0) != 0x80)
-				return 0;
-		i += k + 1;
-	}
-	return 1;
-}
-
 static void
 base64(FILE *f, const unsigned char *p, size_t n)
 {
@@ -420,7 +388,7 @@ out_fetch_json(FILE *f, const struct pw_fetch_result *res, const char *hdrs,
     size_t hlen, const void *body, size_t blen)
 {
 	static const char *const kinds[] = { "none", "proxy", "target" };
-	int	text = utf8_text(body, blen);
+	int	text = pw_utf8_text(body, blen);
 	double	ms = 0;
 
 	fprintf(f, "{\"status\":%ld,\"headers\":", res->status);

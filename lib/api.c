@@ -97,7 +97,6 @@ struct req {
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
-static int	is_text(const unsigned char *, size_t);
 
 static void
 iso_time(int64_t t, char *buf, size_t n)
@@ -944,7 +943,7 @@ headers_json(const char *p, size_t n)
 				    *c + 32 : *c);
 			old = cJSON_GetObjectItemCaseSensitive(o, name.data);
 			/* JSON strings are UTF-8: other bytes become '?'. */
-			if (!is_text((const unsigned char *)v, ve - v)) {
+			if (!pw_utf8_text(v, ve - v)) {
 				char *fix = pw_xstrndup(v, ve - v);
 				for (char *c = fix; *c; c++)
 					if ((unsigned char)*c >= 0x80)
@@ -976,45 +975,6 @@ headers_json(const char *p, size_t n)
 	pw_buf_release(&name);
 	pw_buf_release(&val);
 	return o;
-}
-
-/* Valid UTF-8 without NUL: sent as a string, else as base64. */
-static int
-is_text(const unsigned char *p, size_t n)
-{
-	size_t	i = 0, k;
-
-	while (i < n) {
-		unsigned char c = p[i];
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3;
-		else
-			return 0;
-		if (k >= n - i)
-			return 0;
-		/* No overlong forms, surrogates, nothing past U+10FFFF. */
-		if ((c == 0xe0 && p[i + 1] < 0xa0) ||
-		    (c == 0xed && p[i + 1] >= 0xa0) ||
-		    (c == 0xf0 && p[i + 1] < 0x90) ||
-		    (c == 0xf4 && p[i + 1] >= 0x90))
-			return 0;
-		for (size_t j = 1; j <= k; j++)
-			if ((p[i + j] & 0xc0) != 0x80)
-				return 0;
-		i += k + 1;
-	}
-	return 1;
 }
 
 static char *
@@ -1167,7 +1127,7 @@ h_request(struct req *q)
 		add_num(d, "status_code", res.status);
 		cJSON_AddItemToObject(d, "headers", headers_json(sk.hdrs.data,
 		    sk.hdrs.len));
-		if (is_text((unsigned char *)sk.body.data, sk.body.len)) {
+		if (pw_utf8_text(sk.body.data, sk.body.len)) {
 			add_str(d, "body", sk.body.data);
 			add_str(d, "body_encoding", "utf-8");
 		} else {

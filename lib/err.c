@@ -299,6 +299,39 @@ buf_grow(struct pw_buf *b, size_t n)
 	b->cap = cap;
 }
 
+/* Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text? */
+int
+pw_utf8_text(const void *v, size_t n)
+{
+	const unsigned char	*p = v;
+	size_t			 i = 0, k;
+
+	while (i < n) {
+		unsigned char c = p[i];
+		if (c == 0)
+			return 0;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3;
+		else
+			return 0;
+		if (n - i <= k)
+			return 0;
+		for (size_t j = 1; j <= k; j++)
+			if ((p[i + j] & 0xc0) != 0x80)
+				return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
 void
 pw_buf_add(struct pw_buf *b, const void *p, size_t n)
 {

@@ -97,6 +97,8 @@ void	pw_buf_init(struct pw_buf *b);
 void	pw_buf_release(struct pw_buf *b);
 void	pw_buf_reset(struct pw_buf *b);
 void	pw_buf_add(struct pw_buf *b, const void *p, size_t n);
+/* Whether p[0..n) is valid UTF-8 without NUL (JSON can carry it as text). */
+int	pw_utf8_text(const void *p, size_t n);
 void	pw_buf_adds(struct pw_buf *b, const char *s);
 void	pw_buf_addc(struct pw_buf *b, char c);
 void	pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
