@@ -29,8 +29,6 @@ static const struct sym mhd_api[] = {
 	F("MHD_queue_response", queue_response),
 	F("MHD_destroy_response", destroy_response),
 	F("MHD_lookup_connection_value", lookup_connection_value),
-	F("MHD_get_connection_values", get_connection_values),
-	F("MHD_get_version", get_version),
 #undef F
 };
 

@@ -37,9 +37,6 @@ struct pw_mhd_api {
 	void		 (*destroy_response)(struct MHD_Response *);
 	const char	*(*lookup_connection_value)(struct MHD_Connection *,
 			    enum MHD_ValueKind, const char *);
-	int		 (*get_connection_values)(struct MHD_Connection *,
-			    enum MHD_ValueKind, MHD_KeyValueIterator, void *);
-	const char	*(*get_version)(void);
 };
 
 struct pw_cjson_api {
@@ -71,8 +68,6 @@ extern struct pw_cjson_api pw_cjson;
 #define MHD_queue_response		pw_mhd.queue_response
 #define MHD_destroy_response		pw_mhd.destroy_response
 #define MHD_lookup_connection_value	pw_mhd.lookup_connection_value
-#define MHD_get_connection_values	pw_mhd.get_connection_values
-#define MHD_get_version			pw_mhd.get_version
 
 #define cJSON_ParseWithLength		pw_cjson.ParseWithLength
 #define cJSON_Delete			pw_cjson.Delete

@@ -25,8 +25,6 @@ struct pw_curl_api {
 	CURLcode	 (*easy_getinfo)(CURL *, CURLINFO, ...);
 	CURLcode	 (*easy_perform)(CURL *);
 	const char	*(*easy_strerror)(CURLcode);
-	CURLcode	 (*easy_recv)(CURL *, void *, size_t, size_t *);
-	CURLcode	 (*easy_send)(CURL *, const void *, size_t, size_t *);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void		 (*slist_free_all)(struct curl_slist *);
 	CURLM		*(*multi_init)(void);
@@ -39,10 +37,7 @@ struct pw_curl_api {
 			    int *);
 	CURLMcode	 (*multi_poll)(CURLM *, struct curl_waitfd *,
 			    unsigned int, int, int *);
-	CURLMcode	 (*multi_wakeup)(CURLM *);
 	CURLMsg		*(*multi_info_read)(CURLM *, int *);
-	const char	*(*multi_strerror)(CURLMcode);
-	curl_version_info_data *(*version_info)(CURLversion);
 	void		 (*free)(void *);
 	CURLU		*(*url)(void);
 	void		 (*url_cleanup)(CURLU *);
@@ -67,8 +62,6 @@ extern struct pw_curl_api pw_curl;
 #define curl_easy_getinfo	pw_curl.easy_getinfo
 #define curl_easy_perform	pw_curl.easy_perform
 #define curl_easy_strerror	pw_curl.easy_strerror
-#define curl_easy_recv		pw_curl.easy_recv
-#define curl_easy_send		pw_curl.easy_send
 #define curl_slist_append	pw_curl.slist_append
 #define curl_slist_free_all	pw_curl.slist_free_all
 #define curl_multi_init		pw_curl.multi_init
@@ -79,10 +72,7 @@ extern struct pw_curl_api pw_curl;
 #define curl_multi_perform	pw_curl.multi_perform
 #define curl_multi_socket_action pw_curl.multi_socket_action
 #define curl_multi_poll		pw_curl.multi_poll
-#define curl_multi_wakeup	pw_curl.multi_wakeup
 #define curl_multi_info_read	pw_curl.multi_info_read
-#define curl_multi_strerror	pw_curl.multi_strerror
-#define curl_version_info	pw_curl.version_info
 #define curl_free		pw_curl.free
 #define curl_url		pw_curl.url
 #define curl_url_cleanup	pw_curl.url_cleanup
