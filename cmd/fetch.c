@@ -65,6 +65,33 @@ sink_header(void *arg, const char *p, size_t n)
 
 static char	outbuf[128 << 10];
 
+/*
+ * Write a piece of the body. Pieces of up to 100 KiB come from libcurl: a
+ * large one goes straight to the descriptor, after what stdio holds, so
+ * it is not copied through the buffer first; small ones gather there.
+ */
+#define DIRECT_MIN	(16 << 10)
+static int
+put(FILE *f, const void *p, size_t n)
+{
+	const char	*c = p;
+	ssize_t		 w;
+
+	if (n < DIRECT_MIN)
+		return fwrite(p, 1, n, f) == n ? 0 : -1;
+	if (fflush(f) != 0)
+		return -1;
+	while (n > 0) {
+		if ((w = write(fileno(f), c, n)) < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= w;
+	}
+	return 0;
+}
+
 static int
 sink_body(void *arg, const void *p, size_t n)
 {
@@ -80,7 +107,7 @@ sink_body(void *arg, const void *p, size_t n)
 	}
 	if (s->drop)
 		return 0;
-	return fwrite(p, 1, n, s->out) == n ? 0 : -1;
+	return put(s->out, p, n);
 }
 
 /* Read FILE, or stdin for "-", whole; for -d @FILE and --data-binary. */
@@ -362,8 +389,8 @@ fetch_exec(struct pw_cmdctx *cc)
 		goto done;
 	}
 	/*
-	 * A body arrives in pieces of up to 100 KiB: write it in as few
-	 * system calls, not stdio's 4 KiB ones (a terminal stays as is).
+	 * Small pieces of a body gather in a large buffer, not stdio's 4 KiB
+	 * one, for fewer system calls (a terminal stays as is; see put).
 	 * glibc ignores the size unless given the buffer; this one lives
 	 * until exit, as stdout may.
 	 */
