@@ -12,7 +12,7 @@
 #include "internal.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS };
+    T_STRATEGY, T_URLS, T_USERS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -77,6 +77,17 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "serve.gateway_users", T_USERS, "", 0, 0, NULL,
+	  "who may use the gateway: USER:PASSWORD, comma-separated (stored "
+	  "hashed)" },
+	{ "serve.gateway_max_tunnels", T_INT, "4096", 1, 1000000, NULL,
+	  "connections the gateway carries at once" },
+	{ "serve.gateway_max_per_client", T_INT, "1024", 1, 1000000, NULL,
+	  "connections the gateway carries at once for one client address" },
+	{ "serve.gateway_idle_timeout", T_DURATION, "5m", 1, 86400, NULL,
+	  "how long a gateway connection may carry nothing" },
+	{ "serve.gateway_handshake_timeout", T_DURATION, "10", 1, 600, NULL,
+	  "how long a gateway client may take to say where it goes" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -90,7 +101,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
-	[T_STRATEGY] = "enum", [T_URLS] = "string",
+	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_USERS] = "string",
 };
 
 const struct pw_config_key *
@@ -153,6 +164,78 @@ urls_ok(const char *v)
 		v += n;
 	}
 	return 1;
+}
+
+/*
+ * "user:password,..." into "user:$b2$...,...": passwords are hashed before
+ * they are stored anywhere; an entry already hashed is kept. No password
+ * is ever quoted in a message.
+ */
+static int
+check_users(const struct key *k, const char *v, char **canon,
+    struct pw_err *err)
+{
+	struct pw_buf	 b;
+	const char	*p = v;
+	int		 r = 0;
+
+	pw_buf_init(&b);
+	while (*p != '\0') {
+		size_t n = strcspn(p, ","), ul;
+		const char *colon = memchr(p, ':', n);
+		char *user, *pass, *hash;
+
+		ul = colon ? (size_t)(colon - p) : n;
+		user = pw_xstrndup(p, ul);
+		if (ul == 0 || strspn(user, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+") != ul) {
+			r = pw_failf(err, PW_EUSAGE, "%s: entry %s'%s': want "
+			    "USER:PASSWORD, USER of letters, digits and _.@+ "
+			    "(no '-': it starts the controls)", k->name,
+			    colon ? "for user " : "", colon ? user : "...");
+			free(user);
+			break;
+		}
+		if (colon == NULL || colon + 1 == p + n) {
+			r = pw_failf(err, PW_EUSAGE, "%s: user '%s': no "
+			    "password (want USER:PASSWORD)", k->name, user);
+			free(user);
+			break;
+		}
+		for (const char *q = b.data; *q != '\0'; ) {
+			size_t m = strcspn(q, ":");
+			if (m == ul && strncmp(q, user, ul) == 0) {
+				r = pw_failf(err, PW_EUSAGE, "%s: user '%s' "
+				    "given twice", k->name, user);
+				break;
+			}
+			q += strcspn(q, ",");
+			q += *q == ',';
+		}
+		if (r != 0) {
+			free(user);
+			break;
+		}
+		pass = pw_xstrndup(colon + 1, n - ul - 1);
+		if (pw_crypto_pass_is_hash(pass))
+			hash = pw_xstrdup(pass);
+		else if ((r = pw_crypto_pass_hash(pass, &hash, err)) != 0) {
+			pw_secret_free(pass);
+			free(user);
+			break;
+		}
+		pw_secret_free(pass);
+		pw_buf_addf(&b, "%s%s:%s", b.len ? "," : "", user, hash);
+		free(user);
+		free(hash);
+		p += n + (p[n] == ',');
+	}
+	if (r != 0) {
+		pw_buf_release(&b);
+		return r;
+	}
+	*canon = pw_buf_detach(&b);
+	return 0;
 }
 
 /* Check v against k; on success *canon (caller frees) is the stored form. */
@@ -234,6 +317,13 @@ check_value(const struct key *k, const char *v, char **canon,
 			    k->name, v);
 		*canon = pw_xstrdup(v);
 		return 0;
+	case T_USERS:
+		for (const char *p = v; *p; p++)
+			if ((unsigned char)*p <= 0x20)
+				return pw_failf(err, PW_EUSAGE, "%s: value "
+				    "contains a space or control character",
+				    k->name);
+		return check_users(k, v, canon, err);
 	}
 	return PW_EFAIL;
 }

@@ -226,3 +226,70 @@ pw_secret_free(char *s)
 	sodium_memzero(s, strlen(s));
 	free(s);
 }
+
+/*
+ * Gateway passwords: BLAKE2b-256 keyed with a random 16-byte salt. Not a
+ * slow hash: the gateway checks a password on every connection, and
+ * crypto_pwhash at tens of milliseconds each would stall its one thread.
+ */
+#define PASS_SALT	16
+#define PASS_HASH	32
+#define PASS_TAG	"$b2$"
+
+static void
+pass_hash(const unsigned char *salt, const char *pass,
+    unsigned char h[PASS_HASH])
+{
+	crypto_generichash(h, PASS_HASH, (const unsigned char *)pass,
+	    strlen(pass), salt, PASS_SALT);
+}
+
+int
+pw_crypto_pass_hash(const char *pass, char **out, struct pw_err *err)
+{
+	unsigned char	salt[PASS_SALT], h[PASS_HASH];
+	char		sx[2 * PASS_SALT + 1], hx[2 * PASS_HASH + 1];
+	int		r;
+
+	if ((r = crypto_init(err)) != 0)
+		return r;
+	randombytes_buf(salt, sizeof salt);
+	pass_hash(salt, pass, h);
+	sodium_bin2hex(sx, sizeof sx, salt, sizeof salt);
+	sodium_bin2hex(hx, sizeof hx, h, sizeof h);
+	*out = pw_xasprintf(PASS_TAG "%s$%s", sx, hx);
+	return 0;
+}
+
+int
+pw_crypto_pass_is_hash(const char *s)
+{
+	size_t	n = strlen(PASS_TAG);
+
+	return strncmp(s, PASS_TAG, n) == 0 &&
+	    strlen(s) == n + 2 * PASS_SALT + 1 + 2 * PASS_HASH &&
+	    strspn(s + n, "0123456789abcdef") == 2 * PASS_SALT &&
+	    s[n + 2 * PASS_SALT] == '$' &&
+	    strspn(s + n + 2 * PASS_SALT + 1, "0123456789abcdef") ==
+	    2 * PASS_HASH;
+}
+
+int
+pw_crypto_pass_verify(const char *hash, const char *pass)
+{
+	unsigned char	salt[PASS_SALT], want[PASS_HASH], h[PASS_HASH];
+	const char	*s = hash + strlen(PASS_TAG);
+	int		ok;
+
+	if (!pw_crypto_pass_is_hash(hash) || sodium_init() < 0 ||
+	    sodium_hex2bin(salt, sizeof salt, s, 2 * PASS_SALT, NULL, NULL,
+	    NULL) != 0 ||
+	    sodium_hex2bin(want, sizeof want, s + 2 * PASS_SALT + 1,
+	    2 * PASS_HASH, NULL, NULL, NULL) != 0)
+		return 0;
+	pass_hash(salt, pass, h);
+	/* Digests of the whole password, compared over their full length. */
+	ok = sodium_memcmp(h, want, sizeof h) == 0;
+	sodium_memzero(h, sizeof h);
+	return ok;
+}

@@ -207,6 +207,14 @@ int	 pw_crypto_unseal(const struct pw_key *k, const unsigned char *p,
 	    size_t n, char **out, struct pw_err *err);
 /* Keyed 128-bit tag of s as 32 hex digits into hex[33]. */
 void	 pw_crypto_tag(const struct pw_key *k, const char *s, char hex[33]);
+/*
+ * Gateway passwords: *out (caller frees) gets "$b2$SALT$HASH", a salted,
+ * keyed BLAKE2b of pass; pw_crypto_pass_verify says (1 or 0) whether pass
+ * matches such a hash, in time that does not depend on where it differs.
+ */
+int	 pw_crypto_pass_hash(const char *pass, char **out, struct pw_err *err);
+int	 pw_crypto_pass_is_hash(const char *s);
+int	 pw_crypto_pass_verify(const char *hash, const char *pass);
 /* Wipe and free a secret string. */
 void	 pw_secret_free(char *s);
 

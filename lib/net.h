@@ -24,6 +24,8 @@ struct pw_curl_api {
 	CURLcode	 (*easy_setopt)(CURL *, CURLoption, ...);
 	CURLcode	 (*easy_getinfo)(CURL *, CURLINFO, ...);
 	CURLcode	 (*easy_perform)(CURL *);
+	CURLcode	 (*easy_send)(CURL *, const void *, size_t, size_t *);
+	CURLcode	 (*easy_recv)(CURL *, void *, size_t, size_t *);
 	const char	*(*easy_strerror)(CURLcode);
 	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
 	void		 (*slist_free_all)(struct curl_slist *);
@@ -38,6 +40,7 @@ struct pw_curl_api {
 	CURLMcode	 (*multi_poll)(CURLM *, struct curl_waitfd *,
 			    unsigned int, int, int *);
 	CURLMsg		*(*multi_info_read)(CURLM *, int *);
+	CURLMcode	 (*multi_assign)(CURLM *, curl_socket_t, void *);
 	void		 (*free)(void *);
 	CURLU		*(*url)(void);
 	void		 (*url_cleanup)(CURLU *);
@@ -61,6 +64,8 @@ extern struct pw_curl_api pw_curl;
 #define curl_easy_setopt	pw_curl.easy_setopt
 #define curl_easy_getinfo	pw_curl.easy_getinfo
 #define curl_easy_perform	pw_curl.easy_perform
+#define curl_easy_send		pw_curl.easy_send
+#define curl_easy_recv		pw_curl.easy_recv
 #define curl_easy_strerror	pw_curl.easy_strerror
 #define curl_slist_append	pw_curl.slist_append
 #define curl_slist_free_all	pw_curl.slist_free_all
@@ -73,6 +78,7 @@ extern struct pw_curl_api pw_curl;
 #define curl_multi_socket_action pw_curl.multi_socket_action
 #define curl_multi_poll		pw_curl.multi_poll
 #define curl_multi_info_read	pw_curl.multi_info_read
+#define curl_multi_assign	pw_curl.multi_assign
 #define curl_free		pw_curl.free
 #define curl_url		pw_curl.url
 #define curl_url_cleanup	pw_curl.url_cleanup

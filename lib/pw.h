@@ -364,6 +364,18 @@ int	 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 enum pw_report { PW_REPORT_FAIL, PW_REPORT_OK, PW_REPORT_NEUTRAL };
 int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	    double latency_ms);
+/*
+ * Record many outcomes in one transaction (a long-running caller batches
+ * them so that the state file sees one short write a second, not one per
+ * request). A proxy removed meanwhile is skipped.
+ */
+struct pw_outcome {
+	int64_t	 id;
+	int	 outcome;	/* enum pw_report */
+	double	 latency_ms;	/* < 0: none */
+};
+int	 pw_pool_report_many(struct pw_ctx *ctx, const struct pw_outcome *o,
+	    size_t n);
 
 struct pw_session {
 	const char	*id;
@@ -774,5 +786,48 @@ const char *pw_serve_address(const struct pw_server *s);
  * to grace_ms), then stop every thread and free s. s may be NULL.
  */
 void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
+
+/* -------------------------------------------------------------- gateway */
+
+/*
+ * The gateway (pw serve --gateway): a local proxy that any program can
+ * use. HTTP proxy requests (CONNECT, absolute-form http://) and SOCKS5
+ * (no-auth, username/password; CONNECT) on one port, told apart by the
+ * first byte, and SOCKS5 alone on another when socks_listen is set. Each
+ * tunnel, and each plain request, goes out through a proxy the pool
+ * picks, relayed byte for byte; a proxy that fails before the tunnel is
+ * up is replaced by the next, up to retries. The user name carries
+ * controls: USER-session-ID, USER-country-CC, USER-strategy-NAME.
+ * Limits, timeouts and users come from the serve.gateway_* settings.
+ */
+struct pw_gateway;
+
+struct pw_gateway_opts {
+	const char	*listen;	/* "HOST:PORT": HTTP and SOCKS5 */
+	const char	*socks_listen;	/* SOCKS5 only; NULL: none */
+	int		 retries;	/* proxies per connect; 0: setting */
+	int		 log;		/* a PW_LOG_INFO line per tunnel */
+};
+
+/*
+ * Listen and serve in a thread of its own, on its own context on the
+ * state file at state (ctx gives the settings; neither is kept). *out is
+ * the caller's. PW_EUSAGE for a bad address, or a non-loopback one
+ * without serve.gateway_users; PW_EFAIL when it cannot listen.
+ */
+int	 pw_gateway_start(struct pw_ctx *ctx, const char *state,
+	    const struct pw_gateway_opts *o, struct pw_gateway **out);
+/* The address it listens on (socks: the SOCKS5-only one, or NULL). */
+const char *pw_gateway_address(const struct pw_gateway *g, int socks);
+/*
+ * Stop: close every connection, record the outcomes not yet written,
+ * free g. g may be NULL.
+ */
+void	 pw_gateway_stop(struct pw_gateway *g);
+/*
+ * Append the running gateway's counters to b in the Prometheus text
+ * format (nothing when none runs in this process). Any thread.
+ */
+void	 pw_gateway_metrics(struct pw_buf *b);
 
 #endif /* PW_H */
