@@ -531,7 +531,10 @@ rearm(struct conn *c)
 		break;
 	case S_TUNNEL:
 	case S_HTTP:
-		/* Back-pressure: a side is read only when the other is not owed. */
+		/*
+		 * Back-pressure: read one side only when the other is owed
+		 * nothing.
+		 */
 		if (!c->c_eof && c->to_u.len == 0 &&
 		    (c->state == S_TUNNEL || !c->q_done))
 			cm |= EPOLLIN;
@@ -724,7 +727,8 @@ proxy_fault(CURL *h, CURLcode rc, const struct pw_addr *a, int *code)
 			return 0;
 		case CURLPX_REPLY_GENERAL_SERVER_FAILURE:
 			/* How microsocks says a name does not resolve. */
-			if (a->scheme == PW_SOCKS5H || a->scheme == PW_SOCKS4A) {
+			if (a->scheme == PW_SOCKS5H ||
+			    a->scheme == PW_SOCKS4A) {
 				*code = 4;
 				return 0;
 			}
@@ -753,8 +757,9 @@ plain_head(struct conn *c, struct pw_buf *b)
 	const struct pw_wire_req	*q = &c->req;
 	const char			*p = c->in, *eol;
 	size_t				 i, end = q->head_len;
-	int				 via_http = c->px.addr.scheme <= PW_HTTPS;
+	int				 via_http;
 
+	via_http = c->px.addr.scheme <= PW_HTTPS;
 	eol = memchr(p, '\n', end);
 	if (via_http) {
 		/* Absolute form, as the client sent it, to the proxy. */
@@ -932,8 +937,9 @@ connect_done(struct conn *c, CURLcode rc)
 	if (proxy_fault(c->h, rc, &c->px.addr, &code)) {
 		report(g, c->px.id, PW_REPORT_FAIL, -1);
 		if (g->log)
-			pw_log(PW_LOG_INFO, "gateway: %s:%d: proxy %lld failed: "
-			    "%s", c->host, c->port, (long long)c->px.id, why);
+			pw_log(PW_LOG_INFO, "gateway: %s:%d: proxy %lld "
+			    "failed: %s", c->host, c->port,
+			    (long long)c->px.id, why);
 		up_close(c);
 		free(why);
 		if (c->ntried < g->tries) {
