@@ -1437,6 +1437,7 @@ h_prometheus(struct req *q)
 	pw_buf_addf(&b, "# HELP pw_proxies_usable Proxies not unhealthy, "
 	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
 	    "pw_proxies_usable %lld\n", (long long)t.usable);
+	pw_gateway_metrics(&b);
 	r = send_body(q, 200, b.data, b.len,
 	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 	pw_buf_release(&b);
