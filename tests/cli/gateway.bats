@@ -166,9 +166,11 @@ EOF
 		socks "$ORIGIN_URL/ip"
 		socks "$ORIGIN_TLS_URL/ip"
 		curl -sS -m 10 --socks5 "127.0.0.1:$GW_PORT" "$ORIGIN_URL/ip"
+		# A name (address type 3), resolved by the upstream.
+		socks "http://localhost:$ORIGIN_PORT/ip"
 	} >"$BATS_TEST_TMPDIR/out"
 	is "$(cat "$BATS_TEST_TMPDIR/out")" \
-	    "$(lines "$TP1_SRC" "$TP2_SRC" "$MS_SRC")"
+	    "$(lines "$TP1_SRC" "$TP2_SRC" "$MS_SRC" "$TP1_SRC")"
 }
 
 @test "SOCKS5 carries an IPv6 target" {
@@ -251,6 +253,26 @@ EOF
 	# HEAD and 204/304-style answers without a body keep the connection.
 	run -0 through "$ORIGIN_URL/ip" -I
 	like "$output" "HTTP/1.? 200*"
+}
+
+@test "a response without a length ends when the origin closes, and so does the client's" {
+	add "$TP1" "$MS"
+	port=$(free_port)
+	/usr/bin/python3 -c 'import socket,sys
+l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1",int(sys.argv[1]))); l.listen(8)
+for i in range(4):
+    c,_=l.accept(); c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nsent until close")
+    c.close()' "$port" &
+	holder=$!
+	wait_port "$port"
+	start_gateway
+	for _ in 1 2; do
+		run -0 through "http://127.0.0.1:$port/" -w ' %{http_code}'
+		is "$output" "sent until close 200"
+	done
+	kill "$holder" 2>/dev/null || true
 }
 
 # ------------------------------------------------------------- failover
@@ -351,7 +373,8 @@ EOF
 	run -0 pw config get serve.gateway_users
 	[[ $output != *s3cret* ]]
 	like "$output" 'alice:$b2$*,bob:$b2$*'
-	! sqlite3 "$PW_STATE" .dump | grep -q s3cret
+	run -0 sqlite3 "$PW_STATE" .dump
+	[[ $output != *s3cret* ]]
 	start_gateway
 	run -0 through "$ORIGIN_URL/ip" -w '%{http_code}'
 	is "$output" "$(lines "pw gateway: proxy authentication required" 407)"
@@ -573,7 +596,7 @@ time.sleep(30)' "$GW_PORT" "$ORIGIN_PORT" &
 		pid_alive "$GW_PID" || break
 		sleep 0.1
 	done
-	! pid_alive "$GW_PID"
+	run -1 pid_alive "$GW_PID"
 	kill "$holder" 2>/dev/null || true
 	like "$(cat "$GW_LOG")" "*SIGTERM*"
 }
