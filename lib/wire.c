@@ -416,7 +416,7 @@ pw_wire_response(const char *p, size_t n, struct pw_wire_resp *r)
 		return n == PW_WIRE_HEAD_MAX ? -1 : 0;
 	memset(r, 0, sizeof *r);
 	eol = memchr(p, '\n', end);
-	if (eol - p < 14 || eol[-1] != '\r' || p[8] != ' ' ||
+	if (eol - p < 13 || eol[-1] != '\r' || p[8] != ' ' ||
 	    (minor = http_version(p, 8)) < 0 ||
 	    !isdigit((unsigned char)p[9]) || !isdigit((unsigned char)p[10]) ||
 	    !isdigit((unsigned char)p[11]) ||
