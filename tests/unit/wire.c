@@ -48,8 +48,8 @@ static void
 test_absolute_form(void **state)
 {
 	struct pw_wire_req	r;
-	const char		*s = "GET http://h.example:8080/a/b?c=1 HTTP/1.1"
-	    "\r\nHost: h\r\n\r\n";
+	const char		*s = "GET http://h.example:8080/a/b?c=1 "
+	    "HTTP/1.1\r\nHost: h\r\n\r\n";
 
 	assert_int_equal(req(s, &r), (int)strlen(s));
 	assert_false(r.connect);
