@@ -12,6 +12,28 @@
 /* How long requests in flight may take to finish at shutdown. */
 #define GRACE_MS	(30 * 1000)
 
+/* The options that only mean something to the gateway. */
+static const char *const gateway_only[] = { "gateway-socks", "retries",
+    "gateway-max-tunnels", "gateway-max-per-client", "gateway-idle-timeout",
+    "gateway-handshake-timeout", NULL };
+
+/* A duration option ("90", "90s", "15m") in [1 s, max s], as ms. */
+static int
+duration_opt(struct pw_cmdctx *cc, const char *lname, int64_t max,
+    int64_t *ms)
+{
+	const char	*v = arg_get(cc->args, lname);
+	int64_t		 s;
+
+	if (v == NULL)
+		return 0;
+	if (pw_parse_duration(v, &s) != 0 || s < 1 || s > max)
+		return cmd_usagef(cc, "--%s: '%s': want a duration from 1s "
+		    "to %llds (like 90, 90s, 15m)", lname, v, (long long)max);
+	*ms = s * 1000;
+	return 0;
+}
+
 static int
 serve(struct pw_cmdctx *cc)
 {
@@ -32,10 +54,19 @@ serve(struct pw_cmdctx *cc)
 	go.socks_listen = arg_get(cc->args, "gateway-socks");
 	go.retries = (int)retries;
 	go.log = cc->verbose > 0;
-	if (go.socks_listen != NULL && go.listen == NULL)
-		return cmd_usagef(cc, "--gateway-socks: needs --gateway");
-	if (retries != 0 && go.listen == NULL)
-		return cmd_usagef(cc, "--retries: needs --gateway");
+	if ((r = cmd_int_opt(cc, "gateway-max-tunnels", 1, 1000000,
+	    &go.max_tunnels)) != 0 ||
+	    (r = cmd_int_opt(cc, "gateway-max-per-client", 1, 1000000,
+	    &go.max_per_client)) != 0 ||
+	    (r = duration_opt(cc, "gateway-idle-timeout", 86400,
+	    &go.idle_ms)) != 0 ||
+	    (r = duration_opt(cc, "gateway-handshake-timeout", 600,
+	    &go.handshake_ms)) != 0)
+		return r;
+	for (size_t i = 0; gateway_only[i] != NULL; i++)
+		if (go.listen == NULL && arg_has(cc->args, gateway_only[i]))
+			return cmd_usagef(cc, "--%s: needs --gateway",
+			    gateway_only[i]);
 	/* The gateway alone, unless --listen asks for the API beside it. */
 	api = go.listen == NULL || arg_get(cc->args, "listen") != NULL;
 	o.listen = arg_get(cc->args, "listen");
@@ -91,6 +122,14 @@ static const struct pw_opt serve_opts[] = {
 	  "address" },
 	{ "retries", 0, "N", 0, "proxies the gateway tries per connection "
 	  "(default the fetch.retries setting)" },
+	{ "gateway-max-tunnels", 0, "N", 0, "connections the gateway carries "
+	  "at once (default 4096)" },
+	{ "gateway-max-per-client", 0, "N", 0, "connections at once from one "
+	  "client address (default 1024)" },
+	{ "gateway-idle-timeout", 0, "DURATION", 0, "close a gateway "
+	  "connection that carries nothing this long (default 5m)" },
+	{ "gateway-handshake-timeout", 0, "DURATION", 0, "close a gateway "
+	  "client that does not say where it goes in this long (default 10s)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 

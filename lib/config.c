@@ -80,14 +80,6 @@ static const struct key keys[] = {
 	{ "serve.gateway_users", T_USERS, "", 0, 0, NULL,
 	  "who may use the gateway: USER:PASSWORD, comma-separated (stored "
 	  "hashed)" },
-	{ "serve.gateway_max_tunnels", T_INT, "4096", 1, 1000000, NULL,
-	  "connections the gateway carries at once" },
-	{ "serve.gateway_max_per_client", T_INT, "1024", 1, 1000000, NULL,
-	  "connections the gateway carries at once for one client address" },
-	{ "serve.gateway_idle_timeout", T_DURATION, "5m", 1, 86400, NULL,
-	  "how long a gateway connection may carry nothing" },
-	{ "serve.gateway_handshake_timeout", T_DURATION, "10", 1, 600, NULL,
-	  "how long a gateway client may take to say where it goes" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))

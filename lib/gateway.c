@@ -131,6 +131,7 @@ struct pw_gateway {
 	struct user		*users;
 	size_t			 nusers;
 	int			 loopback;
+	const char		*public_spec, *public_what;	/* start only */
 	int			 log;
 	struct pw_outcome	*rep;
 	size_t			 nrep, caprep;
@@ -886,7 +887,7 @@ connected(struct conn *c, curl_socket_t sock)
 			c->inlen = 0;
 			http_from_client(c, rest, n);
 			free(rest);
-			if (c->state == S_CLOSING)
+			if (c->state != S_HTTP)
 				return;
 		}
 		rearm(c);
@@ -1708,8 +1709,11 @@ listen_on(struct pw_gateway *g, int i, const char *spec, const char *what,
 
 	if (parse_listen(spec, &ss, &sl, err) != 0)
 		return pw_err_prefix(err, "%s", what);
-	if (!is_loopback(&ss))
+	if (!is_loopback(&ss) && g->loopback) {
 		g->loopback = 0;
+		g->public_spec = spec;
+		g->public_what = what;
+	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -1773,10 +1777,10 @@ pw_gateway_start(struct pw_ctx *ctx, const char *state,
 		goto fail;
 	users_load(g, pw_config_get(ctx, "serve.gateway_users", NULL));
 	if (!g->loopback && g->nusers == 0) {
-		r = pw_failf(&ctx->err, PW_EUSAGE, "--gateway: '%s' is not a "
+		r = pw_failf(&ctx->err, PW_EUSAGE, "%s: '%s' is not a "
 		    "loopback address, and the gateway has no users (set "
-		    "serve.gateway_users first)", g->lev[1].fd >= 0 &&
-		    g->addr[1][0] ? o->socks_listen : o->listen);
+		    "serve.gateway_users first)", g->public_what,
+		    g->public_spec);
 		goto fail;
 	}
 	if ((r = pw_open(&g->ctx, state, PW_OPEN_RW)) != 0) {
@@ -1786,12 +1790,10 @@ pw_gateway_start(struct pw_ctx *ctx, const char *state,
 	g->tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
 	g->connect_ms = pw_config_int(ctx, "fetch.connect_timeout") * 1000;
-	g->max_conns = pw_config_int(ctx, "serve.gateway_max_tunnels");
-	g->max_per_client = pw_config_int(ctx,
-	    "serve.gateway_max_per_client");
-	g->idle_ms = pw_config_int(ctx, "serve.gateway_idle_timeout") * 1000;
-	g->handshake_ms = pw_config_int(ctx,
-	    "serve.gateway_handshake_timeout") * 1000;
+	g->max_conns = o->max_tunnels > 0 ? o->max_tunnels : 4096;
+	g->max_per_client = o->max_per_client > 0 ? o->max_per_client : 1024;
+	g->idle_ms = o->idle_ms > 0 ? o->idle_ms : 5 * 60 * 1000;
+	g->handshake_ms = o->handshake_ms > 0 ? o->handshake_ms : 10 * 1000;
 	g->log = o->log;
 	g->curl_deadline = -1;
 	g->scratch = pw_xmalloc(SCRATCH);

@@ -797,8 +797,8 @@ void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
  * tunnel, and each plain request, goes out through a proxy the pool
  * picks, relayed byte for byte; a proxy that fails before the tunnel is
  * up is replaced by the next, up to retries. The user name carries
- * controls: USER-session-ID, USER-country-CC, USER-strategy-NAME.
- * Limits, timeouts and users come from the serve.gateway_* settings.
+ * controls: USER-session-ID, USER-country-CC, USER-strategy-NAME. Who
+ * may connect is the serve.gateway_users setting.
  */
 struct pw_gateway;
 
@@ -807,6 +807,10 @@ struct pw_gateway_opts {
 	const char	*socks_listen;	/* SOCKS5 only; NULL: none */
 	int		 retries;	/* proxies per connect; 0: setting */
 	int		 log;		/* a PW_LOG_INFO line per tunnel */
+	int64_t		 max_tunnels;	/* connections at once; 0: 4096 */
+	int64_t		 max_per_client; /* one client address; 0: 1024 */
+	int64_t		 idle_ms;	/* nothing either way; 0: 5 min */
+	int64_t		 handshake_ms;	/* to say where it goes; 0: 10 s */
 };
 
 /*

@@ -62,12 +62,12 @@ add() {
 # _gw_launch PORT: spawn pw serve --gateway on PORT; GW_ARGS are added.
 _gw_launch() {
 	_PEER_LOG=$BATS_TEST_TMPDIR/gateway.$1.log
-	_peers_spawn gateway "$_PEER_LOG" pw "${GW_PRE[@]}" serve -v \
+	_peers_spawn gateway "$_PEER_LOG" pw serve -v \
 	    --gateway "127.0.0.1:$1" "${GW_ARGS[@]}"
 }
 
 # start_gateway [ARGS...]: the gateway on a free port; GW GW_PORT GW_PID
-# GW_LOG. GW_PRE (global options, like -c KEY=VALUE) go before serve.
+# GW_LOG.
 start_gateway() {
 	GW_ARGS=("$@")
 	_peers_retry gateway _gw_launch || return
@@ -261,10 +261,16 @@ EOF
 	/usr/bin/python3 -c 'import socket,sys
 l=socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1",int(sys.argv[1]))); l.listen(8)
-for i in range(4):
-    c,_=l.accept(); c.recv(65536)
-    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nsent until close")
-    c.close()' "$port" &
+l.settimeout(20)
+served=0
+while served < 2:
+    c,_=l.accept(); b=b"x"; h=b""
+    while b and b"\r\n\r\n" not in h:
+        b=c.recv(65536); h+=b
+    if b:
+        c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nsent until close")
+        served+=1
+    c.close()' "$port" 3>&- &
 	holder=$!
 	wait_port "$port"
 	start_gateway
@@ -445,15 +451,28 @@ for i in range(4):
 	port=$(free_port)
 	/usr/bin/python3 -c 'import socket,sys,time
 s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(1)
-time.sleep(5)' "$port" &
+time.sleep(5)' "$port" 3>&- &
 	holder=$!
 	wait_port "$port"
 	run -1 --separate-stderr pw serve --gateway "127.0.0.1:$port"
 	is "$stderr" "pw: serve: --gateway: cannot listen on 127.0.0.1:$port: Address already in use"
 	kill "$holder"
-	run -2 --separate-stderr pw -c serve.gateway_max_tunnels=0 serve \
-	    --gateway 127.0.0.1:9
-	is "$stderr" "pw: -c: serve.gateway_max_tunnels: '0': want an integer from 1 to 1000000"
+	run -2 --separate-stderr pw serve --gateway 127.0.0.1:9 \
+	    --gateway-max-tunnels 0
+	is "$stderr" "pw: serve: --gateway-max-tunnels: '0': want an integer from 1 to 1000000"
+	run -2 --separate-stderr pw serve --gateway 127.0.0.1:9 \
+	    --gateway-idle-timeout 2d
+	is "$stderr" "pw: serve: --gateway-idle-timeout: '2d': want a duration from 1s to 86400s (like 90, 90s, 15m)"
+	for o in --gateway-socks=127.0.0.1:9 --gateway-max-tunnels=9 \
+	    --gateway-max-per-client=9 --gateway-idle-timeout=9 \
+	    --gateway-handshake-timeout=9; do
+		run -2 --separate-stderr pw serve "$o"
+		is "$stderr" "pw: serve: ${o%%=*}: needs --gateway"
+	done
+	run -2 --separate-stderr pw serve --gateway "127.0.0.1:$(free_port)" \
+	    --gateway-socks "0.0.0.0:$(free_port)"
+	like "$stderr" "pw: serve: --gateway-socks: '0.0.0.0:*' is not a loopback address, and the gateway has no users (set serve.gateway_users first)"
+	is "$(state_sum)" absent
 }
 
 @test "malformed requests get 400, https:// absolute-form 501, a huge head 431" {
@@ -489,8 +508,7 @@ time.sleep(5)' "$port" &
 
 @test "a client that says nothing is dropped at the handshake timeout" {
 	add "$TP1"
-	GW_PRE=(-c serve.gateway_handshake_timeout=1)
-	start_gateway
+	start_gateway --gateway-handshake-timeout 1
 	start=$(date +%s)
 	run -0 /usr/bin/python3 -c 'import socket,sys
 s=socket.create_connection(("127.0.0.1",int(sys.argv[1])))
@@ -502,8 +520,7 @@ print(repr(s.recv(10)))' "$GW_PORT"
 
 @test "an idle tunnel is closed at the idle timeout" {
 	add "$TP1"
-	GW_PRE=(-c serve.gateway_idle_timeout=1)
-	start_gateway
+	start_gateway --gateway-idle-timeout 1s
 	run -0 /usr/bin/python3 -c 'import socket,sys
 s=socket.create_connection(("127.0.0.1",int(sys.argv[1])))
 s.sendall(b"CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: x\r\n\r\n" % sys.argv[2].encode())
@@ -515,8 +532,7 @@ print(repr(s.recv(10)))' "$GW_PORT" "$ORIGIN_PORT"
 
 @test "connections over the per-client limit are refused at once" {
 	add "$TP1"
-	GW_PRE=(-c serve.gateway_max_per_client=2)
-	start_gateway --listen "127.0.0.1:$(free_port)"
+	start_gateway --gateway-max-per-client 2
 	run -0 /usr/bin/python3 -c 'import socket,sys
 port=int(sys.argv[1])
 held=[]
@@ -541,6 +557,21 @@ print(s.recv(100).split(b"\r\n")[0].decode())' "$GW_PORT" "$ORIGIN_PORT"
 	is "$output" "$(lines "HTTP/1.1 200 Connection established" \
 	    "HTTP/1.1 200 Connection established" "b''" \
 	    "HTTP/1.1 200 Connection established")"
+}
+
+@test "connections over the overall limit are refused at once" {
+	add "$TP1"
+	start_gateway --gateway-max-tunnels 1
+	run -0 /usr/bin/python3 -c 'import socket,sys
+port=int(sys.argv[1])
+s=socket.create_connection(("127.0.0.1",port))
+s.sendall(b"CONNECT 127.0.0.1:%s HTTP/1.1\r\n\r\n" % sys.argv[2].encode())
+s.settimeout(5)
+print(s.recv(100).split(b"\r\n")[0].decode())
+t=socket.create_connection(("127.0.0.1",port))
+t.settimeout(5)
+print(repr(t.recv(10)))' "$GW_PORT" "$ORIGIN_PORT"
+	is "$output" "$(lines "HTTP/1.1 200 Connection established" "b''")"
 }
 
 @test "a reader that does not read does not make the gateway buffer" {
@@ -588,7 +619,7 @@ print("ok")' "$GW_PORT" "$ORIGIN_PORT" "$GW_PID"
 	/usr/bin/python3 -c 'import socket,sys,time
 s=socket.create_connection(("127.0.0.1",int(sys.argv[1])))
 s.sendall(b"CONNECT 127.0.0.1:%s HTTP/1.1\r\n\r\n" % sys.argv[2].encode())
-time.sleep(30)' "$GW_PORT" "$ORIGIN_PORT" &
+time.sleep(30)' "$GW_PORT" "$ORIGIN_PORT" 3>&- &
 	holder=$!
 	sleep 0.5
 	kill -TERM "$GW_PID"
