@@ -278,22 +278,30 @@ auth_check(struct pw_gateway *g, const char *name, const char *pass,
     struct pw_wire_user *u, int *bad_controls, struct pw_err *err)
 {
 	const char	*hash = NULL;
+	size_t		 ul = strcspn(name, "-");
 	int		 ok;
 
 	*bad_controls = 0;
+	if (g->nusers > 0) {
+		/*
+		 * The user first: who has not authenticated learns nothing
+		 * about the controls. An unknown user costs what a wrong
+		 * password does.
+		 */
+		for (size_t i = 0; i < g->nusers; i++)
+			if (strlen(g->users[i].name) == ul &&
+			    strncmp(g->users[i].name, name, ul) == 0)
+				hash = g->users[i].hash;
+		ok = pw_crypto_pass_verify(hash != NULL ? hash :
+		    g->users[0].hash, pass);
+		if (!ok || hash == NULL)
+			return 0;
+	}
 	if (pw_wire_user(name, u, err) != 0) {
 		*bad_controls = 1;
 		return 0;
 	}
-	if (g->nusers == 0)
-		return 1;
-	for (size_t i = 0; i < g->nusers; i++)
-		if (strcmp(g->users[i].name, u->user) == 0)
-			hash = g->users[i].hash;
-	/* An unknown user costs what a wrong password does. */
-	ok = pw_crypto_pass_verify(hash != NULL ? hash : g->users[0].hash,
-	    pass);
-	return ok && hash != NULL;
+	return 1;
 }
 
 static void
