@@ -29,27 +29,28 @@ PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
 		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl \
 		    libmicrohttpd libcjson)
 
-# SQLite and libsodium are linked statically into pw: the dynamic loader
-# is most of a short command's start-up time (see bench/startup).
+# SQLite, libsodium and hiredis are linked statically into pw: the
+# dynamic loader is most of a short command's start-up time (see
+# bench/startup).
 STATIC_CORE	?= 1
 ifeq ($(STATIC_CORE),1)
-CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
+CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -lhiredis -Wl,-Bdynamic -lm -lz \
 		  -lpthread -ldl
 else
-CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium hiredis) -lm
 endif
 
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
 LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd api
+		  health ingest cache download httpd api ratelimit
 CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
 HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h lib/httpd.h \
-		  cmd/cmd.h
+		  lib/ratelimit.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -108,7 +109,8 @@ $(B)/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.c) $(HDRS)
 	    -fsanitize=fuzzer,address,undefined \
 	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl libcjson) \
 	    -o $@ $< $(LIB:%=lib/%.c) \
-	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson) -lm -ldl
+	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson hiredis) \
+	    -lm -ldl
 
 fuzz: need-deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \

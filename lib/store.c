@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "internal.h"
+#include "ratelimit.h"
 
 #define BUSY_TIMEOUT_MS	60000
 
@@ -32,7 +33,8 @@ enum stmt_id {
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
-	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO, S_COUNT
+	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO,
+	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -128,6 +130,15 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_SP_RELEASE] = "RELEASE pw_many",
 	[S_SP_UNDO] = "ROLLBACK TO pw_many",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
+	[S_RL_GET] = "SELECT win, cur, prev, window_ms FROM ratelimit "
+	    "WHERE key = ?1",
+	[S_RL_PUT] = "INSERT INTO ratelimit(key, win, cur, prev, window_ms) "
+	    "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET "
+	    "win = excluded.win, cur = excluded.cur, prev = excluded.prev, "
+	    "window_ms = excluded.window_ms",
+	/* Counters whose windows have both passed read 0 anyway. */
+	[S_RL_PRUNE] = "DELETE FROM ratelimit WHERE win + 2 * window_ms <= ?1 "
+	    "OR win > ?1",
 };
 
 struct pw_store {
@@ -136,6 +147,7 @@ struct pw_store {
 	char		*wal;		/* path of the WAL; NULL: leave it */
 	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
+	int64_t		 rl_pruned;	/* last prune of ratelimit */
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
 };
@@ -209,7 +221,14 @@ static const char *const migrations[] = {
 	"CREATE INDEX proxies_weight ON proxies(weight);"
 	"CREATE INDEX proxies_latency ON proxies(latency_ms);"
 	/* Geo selection finds a country's proxies, or that there are none. */
-	"CREATE INDEX proxies_geo ON proxies(country, region);",
+	"CREATE INDEX proxies_geo ON proxies(country, region);"
+	/*
+	 * Rate-limit counters of the sqlite backend (see ratelimit.h);
+	 * win on the host's monotonic clock.
+	 */
+	"CREATE TABLE ratelimit (key TEXT PRIMARY KEY,"
+	"  win INTEGER NOT NULL, cur INTEGER NOT NULL, prev INTEGER NOT NULL,"
+	"  window_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -1700,4 +1719,81 @@ pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 		*max = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
+/* ---------------------------------------------------------- ratelimit */
+
+#define RL_PRUNE_MS	60000
+
+static int
+rl_read(struct pw_store *st, const char *key, int64_t window_ms,
+    struct pw_rl_state *rs, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	memset(rs, 0, sizeof *rs);
+	if ((s = stmt_get(st, S_RL_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	/* A key's window follows its latest limit. */
+	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == window_ms) {
+		rs->win = sqlite3_column_int64(s, 0);
+		rs->cur = sqlite3_column_int64(s, 1);
+		rs->prev = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read rate limit");
+	return 0;
+}
+
+int
+pw_store_rl_check(struct pw_store *st, const char *const *keys,
+    const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
+    struct pw_rl_verdict *v, struct pw_err *err)
+{
+	struct pw_rl_state	s[PW_RL_KEYS_MAX];
+	int			r;
+
+	if (n > PW_RL_KEYS_MAX)
+		return pw_failf(err, PW_EUSAGE, "too many counters");
+	/* A peek at a file not made yet: every counter is 0. */
+	if (!commit && st->pending) {
+		memset(s, 0, sizeof s);
+		for (size_t i = 0; i < n; i++)
+			pw_rl_roll(&s[i], now, l[i].window_ms);
+		pw_rl_apply(s, l, n, now, 0, v);
+		return 0;
+	}
+	if ((r = commit ? pw_store_begin(st, err) :
+	    exec_sql(st, "BEGIN", err)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		if ((r = rl_read(st, keys[i], l[i].window_ms, &s[i],
+		    err)) != 0)
+			goto fail;
+		pw_rl_roll(&s[i], now, l[i].window_ms);
+	}
+	pw_rl_apply(s, l, n, now, commit, v);
+	for (size_t i = 0; commit && v->allowed && i < n; i++)
+		if ((r = run_stmt(st, S_RL_PUT, err, "count", "tiiii", keys[i],
+		    s[i].win, s[i].cur, s[i].prev, l[i].window_ms)) != 0)
+			goto fail;
+	if (commit && (now - st->rl_pruned >= RL_PRUNE_MS ||
+	    now < st->rl_pruned)) {
+		if ((r = run_stmt(st, S_RL_PRUNE, err, "prune rate limits",
+		    "i", now)) != 0)
+			goto fail;
+		st->rl_pruned = now;
+	}
+	if (commit)
+		return pw_store_commit(st, err);
+	exec_sql(st, "COMMIT", err);
+	return 0;
+fail:
+	pw_store_rollback(st);
+	return r;
 }
