@@ -360,6 +360,7 @@ fetch_exec(struct pw_cmdctx *cc)
 	if (arg_has(cc->args, "retries"))
 		o.retries = (int)n;
 	o.proxy = arg_get(cc->args, "proxy");
+	o.no_wait = arg_has(cc->args, "no-wait");
 	pw_filter_init(&o.pick.filter);
 	if ((v = arg_get(cc->args, "country")) != NULL) {
 		if (pw_country_check(v, ccode, &cc->ctx->err) != 0)
@@ -489,6 +490,8 @@ static const struct pw_opt fetch_optv[] = {
 	{ "retry-on", 0, "STATUSES", 0, "target statuses that count as a "
 	  "proxy failure, like 429,503" },
 	{ "proxy", 'x', "URL", 0, "use this proxy, not the pool" },
+	{ "no-wait", 0, NULL, 0, "over fetch.rate_per_host: exit 75, do "
+	  "not wait" },
 	{ "json", 0, NULL, 0, "print an envelope: status, headers, body, "
 	  "proxy, attempts" },
 	{ NULL, 0, NULL, 0, NULL }

@@ -12,7 +12,7 @@
 #include "internal.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS };
+    T_STRATEGY, T_URLS, T_RATE };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -56,6 +56,9 @@ static const struct key keys[] = {
 	  "connect timeout of pw fetch, seconds" },
 	{ "fetch.retries", T_INT, "3", 1, 100, NULL,
 	  "proxies pw fetch tries before giving up" },
+	{ "fetch.rate_per_host", T_RATE, "0", 0, 0, NULL,
+	  "most requests pw fetch sends to one target host, as N/DURATION "
+	  "(10/s, 100/1m, at most a day; 0: no cap), across processes" },
 	{ "health.url", T_URLS, "", 0, 0, NULL,
 	  "judge URL pw health requests through each proxy" },
 	{ "health.urls", T_URLS, "", 0, 0, NULL,
@@ -90,7 +93,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
-	[T_STRATEGY] = "enum", [T_URLS] = "string",
+	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_RATE] = "rate",
 };
 
 const struct pw_config_key *
@@ -155,12 +158,42 @@ urls_ok(const char *v)
 	return 1;
 }
 
+int
+pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms)
+{
+	const char	*slash = strchr(s, '/');
+	char		 num[24], unit[24];
+	int64_t		 n, secs;
+	size_t		 len, ulen;
+	int		 bare;
+
+	*limit = *window_ms = 0;
+	if (slash == NULL)
+		return strcmp(s, "0") == 0 ? 0 : -1;
+	len = slash - s;
+	ulen = strlen(slash + 1);
+	if (len == 0 || len >= sizeof num || ulen == 0 || ulen > 20)
+		return -1;
+	memcpy(num, s, len);
+	num[len] = '\0';
+	/* A bare unit is one of it: 10/s is 10/1s. */
+	bare = ulen == 1 && strchr("smhd", slash[1]) != NULL;
+	unit[0] = '1';
+	memcpy(unit + bare, slash + 1, ulen + 1);
+	if (pw_parse_int(num, 1, 1000000000, &n) != 0 ||
+	    pw_parse_duration(unit, &secs) != 0 || secs < 1 || secs > 86400)
+		return -1;
+	*limit = n;
+	*window_ms = secs * 1000;
+	return 0;
+}
+
 /* Check v against k; on success *canon (caller frees) is the stored form. */
 static int
 check_value(const struct key *k, const char *v, char **canon,
     struct pw_err *err)
 {
-	int64_t	i;
+	int64_t	i, d2;
 	double	d;
 
 	switch (k->type) {
@@ -222,6 +255,14 @@ check_value(const struct key *k, const char *v, char **canon,
 		}
 		return pw_failf(err, PW_EUSAGE, "%s: '%s': want true or false",
 		    k->name, v);
+	case T_RATE:
+		if (pw_parse_rate(v, &i, &d2) != 0)
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
+			    "N/DURATION, like 10/s, 100/1m or 5/10s (0: no "
+			    "cap)", k->name, v);
+		*canon = i == 0 ? pw_xstrdup("0") : pw_xasprintf("%lld/%s",
+		    (long long)i, strchr(v, '/') + 1);
+		return 0;
 	case T_STRING:
 	case T_URLS:
 		for (const char *p = v; *p; p++)

@@ -8,11 +8,14 @@
  * is reported, not retried.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "net.h"
+#include "ratelimit.h"
 
 /* One attempt's transfer state, seen by the libcurl callbacks. */
 struct xfer {
@@ -395,6 +398,77 @@ check_url(const char *url, struct pw_err *err)
 	return 0;
 }
 
+/*
+ * fetch.rate_per_host: wait until the target's host may take one more
+ * request from the pw processes sharing this state file, or, with
+ * no_wait, say when it could. The host of the URL counts; the hosts of
+ * redirects do not.
+ */
+static int
+polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
+{
+	struct pw_rl_opts	 ro = { .backend = PW_RL_SQLITE,
+	    .fail_open = 0 };
+	struct pw_rl_limit	 l;
+	struct pw_rl_verdict	 v;
+	struct pw_rl		*rl = NULL;
+	CURLU			*u;
+	char			*host = NULL, *key;
+	const char		*rate = pw_config_get(ctx, "fetch.rate_per_host",
+	    NULL);
+	int			 r = 0;
+
+	if (ctx->store == NULL || pw_parse_rate(rate, &l.limit,
+	    &l.window_ms) != 0 || l.limit == 0)
+		return 0;
+	if ((u = curl_url()) == NULL)
+		return pw_failf(&ctx->err, PW_ENOMEM, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, o->url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return pw_failf(&ctx->err, PW_EUSAGE, "'%s': bad URL", o->url);
+	}
+	curl_url_cleanup(u);
+	for (char *c = host; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	key = pw_xasprintf("host:%s", host);
+	if ((r = pw_rl_new(&ro, &rl, &ctx->err)) != 0)
+		goto out;
+	for (;;) {
+		const char *k = key;
+		struct timespec ts;
+		char why[256];
+
+		if ((r = pw_rl_check(rl, ctx->store, &k, &l, 1, 1, &v,
+		    &ctx->err)) != 0)
+			break;
+		if (v.failed) {
+			r = pw_failf(&ctx->err, PW_ESTATE, "%s",
+			    pw_rl_last_error(rl, why, sizeof why));
+			break;
+		}
+		if (v.allowed)
+			break;
+		if (o->no_wait) {
+			r = pw_failf(&ctx->err, PW_EBUSY, "%s: "
+			    "fetch.rate_per_host (%s) reached; the next "
+			    "request may go in %.1f s", host, rate,
+			    v.retry_ms / 1000.0);
+			break;
+		}
+		pw_log(PW_LOG_INFO, "%s: waiting %.1f s for fetch.rate_per_host "
+		    "(%s)", host, v.retry_ms / 1000.0, rate);
+		ts.tv_sec = v.retry_ms / 1000;
+		ts.tv_nsec = v.retry_ms % 1000 * 1000000;
+		nanosleep(&ts, NULL);
+	}
+out:
+	pw_rl_free(rl);
+	free(key);
+	curl_free(host);
+	return r;
+}
+
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
@@ -420,7 +494,8 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	memset(res, 0, sizeof *res);
 	memset(&forced, 0, sizeof forced);
 	if ((r = pw_net_init(&ctx->err)) != 0 ||
-	    (r = check_url(o->url, &ctx->err)) != 0)
+	    (r = check_url(o->url, &ctx->err)) != 0 ||
+	    (r = polite(ctx, o)) != 0)
 		return r;
 	tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");

@@ -22,6 +22,12 @@ struct pw_row {
 	size_t		 pass_len;
 };
 
+/*
+ * A rate, "N/DURATION": at most N (1 to 10^9) in DURATION (1 s to 1 day;
+ * a bare unit is one of it: "10/s"). "0" is no cap: *limit 0.
+ */
+int	 pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms);
+
 /* PW_OPEN_RW that makes a missing file at the first write, not at once. */
 #define PW_OPEN_DEFER	(PW_OPEN_RW + 1)
 

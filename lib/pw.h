@@ -403,6 +403,8 @@ struct pw_fetch_opts {
 	size_t			  nretry_on;
 	const char		 *proxy;	/* use this one, not the pool */
 	struct pw_pick		  pick;		/* strategy, session, filters */
+	int			  no_wait;	/* over fetch.rate_per_host:
+						   PW_EBUSY, not a wait */
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.
