@@ -456,8 +456,9 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 			    v.retry_ms / 1000.0);
 			break;
 		}
-		pw_log(PW_LOG_INFO, "%s: waiting %.1f s for fetch.rate_per_host "
-		    "(%s)", host, v.retry_ms / 1000.0, rate);
+		pw_log(PW_LOG_INFO, "%s: waiting %.1f s for "
+		    "fetch.rate_per_host (%s)", host, v.retry_ms / 1000.0,
+		    rate);
 		ts.tv_sec = v.retry_ms / 1000;
 		ts.tv_nsec = v.retry_ms % 1000 * 1000000;
 		nanosleep(&ts, NULL);
