@@ -414,10 +414,10 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 	struct pw_rl		*rl = NULL;
 	CURLU			*u;
 	char			*host = NULL, *key;
-	const char		*rate = pw_config_get(ctx, "fetch.rate_per_host",
-	    NULL);
+	const char		*rate;
 	int			 r = 0;
 
+	rate = pw_config_get(ctx, "fetch.rate_per_host", NULL);
 	if (ctx->store == NULL || pw_parse_rate(rate, &l.limit,
 	    &l.window_ms) != 0 || l.limit == 0)
 		return 0;
