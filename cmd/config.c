@@ -18,7 +18,13 @@ config_get(struct pw_cmdctx *cc)
 		free(canon);
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	}
-	printf("%s\n", v);
+	if (cc->show_secrets)
+		printf("%s\n", v);
+	else {
+		char *shown = pw_config_shown(key, v);
+		printf("%s\n", shown);
+		free(shown);
+	}
 	return 0;
 }
 
@@ -56,13 +62,17 @@ config_list(struct pw_cmdctx *cc)
 	o = out_new(cc->fmt, cols, 6, cc->color);
 	for (; k->name != NULL; k++) {
 		const char *v[6];
+		char *shown = NULL;
 		v[0] = k->name;
 		v[1] = pw_config_get(cc->ctx, k->name, &origin);
+		if (!cc->show_secrets)
+			v[1] = shown = pw_config_shown(k->name, v[1]);
 		v[2] = pw_origin_name(origin);
 		v[3] = k->type;
 		v[4] = k->def;
 		v[5] = k->help;
 		out_row(o, v);
+		free(shown);
 	}
 	out_free(o);
 	return 0;

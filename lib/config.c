@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ratelimit.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
     T_STRATEGY, T_URLS, T_RATE };
@@ -23,7 +24,39 @@ struct key {
 	double		 min, max;
 	const char	*values;	/* T_ENUM: space-separated */
 	const char	*help;
+	/* T_STRING: a further check, and what it wants when it fails */
+	int		(*ok)(const char *);
+	const char	*want;
+	const char	*env_alias;	/* read when PW_A__B is not set */
+	int		 secret;	/* a URL whose userinfo is secret */
 };
+
+static int
+redis_url_ok(const char *v)
+{
+	return pw_rl_redis_url_ok(v);
+}
+
+/* Addresses and networks, separated by commas or spaces; empty: none. */
+static int
+nets_ok(const char *v)
+{
+	struct pw_rl_net	net;
+	char			tok[64];
+	size_t			n;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		if (n >= sizeof tok)
+			return 0;
+		memcpy(tok, v, n);
+		tok[n] = '\0';
+		if (pw_rl_net_parse(tok, &net) != 0)
+			return 0;
+		v += n;
+	}
+	return 1;
+}
 
 static const struct key keys[] = {
 	{ "strategy", T_STRATEGY, "round-robin", 0, 0,
@@ -80,6 +113,25 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "ratelimit.enabled", T_BOOL, "true", 0, 0, NULL,
+	  "pw serve limits how often each client may call it" },
+	{ "ratelimit.backend", T_ENUM, "memory", 0, 0, "memory sqlite redis",
+	  "where pw serve counts: memory (one process), sqlite (the state "
+	  "file: every server of a host), redis (every host)" },
+	{ "ratelimit.redis_url", T_STRING, "redis://127.0.0.1:6379/0", 0, 0,
+	  NULL, "the Redis of the redis backend (a password only in the "
+	  "environment)", redis_url_ok,
+	  "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", NULL, 1 },
+	{ "ratelimit.fail_mode", T_ENUM, "open", 0, 0, "open closed",
+	  "when the backend fails: let requests through (open) or refuse "
+	  "them (closed)" },
+	{ "ratelimit.config", T_STRING, "", 0, 0, NULL,
+	  "JSON file of tiers, endpoint limits and whitelist "
+	  "(also $PW_RATELIMIT_CONFIG)", NULL, NULL, "PW_RATELIMIT_CONFIG" },
+	{ "ratelimit.trusted_proxies", T_STRING, "", 0, 0, NULL,
+	  "addresses or networks (comma-separated) whose X-Forwarded-For "
+	  "and X-Real-IP pw serve believes", nets_ok,
+	  "addresses or networks like 10.0.0.0/8, comma-separated" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -273,6 +325,10 @@ check_value(const struct key *k, const char *v, char **canon,
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
 			    "http:// or https:// URLs, separated by spaces",
 			    k->name, v);
+		/* Not echoed: a Redis URL may hold a password. */
+		if (k->ok != NULL && !k->ok(v))
+			return pw_failf(err, PW_EUSAGE, "%s: want %s",
+			    k->name, k->want);
 		*canon = pw_xstrdup(v);
 		return 0;
 	}
@@ -353,7 +409,10 @@ pw_config_load_env(struct pw_config *c, struct pw_err *err)
 
 	for (int i = 0; i < NKEYS; i++) {
 		env_name(keys[i].name, name, sizeof name);
-		if ((v = getenv(name)) == NULL)
+		if ((v = getenv(name)) == NULL && keys[i].env_alias != NULL &&
+		    (v = getenv(keys[i].env_alias)) != NULL)
+			snprintf(name, sizeof name, "%s", keys[i].env_alias);
+		if (v == NULL)
 			continue;
 		if ((r = check_value(&keys[i], v, &canon, err)) != 0)
 			return pw_err_prefix(err, "%s", name);
@@ -457,15 +516,54 @@ pw_config_double(struct pw_ctx *ctx, const char *key)
 	return d;
 }
 
+/* The userinfo of a URL ("user:pass@"), or NULL; *n gets its length. */
+static const char *
+userinfo(const char *v, size_t *n)
+{
+	const char	*p = strstr(v, "://"), *at;
+
+	if (p == NULL)
+		return NULL;
+	p += 3;
+	at = p + strcspn(p, "@/");
+	if (*at != '@')
+		return NULL;
+	*n = at + 1 - p;
+	return p;
+}
+
+char *
+pw_config_shown(const char *key, const char *value)
+{
+	int		 i = key_index(key);
+	const char	*u;
+	size_t		 n;
+
+	if (value == NULL)
+		return NULL;
+	if (i < 0 || !keys[i].secret || (u = userinfo(value, &n)) == NULL)
+		return pw_xstrdup(value);
+	return pw_xasprintf("%.*s***@%s", (int)(u - value), value, u + n);
+}
+
 int
 pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
 {
-	char	*canon;
-	int	 i, r;
+	char		*canon;
+	int		 i, r;
+	size_t		 n;
+	char		 env[128];
 
 	if ((r = pw_config_check(key, value, &canon, &ctx->err)) != 0)
 		return r;
 	i = key_index(key);
+	/* The state file keeps no password in clear. */
+	if (keys[i].secret && userinfo(canon, &n) != NULL) {
+		free(canon);
+		env_name(keys[i].name, env, sizeof env);
+		return pw_failf(&ctx->err, PW_EUSAGE, "%s: a password is not "
+		    "kept in the state file; give this URL in $%s", key, env);
+	}
 	if (keys[i].type == T_STRATEGY &&
 	    (r = pw_pool_strategy_check(ctx, canon)) != 0) {
 		free(canon);

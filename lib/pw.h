@@ -39,7 +39,7 @@ enum pw_code {
 
 struct pw_err {
 	int	code;
-	char	msg[512];
+	char	msg[2048];
 };
 
 /*
@@ -222,6 +222,8 @@ struct pw_config_key {
 /* The table of known keys, NULL-terminated by name. */
 const struct pw_config_key *pw_config_keys(void);
 const char *pw_origin_name(int origin);
+/* value as it may be shown: a secret's password masked. Caller frees. */
+char	*pw_config_shown(const char *key, const char *value);
 
 /* ----------------------------------------------------------------- pool */
 

@@ -567,6 +567,22 @@ fail:
 /* --------------------------------------------------------- the limiter */
 
 int
+pw_rl_redis_url_ok(const char *url)
+{
+	struct redis_target	t;
+	struct pw_err		err;
+
+	if (redis_parse(url, &t, &err) != 0)
+		return 0;
+	free(t.host);
+	free(t.user);
+	if (t.pass != NULL)
+		explicit_bzero(t.pass, strlen(t.pass));
+	free(t.pass);
+	return 1;
+}
+
+int
 pw_rl_new(const struct pw_rl_opts *o, struct pw_rl **out,
     struct pw_err *err)
 {

@@ -84,6 +84,8 @@ struct pw_rl_opts {
 #define PW_RL_KEYS_MAX	4
 
 struct pw_rl;
+/* Whether url is a Redis URL pw_rl_new takes. */
+int	 pw_rl_redis_url_ok(const char *url);
 int	 pw_rl_new(const struct pw_rl_opts *o, struct pw_rl **out,
 	    struct pw_err *err);
 void	 pw_rl_free(struct pw_rl *rl);
