@@ -129,7 +129,10 @@ demo: need-deps all
 $(B)/bench-select: bench/select.c $(B)/libpw.a $(HDRS)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
 
-bench: need-deps all $(B)/bench-select
+$(B)/bench-rlcheck: bench/rlcheck.c $(B)/libpw.a $(HDRS)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
+
+bench: need-deps all $(B)/bench-select $(B)/bench-rlcheck
 	@PW_BUILD=$(abspath $(B)) bench/run
 
 check-style:
