@@ -29,6 +29,7 @@
 
 #include "httpd.h"
 #include "net.h"
+#include "ratelimit.h"
 
 #define BODY_MAX_DEFAULT	((size_t)1 << 20)
 /* The largest target response POST /api/v1/request holds. */
@@ -1920,4 +1921,246 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	pthread_mutex_destroy(&s->mu);
 	free(s->state);
 	free(s);
+}
+
+/* ------------------------------------------------- rate-limit config */
+
+#define RL_LIMIT_MAX	1000000000
+#define RL_WINDOW_MAX	86400
+
+/*
+ * limit and window (seconds) of j: a number, or {"limit", "window"} (and
+ * "name", for a tier).
+ */
+static int
+rl_limit(const cJSON *j, const char *where, int tier, struct pw_rl_limit *l,
+    struct pw_err *err)
+{
+	const cJSON	*lim = j, *win = NULL;
+
+	l->window_ms = 60000;
+	if (json_is(j, cJSON_Object)) {
+		for (const cJSON *m = j->child; m != NULL; m = m->next)
+			if (strcmp(m->string, "limit") != 0 &&
+			    strcmp(m->string, "window") != 0 &&
+			    (!tier || strcmp(m->string, "name") != 0))
+				return pw_failf(err, PW_EUSAGE, "%s.%s: unknown "
+				    "field (want %slimit, window)", where,
+				    m->string, tier ? "name, " : "");
+		lim = cJSON_GetObjectItemCaseSensitive(j, "limit");
+		win = cJSON_GetObjectItemCaseSensitive(j, "window");
+	}
+	/* null: unlimited */
+	if (lim == NULL || json_is(lim, cJSON_NULL))
+		l->limit = 0;
+	else if (!json_is(lim, cJSON_Number) || lim->valuedouble < 0 ||
+	    lim->valuedouble > RL_LIMIT_MAX ||
+	    lim->valuedouble != (double)(int64_t)lim->valuedouble)
+		return pw_failf(err, PW_EUSAGE, "%s%s: want an integer from "
+		    "0 (unlimited) to %d", where, lim == j ? "" : ".limit",
+		    RL_LIMIT_MAX);
+	else
+		l->limit = (int64_t)lim->valuedouble;
+	if (win != NULL && !json_is(win, cJSON_NULL)) {
+		if (!json_is(win, cJSON_Number) || win->valuedouble < 1 ||
+		    win->valuedouble > RL_WINDOW_MAX ||
+		    win->valuedouble != (double)(int64_t)win->valuedouble)
+			return pw_failf(err, PW_EUSAGE, "%s.window: want "
+			    "seconds from 1 to %d", where, RL_WINDOW_MAX);
+		l->window_ms = (int64_t)win->valuedouble * 1000;
+	}
+	return 0;
+}
+
+/* An array of strings into *out (replacing it); each checked by ok. */
+static int
+rl_strings(const cJSON *j, const char *where, char ***out, size_t *n,
+    int (*ok)(const char *), const char *want, struct pw_err *err)
+{
+	size_t	i = 0;
+
+	if (!json_is(j, cJSON_Array))
+		return pw_failf(err, PW_EUSAGE, "%s: want an array of "
+		    "strings, not %s", where, type_name(j));
+	for (size_t k = 0; k < *n; k++)
+		free((*out)[k]);
+	free(*out);
+	*out = NULL;
+	*n = 0;
+	for (const cJSON *m = j->child; m != NULL; m = m->next, i++) {
+		if (!json_is(m, cJSON_String) || !ok(m->valuestring))
+			return pw_failf(err, PW_EUSAGE, "%s[%zu]: want %s",
+			    where, i, want);
+		*out = pw_xrealloc(*out, (*n + 1) * sizeof **out);
+		(*out)[(*n)++] = pw_xstrdup(m->valuestring);
+	}
+	return 0;
+}
+
+static int
+rl_whitelist_ok(const char *s)
+{
+	struct pw_rl_net	n;
+
+	return (strncmp(s, "key:", 4) == 0 && s[4] != '\0') ||
+	    pw_rl_net_parse(s, &n) == 0;
+}
+
+static int
+rl_net_ok(const char *s)
+{
+	struct pw_rl_net	n;
+
+	return pw_rl_net_parse(s, &n) == 0;
+}
+
+static int
+rl_tier_name_ok(const char *s)
+{
+	return *s != '\0' && strlen(s) <= 64 && strspn(s,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	    "-_.") == strlen(s);
+}
+
+static int
+rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
+{
+	const cJSON	*j;
+	char		 where[300], **nets = NULL;
+	size_t		 nnets = 0;
+	int		 r;
+
+	if (!json_is(root, cJSON_Object))
+		return pw_failf(err, PW_EUSAGE, "want a JSON object, not %s",
+		    type_name(root));
+	for (j = root->child; j != NULL; j = j->next)
+		if (strcmp(j->string, "default_tier") != 0 &&
+		    strcmp(j->string, "tiers") != 0 &&
+		    strcmp(j->string, "endpoints") != 0 &&
+		    strcmp(j->string, "whitelist") != 0 &&
+		    strcmp(j->string, "trusted_proxies") != 0)
+			return pw_failf(err, PW_EUSAGE, "%s: unknown field "
+			    "(want default_tier, tiers, endpoints, whitelist, "
+			    "trusted_proxies)", j->string);
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "tiers")) != NULL) {
+		size_t i = 0;
+
+		if (!json_is(j, cJSON_Array) || j->child == NULL)
+			return pw_failf(err, PW_EUSAGE, "tiers: want a "
+			    "non-empty array of {name, limit, window}");
+		for (size_t k = 0; k < c->ntiers; k++)
+			free(c->tiers[k].name);
+		free(c->tiers);
+		c->tiers = NULL;
+		c->ntiers = 0;
+		for (const cJSON *t = j->child; t != NULL; t = t->next, i++) {
+			const cJSON *name;
+			struct pw_rl_limit l;
+
+			snprintf(where, sizeof where, "tiers[%zu]", i);
+			if (!json_is(t, cJSON_Object))
+				return pw_failf(err, PW_EUSAGE, "%s: want an "
+				    "object {name, limit, window}", where);
+			name = cJSON_GetObjectItemCaseSensitive(t, "name");
+			if (!json_is(name, cJSON_String) ||
+			    !rl_tier_name_ok(name->valuestring))
+				return pw_failf(err, PW_EUSAGE, "%s.name: want "
+				    "a name of letters, digits, - _ .", where);
+			if (cJSON_GetObjectItemCaseSensitive(t, "limit") ==
+			    NULL)
+				return pw_failf(err, PW_EUSAGE, "%s.limit: "
+				    "missing (0 or null: unlimited)", where);
+			if ((r = rl_limit(t, where, 1, &l, err)) != 0)
+				return r;
+			c->tiers = pw_xrealloc(c->tiers, (c->ntiers + 1) *
+			    sizeof *c->tiers);
+			c->tiers[c->ntiers].name = pw_xstrdup(name->valuestring);
+			c->tiers[c->ntiers++].lim = l;
+		}
+		free(c->default_tier);
+		c->default_tier = pw_xstrdup(c->tiers[0].name);
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "default_tier")) !=
+	    NULL) {
+		if (!json_is(j, cJSON_String))
+			return pw_failf(err, PW_EUSAGE, "default_tier: want "
+			    "a tier's name, not %s", type_name(j));
+		free(c->default_tier);
+		c->default_tier = pw_xstrdup(j->valuestring);
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "endpoints")) !=
+	    NULL) {
+		if (!json_is(j, cJSON_Object))
+			return pw_failf(err, PW_EUSAGE, "endpoints: want an "
+			    "object of path: limit");
+		/* Over the built-in ones: a path given replaces its own. */
+		for (const cJSON *e = j->child; e != NULL; e = e->next) {
+			struct pw_rl_endpoint *ep = NULL;
+			struct pw_rl_limit l;
+
+			snprintf(where, sizeof where, "endpoints.%s", e->string);
+			if (e->string[0] != '/')
+				return pw_failf(err, PW_EUSAGE, "%s: a path "
+				    "starts with /", where);
+			if ((r = rl_limit(e, where, 0, &l, err)) != 0)
+				return r;
+			for (size_t k = 0; k < c->nendpoints; k++)
+				if (strcmp(c->endpoints[k].path, e->string) ==
+				    0)
+					ep = &c->endpoints[k];
+			if (ep == NULL) {
+				c->endpoints = pw_xrealloc(c->endpoints,
+				    (c->nendpoints + 1) * sizeof *c->endpoints);
+				ep = &c->endpoints[c->nendpoints++];
+				ep->path = pw_xstrdup(e->string);
+			}
+			ep->lim = l;
+		}
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "whitelist")) != NULL &&
+	    (r = rl_strings(j, "whitelist", &c->whitelist, &c->nwhitelist,
+	    rl_whitelist_ok, "an address, a network or key:NAME", err)) != 0)
+		return r;
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "trusted_proxies")) !=
+	    NULL) {
+		if ((r = rl_strings(j, "trusted_proxies", &nets, &nnets,
+		    rl_net_ok, "an address or a network", err)) == 0)
+			for (size_t k = 0; k < nnets; k++) {
+				c->trusted = pw_xrealloc(c->trusted,
+				    (c->ntrusted + 1) * sizeof *c->trusted);
+				pw_rl_net_parse(nets[k],
+				    &c->trusted[c->ntrusted++]);
+			}
+		for (size_t k = 0; k < nnets; k++)
+			free(nets[k]);
+		free(nets);
+		if (r != 0)
+			return r;
+	}
+	return pw_rl_config_check(c, err);
+}
+
+/*
+ * Parse a rate-limit configuration (the file of ratelimit.config, or the
+ * body of PUT /api/v1/rate-limit/config) over the built-in one into *c.
+ * Errors name the field. Here because JSON is read only in api.c.
+ */
+int
+pw_rl_config_parse(const char *json, size_t len, struct pw_rl_config *c,
+    struct pw_err *err)
+{
+	cJSON	*root;
+	int	 r;
+
+	pw_rl_config_default(c);
+	if ((r = pw_cjson_init(err)) != 0)
+		return r;
+	if ((root = cJSON_ParseWithLength(json, len)) == NULL) {
+		pw_rl_config_release(c);
+		return pw_failf(err, PW_EUSAGE, "not valid JSON");
+	}
+	if ((r = rl_parse(root, c, err)) != 0)
+		pw_rl_config_release(c);
+	cJSON_Delete(root);
+	return r;
 }

@@ -137,7 +137,14 @@ struct pw_rl_config {
 	size_t			 ntrusted;
 };
 
-/* The defaults of the issue: 100/min for anyone, 50/min on requests. */
+/*
+ * Parse JSON (a file of ratelimit.config, or PUT /api/v1/rate-limit/config)
+ * into *c: the built-in configuration with what it gives laid over. An
+ * error names the field. (In api.c, where JSON is read.)
+ */
+int	 pw_rl_config_parse(const char *json, size_t len,
+	    struct pw_rl_config *c, struct pw_err *err);
+/* 100 a minute for anyone, 50 on requests; probes are not limited. */
 void	 pw_rl_config_default(struct pw_rl_config *c);
 void	 pw_rl_config_release(struct pw_rl_config *c);
 /* Check c as a whole (the default tier exists, names unique, ...). */

@@ -639,6 +639,87 @@ test_whitelist(void **state)
 	pw_rl_config_release(&c);
 }
 
+static void
+test_config_parse(void **state)
+{
+	struct pw_rl_config	 c;
+	struct pw_err		 err = { 0 };
+	const char		*good = "{\"default_tier\": \"free\", "
+	    "\"tiers\": [{\"name\": \"free\", \"limit\": 100}, "
+	    "{\"name\": \"premium\", \"limit\": 1000, \"window\": 30}, "
+	    "{\"name\": \"unlimited\", \"limit\": null}], "
+	    "\"endpoints\": {\"/api/v1/request\": 20, "
+	    "\"/api/v1/health\": {\"limit\": 1000, \"window\": 60}}, "
+	    "\"whitelist\": [\"key:ops\", \"10.0.0.0/8\"], "
+	    "\"trusted_proxies\": [\"127.0.0.1\"]}";
+
+	(void)state;
+	if (pw_rl_config_parse(good, strlen(good), &c, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(c.default_tier, "free");
+	assert_int_equal(c.ntiers, 3);
+	assert_int_equal(pw_rl_config_tier(&c, "premium")->lim.limit, 1000);
+	assert_int_equal(pw_rl_config_tier(&c, "premium")->lim.window_ms,
+	    30000);
+	assert_int_equal(pw_rl_config_tier(&c, "unlimited")->lim.limit, 0);
+	/* Laid over the built-in endpoints. */
+	assert_int_equal(pw_rl_config_endpoint(&c,
+	    "/api/v1/request")->lim.limit, 20);
+	assert_int_equal(pw_rl_config_endpoint(&c,
+	    "/api/v1/health")->lim.limit, 1000);
+	assert_int_equal(pw_rl_config_endpoint(&c,
+	    "/api/v1/ready")->lim.limit, 0);
+	assert_int_equal(c.nwhitelist, 2);
+	assert_int_equal(c.ntrusted, 1);
+	pw_rl_config_release(&c);
+
+	/* Each bad input names its field. */
+	static const char *const bad[][2] = {
+		{ "[]", "want a JSON object, not an array" },
+		{ "{", "not valid JSON" },
+		{ "{\"tier\": 1}", "tier: unknown field" },
+		{ "{\"tiers\": []}", "tiers: want a non-empty array" },
+		{ "{\"tiers\": [{\"name\": \"a\"}]}",
+		  "tiers[0].limit: missing" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": -1}]}",
+		  "tiers[0].limit: want an integer from 0" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": 1.5}]}",
+		  "tiers[0].limit: want an integer" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": 1}, "
+		  "{\"name\": \"b c\", \"limit\": 1}]}",
+		  "tiers[1].name: want a name" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": 1, "
+		  "\"window\": 0}]}", "tiers[0].window: want seconds" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": 1, "
+		  "\"burst\": 0}]}", "tiers[0].burst: unknown field" },
+		{ "{\"tiers\": [{\"name\": \"a\", \"limit\": 1}, "
+		  "{\"name\": \"a\", \"limit\": 2}]}",
+		  "tiers[1].name: 'a' twice" },
+		{ "{\"default_tier\": \"gold\"}",
+		  "default_tier: 'gold' is not one of the tiers" },
+		{ "{\"endpoints\": {\"api\": 1}}",
+		  "endpoints.api: a path starts with /" },
+		{ "{\"endpoints\": {\"/x\": \"10\"}}",
+		  "endpoints./x: want an integer" },
+		{ "{\"endpoints\": {\"/x\": {\"limit\": 1, \"rate\": 2}}}",
+		  "endpoints./x.rate: unknown field" },
+		{ "{\"whitelist\": [\"nonsense\"]}",
+		  "whitelist[0]: want an address, a network or key:NAME" },
+		{ "{\"whitelist\": \"10.0.0.1\"}",
+		  "whitelist: want an array of strings" },
+		{ "{\"trusted_proxies\": [\"10.0.0.0/8\", \"key:x\"]}",
+		  "trusted_proxies[1]: want an address or a network" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		memset(&err, 0, sizeof err);
+		assert_int_equal(pw_rl_config_parse(bad[i][0],
+		    strlen(bad[i][0]), &c, &err), PW_EUSAGE);
+		if (strstr(err.msg, bad[i][1]) != err.msg)
+			fail_msg("%s: got '%s', want '%s...'", bad[i][0],
+			    err.msg, bad[i][1]);
+	}
+}
+
 int
 main(void)
 {
@@ -658,6 +739,7 @@ main(void)
 		cmocka_unit_test(test_redis_down),
 		cmocka_unit_test(test_redis_shared),
 		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_config_parse),
 		cmocka_unit_test(test_nets),
 		cmocka_unit_test(test_client_behind_proxies),
 		cmocka_unit_test(test_whitelist),
