@@ -2074,7 +2074,8 @@ rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 				return r;
 			c->tiers = pw_xrealloc(c->tiers, (c->ntiers + 1) *
 			    sizeof *c->tiers);
-			c->tiers[c->ntiers].name = pw_xstrdup(name->valuestring);
+			c->tiers[c->ntiers].name =
+			    pw_xstrdup(name->valuestring);
 			c->tiers[c->ntiers++].lim = l;
 		}
 		free(c->default_tier);
@@ -2098,7 +2099,8 @@ rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 			struct pw_rl_endpoint *ep = NULL;
 			struct pw_rl_limit l;
 
-			snprintf(where, sizeof where, "endpoints.%s", e->string);
+			snprintf(where, sizeof where, "endpoints.%s",
+			    e->string);
 			if (e->string[0] != '/')
 				return pw_failf(err, PW_EUSAGE, "%s: a path "
 				    "starts with /", where);
