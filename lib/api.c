@@ -1944,9 +1944,9 @@ rl_limit(const cJSON *j, const char *where, int tier, struct pw_rl_limit *l,
 			if (strcmp(m->string, "limit") != 0 &&
 			    strcmp(m->string, "window") != 0 &&
 			    (!tier || strcmp(m->string, "name") != 0))
-				return pw_failf(err, PW_EUSAGE, "%s.%s: unknown "
-				    "field (want %slimit, window)", where,
-				    m->string, tier ? "name, " : "");
+				return pw_failf(err, PW_EUSAGE, "%s.%s: "
+				    "unknown field (want %slimit, window)",
+				    where, m->string, tier ? "name, " : "");
 		lim = cJSON_GetObjectItemCaseSensitive(j, "limit");
 		win = cJSON_GetObjectItemCaseSensitive(j, "window");
 	}
