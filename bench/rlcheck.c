@@ -110,7 +110,7 @@ main(int argc, char **argv)
 	pw_rl_free(rl);
 	for (int i = 0; i < N; i++) {
 		double t0 = now_us();
-		(void)pw_rl_now();
+		(void)pw_mono_ms();
 		b[i] = now_us() - t0;
 		if (b[i] <= 0)
 			b[i] = 0.01;

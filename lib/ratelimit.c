@@ -19,15 +19,6 @@
 
 /* ---------------------------------------------------------- arithmetic */
 
-int64_t
-pw_rl_now(void)
-{
-	struct timespec	ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 pw_rl_roll(struct pw_rl_state *s, int64_t now, int64_t w)
 {
@@ -458,7 +449,7 @@ redis_check(struct pw_rl *rl, const char *const *keys,
 	char			 names[PW_RL_KEYS_MAX][256];
 	char			 nk[24], sha[41];
 	int			 argc = 0, tries;
-	int64_t			 now = pw_rl_now();
+	int64_t			 now = pw_mono_ms();
 
 	pthread_mutex_lock(&rl->mu);
 	if (now < rl->down_until) {
@@ -557,7 +548,7 @@ fail:
 		redisFree(c);
 	/* The other connections most likely went the same way. */
 	pthread_mutex_lock(&rl->mu);
-	rl->down_until = pw_rl_now() + REDIS_BACKOFF;
+	rl->down_until = pw_mono_ms() + REDIS_BACKOFF;
 	while (rl->nidle > 0)
 		redisFree(rl->idle[--rl->nidle]);
 	pthread_mutex_unlock(&rl->mu);
@@ -668,7 +659,7 @@ memory_check(struct pw_rl *rl, const char *const *keys,
 	struct mentry		*e[PW_RL_KEYS_MAX];
 	uint64_t		 h[PW_RL_KEYS_MAX];
 	int			 order[PW_RL_KEYS_MAX], nlock = 0;
-	int64_t			 now = pw_rl_now();
+	int64_t			 now = pw_mono_ms();
 
 	for (size_t i = 0; i < n; i++) {
 		int st;
@@ -740,7 +731,7 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 		memory_check(rl, k, l, m, commit, v);
 		return 0;
 	case PW_RL_SQLITE:
-		if ((r = pw_store_rl_check(st, k, l, m, pw_rl_now(), commit, v,
+		if ((r = pw_store_rl_check(st, k, l, m, pw_mono_ms(), commit, v,
 		    &e)) != 0) {
 			pthread_mutex_lock(&rl->mu);
 			snprintf(rl->why, sizeof rl->why, "%s", e.msg);

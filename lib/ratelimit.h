@@ -13,7 +13,7 @@
  * test is done in integers, prev * (W - e) + (cur + 1) * W <= L * W, so a
  * window boundary is exact. Only allowed requests count.
  *
- * Time is a monotonic clock (pw_rl_now) for the memory and state-file
+ * Time is a monotonic clock (pw_mono_ms) for the memory and state-file
  * backends: a step of the wall clock neither resets nor stretches a
  * window. CLOCK_MONOTONIC is one clock for every process of a host, which
  * the state-file backend needs; after a reboot a stored window lies in
@@ -49,7 +49,6 @@ struct pw_rl_verdict {
 	int64_t		 retry_ms;	/* refused: until one would pass */
 };
 
-int64_t	 pw_rl_now(void);
 /* Bring s to the window holding now. */
 void	 pw_rl_roll(struct pw_rl_state *s, int64_t now, int64_t window_ms);
 /* Whether s, rolled to now, allows one more under l. */
