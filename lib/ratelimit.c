@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -1036,4 +1037,489 @@ pw_rl_config_whitelisted(const struct pw_rl_config *c, const char *key_name,
 			return 1;
 	}
 	return 0;
+}
+
+/* ------------------------------------------------- pw serve's limiter */
+
+#define LOOK_EVERY_MS	5000		/* how often the file is looked at */
+#define FILE_MAX	(1 << 20)
+#define THROTTLED_MAX	1024		/* identifiers whose refusals count */
+#define TOP_SHOWN	10
+#define IDENT_MAX	160
+
+const double pw_rl_hist_le[PW_RL_HIST] = { 0.000005, 0.00001, 0.000025,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025 };
+
+struct throttled {
+	char		*id;
+	int64_t		 count;
+	int64_t		 logged;	/* window of the last log line */
+};
+
+struct pw_rl_server {
+	struct pw_rl		*rl;
+	int			 enabled;
+	const char		*backend;
+	pthread_rwlock_t	 lock;		/* guards cfg and the file's */
+	struct pw_rl_config	 cfg;
+	char			*file;		/* ratelimit.config, or NULL */
+	struct timespec		 mtime;
+	off_t			 size;
+	int64_t			 next_look;	/* under lock */
+	struct pw_rl_net	*set_trusted;	/* ratelimit.trusted_proxies */
+	size_t			 nset_trusted;
+	pthread_mutex_t		 mu;		/* guards the counts */
+	struct pw_rl_stats	 st;
+	struct throttled	*thr;
+	size_t			 nthr;
+};
+
+/* The file of the configuration, whole, or an error naming it. */
+static int
+file_read(const char *path, char **out, size_t *len, struct stat *sb,
+    struct pw_err *err)
+{
+	FILE	*f = fopen(path, "r");
+	size_t	 n;
+
+	*out = NULL;
+	if (f == NULL)
+		return pw_failf(err, PW_EUSAGE, "ratelimit.config: %s: %s",
+		    path, strerror(errno));
+	if (fstat(fileno(f), sb) != 0 || sb->st_size > FILE_MAX) {
+		fclose(f);
+		return pw_failf(err, PW_EUSAGE, "ratelimit.config: %s: over "
+		    "%d bytes", path, FILE_MAX);
+	}
+	*out = pw_xmalloc((size_t)sb->st_size + 1);
+	n = fread(*out, 1, (size_t)sb->st_size, f);
+	fclose(f);
+	(*out)[n] = '\0';
+	*len = n;
+	return 0;
+}
+
+/* The configuration from JSON (or the built-in one), with the setting's
+ * trusted proxies added. */
+static int
+config_build(struct pw_rl_server *s, const char *json, size_t len,
+    const char *name, struct pw_rl_config *c, struct pw_err *err)
+{
+	int	r;
+
+	if (json == NULL)
+		pw_rl_config_default(c);
+	else if ((r = pw_rl_config_parse(json, len, c, err)) != 0)
+		return name ? pw_err_prefix(err, "ratelimit.config: %s",
+		    name) : r;
+	if (s->nset_trusted > 0) {
+		c->trusted = pw_xrealloc(c->trusted, (c->ntrusted +
+		    s->nset_trusted) * sizeof *c->trusted);
+		memcpy(c->trusted + c->ntrusted, s->set_trusted,
+		    s->nset_trusted * sizeof *c->trusted);
+		c->ntrusted += s->nset_trusted;
+	}
+	return 0;
+}
+
+static void
+config_swap(struct pw_rl_server *s, struct pw_rl_config *c)
+{
+	pthread_rwlock_wrlock(&s->lock);
+	pw_rl_config_release(&s->cfg);
+	s->cfg = *c;
+	pthread_rwlock_unlock(&s->lock);
+	memset(c, 0, sizeof *c);
+}
+
+static int
+file_load(struct pw_rl_server *s, struct pw_err *err)
+{
+	struct pw_rl_config	 c;
+	struct stat		 sb;
+	char			*json;
+	size_t			 len = 0;
+	int			 r;
+
+	if ((r = file_read(s->file, &json, &len, &sb, err)) != 0)
+		return r;
+	r = config_build(s, json, len, s->file, &c, err);
+	free(json);
+	if (r != 0)
+		return r;
+	config_swap(s, &c);
+	pthread_rwlock_wrlock(&s->lock);
+	s->mtime = sb.st_mtim;
+	s->size = sb.st_size;
+	pthread_rwlock_unlock(&s->lock);
+	return 0;
+}
+
+/* Every LOOK_EVERY_MS, read the file again if it changed on disk. */
+static void
+maybe_reload(struct pw_rl_server *s)
+{
+	struct stat	sb;
+	struct pw_err	err = { 0, "" };
+	int64_t		now = pw_mono_ms();
+	int		changed;
+
+	if (s->file == NULL)
+		return;
+	pthread_rwlock_wrlock(&s->lock);
+	if (now < s->next_look) {
+		pthread_rwlock_unlock(&s->lock);
+		return;
+	}
+	s->next_look = now + LOOK_EVERY_MS;
+	changed = stat(s->file, &sb) == 0 && (sb.st_size != s->size ||
+	    sb.st_mtim.tv_sec != s->mtime.tv_sec ||
+	    sb.st_mtim.tv_nsec != s->mtime.tv_nsec);
+	pthread_rwlock_unlock(&s->lock);
+	if (!changed)
+		return;
+	if (file_load(s, &err) != 0) {
+		/* Keep what works; say why once per change. */
+		pthread_rwlock_wrlock(&s->lock);
+		s->mtime = sb.st_mtim;
+		s->size = sb.st_size;
+		pthread_rwlock_unlock(&s->lock);
+		pw_log(PW_LOG_ERROR, "%s (the configuration in force is "
+		    "kept)", err.msg);
+	} else
+		pw_log(PW_LOG_INFO, "ratelimit.config: %s read again",
+		    s->file);
+}
+
+int
+pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
+{
+	struct pw_rl_server	*s;
+	struct pw_rl_opts	 o = { 0 };
+	struct pw_rl_config	 c;
+	const char		*v;
+	int			 r;
+
+	*out = NULL;
+	s = pw_xcalloc(1, sizeof *s);
+	pthread_rwlock_init(&s->lock, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	s->enabled = pw_config_int(ctx, "ratelimit.enabled") != 0;
+	s->backend = pw_config_get(ctx, "ratelimit.backend", NULL);
+	o.backend = strcmp(s->backend, "redis") == 0 ? PW_RL_REDIS :
+	    strcmp(s->backend, "sqlite") == 0 ? PW_RL_SQLITE : PW_RL_MEMORY;
+	o.redis_url = pw_config_get(ctx, "ratelimit.redis_url", NULL);
+	o.fail_open = strcmp(pw_config_get(ctx, "ratelimit.fail_mode", NULL),
+	    "open") == 0;
+	/* The setting was checked when it was set. */
+	v = pw_config_get(ctx, "ratelimit.trusted_proxies", NULL);
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		char tok[64];
+		size_t n = strcspn(v, " \t,");
+
+		snprintf(tok, sizeof tok, "%.*s", (int)n, v);
+		s->set_trusted = pw_xrealloc(s->set_trusted,
+		    (s->nset_trusted + 1) * sizeof *s->set_trusted);
+		if (pw_rl_net_parse(tok, &s->set_trusted[s->nset_trusted]) ==
+		    0)
+			s->nset_trusted++;
+		v += n;
+	}
+	v = pw_config_get(ctx, "ratelimit.config", NULL);
+	if (v != NULL && *v != '\0') {
+		s->file = pw_xstrdup(v);
+		r = file_load(s, &ctx->err);
+	} else if ((r = config_build(s, NULL, 0, NULL, &c, &ctx->err)) == 0)
+		config_swap(s, &c);
+	if (r == 0)
+		r = pw_rl_new(&o, &s->rl, &ctx->err);
+	if (r != 0) {
+		pw_rl_server_free(s);
+		return r;
+	}
+	s->next_look = pw_mono_ms() + LOOK_EVERY_MS;
+	*out = s;
+	return 0;
+}
+
+static void
+counts_free(struct pw_rl_count *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(c[i].name);
+	free(c);
+}
+
+void
+pw_rl_stats_release(struct pw_rl_stats *st)
+{
+	counts_free(st->tiers, st->ntiers);
+	counts_free(st->endpoints, st->nendpoints);
+	counts_free(st->top, st->ntop);
+	memset(st, 0, sizeof *st);
+}
+
+void
+pw_rl_server_free(struct pw_rl_server *s)
+{
+	if (s == NULL)
+		return;
+	pw_rl_free(s->rl);
+	pw_rl_config_release(&s->cfg);
+	pw_rl_stats_release(&s->st);
+	for (size_t i = 0; i < s->nthr; i++)
+		free(s->thr[i].id);
+	free(s->thr);
+	free(s->set_trusted);
+	free(s->file);
+	pthread_rwlock_destroy(&s->lock);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+int
+pw_rl_server_enabled(const struct pw_rl_server *s)
+{
+	return s->enabled;
+}
+
+const char *
+pw_rl_server_backend(const struct pw_rl_server *s)
+{
+	return s->backend;
+}
+
+/* The count named name in *c, made when new. Under mu. */
+static struct pw_rl_count *
+count_of(struct pw_rl_count **c, size_t *n, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*c)[i].name, name) == 0)
+			return &(*c)[i];
+	*c = pw_xrealloc(*c, (*n + 1) * sizeof **c);
+	(*c)[*n].name = pw_xstrdup(name);
+	(*c)[*n].checks = (*c)[*n].throttled = 0;
+	return &(*c)[(*n)++];
+}
+
+/* A refusal of id: counted, and logged once per window. Under mu. */
+static void
+throttled(struct pw_rl_server *s, const char *id, const char *endpoint,
+    const struct pw_rl_verdict *v, const char *tier, int64_t window)
+{
+	struct throttled	*t = NULL;
+	int64_t			 win = pw_mono_ms() / window;
+
+	for (size_t i = 0; i < s->nthr; i++)
+		if (strcmp(s->thr[i].id, id) == 0)
+			t = &s->thr[i];
+	if (t == NULL && s->nthr < THROTTLED_MAX) {
+		s->thr = pw_xrealloc(s->thr, (s->nthr + 1) * sizeof *s->thr);
+		t = &s->thr[s->nthr++];
+		t->id = pw_xstrdup(id);
+		t->count = 0;
+		t->logged = -1;
+	}
+	if (t == NULL)
+		return;
+	t->count++;
+	if (t->logged != win) {
+		t->logged = win;
+		pw_log(PW_LOG_WARN, "rate limit: %s throttled on %s (%lld in "
+		    "%llds, tier %s)", id, endpoint, (long long)v->limit,
+		    (long long)(window / 1000), tier);
+	}
+}
+
+void
+pw_rl_server_check(struct pw_rl_server *s, struct pw_store *st,
+    const struct pw_rl_who *who, const char *endpoint,
+    struct pw_rl_verdict *v, int *limited)
+{
+	const struct pw_rl_endpoint	*ep;
+	const struct pw_rl_tier		*tier;
+	struct pw_rl_limit		 l[2];
+	struct pw_err			 err = { 0, "" };
+	char				 ident[IDENT_MAX], k0[IDENT_MAX + 4];
+	char				 k1[IDENT_MAX + 300], tname[72];
+	const char			*k[2] = { k0, k1 };
+	size_t				 n = 1;
+	struct timespec			 t0, t1;
+	double				 secs;
+	int				 b;
+
+	*limited = 0;
+	memset(v, 0, sizeof *v);
+	v->allowed = 1;
+	if (!s->enabled)
+		return;
+	maybe_reload(s);
+	pthread_rwlock_rdlock(&s->lock);
+	ep = pw_rl_config_endpoint(&s->cfg, endpoint);
+	if ((ep != NULL && ep->lim.limit == 0) ||
+	    pw_rl_config_whitelisted(&s->cfg, who->key, who->client)) {
+		pthread_rwlock_unlock(&s->lock);
+		pthread_mutex_lock(&s->mu);
+		s->st.exempt++;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	if ((tier = pw_rl_config_tier(&s->cfg, who->tier)) == NULL)
+		tier = pw_rl_config_tier(&s->cfg, s->cfg.default_tier);
+	snprintf(tname, sizeof tname, "%s", tier->name);
+	snprintf(ident, sizeof ident, "%s:%s", who->key ? "key" : "addr",
+	    who->key ? who->key : who->client);
+	snprintf(k0, sizeof k0, "t:%s", ident);
+	l[0] = tier->lim;
+	if (ep != NULL) {
+		snprintf(k1, sizeof k1, "e:%s:%s", endpoint, ident);
+		l[1] = ep->lim;
+		n = 2;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	if (l[0].limit == 0 && n == 1)
+		return;			/* an unlimited tier */
+	*limited = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pw_rl_check(s->rl, st, k, l, n, 1, v, &err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	for (b = 0; b < PW_RL_HIST && secs > pw_rl_hist_le[b]; b++)
+		;
+	pthread_mutex_lock(&s->mu);
+	s->st.checks++;
+	s->st.hist[b]++;
+	s->st.seconds += secs;
+	s->st.failures += v->failed;
+	count_of(&s->st.tiers, &s->st.ntiers, tname)->checks++;
+	count_of(&s->st.endpoints, &s->st.nendpoints, endpoint)->checks++;
+	if (!v->allowed) {
+		s->st.throttled++;
+		count_of(&s->st.tiers, &s->st.ntiers, tname)->throttled++;
+		count_of(&s->st.endpoints, &s->st.nendpoints,
+		    endpoint)->throttled++;
+		throttled(s, ident, endpoint, v, tname, l[0].limit ?
+		    l[0].window_ms : l[1].window_ms);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+int
+pw_rl_server_status(struct pw_rl_server *s, struct pw_store *st,
+    const char *identifier, const char *tier_name, char ***names,
+    struct pw_rl_verdict **v, size_t *n, struct pw_err *err)
+{
+	const struct pw_rl_tier	*tier;
+	char			 ident[IDENT_MAX], key[IDENT_MAX + 300];
+	const char		*k = key;
+	struct pw_rl_limit	 l;
+	int			 r = 0;
+
+	*names = NULL;
+	*v = NULL;
+	*n = 0;
+	if (strncmp(identifier, "key:", 4) == 0)
+		snprintf(ident, sizeof ident, "%s", identifier);
+	else
+		snprintf(ident, sizeof ident, "addr:%s", identifier);
+	pthread_rwlock_rdlock(&s->lock);
+	if ((tier = pw_rl_config_tier(&s->cfg, tier_name)) == NULL)
+		tier = pw_rl_config_tier(&s->cfg, s->cfg.default_tier);
+	*names = pw_xcalloc(s->cfg.nendpoints + 1, sizeof **names);
+	*v = pw_xcalloc(s->cfg.nendpoints + 1, sizeof **v);
+	for (size_t i = 0; i <= s->cfg.nendpoints && r == 0; i++) {
+		if (i == 0) {
+			snprintf(key, sizeof key, "t:%s", ident);
+			l = tier->lim;
+			(*names)[*n] = pw_xasprintf("tier %s", tier->name);
+		} else {
+			const struct pw_rl_endpoint *ep =
+			    &s->cfg.endpoints[i - 1];
+
+			if (ep->lim.limit == 0)
+				continue;
+			snprintf(key, sizeof key, "e:%s:%s", ep->path, ident);
+			l = ep->lim;
+			(*names)[*n] = pw_xstrdup(ep->path);
+		}
+		if (l.limit == 0) {
+			(*v)[*n].allowed = 1;
+			(*n)++;
+			continue;
+		}
+		r = pw_rl_check(s->rl, st, &k, &l, 1, 0, &(*v)[*n], err);
+		(*n)++;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+int
+pw_rl_server_set(struct pw_rl_server *s, const char *json, size_t len,
+    struct pw_err *err)
+{
+	struct pw_rl_config	c;
+	int			r;
+
+	if ((r = config_build(s, json, len, NULL, &c, err)) != 0)
+		return r;
+	config_swap(s, &c);
+	return 0;
+}
+
+int
+pw_rl_server_reload(struct pw_rl_server *s, struct pw_err *err)
+{
+	return s->file == NULL ? 0 : file_load(s, err);
+}
+
+const struct pw_rl_config *
+pw_rl_server_config_get(struct pw_rl_server *s)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	return &s->cfg;
+}
+
+void
+pw_rl_server_config_put(struct pw_rl_server *s)
+{
+	pthread_rwlock_unlock(&s->lock);
+}
+
+static struct pw_rl_count *
+counts_dup(const struct pw_rl_count *c, size_t n)
+{
+	struct pw_rl_count	*d = pw_xcalloc(n + 1, sizeof *d);
+
+	for (size_t i = 0; i < n; i++) {
+		d[i] = c[i];
+		d[i].name = pw_xstrdup(c[i].name);
+	}
+	return d;
+}
+
+static int
+by_throttled(const void *a, const void *b)
+{
+	const struct throttled	*x = a, *y = b;
+
+	return x->count < y->count ? 1 : x->count > y->count ? -1 :
+	    strcmp(x->id, y->id);
+}
+
+void
+pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out)
+{
+	pthread_mutex_lock(&s->mu);
+	*out = s->st;
+	out->tiers = counts_dup(s->st.tiers, s->st.ntiers);
+	out->endpoints = counts_dup(s->st.endpoints, s->st.nendpoints);
+	qsort(s->thr, s->nthr, sizeof *s->thr, by_throttled);
+	out->ntop = s->nthr < TOP_SHOWN ? s->nthr : TOP_SHOWN;
+	out->top = pw_xcalloc(out->ntop + 1, sizeof *out->top);
+	for (size_t i = 0; i < out->ntop; i++) {
+		out->top[i].name = pw_xstrdup(s->thr[i].id);
+		out->top[i].throttled = s->thr[i].count;
+	}
+	pthread_mutex_unlock(&s->mu);
 }

@@ -166,4 +166,79 @@ void	 pw_rl_client(const struct pw_rl_config *c, const struct sockaddr *peer,
 int	 pw_rl_config_whitelisted(const struct pw_rl_config *c,
 	    const char *key_name, const char *client);
 
+/* ------------------------------------------------- pw serve's limiter */
+
+/*
+ * What pw serve needs around the limiter: the settings (ratelimit.*), the
+ * configuration file, reloaded when it changes on disk (looked at every
+ * few seconds) or when asked, the decision for one request, and the
+ * counts for the metrics. Thread-safe.
+ */
+struct pw_rl_server;
+
+struct pw_rl_who {
+	const char	*key;		/* API key name, or NULL */
+	const char	*tier;		/* its tier, or NULL: the default */
+	const char	*client;	/* address, as pw_rl_client gives it */
+};
+
+/* Counts for the metrics, by tier or by endpoint. */
+struct pw_rl_count {
+	char		*name;
+	int64_t		 checks;
+	int64_t		 throttled;
+};
+
+/* Check durations: buckets of the Prometheus histogram, in seconds. */
+#define PW_RL_HIST	10
+extern const double pw_rl_hist_le[PW_RL_HIST];
+
+struct pw_rl_stats {
+	int64_t			 checks;
+	int64_t			 throttled;
+	int64_t			 exempt;
+	int64_t			 failures;	/* backend down */
+	int64_t			 hist[PW_RL_HIST + 1];	/* last: +Inf */
+	double			 seconds;	/* sum of check durations */
+	struct pw_rl_count	*tiers;
+	size_t			 ntiers;
+	struct pw_rl_count	*endpoints;
+	size_t			 nendpoints;
+	struct pw_rl_count	*top;		/* most throttled first */
+	size_t			 ntop;
+};
+
+int	 pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out);
+void	 pw_rl_server_free(struct pw_rl_server *s);
+/*
+ * Decide for one request to endpoint (a route, as in the configuration)
+ * by who; st is the calling thread's state file. *limited is 0 when
+ * nothing limits it (disabled, an exempt endpoint, whitelisted): then v
+ * says nothing.
+ */
+void	 pw_rl_server_check(struct pw_rl_server *s, struct pw_store *st,
+	    const struct pw_rl_who *who, const char *endpoint,
+	    struct pw_rl_verdict *v, int *limited);
+/*
+ * The counters of identifier ("key:NAME" or an address): its tier's and
+ * those of each limited endpoint, without counting a request. *n gets
+ * how many; names and verdicts are the caller's (free names).
+ */
+int	 pw_rl_server_status(struct pw_rl_server *s, struct pw_store *st,
+	    const char *identifier, const char *tier, char ***names,
+	    struct pw_rl_verdict **v, size_t *n, struct pw_err *err);
+/* Replace the configuration with JSON (PUT); the file is left alone. */
+int	 pw_rl_server_set(struct pw_rl_server *s, const char *json,
+	    size_t len, struct pw_err *err);
+/* Read the file again now (SIGHUP); an error keeps the configuration. */
+int	 pw_rl_server_reload(struct pw_rl_server *s, struct pw_err *err);
+/* The configuration in force, to render; hold it between get and put. */
+const struct pw_rl_config *pw_rl_server_config_get(struct pw_rl_server *s);
+void	 pw_rl_server_config_put(struct pw_rl_server *s);
+int	 pw_rl_server_enabled(const struct pw_rl_server *s);
+const char *pw_rl_server_backend(const struct pw_rl_server *s);
+/* A copy of the counts; release with pw_rl_stats_release. */
+void	 pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out);
+void	 pw_rl_stats_release(struct pw_rl_stats *st);
+
 #endif /* PW_RATELIMIT_H */
