@@ -62,6 +62,7 @@ struct pw_server {
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
+	struct pw_rl_server	*rl;		/* rate limiting */
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
 };
@@ -92,9 +93,20 @@ struct req {
 	char			 param[64];	/* the {id} segment */
 	cJSON			*json;		/* the parsed body */
 	struct pw_ctx		*ctx;
+	const char		*key_name;	/* the API key's, or NULL */
+	const char		*key_tier;	/* its tier, or NULL */
+	int			 limited;	/* rl says something */
+	struct pw_rl_verdict	 rl;
 };
 
 /* ------------------------------------------------------------- replies */
+
+/* Rate limiting's, at the end. */
+static int	h_rl_metrics(struct req *);
+static int	h_rl_config_get(struct req *);
+static int	h_rl_config_put(struct req *);
+static int	h_rl_status(struct req *);
+static void	rl_prometheus(struct pw_server *, struct pw_buf *);
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
@@ -211,6 +223,25 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
 	return ok;
 }
 
+/* X-RateLimit-*: the binding counter; Retry-After when refused. */
+static void
+rl_headers(struct req *q, struct MHD_Response *r)
+{
+	char	v[32];
+
+	snprintf(v, sizeof v, "%lld", (long long)q->rl.limit);
+	MHD_add_response_header(r, "X-RateLimit-Limit", v);
+	snprintf(v, sizeof v, "%lld", (long long)q->rl.remaining);
+	MHD_add_response_header(r, "X-RateLimit-Remaining", v);
+	snprintf(v, sizeof v, "%lld", (long long)(q->rl.reset_ms + 999) / 1000);
+	MHD_add_response_header(r, "X-RateLimit-Reset", v);
+	if (!q->rl.allowed) {
+		snprintf(v, sizeof v, "%lld", (long long)(q->rl.retry_ms +
+		    999) / 1000);
+		MHD_add_response_header(r, "Retry-After", v);
+	}
+}
+
 /* Queue status with the body (copied) and the headers every one has. */
 static int
 send_body(struct req *q, unsigned int status, const char *body, size_t len,
@@ -238,6 +269,8 @@ send_body(struct req *q, unsigned int status, const char *body, size_t len,
 		MHD_add_response_header(r, "Allow", allow);
 	if (location != NULL)
 		MHD_add_response_header(r, "Location", location);
+	if (q->limited)
+		rl_headers(q, r);
 	ok = MHD_queue_response(q->c, status, r) == MHD_YES;
 	MHD_destroy_response(r);
 	if (!ok)
@@ -1438,6 +1471,7 @@ h_prometheus(struct req *q)
 	pw_buf_addf(&b, "# HELP pw_proxies_usable Proxies not unhealthy, "
 	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
 	    "pw_proxies_usable %lld\n", (long long)t.usable);
+	rl_prometheus(q->srv, &b);
 	r = send_body(q, 200, b.data, b.len,
 	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 	pw_buf_release(&b);
@@ -1460,6 +1494,10 @@ static const struct route routes[] = {
 	{ "PUT", "/api/v1/config", h_config_put, 1 },
 	{ "GET", "/api/v1/metrics", h_metrics, 0 },
 	{ "GET", "/metrics", h_prometheus, 0 },
+	{ "GET", "/api/v1/rate-limit/metrics", h_rl_metrics, 0 },
+	{ "GET", "/api/v1/rate-limit/config", h_rl_config_get, 0 },
+	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, 1 },
+	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, 0 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -1569,7 +1607,56 @@ step_route(struct req *q)
 	return 1;
 }
 
-/* Authentication and rate limiting go here, before the handler. */
+/* Authentication goes here, before the rate limit. */
+
+/*
+ * The client, by API key or else by address (X-Forwarded-For only from a
+ * trusted proxy), against its tier and the route's own limit.
+ */
+static int
+step_ratelimit(struct req *q)
+{
+	const union MHD_ConnectionInfo	*ci;
+	const struct pw_rl_config	*c;
+	struct pw_rl_who		 who;
+	char				 client[INET6_ADDRSTRLEN];
+
+	if (!pw_rl_server_enabled(q->srv->rl))
+		return 0;
+	ci = MHD_get_connection_info(q->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	c = pw_rl_server_config_get(q->srv->rl);
+	if (ci != NULL && ci->client_addr != NULL)
+		pw_rl_client(c, ci->client_addr, MHD_lookup_connection_value(
+		    q->c, MHD_HEADER_KIND, "X-Forwarded-For"),
+		    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+		    "X-Real-IP"), client, sizeof client);
+	else
+		snprintf(client, sizeof client, "unknown");
+	pw_rl_server_config_put(q->srv->rl);
+	who.key = q->key_name;
+	who.tier = q->key_tier;
+	who.client = client;
+	if (use_ctx(q) != 0)
+		return 1;
+	pw_rl_server_check(q->srv->rl, q->ctx->store, &who, q->route->path,
+	    &q->rl, &q->limited);
+	if (!q->limited || q->rl.allowed)
+		return 0;
+	if (q->rl.failed)
+		fail(q, 503, "RATE_LIMIT_UNAVAILABLE", NULL, "the rate limiter "
+		    "cannot be reached (ratelimit.fail_mode is closed)");
+	else {
+		cJSON *d = cJSON_CreateObject();
+		add_num(d, "limit", (double)q->rl.limit);
+		add_num(d, "retry_after", (double)((q->rl.retry_ms + 999) /
+		    1000));
+		fail(q, 429, "RATE_LIMIT_EXCEEDED", d, "rate limit of %lld "
+		    "requests exceeded; retry in %lld s",
+		    (long long)q->rl.limit,
+		    (long long)(q->rl.retry_ms + 999) / 1000);
+	}
+	return 1;
+}
 
 static int
 step_json(struct req *q)
@@ -1606,6 +1693,7 @@ static int (*const pipeline[])(struct req *) = {
 	step_request_id,
 	step_body_limit,
 	step_route,
+	step_ratelimit,
 	step_json,
 	step_handler,
 };
@@ -1822,6 +1910,10 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		return r;
 	s = pw_xcalloc(1, sizeof *s);
 	s->fd = -1;
+	if ((r = pw_rl_server_new(ctx, &s->rl)) != 0) {
+		free(s);
+		return r;
+	}
 	pthread_mutex_init(&s->mu, NULL);
 	if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one,
@@ -1887,6 +1979,7 @@ fail:
 	if (s->fd >= 0)
 		close(s->fd);
 	pthread_mutex_destroy(&s->mu);
+	pw_rl_server_free(s->rl);
 	free(s->state);
 	free(s);
 	return r;
@@ -1919,6 +2012,7 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	MHD_stop_daemon(s->d);
 	pthread_key_delete(s->key);
 	pthread_mutex_destroy(&s->mu);
+	pw_rl_server_free(s->rl);
 	free(s->state);
 	free(s);
 }
@@ -2165,4 +2259,231 @@ pw_rl_config_parse(const char *json, size_t len, struct pw_rl_config *c,
 		pw_rl_config_release(c);
 	cJSON_Delete(root);
 	return r;
+}
+
+/* ------------------------------------------ rate-limit endpoints */
+
+static cJSON *
+rl_limit_json(const struct pw_rl_limit *l)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(o, "limit", l->limit ?
+	    cJSON_CreateNumber((double)l->limit) : cJSON_CreateNull());
+	add_num(o, "window", (double)(l->window_ms / 1000));
+	return o;
+}
+
+static void
+net_text(const struct pw_rl_net *n, char *buf, size_t len)
+{
+	char	a[INET6_ADDRSTRLEN] = "";
+
+	if (n->addr.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&n->addr)->
+		    sin_addr, a, sizeof a);
+	else
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&n->addr)->
+		    sin6_addr, a, sizeof a);
+	snprintf(buf, len, "%s/%d", a, n->bits);
+}
+
+static cJSON *
+rl_config_json(struct pw_server *s)
+{
+	const struct pw_rl_config	*c = pw_rl_server_config_get(s->rl);
+	cJSON				*o = cJSON_CreateObject(), *a, *e;
+	char				 net[INET6_ADDRSTRLEN + 8];
+
+	add_bool(o, "enabled", pw_rl_server_enabled(s->rl));
+	add_str(o, "backend", pw_rl_server_backend(s->rl));
+	add_str(o, "default_tier", c->default_tier);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->ntiers; i++) {
+		e = rl_limit_json(&c->tiers[i].lim);
+		add_str(e, "name", c->tiers[i].name);
+		cJSON_AddItemToArray(a, e);
+	}
+	cJSON_AddItemToObject(o, "tiers", a);
+	e = cJSON_CreateObject();
+	for (size_t i = 0; i < c->nendpoints; i++)
+		cJSON_AddItemToObject(e, c->endpoints[i].path,
+		    rl_limit_json(&c->endpoints[i].lim));
+	cJSON_AddItemToObject(o, "endpoints", e);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->nwhitelist; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(c->whitelist[i]));
+	cJSON_AddItemToObject(o, "whitelist", a);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->ntrusted; i++) {
+		net_text(&c->trusted[i], net, sizeof net);
+		cJSON_AddItemToArray(a, cJSON_CreateString(net));
+	}
+	cJSON_AddItemToObject(o, "trusted_proxies", a);
+	pw_rl_server_config_put(s->rl);
+	return o;
+}
+
+/* GET /api/v1/rate-limit/config */
+static int
+h_rl_config_get(struct req *q)
+{
+	return reply(q, 200, rl_config_json(q->srv));
+}
+
+/*
+ * PUT /api/v1/rate-limit/config: a whole configuration (over the built-in
+ * one), in force for the next request; counts are kept. Not written to
+ * the file: it lasts until the file changes or pw serve reloads it.
+ */
+static int
+h_rl_config_put(struct req *q)
+{
+	struct pw_rl_config	 c;
+	struct pw_err		 err = { 0, "" };
+	char			 field[128];
+	size_t			 n;
+
+	pw_rl_config_default(&c);
+	if (rl_parse(q->json, &c, &err) != 0) {
+		pw_rl_config_release(&c);
+		n = strcspn(err.msg, ":");
+		snprintf(field, sizeof field, "%.*s", (int)(err.msg[n] ? n :
+		    4), err.msg[n] ? err.msg : "body");
+		return invalid(q, field, "%s", err.msg);
+	}
+	pw_rl_server_set(q->srv->rl, &c);
+	return reply(q, 200, rl_config_json(q->srv));
+}
+
+static cJSON *
+rl_counts_json(const struct pw_rl_count *c, size_t n, const char *key)
+{
+	cJSON	*a = cJSON_CreateArray(), *o;
+
+	for (size_t i = 0; i < n; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, key, c[i].name);
+		add_num(o, "checks", (double)c[i].checks);
+		add_num(o, "throttled", (double)c[i].throttled);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/* GET /api/v1/rate-limit/metrics */
+static int
+h_rl_metrics(struct req *q)
+{
+	struct pw_rl_stats	 st;
+	cJSON			*d = cJSON_CreateObject(), *a, *o;
+
+	pw_rl_server_stats(q->srv->rl, &st);
+	add_bool(d, "enabled", pw_rl_server_enabled(q->srv->rl));
+	add_str(d, "backend", pw_rl_server_backend(q->srv->rl));
+	add_num(d, "checks", (double)st.checks);
+	add_num(d, "throttled", (double)st.throttled);
+	add_num(d, "exempt", (double)st.exempt);
+	add_num(d, "backend_failures", (double)st.failures);
+	add_num(d, "mean_check_us", st.checks ? st.seconds * 1e6 /
+	    (double)st.checks : 0);
+	cJSON_AddItemToObject(d, "by_tier", rl_counts_json(st.tiers,
+	    st.ntiers, "tier"));
+	cJSON_AddItemToObject(d, "by_endpoint", rl_counts_json(st.endpoints,
+	    st.nendpoints, "endpoint"));
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < st.ntop; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, "identifier", st.top[i].name);
+		add_num(o, "throttled", (double)st.top[i].throttled);
+		cJSON_AddItemToArray(a, o);
+	}
+	cJSON_AddItemToObject(d, "top_throttled", a);
+	pw_rl_stats_release(&st);
+	return reply(q, 200, d);
+}
+
+/*
+ * GET /api/v1/rate-limit/status/{identifier}: "key:NAME" or an address;
+ * ?tier= for a key's tier (default: the default tier). Counts nothing.
+ */
+static int
+h_rl_status(struct req *q)
+{
+	struct pw_rl_verdict	*v;
+	char			**names;
+	size_t			  n;
+	const char		 *tier = query(q, "tier");
+	cJSON			 *d, *a, *o;
+	int			  r;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if ((r = pw_rl_server_status(q->srv->rl, q->ctx->store, q->param,
+	    tier, &names, &v, &n, &q->ctx->err)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		free(v);
+		return fail_lib(q, r);
+	}
+	d = cJSON_CreateObject();
+	add_str(d, "identifier", q->param);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < n; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, "scope", names[i]);
+		if (v[i].limit == 0)
+			cJSON_AddItemToObject(o, "limit", cJSON_CreateNull());
+		else {
+			add_num(o, "limit", (double)v[i].limit);
+			add_num(o, "remaining", (double)v[i].remaining);
+			add_num(o, "reset", (double)((v[i].reset_ms + 999) /
+			    1000));
+		}
+		add_bool(o, "allowed", v[i].allowed);
+		cJSON_AddItemToArray(a, o);
+		free(names[i]);
+	}
+	cJSON_AddItemToObject(d, "counters", a);
+	free(names);
+	free(v);
+	return reply(q, 200, d);
+}
+
+/* The limiter's lines of GET /metrics. */
+static void
+rl_prometheus(struct pw_server *s, struct pw_buf *b)
+{
+	struct pw_rl_stats	st;
+	int64_t			cum = 0;
+
+	pw_rl_server_stats(s->rl, &st);
+	pw_buf_adds(b, "# HELP pw_ratelimit_requests_total Requests the rate "
+	    "limiter checked, by tier.\n"
+	    "# TYPE pw_ratelimit_requests_total counter\n");
+	for (size_t i = 0; i < st.ntiers; i++)
+		pw_buf_addf(b, "pw_ratelimit_requests_total{tier=\"%s\"} "
+		    "%lld\n", st.tiers[i].name, (long long)st.tiers[i].checks);
+	pw_buf_adds(b, "# HELP pw_ratelimit_throttled_total Requests refused "
+	    "with 429, by tier.\n"
+	    "# TYPE pw_ratelimit_throttled_total counter\n");
+	for (size_t i = 0; i < st.ntiers; i++)
+		pw_buf_addf(b, "pw_ratelimit_throttled_total{tier=\"%s\"} "
+		    "%lld\n", st.tiers[i].name,
+		    (long long)st.tiers[i].throttled);
+	pw_buf_adds(b, "# HELP pw_ratelimit_check_duration_seconds Time of "
+	    "one rate-limit check.\n"
+	    "# TYPE pw_ratelimit_check_duration_seconds histogram\n");
+	for (int i = 0; i < PW_RL_HIST; i++) {
+		cum += st.hist[i];
+		pw_buf_addf(b, "pw_ratelimit_check_duration_seconds_bucket"
+		    "{le=\"%g\"} %lld\n", pw_rl_hist_le[i], (long long)cum);
+	}
+	pw_buf_addf(b, "pw_ratelimit_check_duration_seconds_bucket"
+	    "{le=\"+Inf\"} %lld\n"
+	    "pw_ratelimit_check_duration_seconds_sum %.9f\n"
+	    "pw_ratelimit_check_duration_seconds_count %lld\n",
+	    (long long)st.checks, st.seconds, (long long)st.checks);
+	pw_rl_stats_release(&st);
 }

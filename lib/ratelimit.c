@@ -787,10 +787,13 @@ pw_rl_config_default(struct pw_rl_config *c)
 	c->default_tier = pw_xstrdup("default");
 	tier_add(c, "default", 100);
 	endpoint_add(c, "/api/v1/request", 50);
-	/* Probes are never throttled. */
+	/* Probes are never throttled; nor is looking at the limits. */
 	endpoint_add(c, "/api/v1/health", 0);
 	endpoint_add(c, "/api/v1/ready", 0);
 	endpoint_add(c, "/metrics", 0);
+	endpoint_add(c, "/api/v1/rate-limit/metrics", 0);
+	endpoint_add(c, "/api/v1/rate-limit/config", 0);
+	endpoint_add(c, "/api/v1/rate-limit/status/{id}", 0);
 }
 
 void
@@ -1099,27 +1102,17 @@ file_read(const char *path, char **out, size_t *len, struct stat *sb,
 	return 0;
 }
 
-/* The configuration from JSON (or the built-in one), with the setting's
- * trusted proxies added. */
-static int
-config_build(struct pw_rl_server *s, const char *json, size_t len,
-    const char *name, struct pw_rl_config *c, struct pw_err *err)
+/* Add the trusted proxies of the setting to c's. */
+static void
+trusted_add(struct pw_rl_server *s, struct pw_rl_config *c)
 {
-	int	r;
-
-	if (json == NULL)
-		pw_rl_config_default(c);
-	else if ((r = pw_rl_config_parse(json, len, c, err)) != 0)
-		return name ? pw_err_prefix(err, "ratelimit.config: %s",
-		    name) : r;
-	if (s->nset_trusted > 0) {
-		c->trusted = pw_xrealloc(c->trusted, (c->ntrusted +
-		    s->nset_trusted) * sizeof *c->trusted);
-		memcpy(c->trusted + c->ntrusted, s->set_trusted,
-		    s->nset_trusted * sizeof *c->trusted);
-		c->ntrusted += s->nset_trusted;
-	}
-	return 0;
+	if (s->nset_trusted == 0)
+		return;
+	c->trusted = pw_xrealloc(c->trusted, (c->ntrusted + s->nset_trusted) *
+	    sizeof *c->trusted);
+	memcpy(c->trusted + c->ntrusted, s->set_trusted, s->nset_trusted *
+	    sizeof *c->trusted);
+	c->ntrusted += s->nset_trusted;
 }
 
 static void
@@ -1143,10 +1136,11 @@ file_load(struct pw_rl_server *s, struct pw_err *err)
 
 	if ((r = file_read(s->file, &json, &len, &sb, err)) != 0)
 		return r;
-	r = config_build(s, json, len, s->file, &c, err);
+	r = pw_rl_config_parse(json, len, &c, err);
 	free(json);
 	if (r != 0)
-		return r;
+		return pw_err_prefix(err, "ratelimit.config: %s", s->file);
+	trusted_add(s, &c);
 	config_swap(s, &c);
 	pthread_rwlock_wrlock(&s->lock);
 	s->mtime = sb.st_mtim;
@@ -1229,8 +1223,12 @@ pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
 	if (v != NULL && *v != '\0') {
 		s->file = pw_xstrdup(v);
 		r = file_load(s, &ctx->err);
-	} else if ((r = config_build(s, NULL, 0, NULL, &c, &ctx->err)) == 0)
+	} else {
+		pw_rl_config_default(&c);
+		trusted_add(s, &c);
 		config_swap(s, &c);
+		r = 0;
+	}
 	if (r == 0)
 		r = pw_rl_new(&o, &s->rl, &ctx->err);
 	if (r != 0) {
@@ -1454,17 +1452,11 @@ pw_rl_server_status(struct pw_rl_server *s, struct pw_store *st,
 	return r;
 }
 
-int
-pw_rl_server_set(struct pw_rl_server *s, const char *json, size_t len,
-    struct pw_err *err)
+void
+pw_rl_server_set(struct pw_rl_server *s, struct pw_rl_config *c)
 {
-	struct pw_rl_config	c;
-	int			r;
-
-	if ((r = config_build(s, json, len, NULL, &c, err)) != 0)
-		return r;
-	config_swap(s, &c);
-	return 0;
+	trusted_add(s, c);
+	config_swap(s, c);
 }
 
 int

@@ -227,9 +227,11 @@ void	 pw_rl_server_check(struct pw_rl_server *s, struct pw_store *st,
 int	 pw_rl_server_status(struct pw_rl_server *s, struct pw_store *st,
 	    const char *identifier, const char *tier, char ***names,
 	    struct pw_rl_verdict **v, size_t *n, struct pw_err *err);
-/* Replace the configuration with JSON (PUT); the file is left alone. */
-int	 pw_rl_server_set(struct pw_rl_server *s, const char *json,
-	    size_t len, struct pw_err *err);
+/*
+ * Put c (checked; now the server's) in force, with the setting's trusted
+ * proxies added (PUT); the file is left alone.
+ */
+void	 pw_rl_server_set(struct pw_rl_server *s, struct pw_rl_config *c);
 /* Read the file again now (SIGHUP); an error keeps the configuration. */
 int	 pw_rl_server_reload(struct pw_rl_server *s, struct pw_err *err);
 /* The configuration in force, to render; hold it between get and put. */
