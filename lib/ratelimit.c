@@ -267,6 +267,12 @@ struct pw_rl {
 	struct stripe		 stripes[STRIPES];
 	/* Redis */
 	struct redis_target	 rt;
+	/*
+	 * The threads of one process take turns at the state file here,
+	 * where waiting is cheap, not in SQLite's busy handler, which
+	 * sleeps for milliseconds.
+	 */
+	pthread_mutex_t		 file_mu;
 	pthread_mutex_t		 mu;		/* guards what follows */
 	redisContext		*idle[REDIS_IDLE_MAX];
 	int			 nidle;
@@ -593,6 +599,7 @@ pw_rl_new(const struct pw_rl_opts *o, struct pw_rl **out,
 		return r;
 	}
 	pthread_mutex_init(&rl->mu, NULL);
+	pthread_mutex_init(&rl->file_mu, NULL);
 	for (int i = 0; i < STRIPES; i++) {
 		pthread_mutex_init(&rl->stripes[i].mu, NULL);
 		rl->stripes[i].sweep_at = 1024;
@@ -622,6 +629,7 @@ pw_rl_free(struct pw_rl *rl)
 	for (int i = 0; i < rl->nidle; i++)
 		redisFree(rl->idle[i]);
 	pthread_mutex_destroy(&rl->mu);
+	pthread_mutex_destroy(&rl->file_mu);
 	free(rl->rt.host);
 	free(rl->rt.user);
 	if (rl->rt.pass != NULL)
@@ -732,8 +740,10 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 		memory_check(rl, k, l, m, commit, v);
 		return 0;
 	case PW_RL_SQLITE:
-		if ((r = pw_store_rl_check(st, k, l, m, pw_mono_ms(), commit, v,
-		    &e)) != 0) {
+		pthread_mutex_lock(&rl->file_mu);
+		r = pw_store_rl_check(st, k, l, m, pw_mono_ms(), commit, v, &e);
+		pthread_mutex_unlock(&rl->file_mu);
+		if (r != 0) {
 			pthread_mutex_lock(&rl->mu);
 			snprintf(rl->why, sizeof rl->why, "%s", e.msg);
 			pthread_mutex_unlock(&rl->mu);
