@@ -92,6 +92,9 @@ static const struct key keys[] = {
 	{ "fetch.rate_per_host", T_RATE, "0", 0, 0, NULL,
 	  "most requests pw fetch sends to one target host, as N/DURATION "
 	  "(10/s, 100/1m, at most a day; 0: no cap), across processes" },
+	{ "fetch.rate_per_proxy", T_RATE, "0", 0, 0, NULL,
+	  "most requests pw fetch sends through one proxy, as N/DURATION; "
+	  "one over it is passed over" },
 	{ "health.url", T_URLS, "", 0, 0, NULL,
 	  "judge URL pw health requests through each proxy" },
 	{ "health.urls", T_URLS, "", 0, 0, NULL,

@@ -398,6 +398,14 @@ check_url(const char *url, struct pw_err *err)
 	return 0;
 }
 
+static void
+nap(int64_t ms)
+{
+	struct timespec	ts = { ms / 1000, ms % 1000 * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
 /*
  * fetch.rate_per_host: wait until the target's host may take one more
  * request from the pw processes sharing this state file, or, with
@@ -436,7 +444,6 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 		goto out;
 	for (;;) {
 		const char *k = key;
-		struct timespec ts;
 		char why[256];
 
 		if ((r = pw_rl_check(rl, ctx->store, &k, &l, 1, 1, &v,
@@ -459,9 +466,7 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 		pw_log(PW_LOG_INFO, "%s: waiting %.1f s for "
 		    "fetch.rate_per_host (%s)", host, v.retry_ms / 1000.0,
 		    rate);
-		ts.tv_sec = v.retry_ms / 1000;
-		ts.tv_nsec = v.retry_ms % 1000 * 1000000;
-		nanosleep(&ts, NULL);
+		nap(v.retry_ms);
 	}
 out:
 	pw_rl_free(rl);
@@ -487,7 +492,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_addr		 forced;
 	struct xfer		 x;
 	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
-	int64_t			*tried = NULL;
+	int64_t			*tried = NULL, wait_ms = 0;
 	int			 tries, r = 0, kind, outcome;
 	CURL			*h;
 	CURLcode		 rc;
@@ -513,6 +518,10 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
 	pk.secrets = 1;
+	pk.rate_retry_ms = &wait_ms;
+	if (pw_parse_rate(pw_config_get(ctx, "fetch.rate_per_proxy", NULL),
+	    &pk.rate_limit, &pk.rate_window_ms) != 0)
+		pk.rate_limit = 0;
 	for (int t = 0; t < tries; t++) {
 		const struct pw_addr *a;
 		int64_t id = 0;
@@ -522,7 +531,16 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		if (o->proxy == NULL) {
 			pk.exclude = tried;
 			pk.nexclude = t;
-			if ((r = pw_pool_next(ctx, &pk, &p)) != 0) {
+			if ((r = pw_pool_next(ctx, &pk, &p)) == PW_EBUSY &&
+			    !o->no_wait) {
+				/* Every proxy over fetch.rate_per_proxy. */
+				pw_log(PW_LOG_INFO, "waiting %.1f s for "
+				    "fetch.rate_per_proxy", wait_ms / 1000.0);
+				nap(wait_ms);
+				t--;
+				continue;
+			}
+			if (r != 0) {
 				/* Some were tried: they all failed. */
 				if (r == PW_ENOPROXY && t > 0)
 					break;

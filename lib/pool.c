@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ratelimit.h"
 
 static const char *const status_names[PW_STATUS_COUNT] = {
 	[PW_UNKNOWN] = "unknown",
@@ -872,6 +873,66 @@ resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 	return 0;
 }
 
+/*
+ * The proxy's own cap (pk->rate_limit): one over it is left out and
+ * another chosen, in the same transaction, where the one that passes is
+ * counted. A session keeps its proxy: over the cap, it waits. PW_EBUSY,
+ * with the wait, when every eligible proxy is over it.
+ */
+static int
+rate_pass(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_strategy *s, const struct pw_strategy *fallback,
+    struct pw_sel *sel, int64_t *id, int reused)
+{
+	struct pw_rl_limit	 l = { pk->rate_limit, pk->rate_window_ms };
+	struct pw_rl_verdict	 v;
+	const int64_t		*ex0 = sel->ex;
+	size_t			 nex0 = sel->nex;
+	int64_t			*ex = NULL, retry = -1, mono = pw_mono_ms();
+	char			 key[48];
+	const char		*k = key;
+	int			 r;
+
+	for (;;) {
+		snprintf(key, sizeof key, "proxy:%lld", (long long)*id);
+		if ((r = pw_store_rl_check_txn(ctx->store, &k, &l, 1, mono, 1,
+		    &v, &ctx->err)) != 0 || v.allowed)
+			break;
+		if (retry < 0 || v.retry_ms < retry)
+			retry = v.retry_ms;
+		if (reused) {
+			r = PW_EBUSY;
+			break;
+		}
+		if (ex == NULL) {
+			ex = pw_xcalloc(nex0 + 1, sizeof *ex);
+			if (nex0 > 0)
+				memcpy(ex, ex0, nex0 * sizeof *ex);
+		} else
+			ex = pw_xrealloc(ex, (sel->nex + 1) * sizeof *ex);
+		ex[sel->nex++] = *id;
+		sel->ex = ex;
+		pw_err_clear(&ctx->err);
+		if ((r = choose_ranked(ctx, s, fallback, sel, id)) ==
+		    PW_ENOPROXY)
+			r = PW_EBUSY;
+		if (r != 0)
+			break;
+	}
+	if (r == PW_EBUSY) {
+		if (pk->rate_retry_ms != NULL)
+			*pk->rate_retry_ms = retry;
+		pw_failf(&ctx->err, PW_EBUSY, "%s has had its "
+		    "fetch.rate_per_proxy; the next request may go in %.1f s",
+		    reused ? "the session's proxy" : "every eligible proxy",
+		    retry / 1000.0);
+	}
+	sel->ex = ex0;
+	sel->nex = nex0;
+	free(ex);
+	return r;
+}
+
 int
 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
     struct pw_proxy *out)
@@ -939,6 +1000,9 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 		return PW_ENOPROXY;
 	}
 	if (r != 0)
+		goto fail;
+	if (pk->rate_limit > 0 && (r = rate_pass(ctx, pk, s, fallback, &sel,
+	    &id, reused)) != 0)
 		goto fail;
 	if ((r = pw_store_proxy_started(ctx->store, id, sel.now,
 	    &ctx->err)) != 0 ||

@@ -345,6 +345,15 @@ struct pw_pick {
 	const int64_t	*exclude;	/* ids not to use this time */
 	size_t		 nexclude;
 	int		 secrets;	/* unseal credentials into out */
+	/*
+	 * At most rate_limit requests through one proxy per rate_window_ms
+	 * (fetch.rate_per_proxy; 0: no cap), counted across processes: one
+	 * over it is passed over. When all are, PW_EBUSY and, if set,
+	 * *rate_retry_ms says in how long one may go.
+	 */
+	int64_t		 rate_limit;
+	int64_t		 rate_window_ms;
+	int64_t		*rate_retry_ms;
 };
 
 /*

@@ -106,6 +106,10 @@ enum pw_rl_backend pw_rl_backend(const struct pw_rl *rl);
 int	 pw_store_rl_check(struct pw_store *st, const char *const *keys,
 	    const struct pw_rl_limit *lims, size_t n, int64_t now, int commit,
 	    struct pw_rl_verdict *v, struct pw_err *err);
+/* The same inside a transaction of the caller's (no monotonic check). */
+int	 pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
+	    const struct pw_rl_limit *lims, size_t n, int64_t now, int commit,
+	    struct pw_rl_verdict *v, struct pw_err *err);
 
 /* --------------------------------------------------------- configuration */
 

@@ -1750,6 +1750,31 @@ rl_read(struct pw_store *st, const char *key, int64_t window_ms,
 	return 0;
 }
 
+/* The check, inside the caller's transaction; no pruning. */
+int
+pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
+    const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
+    struct pw_rl_verdict *v, struct pw_err *err)
+{
+	struct pw_rl_state	s[PW_RL_KEYS_MAX];
+	int			r;
+
+	if (n > PW_RL_KEYS_MAX)
+		return pw_failf(err, PW_EUSAGE, "too many counters");
+	for (size_t i = 0; i < n; i++) {
+		if ((r = rl_read(st, keys[i], l[i].window_ms, &s[i],
+		    err)) != 0)
+			return r;
+		pw_rl_roll(&s[i], now, l[i].window_ms);
+	}
+	pw_rl_apply(s, l, n, now, commit, v);
+	for (size_t i = 0; commit && v->allowed && i < n; i++)
+		if ((r = run_stmt(st, S_RL_PUT, err, "count", "tiiii", keys[i],
+		    s[i].win, s[i].cur, s[i].prev, l[i].window_ms)) != 0)
+			return r;
+	return 0;
+}
+
 int
 pw_store_rl_check(struct pw_store *st, const char *const *keys,
     const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
@@ -1771,17 +1796,9 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 	if ((r = commit ? pw_store_begin(st, err) :
 	    exec_sql(st, "BEGIN", err)) != 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		if ((r = rl_read(st, keys[i], l[i].window_ms, &s[i],
-		    err)) != 0)
-			goto fail;
-		pw_rl_roll(&s[i], now, l[i].window_ms);
-	}
-	pw_rl_apply(s, l, n, now, commit, v);
-	for (size_t i = 0; commit && v->allowed && i < n; i++)
-		if ((r = run_stmt(st, S_RL_PUT, err, "count", "tiiii", keys[i],
-		    s[i].win, s[i].cur, s[i].prev, l[i].window_ms)) != 0)
-			goto fail;
+	if ((r = pw_store_rl_check_txn(st, keys, l, n, now, commit, v,
+	    err)) != 0)
+		goto fail;
 	if (commit && (now - st->rl_pruned >= RL_PRUNE_MS ||
 	    now < st->rl_pruned)) {
 		if ((r = run_stmt(st, S_RL_PRUNE, err, "prune rate limits",
