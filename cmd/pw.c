@@ -108,7 +108,8 @@ exit_status(int r)
 	case PW_ENOPROXY:	return 3;
 	case PW_EALLFAILED:	return 4;
 	case PW_ETARGET:	return 5;
-	case PW_EBUSY:		return 75;
+	case PW_EBUSY:
+	case PW_ERATE:		return 75;
 	default:		return 1;
 	}
 }

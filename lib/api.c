@@ -338,6 +338,8 @@ fail_lib(struct req *q, int r)
 		return fail(q, 503, "PROXY_POOL_EMPTY", NULL, "%s", msg);
 	case PW_EBUSY:
 		return fail(q, 503, "STATE_BUSY", NULL, "%s", msg);
+	case PW_ERATE:
+		return fail(q, 429, "RATE_LIMIT_EXCEEDED", NULL, "%s", msg);
 	default:
 		return fail(q, 500, "INTERNAL_ERROR", NULL, "%s", msg);
 	}
@@ -1154,6 +1156,8 @@ h_request(struct req *q)
 	o.on_header = sink_header;
 	o.on_body = sink_body;
 	o.arg = &sk;
+	/* A server thread does not sleep for fetch.rate_*: it says so. */
+	o.no_wait = 1;
 	t0 = pw_mono_ms();
 	r = pw_fetch(q->ctx, &o, &res);
 	if (r == 0) {

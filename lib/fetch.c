@@ -457,7 +457,7 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 		if (v.allowed)
 			break;
 		if (o->no_wait) {
-			r = pw_failf(&ctx->err, PW_EBUSY, "%s: "
+			r = pw_failf(&ctx->err, PW_ERATE, "%s: "
 			    "fetch.rate_per_host (%s) reached; the next "
 			    "request may go in %.1f s", host, rate,
 			    v.retry_ms / 1000.0);
@@ -531,7 +531,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		if (o->proxy == NULL) {
 			pk.exclude = tried;
 			pk.nexclude = t;
-			if ((r = pw_pool_next(ctx, &pk, &p)) == PW_EBUSY &&
+			if ((r = pw_pool_next(ctx, &pk, &p)) == PW_ERATE &&
 			    !o->no_wait) {
 				/* Every proxy over fetch.rate_per_proxy. */
 				pw_log(PW_LOG_INFO, "waiting %.1f s for "

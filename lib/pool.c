@@ -876,7 +876,7 @@ resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 /*
  * The proxy's own cap (pk->rate_limit): one over it is left out and
  * another chosen, in the same transaction, where the one that passes is
- * counted. A session keeps its proxy: over the cap, it waits. PW_EBUSY,
+ * counted. A session keeps its proxy: over the cap, it waits. PW_ERATE,
  * with the wait, when every eligible proxy is over it.
  */
 static int
@@ -901,7 +901,7 @@ rate_pass(struct pw_ctx *ctx, const struct pw_pick *pk,
 		if (retry < 0 || v.retry_ms < retry)
 			retry = v.retry_ms;
 		if (reused) {
-			r = PW_EBUSY;
+			r = PW_ERATE;
 			break;
 		}
 		if (ex == NULL) {
@@ -915,14 +915,14 @@ rate_pass(struct pw_ctx *ctx, const struct pw_pick *pk,
 		pw_err_clear(&ctx->err);
 		if ((r = choose_ranked(ctx, s, fallback, sel, id)) ==
 		    PW_ENOPROXY)
-			r = PW_EBUSY;
+			r = PW_ERATE;
 		if (r != 0)
 			break;
 	}
-	if (r == PW_EBUSY) {
+	if (r == PW_ERATE) {
 		if (pk->rate_retry_ms != NULL)
 			*pk->rate_retry_ms = retry;
-		pw_failf(&ctx->err, PW_EBUSY, "%s has had its "
+		pw_failf(&ctx->err, PW_ERATE, "%s has had its "
 		    "fetch.rate_per_proxy; the next request may go in %.1f s",
 		    reused ? "the session's proxy" : "every eligible proxy",
 		    retry / 1000.0);

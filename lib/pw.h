@@ -34,7 +34,8 @@ enum pw_code {
 	PW_EEXIST = -7,		/* already exists (exit 1) */
 	PW_ESTATE = -8,		/* state file unusable (exit 1) */
 	PW_EBUSY = -9,		/* lock held by another run (exit 75) */
-	PW_ENOMEM = -10		/* out of memory (exit 1) */
+	PW_ENOMEM = -10,	/* out of memory (exit 1) */
+	PW_ERATE = -11		/* over a rate cap, not waiting (exit 75) */
 };
 
 struct pw_err {
@@ -348,7 +349,7 @@ struct pw_pick {
 	/*
 	 * At most rate_limit requests through one proxy per rate_window_ms
 	 * (fetch.rate_per_proxy; 0: no cap), counted across processes: one
-	 * over it is passed over. When all are, PW_EBUSY and, if set,
+	 * over it is passed over. When all are, PW_ERATE and, if set,
 	 * *rate_retry_ms says in how long one may go.
 	 */
 	int64_t		 rate_limit;
@@ -414,8 +415,8 @@ struct pw_fetch_opts {
 	size_t			  nretry_on;
 	const char		 *proxy;	/* use this one, not the pool */
 	struct pw_pick		  pick;		/* strategy, session, filters */
-	int			  no_wait;	/* over fetch.rate_per_host:
-						   PW_EBUSY, not a wait */
+	int			  no_wait;	/* over a fetch.rate_*: PW_ERATE,
+						   not a wait */
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.

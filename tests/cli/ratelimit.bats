@@ -341,3 +341,24 @@ tiers() {
 	[ "$(date -d "$(j .meta.timestamp)" +%s)" -lt $(( $(date +%s) - 3 * 3600 + 120 )) ]
 	[ "$before" -gt 2000 ]
 }
+
+# ------------------------------------------------------------ outbound
+
+@test "fetch.rate_per_proxy in pw serve: /api/v1/request answers 429 rather than wait" {
+	start_origin
+	start_tinyproxy
+	pw -q pool add "$TINYPROXY_URL"
+	pw config set fetch.rate_per_proxy 1/1h
+	SERVE_ENV=(PW_RATELIMIT__ENABLED=false)
+	start_serve
+	req() {
+		api POST /api/v1/request -H 'Content-Type: application/json' \
+		    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}"
+	}
+	req
+	is "$STATUS" 200
+	req
+	is "$STATUS" 429
+	is "$(j .error.code)" RATE_LIMIT_EXCEEDED
+	like "$(j .error.message)" "every eligible proxy has had its fetch.rate_per_proxy; *"
+}
