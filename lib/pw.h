@@ -415,8 +415,8 @@ struct pw_fetch_opts {
 	size_t			  nretry_on;
 	const char		 *proxy;	/* use this one, not the pool */
 	struct pw_pick		  pick;		/* strategy, session, filters */
-	int			  no_wait;	/* over a fetch.rate_*: PW_ERATE,
-						   not a wait */
+	/* Over fetch.rate_per_host or _per_proxy: PW_ERATE, no wait. */
+	int			  no_wait;
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.
