@@ -2023,6 +2023,19 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 
 /* ------------------------------------------------- rate-limit config */
 
+/* A name from the input, fit for a one-line message. */
+static const char *
+shown(const char *s, char *buf, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' :
+		    s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
 #define RL_LIMIT_MAX	1000000000
 #define RL_WINDOW_MAX	86400
 
@@ -2035,6 +2048,7 @@ rl_limit(const cJSON *j, const char *where, int tier, struct pw_rl_limit *l,
     struct pw_err *err)
 {
 	const cJSON	*lim = j, *win = NULL;
+	char		 name[64];
 
 	l->window_ms = 60000;
 	if (json_is(j, cJSON_Object)) {
@@ -2044,7 +2058,8 @@ rl_limit(const cJSON *j, const char *where, int tier, struct pw_rl_limit *l,
 			    (!tier || strcmp(m->string, "name") != 0))
 				return pw_failf(err, PW_EUSAGE, "%s.%s: "
 				    "unknown field (want %slimit, window)",
-				    where, m->string, tier ? "name, " : "");
+				    where, shown(m->string, name, sizeof name),
+				    tier ? "name, " : "");
 		lim = cJSON_GetObjectItemCaseSensitive(j, "limit");
 		win = cJSON_GetObjectItemCaseSensitive(j, "window");
 	}
@@ -2124,7 +2139,7 @@ static int
 rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 {
 	const cJSON	*j;
-	char		 where[300], **nets = NULL;
+	char		 where[300], nbuf[200], **nets = NULL;
 	size_t		 nnets = 0;
 	int		 r;
 
@@ -2139,7 +2154,8 @@ rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 		    strcmp(j->string, "trusted_proxies") != 0)
 			return pw_failf(err, PW_EUSAGE, "%s: unknown field "
 			    "(want default_tier, tiers, endpoints, whitelist, "
-			    "trusted_proxies)", j->string);
+			    "trusted_proxies)", shown(j->string, where,
+			    64));
 	if ((j = cJSON_GetObjectItemCaseSensitive(root, "tiers")) != NULL) {
 		size_t i = 0;
 
@@ -2185,7 +2201,8 @@ rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 			return pw_failf(err, PW_EUSAGE, "default_tier: want "
 			    "a tier's name, not %s", type_name(j));
 		free(c->default_tier);
-		c->default_tier = pw_xstrdup(j->valuestring);
+		c->default_tier = pw_xstrdup(shown(j->valuestring, nbuf,
+		    sizeof nbuf));
 	}
 	if ((j = cJSON_GetObjectItemCaseSensitive(root, "endpoints")) !=
 	    NULL) {
@@ -2198,7 +2215,7 @@ rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
 			struct pw_rl_limit l;
 
 			snprintf(where, sizeof where, "endpoints.%s",
-			    e->string);
+			    shown(e->string, nbuf, sizeof nbuf));
 			if (e->string[0] != '/')
 				return pw_failf(err, PW_EUSAGE, "%s: a path "
 				    "starts with /", where);

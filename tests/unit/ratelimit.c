@@ -678,6 +678,10 @@ test_config_parse(void **state)
 		{ "[]", "want a JSON object, not an array" },
 		{ "{", "not valid JSON" },
 		{ "{\"tier\": 1}", "tier: unknown field" },
+		/* Found by fuzz_ratelimit: a name is shown on one line. */
+		{ "{\"a\\nb\": 1}", "a?b: unknown field" },
+		{ "{\"endpoints\": {\"/x\": {\"a\\u0001\": 1}}}",
+		  "endpoints./x.a?: unknown field" },
 		{ "{\"tiers\": []}", "tiers: want a non-empty array" },
 		{ "{\"tiers\": [{\"name\": \"a\"}]}",
 		  "tiers[0].limit: missing" },
