@@ -711,7 +711,7 @@ EOF
 	    '^[a-z_]+(\{[a-z]+="[^"]*"\})? [0-9][0-9.e+-]*$')" 0
 	local m
 	for m in $(grep -v '^#' <<<"$BODY" | sed 's/[{ ].*//' |
-	    sed 's/_sum$//; s/_count$//' | sort -u); do
+	    sed 's/_sum$//; s/_count$//; s/_bucket$//' | sort -u); do
 		grep -q "^# TYPE $m " <<<"$BODY" || { echo "no TYPE for $m"; return 1; }
 	done
 	api POST /metrics
