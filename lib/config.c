@@ -12,7 +12,7 @@
 #include "internal.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS };
+    T_STRATEGY, T_URLS, T_MS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -77,6 +77,36 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "serve.delegate_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "how long a client may reuse a proxy it was handed (ttl_seconds)" },
+	{ "service.endpoints", T_URLS, "", 0, 0, NULL,
+	  "pw serve URLs to delegate selection to, tried in order" },
+	{ "service.enabled", T_BOOL, "true", 0, 0, NULL,
+	  "delegate to service.endpoints when they are set" },
+	{ "service.auth", T_ENUM, "none", 0, 0, "none api-key bearer mtls",
+	  "how pw proves who it is to the service" },
+	{ "service.key", T_STRING, "", 0, 0, NULL,
+	  "API key or bearer token (better in PW_SERVICE__KEY)" },
+	{ "service.cert", T_STRING, "", 0, 0, NULL,
+	  "client certificate file for mtls (PEM)" },
+	{ "service.cert_key", T_STRING, "", 0, 0, NULL,
+	  "private key file of service.cert (PEM)" },
+	{ "service.ca", T_STRING, "", 0, 0, NULL,
+	  "CA file that signed the service's certificate" },
+	{ "service.client_id", T_STRING, "", 0, 0, NULL,
+	  "name sent to the service (empty: the host name)" },
+	{ "service.timeout", T_MS, "300ms", 10, 60000, NULL,
+	  "time one call to the service may take" },
+	{ "service.retries", T_INT, "2", 0, 10, NULL,
+	  "calls retried on an endpoint, with backoff and jitter" },
+	{ "service.cache_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "longest reuse of a service's answer (0: never reuse)" },
+	{ "service.breaker_threshold", T_INT, "3", 1, 1000, NULL,
+	  "failed calls in a row that open an endpoint's breaker" },
+	{ "service.breaker_timeout", T_DURATION, "30", 1, 86400, NULL,
+	  "how long an open breaker waits before one trial call" },
+	{ "service.outbox_max", T_INT, "10000", 1, 10000000, NULL,
+	  "outcomes kept for the service; the oldest are dropped" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -90,7 +120,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
-	[T_STRATEGY] = "enum", [T_URLS] = "string",
+	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_MS] = "duration",
 };
 
 const struct pw_config_key *
@@ -183,6 +213,13 @@ check_value(const struct key *k, const char *v, char **canon,
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
 			    "duration from %.0fs to %.0fs (like 90, 90s, 15m, "
 			    "2h, 7d)", k->name, v, k->min, k->max);
+		*canon = pw_xstrdup(v);
+		return 0;
+	case T_MS:
+		if (pw_parse_ms(v, &i) != 0 || i < k->min || i > k->max)
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
+			    "duration from %.0fms to %.0fms (like 250ms, 0.5, "
+			    "2s)", k->name, v, k->min, k->max);
 		*canon = pw_xstrdup(v);
 		return 0;
 	case T_STRATEGY:
@@ -400,6 +437,9 @@ pw_config_int(struct pw_ctx *ctx, const char *key)
 	if (keys[i].type == T_DURATION) {
 		if (pw_parse_duration(v, &n) != 0)
 			pw_parse_duration(keys[i].def, &n);
+	} else if (keys[i].type == T_MS) {
+		if (pw_parse_ms(v, &n) != 0)
+			pw_parse_ms(keys[i].def, &n);
 	} else if (pw_parse_int(v, INT64_MIN, INT64_MAX, &n) != 0)
 		pw_parse_int(keys[i].def, INT64_MIN, INT64_MAX, &n);
 	return n;
