@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "delegate.h"
 #include "httpd.h"
 #include "net.h"
 
@@ -1437,10 +1438,42 @@ h_prometheus(struct req *q)
 	pw_buf_addf(&b, "# HELP pw_proxies_usable Proxies not unhealthy, "
 	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
 	    "pw_proxies_usable %lld\n", (long long)t.usable);
+	pw_delegate_prometheus(q->ctx, &b);
 	r = send_body(q, 200, b.data, b.len,
 	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 	pw_buf_release(&b);
 	return r;
+}
+
+/* Delegation (delegate.c): its answer, or its refusal, in the envelope. */
+static int
+h_delegate(struct req *q, unsigned int (*fn)(struct pw_ctx *,
+    const cJSON *, cJSON **, struct pw_dlg_fail *))
+{
+	struct pw_dlg_fail	 f;
+	cJSON			*data = NULL, *d = NULL;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if (fn(q->ctx, q->json, &data, &f) == 200)
+		return reply(q, 200, data);
+	if (f.field[0] != '\0') {
+		d = cJSON_CreateObject();
+		add_str(d, "field", f.field);
+	}
+	return fail(q, f.status, f.code, d, "%s", f.msg);
+}
+
+static int
+h_proxy_request(struct req *q)
+{
+	return h_delegate(q, pw_delegate_request);
+}
+
+static int
+h_proxy_feedback(struct req *q)
+{
+	return h_delegate(q, pw_delegate_feedback);
 }
 
 /* -------------------------------------------------------------- router */
@@ -1459,6 +1492,8 @@ static const struct route routes[] = {
 	{ "PUT", "/api/v1/config", h_config_put, 1 },
 	{ "GET", "/api/v1/metrics", h_metrics, 0 },
 	{ "GET", "/metrics", h_prometheus, 0 },
+	{ "POST", "/api/v1/proxy/request", h_proxy_request, 1 },
+	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, 1 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

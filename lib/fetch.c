@@ -412,8 +412,11 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_addr		 forced;
 	struct xfer		 x;
 	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
-	int64_t			*tried = NULL;
-	int			 tries, r = 0, kind, outcome;
+	int64_t			*tried = NULL, *svc_tried = NULL;
+	struct pw_service_ask	 ask;
+	struct pw_delegation	 dlg;
+	size_t			 ntried = 0, nsvc = 0;
+	int			 tries, r = 0, kind, outcome, delegate, path;
 	CURL			*h;
 	CURLcode		 rc;
 
@@ -436,23 +439,44 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
+	svc_tried = pw_xcalloc(tries, sizeof *svc_tried);
 	pk.secrets = 1;
+	delegate = o->proxy == NULL && pw_service_delegable(ctx, &pk);
+	res->delegated = delegate;
+	memset(&ask, 0, sizeof ask);
+	ask.target = o->url;
+	ask.region = pk.filter.region;
 	for (int t = 0; t < tries; t++) {
 		const struct pw_addr *a;
 		int64_t id = 0;
 		double total = 0, start = 0;
 		long status = 0;
 
+		path = PW_PATH_LOCAL;
 		if (o->proxy == NULL) {
 			pk.exclude = tried;
-			pk.nexclude = t;
-			if ((r = pw_pool_next(ctx, &pk, &p)) != 0) {
+			pk.nexclude = ntried;
+			ask.exclude = svc_tried;
+			ask.nexclude = nsvc;
+			if (delegate) {
+				r = pw_service_next(ctx, &ask, &pk, &p, &dlg);
+				path = dlg.path;
+				if (path == PW_PATH_FALLBACK &&
+				    res->fallback_why == NULL)
+					res->fallback_why = pw_xstrdup(dlg.why);
+			} else
+				r = pw_pool_next(ctx, &pk, &p);
+			if (r != 0) {
 				/* Some were tried: they all failed. */
 				if (r == PW_ENOPROXY && t > 0)
 					break;
 				goto out;
 			}
-			id = tried[t] = p.id;
+			id = p.id;
+			if (path == PW_PATH_SERVICE || path == PW_PATH_CACHE)
+				svc_tried[nsvc++] = id;
+			else
+				tried[ntried++] = id;
 			a = &p.addr;
 		} else
 			a = &forced;
@@ -508,7 +532,16 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		    total * 1000);
 		res->attempts[res->nattempts - 1].timed_out =
 		    rc == CURLE_OPERATION_TIMEDOUT;
-		if (id != 0) {
+		res->attempts[res->nattempts - 1].path = path;
+		res->path = path;
+		if (id != 0 && (path == PW_PATH_SERVICE ||
+		    path == PW_PATH_CACHE)) {
+			/* The service's proxy: its outcome goes to the outbox. */
+			if (kind != PW_FAIL_TARGET && (r = pw_service_report(ctx,
+			    id, kind == PW_FAIL_NONE, kind == PW_FAIL_NONE ?
+			    start * 1000 : -1, kind ? errbuf : NULL)) != 0)
+				goto out;
+		} else if (id != 0) {
 			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :
 			    kind == PW_FAIL_PROXY ? PW_REPORT_FAIL :
 			    PW_REPORT_NEUTRAL;
@@ -561,6 +594,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 out:
 	free(shown);
 	free(tried);
+	free(svc_tried);
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	pw_addr_release(&forced);
@@ -578,5 +612,6 @@ pw_fetch_result_release(struct pw_fetch_result *res)
 	free(res->proxy);
 	free(res->url_effective);
 	free(res->content_type);
+	free(res->fallback_why);
 	memset(res, 0, sizeof *res);
 }

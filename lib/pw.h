@@ -423,6 +423,7 @@ struct pw_attempt {
 	long		 status;	/* HTTP status, 0 when none */
 	double		 ms;
 	int		 timed_out;	/* the attempt ran out of time */
+	int		 path;		/* enum pw_path: who chose it */
 };
 
 struct pw_fetch_result {
@@ -437,6 +438,9 @@ struct pw_fetch_result {
 	long		 num_redirects;
 	char		*url_effective;
 	char		*content_type;
+	int		 delegated;	/* a service was configured */
+	int		 path;		/* enum pw_path of the last attempt */
+	char		*fallback_why;	/* why the service was not used */
 };
 
 /*
@@ -773,6 +777,12 @@ struct pw_delegation {
 
 /* Whether selection is delegated: service.endpoints set and enabled. */
 int	 pw_service_enabled(struct pw_ctx *ctx);
+/*
+ * Whether a selection as pk asks can go to the service: one is enabled
+ * and pk asks for nothing the service cannot honour (a strategy, plugin,
+ * session or filter other than the region).
+ */
+int	 pw_service_delegable(struct pw_ctx *ctx, const struct pw_pick *pk);
 
 /* What is asked of the service. Strings are borrowed for the call. */
 struct pw_service_ask {

@@ -53,6 +53,17 @@ pw_service_enabled(struct pw_ctx *ctx)
 	    pw_config_int(ctx, "service.enabled");
 }
 
+int
+pw_service_delegable(struct pw_ctx *ctx, const struct pw_pick *pk)
+{
+	const struct pw_filter	*f = &pk->filter;
+
+	return pw_service_enabled(ctx) && pk->strategy == NULL &&
+	    pk->plugin == NULL && pk->session == NULL && f->status < 0 &&
+	    f->scheme < 0 && f->source == NULL && f->country == NULL &&
+	    f->anonymity == NULL && f->max_latency_ms <= 0 && !f->unmeasured;
+}
+
 /* ---------------------------------------------------------------- HTTP */
 
 struct reply {
