@@ -45,7 +45,7 @@ like() {
 _svc_launch() {
 	_PEER_LOG=$BATS_TEST_TMPDIR/serve.$1.log
 	_peers_spawn serve "$_PEER_LOG" env PW_STATE="$_SVC_STATE" \
-	    pw serve --listen "127.0.0.1:$1"
+	    pw ${SVC_VERBOSE:-} serve --listen "127.0.0.1:$1"
 }
 
 # start_svc N: service N (1 or 2) on a free port, over its own state file;
@@ -83,11 +83,13 @@ svc() {
 
 # stat NAME: a counter of the client's state file.
 stat() {
-	sqlite3 "$PW_STATE" "SELECT coalesce((SELECT value FROM stats WHERE name = '$1'), 0)"
+	sqlite3 -readonly "$PW_STATE" "SELECT coalesce((SELECT value FROM stats WHERE name = '$1'), 0)"
 }
 
+# Read-only, as state_sum: a reader that can write would take a live
+# pw serve's WAL away when it closes (see the note in the report).
 outbox() {
-	sqlite3 "$PW_STATE" "SELECT count(*) FROM feedback_outbox"
+	sqlite3 -readonly "$PW_STATE" "SELECT count(*) FROM feedback_outbox"
 }
 
 # ---------------------------------------------------------- delegation
@@ -108,14 +110,14 @@ outbox() {
 	is "$(svc 1 pool show 1 --json | jq -r .started)" 1
 	is "$(pw pool show 1 --json | jq -r .started)" 0
 	# No password in the client's file in clear.
-	! sqlite3 "$PW_STATE" .dump | grep -q 'u:p@'
+	! sqlite3 -readonly "$PW_STATE" .dump | grep -q 'u:p@'
 	# The outcome waits in the outbox, then reaches the service.
 	run -0 pw pool report http://u:p@10.0.0.1:3128 ok --latency 42
 	is "$(outbox)" 1
 	run -0 --separate-stderr pw pool flush
 	is "$stderr" "pw: pool flush: sent 1, 0 left"
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 42.0)"
+	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 42)"
 	is "$(stat service.outbox.sent)" 1
 }
 
@@ -192,7 +194,7 @@ outbox() {
 	    PW_SERVICE__BREAKER_THRESHOLD=2 PW_SERVICE__BREAKER_TIMEOUT=1 \
 	    PW_SERVICE__RETRIES=0
 	stop_svc 1
-	breaker() { sqlite3 "$PW_STATE" "SELECT state, failures FROM breakers"; }
+	breaker() { sqlite3 -readonly "$PW_STATE" "SELECT state, failures FROM breakers"; }
 	run -0 pw pool next
 	is "$output" http://10.9.9.9:1
 	is "$(breaker)" "0|1"
@@ -201,7 +203,7 @@ outbox() {
 	is "$(stat service.breaker.opened)" 1
 	# Open: not even tried.
 	calls=$(stat service.calls)
-	run -0 --separate-stderr pw -vv pool next --format json
+	run -0 --separate-stderr pw -v pool next --format json
 	is "$(stat service.calls)" "$calls"
 	is "$(jq -r .fallback_reason <<<"$output")" "$S1_URL: breaker open"
 	# The service is back; after the timeout one trial call closes it.
@@ -221,13 +223,13 @@ outbox() {
 	    PW_SERVICE__BREAKER_TIMEOUT=1
 	stop_svc 1
 	run -0 pw pool next
-	is "$(sqlite3 "$PW_STATE" 'SELECT state FROM breakers')" 1
+	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT state FROM breakers')" 1
 	sleep 1.1
 	calls=$(stat service.calls)
 	run -0 pw pool next
 	# One trial, no retries, and open again.
 	is "$(stat service.calls)" $((calls + 1))
-	is "$(sqlite3 "$PW_STATE" 'SELECT state FROM breakers')" 1
+	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT state FROM breakers')" 1
 	is "$(stat service.breaker.opened)" 2
 }
 
@@ -283,7 +285,7 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 	run -0 --separate-stderr env PW_NOW=1800000002 pw pool report 1 fail
 	is "$stderr" "pw: warning: service outbox full: dropped the 1 oldest outcome"
 	is "$(outbox)" 2
-	is "$(sqlite3 "$PW_STATE" 'SELECT ts_ms, success FROM feedback_outbox ORDER BY id')" \
+	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT ts_ms, success FROM feedback_outbox ORDER BY id')" \
 	    "$(lines '1800000001000|1' '1800000002000|0')"
 	is "$(stat service.outbox.dropped)" 1
 }
@@ -405,7 +407,7 @@ EOF
 	is "$(jq -c .data <<<"$out")" '{"accepted":1,"unknown":0}'
 	out=$(fb '{"reports":[{"proxy_id":2,"success":false,"error":"reset"},{"proxy_id":99,"success":true}]}')
 	is "$(jq -c .data <<<"$out")" '{"accepted":1,"unknown":1}'
-	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 20.0)"
+	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 20)"
 	is "$(svc 1 pool show 2 --json | jq -r .failed)" 1
 	sum=$(state_sum "$S1_STATE")
 	for c in 'proxy_id|{"success":true}' \
@@ -455,7 +457,7 @@ EOF
 	is "$output" http://10.0.0.1:3128
 	is "$(stat service.fallbacks)" 0
 	# Options the service cannot honour keep the selection local.
-	PW_SERVICE__ENDPOINTS=http://127.0.0.1:1 run -0 pw pool next --country DE -c geo.fallback=true
+	PW_SERVICE__ENDPOINTS=http://127.0.0.1:1 run -0 pw -c geo.fallback=true pool next --country DE
 	is "$(stat service.calls)" 0
 }
 
