@@ -48,8 +48,8 @@ CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
-HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h lib/httpd.h lib/delegate.h \
-		  cmd/cmd.h
+HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h lib/httpd.h \
+		  lib/delegate.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

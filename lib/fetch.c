@@ -461,9 +461,15 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			if (delegate) {
 				r = pw_service_next(ctx, &ask, &pk, &p, &dlg);
 				path = dlg.path;
-				if (path == PW_PATH_FALLBACK &&
-				    res->fallback_why == NULL)
+				/*
+				 * Unavailable once, the service is not asked
+				 * again by this fetch: each ask may cost most
+				 * of a second.
+				 */
+				if (path == PW_PATH_FALLBACK) {
+					delegate = 0;
 					res->fallback_why = pw_xstrdup(dlg.why);
+				}
 			} else
 				r = pw_pool_next(ctx, &pk, &p);
 			if (r != 0) {
@@ -536,10 +542,11 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		res->path = path;
 		if (id != 0 && (path == PW_PATH_SERVICE ||
 		    path == PW_PATH_CACHE)) {
-			/* The service's proxy: its outcome goes to the outbox. */
-			if (kind != PW_FAIL_TARGET && (r = pw_service_report(ctx,
-			    id, kind == PW_FAIL_NONE, kind == PW_FAIL_NONE ?
-			    start * 1000 : -1, kind ? errbuf : NULL)) != 0)
+			/* The service's proxy: the outcome is the service's. */
+			if (kind != PW_FAIL_TARGET && (r =
+			    pw_service_report(ctx, id, kind == PW_FAIL_NONE,
+			    kind == PW_FAIL_NONE ? start * 1000 : -1, kind ?
+			    errbuf : NULL)) != 0)
 				goto out;
 		} else if (id != 0) {
 			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :

@@ -254,7 +254,8 @@ post_plain(struct pw_ctx *ctx, const char *url, const char *path,
 		pw_buf_add(&in, buf, n);
 	}
 	hend = in.len ? memmem(in.data, in.len, "\r\n\r\n", 4) : NULL;
-	if (hend == NULL || in.len < 12 || strncmp(in.data, "HTTP/1.", 7) != 0) {
+	if (hend == NULL || in.len < 12 ||
+	    strncmp(in.data, "HTTP/1.", 7) != 0) {
 		snprintf(rp->why, sizeof rp->why, "not an HTTP answer");
 		goto done;
 	}
