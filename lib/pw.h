@@ -39,7 +39,7 @@ enum pw_code {
 
 struct pw_err {
 	int	code;
-	char	msg[512];
+	char	msg[1024];
 };
 
 /*
