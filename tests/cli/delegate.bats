@@ -366,6 +366,71 @@ EOF
 	is "$(tail -n 1 "$DENY_LOG")" "/api/v1/proxy/request None|Bearer tok"
 }
 
+# start_tls_svc: an https service on loopback that wants a client
+# certificate signed by the test CA and hands out one fixed proxy,
+# recording each request; TLS_URL, TLS_LOG, and a client certificate in
+# CLIENT_PEM and CLIENT_KEY.
+start_tls_svc() {
+	local d=$BATS_TEST_TMPDIR
+	_peers_ca
+	TLS_LOG=$d/tls.log
+	openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+	    -keyout "$d/client.key" -out "$d/client.csr" -subj /CN=pw-client \
+	    2>/dev/null
+	openssl x509 -req -days 1 -in "$d/client.csr" -CA "$_PEERS_CA/ca.pem" \
+	    -CAkey "$_PEERS_CA/ca.key" -set_serial 7 -out "$d/client.pem" \
+	    2>/dev/null
+	CLIENT_PEM=$d/client.pem CLIENT_KEY=$d/client.key
+	cat >"$d/tls.py" <<'EOF'
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[3], "a") as f:
+            f.write("%s %s\n" % (self.path, self.headers.get("X-API-Key")))
+        b = b'{"status":"success","data":{"proxy_url":"http://10.7.7.7:3128","proxy_id":77,"strategy":"random","ttl_seconds":5,"fallback_policy":"local"},"error":null}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+ca = sys.argv[2]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(ca + "/server.pem", ca + "/server.key")
+ctx.load_verify_locations(ca + "/ca.pem")
+ctx.verify_mode = ssl.CERT_REQUIRED
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+EOF
+	_peers_spawn tls "$d/tls.out" /usr/bin/python3 "$d/tls.py" \
+	    "$d/tls.port" "$_PEERS_CA" "$TLS_LOG"
+	_peers_wait tls "$d/tls.out" test -s "$d/tls.port"
+	TLS_URL=https://127.0.0.1:$(cat "$d/tls.port")
+}
+
+@test "https and mtls endpoints: the client certificate and the CA are used" {
+	start_tls_svc
+	pw -q pool add http://10.9.9.9:1
+	export PW_SERVICE__ENDPOINTS=$TLS_URL PW_SERVICE__CA=$_PEERS_CA/ca.pem \
+	    PW_SERVICE__AUTH=mtls PW_SERVICE__CERT=$CLIENT_PEM \
+	    PW_SERVICE__CERT_KEY=$CLIENT_KEY PW_SERVICE__CACHE_TTL=0 \
+	    PW_SERVICE__RETRIES=0
+	run -0 --separate-stderr pw pool next --format json
+	is "$(jq -r '.url, .id, .path, .service_strategy' <<<"$output")" \
+	    "$(lines http://10.7.7.7:3128 77 service random)"
+	# Without the certificate the handshake fails: the local pool.
+	PW_SERVICE__CERT= run -0 --separate-stderr pw pool next --format json
+	is "$(jq -r '.url, .path' <<<"$output")" "$(lines http://10.9.9.9:1 fallback)"
+	# Nor without the CA that signed the service's certificate.
+	PW_SERVICE__CA= run -0 --separate-stderr pw pool next --format json
+	is "$(jq -r .path <<<"$output")" fallback
+	is "$(wc -l <"$TLS_LOG")" 1
+}
+
 # ------------------------------------------------------------ the API
 
 @test "POST /api/v1/proxy/request: the answer, and a 422 naming each bad field" {
