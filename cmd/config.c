@@ -58,6 +58,9 @@ config_list(struct pw_cmdctx *cc)
 		const char *v[6];
 		v[0] = k->name;
 		v[1] = pw_config_get(cc->ctx, k->name, &origin);
+		/* A secret is shown only when asked for by name. */
+		if (k->secret && *v[1] != '\0' && !cc->show_secrets)
+			v[1] = "***";
 		v[2] = pw_origin_name(origin);
 		v[3] = k->type;
 		v[4] = k->def;

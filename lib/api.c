@@ -1199,8 +1199,9 @@ config_json(struct pw_ctx *ctx)
 	int				 origin;
 
 	for (; k->name != NULL; k++) {
+		const char *v = pw_config_get(ctx, k->name, &origin);
 		o = cJSON_CreateObject();
-		add_str(o, "value", pw_config_get(ctx, k->name, &origin));
+		add_str(o, "value", k->secret && *v != '\0' ? "***" : v);
 		add_str(o, "origin", pw_origin_name(origin));
 		add_str(o, "type", k->type);
 		add_str(o, "default", k->def);

@@ -23,6 +23,7 @@ struct key {
 	double		 min, max;
 	const char	*values;	/* T_ENUM: space-separated */
 	const char	*help;
+	int		 secret;	/* masked where settings are listed */
 };
 
 static const struct key keys[] = {
@@ -86,7 +87,7 @@ static const struct key keys[] = {
 	{ "service.auth", T_ENUM, "none", 0, 0, "none api-key bearer mtls",
 	  "how pw proves who it is to the service" },
 	{ "service.key", T_STRING, "", 0, 0, NULL,
-	  "API key or bearer token (better in PW_SERVICE__KEY)" },
+	  "API key or bearer token (better in PW_SERVICE__KEY)", 1 },
 	{ "service.cert", T_STRING, "", 0, 0, NULL,
 	  "client certificate file for mtls (PEM)" },
 	{ "service.cert_key", T_STRING, "", 0, 0, NULL,
@@ -132,6 +133,7 @@ pw_config_keys(void)
 			pub[i].type = type_names[keys[i].type];
 			pub[i].def = keys[i].def;
 			pub[i].help = keys[i].help;
+			pub[i].secret = keys[i].secret;
 		}
 	}
 	return pub;

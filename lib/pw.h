@@ -220,6 +220,7 @@ struct pw_config_key {
 	const char	*type;		/* "int", "real", "duration", ... */
 	const char	*def;
 	const char	*help;
+	int		 secret;	/* list it as "***" when set */
 };
 /* The table of known keys, NULL-terminated by name. */
 const struct pw_config_key *pw_config_keys(void);

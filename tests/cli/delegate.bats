@@ -534,6 +534,16 @@ EOF
 	is "$output" 'http://127.0.0.1:1 http://127.0.0.1:2'
 	PW_SERVICE__TIMEOUT=0.5 run -0 pw config get service.timeout
 	is "$output" 0.5
+	# The key is masked where settings are listed, not when asked for.
+	PW_SERVICE__KEY=s3cret run -0 pw config list --plain
+	is "$(grep '^service.key' <<<"$output")" "$(printf 'service.key\t***\tenv')"
+	PW_SERVICE__KEY=s3cret run -0 pw config get service.key
+	is "$output" s3cret
+	svc 1 config set service.key s3cret
+	start_svc 1
+	run -0 curl -sS "$S1_URL/api/v1/config"
+	is "$(jq -r '.data["service.key"].value' <<<"$output")" '***'
+	stop_svc 1
 	pw -q pool add http://10.0.0.1:3128
 	sum=$(state_sum)
 	run -2 --separate-stderr pw config set service.timeout 5ms
