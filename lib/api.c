@@ -259,7 +259,7 @@ static int
 fail(struct req *q, unsigned int status, const char *code, cJSON *details,
     const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	va_list	ap;
 
 	va_start(ap, fmt);
@@ -276,7 +276,7 @@ invalid(struct req *q, const char *field, const char *fmt, ...)
 static int
 invalid(struct req *q, const char *field, const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	cJSON	*d = cJSON_CreateObject();
 	va_list	ap;
 
