@@ -233,9 +233,16 @@ void	 pw_svc_cached_release(struct pw_svc_cached *c);
 /* Outcomes waiting in the outbox. */
 int	 pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
 	    int64_t max, int *added, int64_t *dropped, struct pw_err *err);
-/* The oldest limit outcomes; *out is the caller's (pw_outcomes_free). */
-int	 pw_store_outbox_peek(struct pw_store *st, size_t limit,
-	    struct pw_outcome **out, size_t *n, struct pw_err *err);
+/*
+ * Inside a transaction: lease the oldest limit outcomes no other flush
+ * holds at now_ms to this one until until_ms; *out is the caller's
+ * (pw_outcomes_free). Sent ones are deleted; release gives back the rest.
+ */
+int	 pw_store_outbox_claim(struct pw_store *st, size_t limit,
+	    int64_t now_ms, int64_t until_ms, struct pw_outcome **out,
+	    size_t *n, struct pw_err *err);
+int	 pw_store_outbox_release(struct pw_store *st,
+	    const struct pw_outcome *v, size_t n, struct pw_err *err);
 int	 pw_store_outbox_delete(struct pw_store *st,
 	    const struct pw_outcome *v, size_t n, struct pw_err *err);
 int	 pw_store_outbox_count(struct pw_store *st, int64_t *n,

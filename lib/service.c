@@ -974,6 +974,58 @@ took_feedback(void *arg, const char *ep, const struct reply *rp, char *why,
 	return 0;
 }
 
+/* Lease a batch to this flush, in a transaction of its own. */
+static int
+claim(struct pw_ctx *ctx, int64_t deadline, struct pw_outcome **v,
+    size_t *n)
+{
+	int64_t	now = pw_now_ms();
+	int	r;
+
+	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+		return r;
+	/* Past the deadline a second more: then another flush may retry. */
+	if ((r = pw_store_outbox_claim(ctx->store, BATCH_MAX, now, now +
+	    (deadline - pw_mono_ms()) + 1000, v, n, &ctx->err)) != 0) {
+		pw_store_rollback(ctx->store);
+		return r;
+	}
+	if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+		pw_outcomes_free(*v, *n);
+	return r;
+}
+
+static char *
+feedback_body(const char *cid, const struct pw_outcome *v, size_t n)
+{
+	cJSON	*b, *list, *o;
+	char	*body;
+
+	b = cJSON_CreateObject();
+	cJSON_AddItemToObject(b, "client_id", cJSON_CreateString(cid));
+	list = cJSON_CreateArray();
+	for (size_t i = 0; i < n; i++) {
+		o = cJSON_CreateObject();
+		cJSON_AddItemToObject(o, "proxy_id",
+		    cJSON_CreateNumber((double)v[i].proxy_id));
+		cJSON_AddItemToObject(o, "success",
+		    cJSON_CreateBool(v[i].success));
+		if (v[i].latency_ms >= 0)
+			cJSON_AddItemToObject(o, "latency_ms",
+			    cJSON_CreateNumber(v[i].latency_ms));
+		if (v[i].error != NULL)
+			cJSON_AddItemToObject(o, "error",
+			    cJSON_CreateString(v[i].error));
+		cJSON_AddItemToObject(o, "timestamp",
+		    cJSON_CreateNumber((double)v[i].ts_ms / 1000.0));
+		cJSON_AddItemToArray(list, o);
+	}
+	cJSON_AddItemToObject(b, "reports", list);
+	body = cJSON_PrintUnformatted(b);
+	cJSON_Delete(b);
+	return body;
+}
+
 int
 pw_service_flush(struct pw_ctx *ctx, int64_t budget_ms,
     struct pw_flush_result *fr)
@@ -981,52 +1033,42 @@ pw_service_flush(struct pw_ctx *ctx, int64_t budget_ms,
 	struct pw_outcome	*v = NULL;
 	struct pw_err		 e;
 	size_t			 n = 0;
-	int64_t			 deadline = pw_mono_ms() + budget_ms;
+	int64_t			 deadline = pw_mono_ms() + budget_ms, depth;
 	char			 why[400], *cid, *body;
-	cJSON			*b, *list, *o;
 	int			 r = 0, auth;
 
 	memset(fr, 0, sizeof *fr);
 	if (!pw_service_enabled(ctx))
 		return pw_failf(&ctx->err, PW_EUSAGE, "no service configured "
 		    "(set service.endpoints)");
+	if ((r = pw_store_outbox_count(ctx->store, &depth, &ctx->err)) != 0)
+		return r;
+	if (depth == 0)
+		return 0;
 	if ((r = pw_cjson_init(&ctx->err)) != 0)
 		return r;
 	cid = client_id(ctx);
+	/*
+	 * Each batch is leased to this flush first, so that flushes running
+	 * at once (every pw fetch makes one) never send an outcome twice.
+	 */
 	while (pw_mono_ms() < deadline) {
-		if ((r = pw_store_outbox_peek(ctx->store, BATCH_MAX, &v, &n,
-		    &ctx->err)) != 0)
+		if ((r = claim(ctx, deadline, &v, &n)) != 0)
 			break;
 		if (n == 0) {
 			free(v);
 			break;
 		}
-		b = cJSON_CreateObject();
-		cJSON_AddItemToObject(b, "client_id", cJSON_CreateString(cid));
-		list = cJSON_CreateArray();
-		for (size_t i = 0; i < n; i++) {
-			o = cJSON_CreateObject();
-			cJSON_AddItemToObject(o, "proxy_id",
-			    cJSON_CreateNumber((double)v[i].proxy_id));
-			cJSON_AddItemToObject(o, "success",
-			    cJSON_CreateBool(v[i].success));
-			if (v[i].latency_ms >= 0)
-				cJSON_AddItemToObject(o, "latency_ms",
-				    cJSON_CreateNumber(v[i].latency_ms));
-			if (v[i].error != NULL)
-				cJSON_AddItemToObject(o, "error",
-				    cJSON_CreateString(v[i].error));
-			cJSON_AddItemToObject(o, "timestamp",
-			    cJSON_CreateNumber((double)v[i].ts_ms / 1000.0));
-			cJSON_AddItemToArray(list, o);
-		}
-		cJSON_AddItemToObject(b, "reports", list);
-		body = cJSON_PrintUnformatted(b);
-		cJSON_Delete(b);
+		body = feedback_body(cid, v, n);
 		r = try_endpoints(ctx, "/api/v1/proxy/feedback", body,
 		    deadline, took_feedback, NULL, why, sizeof why, &auth);
 		cJSON_free(body);
 		if (r != 0) {
+			/* Back for the next flush at once. */
+			if (pw_store_begin(ctx->store, &e) == 0 &&
+			    (pw_store_outbox_release(ctx->store, v, n,
+			    &e) != 0 || pw_store_commit(ctx->store, &e) != 0))
+				pw_store_rollback(ctx->store);
 			pw_outcomes_free(v, n);
 			r = pw_failf(&ctx->err, PW_EFAIL, "cannot send "
 			    "feedback: %s", why);

@@ -237,6 +237,7 @@ static const char *const migrations[] = {
 	"  latency_ms REAL,"
 	"  error TEXT,"
 	"  ts_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER,"	/* being sent by a flush until then */
 	"  UNIQUE (proxy_id, success, ts_ms));",
 };
 
@@ -2019,21 +2020,35 @@ pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
 	return 0;
 }
 
+static int
+cmp_outcome(const void *a, const void *b)
+{
+	int64_t	x = ((const struct pw_outcome *)a)->id;
+	int64_t	y = ((const struct pw_outcome *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
 int
-pw_store_outbox_peek(struct pw_store *st, size_t limit,
-    struct pw_outcome **out, size_t *n, struct pw_err *err)
+pw_store_outbox_claim(struct pw_store *st, size_t limit, int64_t now_ms,
+    int64_t until_ms, struct pw_outcome **out, size_t *n, struct pw_err *err)
 {
 	sqlite3_stmt		*s;
 	struct pw_outcome	*v = NULL;
 	size_t			 k = 0;
 	int			 rc;
 
-	rc = sqlite3_prepare_v2(st->db, "SELECT id, proxy_id, success, "
-	    "latency_ms, error, ts_ms FROM feedback_outbox ORDER BY id "
-	    "LIMIT ?1", -1, &s, NULL);
+	/* Oldest first; one statement, so two flushes never share one. */
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = ?3 WHERE id IN (SELECT id FROM feedback_outbox "
+	    "WHERE coalesce(lease_until, 0) <= ?2 ORDER BY id LIMIT ?1) "
+	    "RETURNING id, proxy_id, success, latency_ms, error, ts_ms", -1,
+	    &s, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read outbox");
 	sqlite3_bind_int64(s, 1, (int64_t)limit);
+	sqlite3_bind_int64(s, 2, now_ms);
+	sqlite3_bind_int64(s, 3, until_ms);
 	v = pw_xcalloc(limit ? limit : 1, sizeof *v);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW && k < limit) {
 		v[k].id = sqlite3_column_int64(s, 0);
@@ -2049,6 +2064,8 @@ pw_store_outbox_peek(struct pw_store *st, size_t limit,
 		pw_outcomes_free(v, k);
 		return db_fail(st, rc, err, "read outbox");
 	}
+	/* RETURNING promises no order: the service hears them in order. */
+	qsort(v, k, sizeof *v, cmp_outcome);
 	*out = v;
 	*n = k;
 	return 0;
@@ -2071,6 +2088,25 @@ pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
 
 	rc = sqlite3_prepare_v2(st->db, "DELETE FROM feedback_outbox "
 	    "WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "write outbox");
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_int64(s, 1, v[i].id);
+		r = step_done(st, s, err, "write outbox");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_outbox_release(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = NULL WHERE id = ?1", -1, &s, NULL);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "write outbox");
 	for (size_t i = 0; i < n && r == 0; i++) {

@@ -141,6 +141,7 @@ command_paths() {
 	    "  clear       remove every proxy" \
 	    "  next        choose a proxy and print its URL" \
 	    "  report      record how a request through a proxy went" \
+	    "  flush       send the outcomes queued for the service" \
 	    "  sessions    list live sticky sessions" "" \
 	    "See 'pw help pool VERB' for one verb.")"
 	is "$stderr" ""
@@ -412,7 +413,7 @@ two() {
 	run -0 python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' /dev/stdin <<<"$output"
 	is "$output" "$n"
 	run -0 --separate-stderr pw config list --table
-	is "${lines[0]}" "KEY                       VALUE           ORIGIN"
+	is "${lines[0]}" "KEY                        VALUE           ORIGIN"
 }
 
 # ------------------------------------------------------- -c overrides

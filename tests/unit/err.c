@@ -108,7 +108,7 @@ static void
 test_failf_and_prefix(void **state)
 {
 	struct pw_err	err = { 0 };
-	char		big[1000];
+	char		big[2 * sizeof ((struct pw_err *)0)->msg];
 
 	assert_int_equal(pw_failf(&err, PW_ENOTFOUND, "%s: no such proxy",
 	    "7"), PW_ENOTFOUND);

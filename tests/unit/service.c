@@ -156,8 +156,9 @@ test_outbox(void **state)
 	assert_int_equal(pw_service_report(&f->ctx, 5, 0, -1, "reset"), 0);
 	assert_int_equal(pw_service_report(&f->ctx, 6, 0, -1, NULL), 0);
 	/* Bounded: the oldest went. */
-	assert_int_equal(pw_store_outbox_peek(f->ctx.store, 10, &v, &n, &err),
-	    0);
+	assert_int_equal(pw_store_begin(f->ctx.store, &err), 0);
+	assert_int_equal(pw_store_outbox_claim(f->ctx.store, 10, 1000, 2000,
+	    &v, &n, &err), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(v[0].proxy_id, 5);
 	assert_int_equal(v[0].success, 0);
@@ -166,7 +167,23 @@ test_outbox(void **state)
 	assert_int_equal(v[1].proxy_id, 6);
 	assert_null(v[1].error);
 	assert_true(v[1].latency_ms < 0);
-	assert_int_equal(pw_store_begin(f->ctx.store, &err), 0);
+	/* Leased until 2000: another flush gets none of them before. */
+	{
+		struct pw_outcome	*w = NULL;
+		size_t			 k = 9;
+
+		assert_int_equal(pw_store_outbox_claim(f->ctx.store, 10, 1999,
+		    3000, &w, &k, &err), 0);
+		assert_int_equal(k, 0);
+		pw_outcomes_free(w, k);
+		assert_int_equal(pw_store_outbox_release(f->ctx.store, v + 1,
+		    1, &err), 0);
+		assert_int_equal(pw_store_outbox_claim(f->ctx.store, 10, 1999,
+		    3000, &w, &k, &err), 0);
+		assert_int_equal(k, 1);
+		assert_int_equal(w[0].proxy_id, 6);
+		pw_outcomes_free(w, k);
+	}
 	assert_int_equal(pw_store_outbox_delete(f->ctx.store, v, 1, &err), 0);
 	assert_int_equal(pw_store_commit(f->ctx.store, &err), 0);
 	pw_outcomes_free(v, n);
