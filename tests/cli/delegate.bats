@@ -290,6 +290,27 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 	is "$(stat service.outbox.dropped)" 1
 }
 
+@test "flushes at once never send an outcome twice" {
+	svc 1 -q pool add http://10.0.0.1:3128
+	start_svc 1
+	export PW_SERVICE__ENDPOINTS=$S1_URL
+	run -0 pw pool next
+	stop_svc 1
+	for i in $(seq 40); do
+		PW_NOW=$((1800000000 + i)) pw pool report 1 fail
+	done
+	is "$(outbox)" 40
+	restart_svc 1
+	pids=()
+	for i in 1 2 3 4; do
+		pw -q pool flush &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	is "$(outbox)" 0
+	is "$(svc 1 pool show 1 --json | jq -r .failed)" 40
+}
+
 # --------------------------------------------------------------- cache
 
 @test "a cached answer is reused within its TTL, not after, nor once the proxy failed" {
