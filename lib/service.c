@@ -581,7 +581,11 @@ endpoints_free(char **e, size_t n)
 	free(e);
 }
 
-/* What try_endpoints does with a good answer: 0 takes it. */
+/*
+ * What try_endpoints does with a good answer: 0 takes it, 1 declines a
+ * sound one (the next endpoint is asked), -1 finds it unusable (a
+ * failure of the endpoint's).
+ */
 typedef int answer_fn(void *arg, const char *ep, const struct reply *rp,
     char *why, size_t wn);
 
@@ -598,7 +602,7 @@ try_endpoints(struct pw_ctx *ctx, const char *path, const char *body,
 	struct reply	 rp;
 	char		**eps, w[200];
 	size_t		 n;
-	int		 r = PW_EFAIL, k, trial, ok;
+	int		 r = PW_EFAIL, k, trial, ok, took;
 
 	pw_buf_init(&rp.body);
 	eps = endpoints(ctx, &n);
@@ -616,8 +620,10 @@ try_endpoints(struct pw_ctx *ctx, const char *path, const char *body,
 		w[0] = '\0';
 		k = call(ctx, eps[i], path, body, trial, deadline, &rp, w,
 		    sizeof w);
-		ok = k == CALL_OK && fn(arg, eps[i], &rp, w, sizeof w) == 0;
-		if (!ok) {
+		took = k == CALL_OK ? fn(arg, eps[i], &rp, w, sizeof w) : -1;
+		/* A sound answer declined (1): the endpoint works. */
+		ok = took >= 0;
+		if (took != 0) {
 			snprintf(why, wn, "%s: %s", eps[i], w);
 			if (k == CALL_AUTH) {
 				*auth = 1;
@@ -631,7 +637,7 @@ try_endpoints(struct pw_ctx *ctx, const char *path, const char *body,
 			    pw_store_commit(ctx->store, &ctx->err) != 0)
 				pw_store_rollback(ctx->store);
 		}
-		if (ok)
+		if (took == 0)
 			r = 0;
 	}
 	endpoints_free(eps, n);
@@ -761,6 +767,7 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	if (excluded(w->ask, p.id)) {
 		snprintf(why, wn, "offered proxy %lld again", (long long)p.id);
 		pw_proxy_release(&p);
+		r = 1;
 		goto done;
 	}
 	if (ttl != NULL && (ttl->type & 0xff) == cJSON_Number &&
