@@ -16,6 +16,8 @@ setup_file() {
 	export TP=$TINYPROXY_URL
 	start_blackhole
 	export BLACKHOLE_PORT
+	refused_port >/dev/null
+	export REFUSED_PORT
 }
 
 teardown_file() {
@@ -134,6 +136,22 @@ outbox() {
 	is "$(outbox)" 0
 	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .failed')" "$(lines 1 0)"
 	is "$(svc 1 cache stats --json | jq -r '.service.delegated_requests, .service.delegated_feedback')" "$(lines 1 1)"
+}
+
+@test "a service proxy that fails: the fetch goes on, locally when the service offers it again" {
+	svc 1 -q pool add "http://127.0.0.1:$REFUSED_PORT"
+	start_svc 1
+	pw -q pool add "$TP"
+	export PW_SERVICE__ENDPOINTS=$S1_URL
+	run -0 --separate-stderr pw fetch --json "$ORIGIN_URL/ip"
+	is "$(jq -r '.status, .path, .attempts[0].path, .attempts[0].failure' <<<"$output")" \
+	    "$(lines 200 fallback service proxy)"
+	like "$(jq -r .fallback_reason <<<"$output")" "$S1_URL: offered proxy 1 again"
+	# The endpoint answered well: no failure for its breaker.
+	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT count(*) FROM breakers WHERE failures > 0')" 0
+	# The failure reached the service.
+	is "$(svc 1 pool show 1 --json | jq -r .failed)" 1
+	is "$(pw pool show 1 --json | jq -r .succeeded)" 1
 }
 
 @test "the first endpoint down: the second answers" {
