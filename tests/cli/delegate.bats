@@ -142,13 +142,13 @@ outbox() {
 	svc 1 -q pool add "http://127.0.0.1:$REFUSED_PORT"
 	start_svc 1
 	pw -q pool add "$TP"
-	export PW_SERVICE__ENDPOINTS=$S1_URL
+	export PW_SERVICE__ENDPOINTS=$S1_URL PW_SERVICE__BREAKER_THRESHOLD=1
 	run -0 --separate-stderr pw fetch --json "$ORIGIN_URL/ip"
 	is "$(jq -r '.status, .path, .attempts[0].path, .attempts[0].failure' <<<"$output")" \
 	    "$(lines 200 fallback service proxy)"
 	like "$(jq -r .fallback_reason <<<"$output")" "$S1_URL: offered proxy 1 again"
 	# The endpoint answered well: no failure for its breaker.
-	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT count(*) FROM breakers WHERE failures > 0')" 0
+	is "$(stat service.breaker.opened)" 0
 	# The failure reached the service.
 	is "$(svc 1 pool show 1 --json | jq -r .failed)" 1
 	is "$(pw pool show 1 --json | jq -r .succeeded)" 1
