@@ -6,6 +6,7 @@
  * configured sources make requests (lib/download.c loads it then).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,6 +408,60 @@ cache_prune(struct pw_cmdctx *cc)
 
 /* -------------------------------------------------------------- stats */
 
+/* The delegation counters, by name, for every format. */
+static const struct {
+	const char	*name;		/* text and JSON */
+	const char	*prom;		/* Prometheus */
+	const char	*type;
+	const char	*help;
+	size_t		 off;
+} svc_stats[] = {
+#define S(n, p, t, h, f) { n, p, t, h, offsetof(struct pw_cache_stats, f) }
+	S("calls", "pw_service_calls_total", "counter",
+	    "Calls made to a remote service.", svc_calls),
+	S("errors", "pw_service_errors_total", "counter",
+	    "Calls to a remote service that failed.", svc_errors),
+	S("cache_hits", "pw_service_cache_hits_total", "counter",
+	    "Selections answered from the service cache.", svc_cache_hits),
+	S("fallbacks", "pw_service_fallbacks_total", "counter",
+	    "Selections that fell back to the local pool.", svc_fallbacks),
+	S("breaker_opened", "pw_service_breaker_opened_total", "counter",
+	    "Circuit breakers that opened.", svc_breaker_opened),
+	S("breaker_half_opened", "pw_service_breaker_half_opened_total",
+	    "counter", "Circuit breakers that went half-open.",
+	    svc_breaker_half_opened),
+	S("breaker_closed", "pw_service_breaker_closed_total", "counter",
+	    "Circuit breakers that closed again.", svc_breaker_closed),
+	S("outbox_depth", "pw_service_outbox_depth", "gauge",
+	    "Outcomes waiting to be sent to the service.", svc_outbox_depth),
+	S("outbox_sent", "pw_service_outbox_sent_total", "counter",
+	    "Outcomes sent to the service.", svc_outbox_sent),
+	S("outbox_dropped", "pw_service_outbox_dropped_total", "counter",
+	    "Outcomes dropped from a full outbox.", svc_outbox_dropped),
+	S("delegated_requests", "pw_delegate_requests_total", "counter",
+	    "Proxies handed to delegating clients.", dlg_requests),
+	S("delegated_feedback", "pw_delegate_feedback_total", "counter",
+	    "Outcomes delegating clients reported.", dlg_feedback),
+#undef S
+};
+#define NSVC_STATS ((int)(sizeof svc_stats / sizeof svc_stats[0]))
+
+static int64_t
+svc_stat(const struct pw_cache_stats *s, int i)
+{
+	return *(const int64_t *)((const char *)s + svc_stats[i].off);
+}
+
+/* Whether to show them: a service is configured or was ever used. */
+static int
+svc_shown(struct pw_ctx *ctx, const struct pw_cache_stats *s)
+{
+	for (int i = 0; i < NSVC_STATS; i++)
+		if (svc_stat(s, i) != 0)
+			return 1;
+	return pw_service_enabled(ctx);
+}
+
 static void
 iso(int64_t t, char buf[32])
 {
@@ -418,7 +473,7 @@ iso(int64_t t, char buf[32])
 }
 
 static void
-stats_text(const struct pw_cache_stats *s)
+stats_text(const struct pw_cache_stats *s, int svc)
 {
 	char	t[32];
 
@@ -446,6 +501,12 @@ stats_text(const struct pw_cache_stats *s)
 	printf("%-22s %s\n", "last health check", s->last_health ? t :
 	    "never");
 	printf("%-22s %lld\n", "state file bytes", (long long)s->file_bytes);
+	if (svc) {
+		printf("service:\n");
+		for (int i = 0; i < NSVC_STATS; i++)
+			printf("  %-20s %lld\n", svc_stats[i].name,
+			    (long long)svc_stat(s, i));
+	}
 }
 
 static void
@@ -462,7 +523,7 @@ json_time(int64_t t)
 }
 
 static void
-stats_json(const struct pw_cache_stats *s)
+stats_json(const struct pw_cache_stats *s, int svc)
 {
 	printf("{\"entries\":%lld,\"by_status\":{", (long long)s->total);
 	for (int i = 0; i < PW_STATUS_COUNT; i++)
@@ -486,7 +547,15 @@ stats_json(const struct pw_cache_stats *s)
 	json_time(s->last_warm);
 	printf(",\"last_health\":");
 	json_time(s->last_health);
-	printf(",\"file_bytes\":%lld}\n", (long long)s->file_bytes);
+	printf(",\"file_bytes\":%lld", (long long)s->file_bytes);
+	if (svc) {
+		printf(",\"service\":{");
+		for (int i = 0; i < NSVC_STATS; i++)
+			printf("%s\"%s\":%lld", i ? "," : "",
+			    svc_stats[i].name, (long long)svc_stat(s, i));
+		putchar('}');
+	}
+	printf("}\n");
 }
 
 /* A label value in the text exposition format: \\, \" and \n escaped. */
@@ -550,6 +619,12 @@ stats_prometheus(const struct pw_cache_stats *s)
 	prom_head("pw_state_file_bytes", "gauge",
 	    "Size of the state file and its write-ahead log.");
 	printf("pw_state_file_bytes %lld\n", (long long)s->file_bytes);
+	for (int i = 0; i < NSVC_STATS; i++) {
+		prom_head(svc_stats[i].prom, svc_stats[i].type,
+		    svc_stats[i].help);
+		printf("%s %lld\n", svc_stats[i].prom,
+		    (long long)svc_stat(s, i));
+	}
 }
 
 static int
@@ -579,9 +654,9 @@ cache_stats(struct pw_cmdctx *cc)
 	if ((r = pw_cache_stats(cc->ctx, &s)) != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	if (fmt == 0)
-		stats_text(&s);
+		stats_text(&s, svc_shown(cc->ctx, &s));
 	else if (fmt == 1)
-		stats_json(&s);
+		stats_json(&s, svc_shown(cc->ctx, &s));
 	else
 		stats_prometheus(&s);
 	pw_cache_stats_release(&s);

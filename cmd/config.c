@@ -18,13 +18,8 @@ config_get(struct pw_cmdctx *cc)
 		free(canon);
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	}
-	if (cc->show_secrets)
-		printf("%s\n", v);
-	else {
-		char *shown = pw_config_shown(key, v);
-		printf("%s\n", shown);
-		free(shown);
-	}
+	/* Asked for by name: shown as it is, a secret too. */
+	printf("%s\n", v);
 	return 0;
 }
 
@@ -65,6 +60,7 @@ config_list(struct pw_cmdctx *cc)
 		char *shown = NULL;
 		v[0] = k->name;
 		v[1] = pw_config_get(cc->ctx, k->name, &origin);
+		/* A secret is shown only when asked for by name. */
 		if (!cc->show_secrets)
 			v[1] = shown = pw_config_shown(k->name, v[1]);
 		v[2] = pw_origin_name(origin);

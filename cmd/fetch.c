@@ -10,6 +10,9 @@
 
 #include "cmd.h"
 
+/* How long a fetch may spend sending queued outcomes. */
+#define FLUSH_BUDGET_MS	250
+
 /* The largest body --json holds in memory. */
 #define JSON_BODY_MAX	((size_t)256 << 20)
 
@@ -438,6 +441,19 @@ fetch_exec(struct pw_cmdctx *cc)
 	if (wfmt != NULL)
 		write_out(cc, wfmt, &res, exitcode, 0);
 	fflush(stdout);
+	/*
+	 * The outcomes just queued for the service go now if it answers at
+	 * once; if not, they wait for the next fetch, pw pool flush or pw
+	 * serve. The output is all out already.
+	 */
+	if (res.delegated) {
+		struct pw_flush_result	fr;
+		struct pw_err		keep = cc->ctx->err;
+
+		if (pw_service_flush(cc->ctx, FLUSH_BUDGET_MS, &fr) != 0)
+			pw_log(PW_LOG_DEBUG, "%s", cc->ctx->err.msg);
+		cc->ctx->err = keep;
+	}
 	pw_fetch_result_release(&res);
 	if (r != 0)
 		pw_err_prefix(&cc->ctx->err, "%s", cc->path);

@@ -10,12 +10,15 @@
 
 /* How long requests in flight may take to finish at shutdown. */
 #define GRACE_MS	(30 * 1000)
+/* How often the outbox of a delegating state file is flushed. */
+#define FLUSH_INTERVAL_MS	5000
 
 static int
 serve(struct pw_cmdctx *cc)
 {
 	struct pw_serve_opts	 o;
 	struct pw_server	*s;
+	struct pw_flusher	*fl = NULL;
 	sigset_t		 set;
 	int64_t			 threads = 0;
 	int			 sig, r;
@@ -41,7 +44,13 @@ serve(struct pw_cmdctx *cc)
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: listening on http://%s\n",
 		    pw_serve_address(s));
+	/* Outcomes this state file queued for a service of its own. */
+	if (pw_service_flusher_start(cc->state, cc->ctx->cfg,
+	    FLUSH_INTERVAL_MS, &fl, &cc->ctx->err) != 0 && !cc->quiet)
+		fprintf(stderr, "pw: serve: warning: no outbox flush: %s\n",
+		    cc->ctx->err.msg);
 	sigwait(&set, &sig);
+	pw_service_flusher_stop(fl);
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: %s: finishing requests in flight\n",
 		    sig == SIGINT ? "SIGINT" : "SIGTERM");

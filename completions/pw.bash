@@ -167,6 +167,7 @@ _pw_positional() {
 	"config get:0" | "config unset:0" | "config set:0")
 		_pw_add "$(_pw_keys)" "$3" ;;
 	"config set:1") _pw_key_values "$_pw_arg0" "$3" ;;
+	"pool report:1") _pw_add "ok fail" "$3" ;;
 	"help:0")
 		_pw_children ""
 		_pw_add "${_pw_r[*]}" "$3"

@@ -134,6 +134,8 @@ function __pw_positional
             __pw_keys
         case 'config set:1'
             __pw_key_values $__pw_arg0 $argv[3]
+        case 'pool report:1'
+            printf '%s\n' ok fail
         case 'help:0'
             __pw_children ''
         case 'help:1'

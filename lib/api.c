@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "delegate.h"
 #include "httpd.h"
 #include "net.h"
 #include "ratelimit.h"
@@ -292,7 +293,7 @@ static int
 fail(struct req *q, unsigned int status, const char *code, cJSON *details,
     const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	va_list	ap;
 
 	va_start(ap, fmt);
@@ -309,7 +310,7 @@ invalid(struct req *q, const char *field, const char *fmt, ...)
 static int
 invalid(struct req *q, const char *field, const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	cJSON	*d = cJSON_CreateObject();
 	va_list	ap;
 
@@ -1236,8 +1237,12 @@ config_json(struct pw_ctx *ctx)
 	int				 origin;
 
 	for (; k->name != NULL; k++) {
+		const char *v = pw_config_get(ctx, k->name, &origin);
+		char *shown;
 		o = cJSON_CreateObject();
-		add_str(o, "value", pw_config_get(ctx, k->name, &origin));
+		shown = pw_config_shown(k->name, v);
+		add_str(o, "value", shown);
+		free(shown);
 		add_str(o, "origin", pw_origin_name(origin));
 		add_str(o, "type", k->type);
 		add_str(o, "default", k->def);
@@ -1476,10 +1481,42 @@ h_prometheus(struct req *q)
 	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
 	    "pw_proxies_usable %lld\n", (long long)t.usable);
 	rl_prometheus(q->srv, &b);
+	pw_delegate_prometheus(q->ctx, &b);
 	r = send_body(q, 200, b.data, b.len,
 	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
 	pw_buf_release(&b);
 	return r;
+}
+
+/* Delegation (delegate.c): its answer, or its refusal, in the envelope. */
+static int
+h_delegate(struct req *q, unsigned int (*fn)(struct pw_ctx *,
+    const cJSON *, cJSON **, struct pw_dlg_fail *))
+{
+	struct pw_dlg_fail	 f;
+	cJSON			*data = NULL, *d = NULL;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if (fn(q->ctx, q->json, &data, &f) == 200)
+		return reply(q, 200, data);
+	if (f.field[0] != '\0') {
+		d = cJSON_CreateObject();
+		add_str(d, "field", f.field);
+	}
+	return fail(q, f.status, f.code, d, "%s", f.msg);
+}
+
+static int
+h_proxy_request(struct req *q)
+{
+	return h_delegate(q, pw_delegate_request);
+}
+
+static int
+h_proxy_feedback(struct req *q)
+{
+	return h_delegate(q, pw_delegate_feedback);
 }
 
 /* -------------------------------------------------------------- router */
@@ -1502,6 +1539,8 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/rate-limit/config", h_rl_config_get, 0 },
 	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, 1 },
 	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, 0 },
+	{ "POST", "/api/v1/proxy/request", h_proxy_request, 1 },
+	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, 1 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

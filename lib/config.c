@@ -12,8 +12,11 @@
 #include "internal.h"
 #include "ratelimit.h"
 
+/* How a secret setting is shown where settings are listed. */
+enum { SECRET_NONE, SECRET_ALL, SECRET_URL };
+
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS, T_RATE };
+    T_STRATEGY, T_URLS, T_RATE, T_MS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -28,7 +31,7 @@ struct key {
 	int		(*ok)(const char *);
 	const char	*want;
 	const char	*env_alias;	/* read when PW_A__B is not set */
-	int		 secret;	/* a URL whose userinfo is secret */
+	int		 secret;	/* how it is shown where listed */
 };
 
 static int
@@ -116,6 +119,37 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "serve.delegate_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "how long a client may reuse a proxy it was handed (ttl_seconds)" },
+	{ "service.endpoints", T_URLS, "", 0, 0, NULL,
+	  "pw serve URLs to delegate selection to, tried in order" },
+	{ "service.enabled", T_BOOL, "true", 0, 0, NULL,
+	  "delegate to service.endpoints when they are set" },
+	{ "service.auth", T_ENUM, "none", 0, 0, "none api-key bearer mtls",
+	  "how pw proves who it is to the service" },
+	{ "service.key", T_STRING, "", 0, 0, NULL,
+	  "API key or bearer token (better in PW_SERVICE__KEY)", NULL, NULL,
+	  NULL, SECRET_ALL },
+	{ "service.cert", T_STRING, "", 0, 0, NULL,
+	  "client certificate file for mtls (PEM)" },
+	{ "service.cert_key", T_STRING, "", 0, 0, NULL,
+	  "private key file of service.cert (PEM)" },
+	{ "service.ca", T_STRING, "", 0, 0, NULL,
+	  "CA file that signed the service's certificate" },
+	{ "service.client_id", T_STRING, "", 0, 0, NULL,
+	  "name sent to the service (empty: the host name)" },
+	{ "service.timeout", T_MS, "300ms", 10, 60000, NULL,
+	  "time one call to the service may take" },
+	{ "service.retries", T_INT, "2", 0, 10, NULL,
+	  "calls retried on an endpoint, with backoff and jitter" },
+	{ "service.cache_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "longest reuse of a service's answer (0: never reuse)" },
+	{ "service.breaker_threshold", T_INT, "3", 1, 1000, NULL,
+	  "failed calls in a row that open an endpoint's breaker" },
+	{ "service.breaker_timeout", T_DURATION, "30", 1, 86400, NULL,
+	  "how long an open breaker waits before one trial call" },
+	{ "service.outbox_max", T_INT, "10000", 1, 10000000, NULL,
+	  "outcomes kept for the service; the oldest are dropped" },
 	{ "ratelimit.enabled", T_BOOL, "true", 0, 0, NULL,
 	  "pw serve limits how often each client may call it" },
 	{ "ratelimit.backend", T_ENUM, "memory", 0, 0, "memory sqlite redis",
@@ -124,7 +158,7 @@ static const struct key keys[] = {
 	{ "ratelimit.redis_url", T_STRING, "redis://127.0.0.1:6379/0", 0, 0,
 	  NULL, "the Redis of the redis backend (a password only in the "
 	  "environment)", redis_url_ok,
-	  "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", NULL, 1 },
+	  "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", NULL, SECRET_URL },
 	{ "ratelimit.fail_mode", T_ENUM, "open", 0, 0, "open closed",
 	  "when the backend fails: let requests through (open) or refuse "
 	  "them (closed)" },
@@ -149,6 +183,7 @@ static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
 	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_RATE] = "rate",
+	[T_MS] = "duration",
 };
 
 const struct pw_config_key *
@@ -160,6 +195,7 @@ pw_config_keys(void)
 			pub[i].type = type_names[keys[i].type];
 			pub[i].def = keys[i].def;
 			pub[i].help = keys[i].help;
+			pub[i].secret = keys[i].secret;
 		}
 	}
 	return pub;
@@ -271,6 +307,13 @@ check_value(const struct key *k, const char *v, char **canon,
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
 			    "duration from %.0fs to %.0fs (like 90, 90s, 15m, "
 			    "2h, 7d)", k->name, v, k->min, k->max);
+		*canon = pw_xstrdup(v);
+		return 0;
+	case T_MS:
+		if (pw_parse_ms(v, &i) != 0 || i < k->min || i > k->max)
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
+			    "duration from %.0fms to %.0fms (like 250ms, 0.5, "
+			    "2s)", k->name, v, k->min, k->max);
 		*canon = pw_xstrdup(v);
 		return 0;
 	case T_STRATEGY:
@@ -503,6 +546,9 @@ pw_config_int(struct pw_ctx *ctx, const char *key)
 	if (keys[i].type == T_DURATION) {
 		if (pw_parse_duration(v, &n) != 0)
 			pw_parse_duration(keys[i].def, &n);
+	} else if (keys[i].type == T_MS) {
+		if (pw_parse_ms(v, &n) != 0)
+			pw_parse_ms(keys[i].def, &n);
 	} else if (pw_parse_int(v, INT64_MIN, INT64_MAX, &n) != 0)
 		pw_parse_int(keys[i].def, INT64_MIN, INT64_MAX, &n);
 	return n;
@@ -544,7 +590,10 @@ pw_config_shown(const char *key, const char *value)
 
 	if (value == NULL)
 		return NULL;
-	if (i < 0 || !keys[i].secret || (u = userinfo(value, &n)) == NULL)
+	if (i >= 0 && keys[i].secret == SECRET_ALL && *value != '\0')
+		return pw_xstrdup("***");
+	if (i < 0 || keys[i].secret != SECRET_URL ||
+	    (u = userinfo(value, &n)) == NULL)
 		return pw_xstrdup(value);
 	return pw_xasprintf("%.*s***@%s", (int)(u - value), value, u + n);
 }
@@ -560,12 +609,15 @@ pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
 	if ((r = pw_config_check(key, value, &canon, &ctx->err)) != 0)
 		return r;
 	i = key_index(key);
-	/* The state file keeps no password in clear. */
-	if (keys[i].secret && userinfo(canon, &n) != NULL) {
+	/* The state file keeps no secret in clear. */
+	if ((keys[i].secret == SECRET_URL && userinfo(canon, &n) != NULL) ||
+	    (keys[i].secret == SECRET_ALL && *canon != '\0')) {
 		free(canon);
 		env_name(keys[i].name, env, sizeof env);
-		return pw_failf(&ctx->err, PW_EUSAGE, "%s: a password is not "
-		    "kept in the state file; give this URL in $%s", key, env);
+		return pw_failf(&ctx->err, PW_EUSAGE, "%s: a %s is not kept "
+		    "in the state file; give %s in $%s", key,
+		    keys[i].secret == SECRET_URL ? "password" : "secret",
+		    keys[i].secret == SECRET_URL ? "this URL" : "it", env);
 	}
 	if (keys[i].type == T_STRATEGY &&
 	    (r = pw_pool_strategy_check(ctx, canon)) != 0) {

@@ -251,6 +251,28 @@ pw_parse_duration(const char *s, int64_t *out)
 	return 0;
 }
 
+int
+pw_parse_ms(const char *s, int64_t *out)
+{
+	char	*end;
+	double	 v;
+
+	if (s == NULL || ((*s < '0' || *s > '9') && *s != '.'))
+		return PW_EUSAGE;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || !(v >= 0 && v <= 1e9))
+		return PW_EUSAGE;
+	if (strcmp(end, "ms") == 0)
+		;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		v *= 1000;
+	else
+		return PW_EUSAGE;
+	*out = (int64_t)(v + 0.5);
+	return 0;
+}
+
 /*
  * An empty buffer points at this until it first grows (git's slopbuf):
  * so init allocates nothing, and detach need not allocate a new one.

@@ -492,8 +492,11 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_addr		 forced;
 	struct xfer		 x;
 	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
-	int64_t			*tried = NULL, wait_ms = 0;
-	int			 tries, r = 0, kind, outcome;
+	int64_t			*tried = NULL, *svc_tried = NULL, wait_ms = 0;
+	struct pw_service_ask	 ask;
+	struct pw_delegation	 dlg;
+	size_t			 ntried = 0, nsvc = 0;
+	int			 tries, r = 0, kind, outcome, delegate, path;
 	CURL			*h;
 	CURLcode		 rc;
 
@@ -517,22 +520,44 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
+	svc_tried = pw_xcalloc(tries, sizeof *svc_tried);
 	pk.secrets = 1;
 	pk.rate_retry_ms = &wait_ms;
 	if (pw_parse_rate(pw_config_get(ctx, "fetch.rate_per_proxy", NULL),
 	    &pk.rate_limit, &pk.rate_window_ms) != 0)
 		pk.rate_limit = 0;
+	delegate = o->proxy == NULL && pw_service_delegable(ctx, &pk);
+	res->delegated = delegate;
+	memset(&ask, 0, sizeof ask);
+	ask.target = o->url;
+	ask.region = pk.filter.region;
 	for (int t = 0; t < tries; t++) {
 		const struct pw_addr *a;
 		int64_t id = 0;
 		double total = 0, start = 0;
 		long status = 0;
 
+		path = PW_PATH_LOCAL;
 		if (o->proxy == NULL) {
 			pk.exclude = tried;
-			pk.nexclude = t;
-			if ((r = pw_pool_next(ctx, &pk, &p)) == PW_ERATE &&
-			    !o->no_wait) {
+			pk.nexclude = ntried;
+			ask.exclude = svc_tried;
+			ask.nexclude = nsvc;
+			if (delegate) {
+				r = pw_service_next(ctx, &ask, &pk, &p, &dlg);
+				path = dlg.path;
+				/*
+				 * Unavailable once, the service is not asked
+				 * again by this fetch: each ask may cost most
+				 * of a second.
+				 */
+				if (path == PW_PATH_FALLBACK) {
+					delegate = 0;
+					res->fallback_why = pw_xstrdup(dlg.why);
+				}
+			} else
+				r = pw_pool_next(ctx, &pk, &p);
+			if (r == PW_ERATE && !o->no_wait) {
 				/* Every proxy over fetch.rate_per_proxy. */
 				pw_log(PW_LOG_INFO, "waiting %.1f s for "
 				    "fetch.rate_per_proxy", wait_ms / 1000.0);
@@ -546,7 +571,11 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 					break;
 				goto out;
 			}
-			id = tried[t] = p.id;
+			id = p.id;
+			if (path == PW_PATH_SERVICE || path == PW_PATH_CACHE)
+				svc_tried[nsvc++] = id;
+			else
+				tried[ntried++] = id;
 			a = &p.addr;
 		} else
 			a = &forced;
@@ -602,7 +631,17 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		    total * 1000);
 		res->attempts[res->nattempts - 1].timed_out =
 		    rc == CURLE_OPERATION_TIMEDOUT;
-		if (id != 0) {
+		res->attempts[res->nattempts - 1].path = path;
+		res->path = path;
+		if (id != 0 && (path == PW_PATH_SERVICE ||
+		    path == PW_PATH_CACHE)) {
+			/* The service's proxy: the outcome is the service's. */
+			if (kind != PW_FAIL_TARGET && (r =
+			    pw_service_report(ctx, id, kind == PW_FAIL_NONE,
+			    kind == PW_FAIL_NONE ? start * 1000 : -1, kind ?
+			    errbuf : NULL)) != 0)
+				goto out;
+		} else if (id != 0) {
 			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :
 			    kind == PW_FAIL_PROXY ? PW_REPORT_FAIL :
 			    PW_REPORT_NEUTRAL;
@@ -655,6 +694,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 out:
 	free(shown);
 	free(tried);
+	free(svc_tried);
 	curl_slist_free_all(hl);
 	curl_easy_cleanup(h);
 	pw_addr_release(&forced);
@@ -672,5 +712,6 @@ pw_fetch_result_release(struct pw_fetch_result *res)
 	free(res->proxy);
 	free(res->url_effective);
 	free(res->content_type);
+	free(res->fallback_why);
 	memset(res, 0, sizeof *res);
 }

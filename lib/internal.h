@@ -192,6 +192,68 @@ int	 pw_store_evict(struct pw_store *st, int what, int64_t now,
 int	 pw_store_cache_stats(struct pw_store *st, int64_t now,
 	    struct pw_cache_stats *cs, struct pw_err *err);
 
+/* ----------------------------------------------------------- delegation */
+
+/* A circuit breaker of one service endpoint, as stored. */
+enum { PW_BREAKER_CLOSED, PW_BREAKER_OPEN, PW_BREAKER_HALF_OPEN };
+struct pw_breaker {
+	int	state;
+	int64_t	failures;	/* failed calls in a row */
+	int64_t	since_ms;	/* when it opened or went half-open */
+};
+/* An endpoint never seen reads as closed. */
+int	 pw_store_breaker_get(struct pw_store *st, const char *endpoint,
+	    struct pw_breaker *b, struct pw_err *err);
+int	 pw_store_breaker_put(struct pw_store *st, const char *endpoint,
+	    const struct pw_breaker *b, struct pw_err *err);
+/*
+ * Inside a transaction: make an endpoint's breaker half-open at now_ms
+ * when it opened (or went half-open) at or before older_ms; *won says
+ * whether this caller did, and so makes the one trial call.
+ */
+int	 pw_store_breaker_claim(struct pw_store *st, const char *endpoint,
+	    int64_t older_ms, int64_t now_ms, int *won, struct pw_err *err);
+
+/* A service's answer as cached; the full URL sealed when it has creds. */
+struct pw_svc_cached {
+	int64_t		 proxy_id;
+	char		*url;		/* without credentials */
+	unsigned char	*sealed;	/* full URL, or NULL */
+	size_t		 sealed_len;
+	char		*strategy;
+	char		*endpoint;
+	int64_t		 expires_at;	/* 0: invalidated */
+};
+int	 pw_store_svc_cache_get(struct pw_store *st, const char *key,
+	    struct pw_svc_cached *c, struct pw_err *err);
+int	 pw_store_svc_cache_put(struct pw_store *st, const char *key,
+	    const struct pw_svc_cached *c, struct pw_err *err);
+/* Invalidate every answer naming proxy_id; *n (may be NULL) how many. */
+int	 pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id,
+	    int64_t *n, struct pw_err *err);
+/* A proxy the service handed out, by URL (no creds) or, url NULL, id. */
+int	 pw_store_svc_cache_find(struct pw_store *st, const char *url,
+	    int64_t id, int64_t *proxy_id, struct pw_err *err);
+void	 pw_svc_cached_release(struct pw_svc_cached *c);
+
+/* Outcomes waiting in the outbox. */
+int	 pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
+	    int64_t max, int *added, int64_t *dropped, struct pw_err *err);
+/*
+ * Inside a transaction: lease the oldest limit outcomes no other flush
+ * holds at now_ms to this one until until_ms; *out is the caller's
+ * (pw_outcomes_free). Sent ones are deleted; release gives back the rest.
+ */
+int	 pw_store_outbox_claim(struct pw_store *st, size_t limit,
+	    int64_t now_ms, int64_t until_ms, struct pw_outcome **out,
+	    size_t *n, struct pw_err *err);
+int	 pw_store_outbox_release(struct pw_store *st,
+	    const struct pw_outcome *v, size_t n, struct pw_err *err);
+int	 pw_store_outbox_delete(struct pw_store *st,
+	    const struct pw_outcome *v, size_t n, struct pw_err *err);
+int	 pw_store_outbox_count(struct pw_store *st, int64_t *n,
+	    struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32

@@ -85,6 +85,8 @@ int	 pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 int	 pw_parse_double(const char *s, double min, double max, double *out);
 /* Parse "90", "90s", "15m", "2h", "7d" into seconds; 0 or PW_EUSAGE. */
 int	 pw_parse_duration(const char *s, int64_t *out);
+/* Parse "250ms", "0.5", "2s" (seconds unless "ms") into ms; 0 or PW_EUSAGE. */
+int	 pw_parse_ms(const char *s, int64_t *out);
 
 /*
  * Growable string: never NULL after pw_buf_init, always NUL-terminated.
@@ -219,6 +221,7 @@ struct pw_config_key {
 	const char	*type;		/* "int", "real", "duration", ... */
 	const char	*def;
 	const char	*help;
+	int		 secret;	/* list it as "***" when set */
 };
 /* The table of known keys, NULL-terminated by name. */
 const struct pw_config_key *pw_config_keys(void);
@@ -435,6 +438,7 @@ struct pw_attempt {
 	long		 status;	/* HTTP status, 0 when none */
 	double		 ms;
 	int		 timed_out;	/* the attempt ran out of time */
+	int		 path;		/* enum pw_path: who chose it */
 };
 
 struct pw_fetch_result {
@@ -449,6 +453,9 @@ struct pw_fetch_result {
 	long		 num_redirects;
 	char		*url_effective;
 	char		*content_type;
+	int		 delegated;	/* a service was configured */
+	int		 path;		/* enum pw_path of the last attempt */
+	char		*fallback_why;	/* why the service was not used */
 };
 
 /*
@@ -718,6 +725,13 @@ struct pw_cache_stats {
 	int64_t		 evictions[PW_EVICT_COUNT];
 	int64_t		 last_warm, last_health;	/* 0: never */
 	int64_t		 file_bytes;	/* state file and its WAL */
+	/* Delegation (see pw_service_next); all 0 without a service. */
+	int64_t		 svc_calls, svc_errors, svc_cache_hits,
+			 svc_fallbacks, svc_breaker_opened,
+			 svc_breaker_half_opened, svc_breaker_closed,
+			 svc_outbox_depth, svc_outbox_sent, svc_outbox_dropped;
+	/* As a service: requests and outcomes received. */
+	int64_t		 dlg_requests, dlg_feedback;
 };
 int	 pw_cache_stats(struct pw_ctx *ctx, struct pw_cache_stats *s);
 void	 pw_cache_stats_release(struct pw_cache_stats *s);
@@ -753,6 +767,107 @@ int	 pw_download(const char *const *urls, size_t n, size_t max_bytes,
 	    int64_t timeout_ms, int64_t connect_timeout_ms,
 	    struct pw_download *res);
 void	 pw_download_release(struct pw_download *d);
+
+/* -------------------------------------------------------------- service */
+
+/*
+ * Delegation: with service.endpoints set (and service.enabled), proxies
+ * are asked of a remote pw serve, which sees the outcomes of a whole
+ * fleet; the local pool stays the fallback, so that an outage of the
+ * service never stops a selection.
+ */
+enum pw_path { PW_PATH_LOCAL, PW_PATH_SERVICE, PW_PATH_CACHE,
+    PW_PATH_FALLBACK };
+/* "local", "service", "cache", "fallback". */
+const char *pw_path_name(int path);
+
+/* How a selection was made, for --json and verbose output. */
+struct pw_delegation {
+	int	 path;			/* enum pw_path */
+	char	 endpoint[256];		/* the service that chose; "" */
+	char	 strategy[64];		/* the service's strategy; "" */
+	char	 why[400];		/* why it fell back; "" */
+	int64_t	 ttl;			/* seconds the answer is reused */
+};
+
+/* Whether selection is delegated: service.endpoints set and enabled. */
+int	 pw_service_enabled(struct pw_ctx *ctx);
+/*
+ * Whether a selection as pk asks can go to the service: one is enabled
+ * and pk asks for nothing the service cannot honour (a strategy, plugin,
+ * session or filter other than the region).
+ */
+int	 pw_service_delegable(struct pw_ctx *ctx, const struct pw_pick *pk);
+
+/* What is asked of the service. Strings are borrowed for the call. */
+struct pw_service_ask {
+	const char	*target;	/* the URL the proxy is for, or NULL */
+	const char	*region;	/* or NULL */
+	const int64_t	*exclude;	/* the service's ids not to take */
+	size_t		 nexclude;
+};
+
+/*
+ * Choose a proxy through the service: a cached answer for (target's
+ * origin, connection type, region) while it lives, else the endpoints in
+ * order, each as its circuit breaker allows, with bounded retries; when
+ * none answers within BUDGET_MS (800 ms), the local pool with local
+ * (pw_pool_next), so that the call ends within a second. On the service
+ * and cache paths out->id is the service's id of the proxy and
+ * out->source "service". d says which path was taken (and why a
+ * fallback). Errors come only from the local path.
+ */
+int	 pw_service_next(struct pw_ctx *ctx, const struct pw_service_ask *ask,
+	    const struct pw_pick *local, struct pw_proxy *out,
+	    struct pw_delegation *d);
+
+/* An outcome waiting in the outbox. */
+struct pw_outcome {
+	int64_t	 id;		/* the outbox row */
+	int64_t	 proxy_id;	/* the service's id */
+	int	 success;
+	double	 latency_ms;	/* < 0: none */
+	char	*error;		/* or NULL */
+	int64_t	 ts_ms;
+};
+void	 pw_outcomes_free(struct pw_outcome *v, size_t n);
+
+/*
+ * The service's id of a proxy it handed out (by URL or id), or
+ * PW_ENOTFOUND when arg names none.
+ */
+int	 pw_service_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id);
+/*
+ * Queue the outcome of a request through the service's proxy_id for the
+ * service (never a network call); a failure also drops every cached
+ * answer naming that proxy. The outbox keeps service.outbox_max outcomes
+ * (the oldest go first) and the same outcome at the same millisecond
+ * once.
+ */
+int	 pw_service_report(struct pw_ctx *ctx, int64_t proxy_id, int ok,
+	    double latency_ms, const char *error);
+
+struct pw_flush_result {
+	int64_t	sent;		/* outcomes the service took */
+	int64_t	left;		/* still queued */
+};
+/*
+ * Send queued outcomes in batches for up to budget_ms; what is sent is
+ * removed. PW_EFAIL (with *fr filled) when no endpoint took them: they
+ * stay queued. PW_EUSAGE without a service.
+ */
+int	 pw_service_flush(struct pw_ctx *ctx, int64_t budget_ms,
+	    struct pw_flush_result *fr);
+
+/*
+ * pw serve's background flush: a thread with its own context on state
+ * that flushes the outbox every interval_ms while it has outcomes.
+ */
+struct pw_flusher;
+int	 pw_service_flusher_start(const char *state,
+	    const struct pw_config *cfg, int64_t interval_ms,
+	    struct pw_flusher **out, struct pw_err *err);
+void	 pw_service_flusher_stop(struct pw_flusher *f);
 
 /* ---------------------------------------------------------------- serve */
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ struct pw_store {
 	int64_t		 rl_pruned;	/* last prune of ratelimit */
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
+	sqlite3_stmt	*svc[8];	/* delegation's, by enum svc_stmt */
 };
 
 /* Rows per statement of pw_store_proxy_insert_many. */
@@ -228,7 +230,34 @@ static const char *const migrations[] = {
 	 */
 	"CREATE TABLE ratelimit (key TEXT PRIMARY KEY,"
 	"  win INTEGER NOT NULL, cur INTEGER NOT NULL, prev INTEGER NOT NULL,"
-	"  window_ms INTEGER NOT NULL) WITHOUT ROWID;",
+	"  window_ms INTEGER NOT NULL) WITHOUT ROWID;"
+	/*
+	 * Delegation to a remote pw serve (service.c): each endpoint's
+	 * circuit breaker, the answers it gave, and the outcomes it is yet
+	 * to be told, so that they hold across short processes.
+	 */
+	"CREATE TABLE breakers (endpoint TEXT PRIMARY KEY,"
+	"  state INTEGER NOT NULL DEFAULT 0,"
+	"  failures INTEGER NOT NULL DEFAULT 0,"
+	"  since_ms INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE service_cache (key TEXT PRIMARY KEY,"
+	"  proxy_id INTEGER NOT NULL,"
+	"  url TEXT NOT NULL,"
+	"  sealed BLOB,"
+	"  strategy TEXT,"
+	"  endpoint TEXT NOT NULL,"
+	"  expires_at INTEGER NOT NULL);"
+	"CREATE INDEX service_cache_proxy ON service_cache(proxy_id);"
+	"CREATE INDEX service_cache_url ON service_cache(url);"
+	"CREATE TABLE feedback_outbox ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  proxy_id INTEGER NOT NULL,"
+	"  success INTEGER NOT NULL,"
+	"  latency_ms REAL,"
+	"  error TEXT,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER,"	/* being sent by a flush until then */
+	"  UNIQUE (proxy_id, success, ts_ms));",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -588,6 +617,8 @@ pw_store_close(struct pw_store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->many);
+	for (int i = 0; i < 8; i++)
+		sqlite3_finalize(st->svc[i]);
 	if (!st->in_txn)
 		wal_trim(st);
 	sqlite3_close(st->db);
@@ -1564,6 +1595,35 @@ stat_source(void *arg, const char *name, int64_t n)
 	cs->by_source[cs->nsources++].n = n;
 }
 
+/* The delegation counters (service.c, delegate.c). */
+static void
+stat_service(struct pw_cache_stats *cs, const char *name, int64_t n)
+{
+	static const struct {
+		const char	*name;
+		size_t		 off;
+	} m[] = {
+#define M(n, f) { n, offsetof(struct pw_cache_stats, f) }
+		M("service.calls", svc_calls),
+		M("service.errors", svc_errors),
+		M("service.cache_hits", svc_cache_hits),
+		M("service.fallbacks", svc_fallbacks),
+		M("service.breaker.opened", svc_breaker_opened),
+		M("service.breaker.half_opened", svc_breaker_half_opened),
+		M("service.breaker.closed", svc_breaker_closed),
+		M("service.outbox.depth", svc_outbox_depth),
+		M("service.outbox.sent", svc_outbox_sent),
+		M("service.outbox.dropped", svc_outbox_dropped),
+		M("delegate.requests", dlg_requests),
+		M("delegate.feedback", dlg_feedback),
+#undef M
+	};
+
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+		if (strcmp(name, m[i].name) == 0)
+			*(int64_t *)((char *)cs + m[i].off) = n;
+}
+
 static void
 stat_one(void *arg, const char *name, int64_t n)
 {
@@ -1588,6 +1648,9 @@ stat_one(void *arg, const char *name, int64_t n)
 	for (int i = 0; i < PW_EVICT_COUNT; i++)
 		if (strcmp(name, ev[i]) == 0)
 			cs->evictions[i] = n;
+	if (strncmp(name, "service.", 8) == 0 ||
+	    strncmp(name, "delegate.", 9) == 0)
+		stat_service(cs, name, n);
 }
 
 int
@@ -1609,7 +1672,9 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 	    (r = each_pair(st, "SELECT name, value FROM stats", now, stat_one,
 	    cs, err)) != 0 ||
 	    (r = each_pair(st, "SELECT key, value FROM meta WHERE key IN "
-	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0) {
+	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT 'service.outbox.depth', count(*) "
+	    "FROM feedback_outbox", now, stat_one, cs, err)) != 0) {
 		pw_store_rollback(st);
 		return r;
 	}
@@ -1719,6 +1784,363 @@ pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 		*max = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
+/* --------------------------------------------------------- delegation */
+
+enum svc_stmt { V_BRK_GET, V_BRK_PUT, V_BRK_CLAIM, V_CACHE_GET, V_CACHE_PUT,
+    V_CACHE_DROP, V_OUTBOX_ADD, V_COUNT };
+
+static const char *const svc_sql[V_COUNT] = {
+	[V_BRK_GET] = "SELECT state, failures, since_ms FROM breakers "
+	    "WHERE endpoint = ?1",
+	[V_BRK_PUT] = "INSERT INTO breakers(endpoint, state, failures, "
+	    "since_ms) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(endpoint) DO UPDATE "
+	    "SET state = ?2, failures = ?3, since_ms = ?4",
+	/*
+	 * One process wins the trial call: the breaker open for long
+	 * enough, or half-open for so long that its trial must have died.
+	 */
+	[V_BRK_CLAIM] = "UPDATE breakers SET state = 2, since_ms = ?3 "
+	    "WHERE endpoint = ?1 AND state != 0 AND since_ms <= ?2",
+	[V_CACHE_GET] = "SELECT proxy_id, url, sealed, strategy, endpoint, "
+	    "expires_at FROM service_cache WHERE key = ?1",
+	[V_CACHE_PUT] = "INSERT INTO service_cache(key, proxy_id, url, "
+	    "sealed, strategy, endpoint, expires_at) "
+	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET "
+	    "proxy_id = ?2, url = ?3, sealed = ?4, strategy = ?5, "
+	    "endpoint = ?6, expires_at = ?7",
+	/* Kept, not deleted: pw pool report still knows whose it was. */
+	[V_CACHE_DROP] = "UPDATE service_cache SET expires_at = 0 "
+	    "WHERE proxy_id = ?1 AND expires_at != 0",
+	[V_OUTBOX_ADD] = "INSERT OR IGNORE INTO feedback_outbox(proxy_id, "
+	    "success, latency_ms, error, ts_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+};
+
+static sqlite3_stmt *
+svc_get(struct pw_store *st, enum svc_stmt id, struct pw_err *err)
+{
+	int	rc;
+
+	if (st->svc[id] == NULL) {
+		rc = sqlite3_prepare_v3(st->db, svc_sql[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &st->svc[id], NULL);
+		if (rc != SQLITE_OK) {
+			db_fail(st, rc, err, "prepare");
+			return NULL;
+		}
+	}
+	return st->svc[id];
+}
+
+int
+pw_store_breaker_get(struct pw_store *st, const char *endpoint,
+    struct pw_breaker *b, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = svc_get(st, V_BRK_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	memset(b, 0, sizeof *b);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		b->state = sqlite3_column_int(s, 0);
+		b->failures = sqlite3_column_int64(s, 1);
+		b->since_ms = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read breaker");
+	return 0;
+}
+
+int
+pw_store_breaker_put(struct pw_store *st, const char *endpoint,
+    const struct pw_breaker *b, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = svc_get(st, V_BRK_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, b->state);
+	sqlite3_bind_int64(s, 3, b->failures);
+	sqlite3_bind_int64(s, 4, b->since_ms);
+	return step_done(st, s, err, "write breaker");
+}
+
+int
+pw_store_breaker_claim(struct pw_store *st, const char *endpoint,
+    int64_t older_ms, int64_t now_ms, int *won, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((s = svc_get(st, V_BRK_CLAIM, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, older_ms);
+	sqlite3_bind_int64(s, 3, now_ms);
+	if ((r = step_done(st, s, err, "write breaker")) == 0)
+		*won = sqlite3_changes(st->db) == 1;
+	return r;
+}
+
+static char *
+dup_text(sqlite3_stmt *s, int i)
+{
+	const char	*t = col_text(s, i);
+
+	return t != NULL ? pw_xstrdup(t) : NULL;
+}
+
+int
+pw_store_svc_cache_get(struct pw_store *st, const char *key,
+    struct pw_svc_cached *c, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	if ((s = svc_get(st, V_CACHE_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(c, 0, sizeof *c);
+		c->proxy_id = sqlite3_column_int64(s, 0);
+		c->url = dup_text(s, 1);
+		if (sqlite3_column_type(s, 2) == SQLITE_BLOB) {
+			c->sealed_len = sqlite3_column_bytes(s, 2);
+			c->sealed = pw_xmalloc(c->sealed_len);
+			memcpy(c->sealed, sqlite3_column_blob(s, 2),
+			    c->sealed_len);
+		}
+		c->strategy = dup_text(s, 3);
+		c->endpoint = dup_text(s, 4);
+		c->expires_at = sqlite3_column_int64(s, 5);
+	} else if (rc == SQLITE_DONE)
+		r = PW_ENOTFOUND;
+	else
+		r = db_fail(st, rc, err, "read service cache");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+int
+pw_store_svc_cache_put(struct pw_store *st, const char *key,
+    const struct pw_svc_cached *c, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = svc_get(st, V_CACHE_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, c->proxy_id);
+	sqlite3_bind_text(s, 3, c->url, -1, SQLITE_STATIC);
+	if (c->sealed != NULL)
+		sqlite3_bind_blob(s, 4, c->sealed, (int)c->sealed_len,
+		    SQLITE_STATIC);
+	bind_opt_text(s, 5, c->strategy);
+	sqlite3_bind_text(s, 6, c->endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, c->expires_at);
+	return step_done(st, s, err, "write service cache");
+}
+
+int
+pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id, int64_t *n,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((s = svc_get(st, V_CACHE_DROP, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, proxy_id);
+	if ((r = step_done(st, s, err, "write service cache")) == 0 &&
+	    n != NULL)
+		*n = sqlite3_changes(st->db);
+	return r;
+}
+
+int
+pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
+    int64_t *proxy_id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = PW_ENOTFOUND;
+
+	rc = sqlite3_prepare_v2(st->db, url != NULL ?
+	    "SELECT proxy_id FROM service_cache WHERE url = ?1 LIMIT 1" :
+	    "SELECT proxy_id FROM service_cache WHERE proxy_id = ?2 LIMIT 1",
+	    -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read service cache");
+	if (url != NULL)
+		sqlite3_bind_text(s, 1, url, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 2, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*proxy_id = sqlite3_column_int64(s, 0);
+		r = 0;
+	} else if (rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "read service cache");
+	sqlite3_finalize(s);
+	return r;
+}
+
+void
+pw_svc_cached_release(struct pw_svc_cached *c)
+{
+	free(c->url);
+	free(c->sealed);
+	free(c->strategy);
+	free(c->endpoint);
+	memset(c, 0, sizeof *c);
+}
+
+int
+pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
+    int64_t max, int *added, int64_t *dropped, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int64_t		 n = 0;
+	int		 r;
+
+	if ((s = svc_get(st, V_OUTBOX_ADD, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, o->proxy_id);
+	sqlite3_bind_int(s, 2, o->success != 0);
+	if (o->latency_ms >= 0)
+		sqlite3_bind_double(s, 3, o->latency_ms);
+	bind_opt_text(s, 4, o->error);
+	sqlite3_bind_int64(s, 5, o->ts_ms);
+	if ((r = step_done(st, s, err, "write outbox")) != 0)
+		return r;
+	*added = sqlite3_changes(st->db) == 1;
+	*dropped = 0;
+	if (!*added)
+		return 0;
+	/* Bounded: past max, the oldest outcomes go. */
+	if ((r = pragma_int(st, "SELECT count(*) FROM feedback_outbox", &n,
+	    err)) != 0)
+		return r;
+	if (n > max) {
+		char	sql[160];
+
+		snprintf(sql, sizeof sql, "DELETE FROM feedback_outbox WHERE "
+		    "id IN (SELECT id FROM feedback_outbox ORDER BY id "
+		    "LIMIT %lld)", (long long)(n - max));
+		if ((r = exec_sql(st, sql, err)) != 0)
+			return r;
+		*dropped = n - max;
+	}
+	return 0;
+}
+
+static int
+cmp_outcome(const void *a, const void *b)
+{
+	int64_t	x = ((const struct pw_outcome *)a)->id;
+	int64_t	y = ((const struct pw_outcome *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
+int
+pw_store_outbox_claim(struct pw_store *st, size_t limit, int64_t now_ms,
+    int64_t until_ms, struct pw_outcome **out, size_t *n, struct pw_err *err)
+{
+	sqlite3_stmt		*s;
+	struct pw_outcome	*v = NULL;
+	size_t			 k = 0;
+	int			 rc;
+
+	/* Oldest first; one statement, so two flushes never share one. */
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = ?3 WHERE id IN (SELECT id FROM feedback_outbox "
+	    "WHERE coalesce(lease_until, 0) <= ?2 ORDER BY id LIMIT ?1) "
+	    "RETURNING id, proxy_id, success, latency_ms, error, ts_ms", -1,
+	    &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read outbox");
+	sqlite3_bind_int64(s, 1, (int64_t)limit);
+	sqlite3_bind_int64(s, 2, now_ms);
+	sqlite3_bind_int64(s, 3, until_ms);
+	v = pw_xcalloc(limit ? limit : 1, sizeof *v);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && k < limit) {
+		v[k].id = sqlite3_column_int64(s, 0);
+		v[k].proxy_id = sqlite3_column_int64(s, 1);
+		v[k].success = sqlite3_column_int(s, 2);
+		v[k].latency_ms = col_real(s, 3);
+		v[k].error = dup_text(s, 4);
+		v[k].ts_ms = sqlite3_column_int64(s, 5);
+		k++;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		pw_outcomes_free(v, k);
+		return db_fail(st, rc, err, "read outbox");
+	}
+	/* RETURNING promises no order: the service hears them in order. */
+	qsort(v, k, sizeof *v, cmp_outcome);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+void
+pw_outcomes_free(struct pw_outcome *v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++)
+		free(v[i].error);
+	free(v);
+}
+
+int
+pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "DELETE FROM feedback_outbox "
+	    "WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "write outbox");
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_int64(s, 1, v[i].id);
+		r = step_done(st, s, err, "write outbox");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_outbox_release(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = NULL WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "write outbox");
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_int64(s, 1, v[i].id);
+		r = step_done(st, s, err, "write outbox");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_outbox_count(struct pw_store *st, int64_t *n, struct pw_err *err)
+{
+	*n = 0;
+	return pragma_int(st, "SELECT count(*) FROM feedback_outbox", n, err);
 }
 
 /* ---------------------------------------------------------- ratelimit */

@@ -114,7 +114,7 @@ field() {
 	done
 	run -0 --separate-stderr pw pool report -h
 	is "${lines[0]}" \
-	    "usage: pw pool report ID|URL --ok|--fail [--latency-ms MS]"
+	    "usage: pw pool report ID|URL ok|fail [--latency MS]"
 	run -0 --separate-stderr pw pool sessions -h
 	is "${lines[0]}" "usage: pw pool sessions [options]"
 }
@@ -694,9 +694,9 @@ measured() {
 		is "$stderr" "pw: pool report: --latency-ms: '$ms': want milliseconds from 0 to 3600000"
 	done
 	run -2 --separate-stderr pw pool report --ok
-	is "$stderr" "pw: pool report: missing argument (usage: pw pool report ID|URL --ok|--fail [--latency-ms MS])"
-	run -2 --separate-stderr pw pool report 1 2 --ok
-	is "$stderr" "pw: pool report: unexpected argument '2' (usage: pw pool report ID|URL --ok|--fail [--latency-ms MS])"
+	is "$stderr" "pw: pool report: missing argument (usage: pw pool report ID|URL ok|fail [--latency MS])"
+	run -2 --separate-stderr pw pool report 1 ok 2
+	is "$stderr" "pw: pool report: unexpected argument '2' (usage: pw pool report ID|URL ok|fail [--latency MS])"
 	run -1 --separate-stderr pw pool report 9 --ok
 	is "$stderr" "pw: pool report: 9: no such proxy"
 	run -1 --separate-stderr pw pool report 0 --fail

@@ -141,6 +141,7 @@ command_paths() {
 	    "  clear       remove every proxy" \
 	    "  next        choose a proxy and print its URL" \
 	    "  report      record how a request through a proxy went" \
+	    "  flush       send the outcomes queued for the service" \
 	    "  sessions    list live sticky sessions" "" \
 	    "See 'pw help pool VERB' for one verb.")"
 	is "$stderr" ""
