@@ -283,6 +283,9 @@ db_fail(struct pw_store *st, int rc, struct pw_err *err, const char *what)
 	case SQLITE_FULL:
 		return pw_failf(err, PW_ESTATE, "%s: disk full", st->path);
 	case SQLITE_CANTOPEN:
+		/* What the system said is clearer than SQLite's words. */
+		if (st->db != NULL && sqlite3_system_errno(st->db) != 0)
+			msg = strerror(sqlite3_system_errno(st->db));
 		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s",
 		    st->path, msg);
 	case SQLITE_BUSY:
@@ -359,26 +362,33 @@ pragma_int3(struct pw_store *st, const char *sql, int64_t *a, int64_t *b,
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read");
 }
 
-/* A non-empty file must start with the SQLite header, or it is not ours. */
+/*
+ * Whether the file is an SQLite database (1), empty (0), or neither (an
+ * error), read through SQLite's own handle, before SQLite reads it: to
+ * open and close the file here would drop every lock this process holds
+ * on it (POSIX locks belong to the process, not to the descriptor), under
+ * the feet of its other connections -- pw serve's threads.
+ */
 static int
-check_header(const char *path, struct pw_err *err)
+check_header(struct pw_store *st, struct pw_err *err)
 {
-	static const char	magic[16] = "SQLite format 3";
-	char			buf[16];
-	ssize_t			n;
-	int			fd;
+	static const char	 magic[16] = "SQLite format 3";
+	sqlite3_file		*f = NULL;
+	sqlite3_int64		 size = 0;
+	char			 buf[16];
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
-		    strerror(errno));
-	}
-	n = read(fd, buf, sizeof buf);
-	close(fd);
-	if (n == 0)
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_FILE_POINTER,
+	    &f) != SQLITE_OK || f == NULL || f->pMethods == NULL ||
+	    f->pMethods->xFileSize(f, &size) != SQLITE_OK)
+		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s",
+		    st->path, strerror(errno));
+	if (size == 0)
 		return 0;
-	if (n != (ssize_t)sizeof buf || memcmp(buf, magic, sizeof buf) != 0)
+	if (size < (sqlite3_int64)sizeof buf ||
+	    f->pMethods->xRead(f, buf, sizeof buf, 0) != SQLITE_OK ||
+	    memcmp(buf, magic, sizeof buf) != 0)
 		return pw_failf(err, PW_ESTATE, "%s: not a pw state file (not "
-		    "an SQLite database)", path);
+		    "an SQLite database)", st->path);
 	return 1;
 }
 
@@ -549,8 +559,11 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		if (fd >= 0)
 			close(fd);
 	}
-	if ((r = check_header(path, err)) < 0)
+	if (access(path, R_OK) != 0) {
+		r = pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
+		    strerror(errno));
 		goto fail;
+	}
 	writable = access(path, W_OK) == 0;
 	if (mode == PW_OPEN_RW && !writable) {
 		r = pw_failf(err, PW_ESTATE, "%s: state file is read-only",
@@ -566,6 +579,8 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		r = db_fail(st, r, err, "open");
 		goto fail;
 	}
+	if ((r = check_header(st, err)) < 0)
+		goto fail;
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
 	if ((r = check_schema(st, writable, err)) != 0)
