@@ -43,8 +43,8 @@ endif
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
 LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd api
-CMD		= pw args out pool config fetch health cache serve
+		  health ingest cache download httpd auth ssrf api
+CMD		= pw args out pool config fetch health cache serve keys
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)

@@ -12,7 +12,7 @@
 #include "internal.h"
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS };
+    T_STRATEGY, T_URLS, T_ORIGINS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -77,6 +77,13 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "serve.require_auth", T_BOOL, "false", 0, 0, NULL,
+	  "pw serve asks for an API key even when none exists" },
+	{ "serve.allow_private_targets", T_BOOL, "false", 0, 0, NULL,
+	  "POST /api/v1/request may fetch loopback and private addresses" },
+	{ "serve.cors_origins", T_ORIGINS, "", 0, 0, NULL,
+	  "origins browsers may call pw serve from, space-separated "
+	  "(* for any)" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -90,7 +97,7 @@ static struct pw_config_key pub[NKEYS + 1];
 static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
-	[T_STRATEGY] = "enum", [T_URLS] = "string",
+	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_ORIGINS] = "string",
 };
 
 const struct pw_config_key *
@@ -150,6 +157,40 @@ urls_ok(const char *v)
 		if (!(n > 7 && strncasecmp(v, "http://", 7) == 0) &&
 		    !(n > 8 && strncasecmp(v, "https://", 8) == 0))
 			return 0;
+		v += n;
+	}
+	return 1;
+}
+
+/*
+ * Is every word of v "*" or an origin, scheme://host[:port] of http or
+ * https without a path (or v empty)? The first bad word goes to bad.
+ */
+static int
+origins_ok(const char *v, const char **bad, size_t *badlen)
+{
+	size_t		 n;
+	const char	*h;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		*bad = v;
+		*badlen = n;
+		if (n == 1 && *v == '*') {
+			v += n;
+			continue;
+		}
+		if (n > 7 && strncasecmp(v, "http://", 7) == 0)
+			h = v + 7;
+		else if (n > 8 && strncasecmp(v, "https://", 8) == 0)
+			h = v + 8;
+		else
+			return 0;
+		for (; h < v + n; h++)
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' &&
+			    *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+			    strchr("-.:[]", *h) != NULL))
+				return 0;
 		v += n;
 	}
 	return 1;
@@ -222,6 +263,18 @@ check_value(const struct key *k, const char *v, char **canon,
 		}
 		return pw_failf(err, PW_EUSAGE, "%s: '%s': want true or false",
 		    k->name, v);
+	case T_ORIGINS: {
+		const char *bad = v;
+		size_t badlen = 0;
+
+		if (!origins_ok(v, &bad, &badlen))
+			return pw_failf(err, PW_EUSAGE, "%s: '%.*s': want "
+			    "origins like https://app.example:8443 (scheme, "
+			    "host and port, no path) or *, separated by "
+			    "spaces", k->name, (int)(badlen > 200 ? 200 :
+			    badlen), bad);
+	}
+		/* FALLTHROUGH */
 	case T_STRING:
 	case T_URLS:
 		for (const char *p = v; *p; p++)
