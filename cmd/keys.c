@@ -70,8 +70,8 @@ keys_rm(struct pw_cmdctx *cc)
 }
 
 static const struct pw_opt add_optv[] = {
-	{ "tier", 't', "TIER", 0, "the key's rate-limit tier (default: the tier named "
-	  "default)" },
+	{ "tier", 't', "TIER", 0, "the key's rate-limit tier (default: the "
+	  "tier named default)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 

@@ -334,6 +334,19 @@ run_dump(void)
 	return 0;
 }
 
+/* "pw __routes": the router of pw serve, for the OpenAPI check. */
+static int
+run_routes(void)
+{
+	const char	*path, *method;
+	int		 open;
+
+	for (size_t i = 0; (path = pw_serve_route(i, &method, &open)) != NULL;
+	    i++)
+		printf("%s\t%s\t%s\n", method, path, open ? "open" : "key");
+	return 0;
+}
+
 struct globals {
 	char		**configs;
 	int		  nconfigs;
@@ -541,6 +554,10 @@ main(int argc, char **argv)
 	if (!strcmp(argv[i], "__dump")) {
 		free(g.configs);
 		return run_dump();
+	}
+	if (!strcmp(argv[i], "__routes")) {
+		free(g.configs);
+		return run_routes();
 	}
 	if ((c = lookup(commands, argv[i], "command")) == NULL) {
 		free(g.configs);

@@ -25,7 +25,11 @@ serve(struct pw_cmdctx *cc)
 		return r;
 	o.listen = arg_get(cc->args, "listen");
 	o.insecure = arg_has(cc->args, "insecure");
-	o.allow_private = arg_has(cc->args, "allow-private");
+	/* The flag is the setting, at a command flag's precedence. */
+	if (arg_has(cc->args, "allow-private") &&
+	    (r = pw_config_set_flag(cc->ctx->cfg,
+	    "serve.allow_private_targets", "true", &cc->ctx->err)) != 0)
+		return r;
 	o.threads = (unsigned int)threads;
 	o.log_requests = cc->verbose > 0;
 	/*

@@ -312,6 +312,18 @@ int	 pw_addr_forbidden(int c, int allow_private);
  */
 int	 pw_ssrf_check(const char *url, int allow_private, struct pw_err *err);
 
+/* --------------------------------------------------------------- assets */
+
+/* share/openapi.json and share/docs.*, built in (lib/assets.c). */
+extern const char	pw_asset_openapi[];
+extern const size_t	pw_asset_openapi_len;
+extern const char	pw_asset_docs_html[];
+extern const size_t	pw_asset_docs_html_len;
+extern const char	pw_asset_docs_js[];
+extern const size_t	pw_asset_docs_js_len;
+extern const char	pw_asset_docs_css[];
+extern const size_t	pw_asset_docs_css_len;
+
 /* ---------------------------------------------------------------- utils */
 
 int	 pw_mkdirs(const char *dir, int mode, struct pw_err *err);

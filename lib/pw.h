@@ -753,7 +753,6 @@ struct pw_server;
 struct pw_serve_opts {
 	const char	*listen;	/* "HOST:PORT"; NULL: serve.listen */
 	int		 insecure;	/* may listen on a non-loopback one */
-	int		 allow_private;	/* targets may be private addresses */
 	unsigned int	 threads;	/* 0: two per core, at least 4 */
 	size_t		 body_max;	/* request bodies; 0: 1 MiB */
 	int		 log_requests;	/* one PW_LOG_INFO line per request */
@@ -813,6 +812,12 @@ void	 pw_secret_free(char *s);
  */
 int	 pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    const struct pw_serve_opts *o, struct pw_server **out);
+/*
+ * Route i of the server's router (from 0): its path ("{id}" for a proxy
+ * id), method and whether it is open without an API key; NULL after the
+ * last. For the check that the OpenAPI document describes every route.
+ */
+const char *pw_serve_route(size_t i, const char **method, int *open);
 /* The address the server listens on ("127.0.0.1:8000"); borrowed. */
 const char *pw_serve_address(const struct pw_server *s);
 /*
