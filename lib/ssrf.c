@@ -193,13 +193,15 @@ pw_ssrf_check(const char *url, int allow_private, struct pw_err *err)
 		} else
 			continue;
 		if (pw_addr_forbidden(c, allow_private)) {
+			const char *name = pw_addr_class_name(c);
+			const char *a = strchr("aeiou", *name) ? "an" : "a";
+
 			if (strcmp(host, shown) == 0)
-				pw_failf(err, PW_EFAIL, "%s is a %s "
-				    "address", host, pw_addr_class_name(c));
+				pw_failf(err, PW_EFAIL, "%s is %s %s address",
+				    host, a, name);
 			else
-				pw_failf(err, PW_EFAIL, "%s resolves to "
-				    "%s, a %s address", host, shown,
-				    pw_addr_class_name(c));
+				pw_failf(err, PW_EFAIL, "%s resolves to %s, "
+				    "%s %s address", host, shown, a, name);
 			freeaddrinfo(ai);
 			return 1;
 		}
