@@ -2170,11 +2170,20 @@ static int (*const pipeline[])(struct req *) = {
 static void
 run(struct req *q)
 {
-	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++)
+	char	ctx[sizeof q->rid + 8];
+
+	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++) {
 		if (pipeline[i](q) != 0 || q->replied)
 			break;
+		/* What lib logs for this request names it. */
+		if (pipeline[i] == step_request_id) {
+			snprintf(ctx, sizeof ctx, "serve: %s", q->rid);
+			pw_log_context(ctx);
+		}
+	}
 	if (!q->replied)
 		fail(q, 500, "INTERNAL_ERROR", NULL, "no response");
+	pw_log_context(NULL);
 }
 
 /* ---------------------------------------------------------- the daemon */

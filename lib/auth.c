@@ -81,11 +81,24 @@ out:
 	return r;
 }
 
+static int
+named(void *arg, const struct pw_store_key *k)
+{
+	return strcmp(k->name, arg) == 0 ? 1 : 0;
+}
+
 int
 pw_apikey_remove(struct pw_ctx *ctx, const char *name)
 {
 	int	r;
 
+	/* Look before the transaction, which would make a missing file. */
+	r = pw_store_key_each(ctx->store, named, (void *)name, &ctx->err);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return pw_failf(&ctx->err, PW_ENOTFOUND, "'%.80s': no such "
+		    "key", name);
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	r = pw_store_key_delete(ctx->store, name, &ctx->err);

@@ -60,6 +60,11 @@ void	pw_err_clear(struct pw_err *err);
 enum pw_log_level { PW_LOG_ERROR, PW_LOG_WARN, PW_LOG_INFO, PW_LOG_DEBUG };
 typedef void pw_log_fn(void *arg, int level, const char *msg);
 void	pw_log_set(pw_log_fn *fn, void *arg, int max_level);
+/*
+ * Put ctx (borrowed until it is set again; NULL: nothing) and ": " before
+ * every message this thread logs from now on: pw serve names the request.
+ */
+void	pw_log_context(const char *ctx);
 void	pw_log(int level, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 

@@ -60,16 +60,11 @@ paths() {
 	dump | awk -F'\t' '$1 == "command" { print $2 }'
 }
 
-# leaf_paths: the command paths that run (have no verbs below them).
+# leaf_paths: the command paths that run: those with options (every one
+# that runs has --help), whether or not verbs are below them (pw serve).
 leaf_paths() {
-	local p
-	if [ ! -e "$DOCS_CACHE/leaves" ]; then
-		while IFS= read -r p; do
-			[ -z "$(children "$p")" ] && echo "$p"
-		done < <(paths) >"$DOCS_CACHE/leaves.$$"
-		mv "$DOCS_CACHE/leaves.$$" "$DOCS_CACHE/leaves"
-	fi
-	cat "$DOCS_CACHE/leaves"
+	dump | awk -F'\t' '$1 == "option" && $2 != "" && !seen[$2]++ {
+	    print $2 }'
 }
 
 # options PATH: "long|short|arg" of each option of PATH ("" for the
@@ -244,8 +239,9 @@ documents() {
 	for c in $(children ""); do
 		[ -n "$(children "$c")" ] || continue
 		titles=$(section "$MAN/pw-$c.1" VERBS | sed -n 's/^\.SS //p')
+		# verbs of verbs (pw serve keys add) have subsections each
 		same "$(echo "$titles" | awk -v c="$c" \
-		    '$1 == "pw" && $2 == c { print $3 }' | LC_ALL=C sort)" \
+		    '$1 == "pw" && $2 == c { print $3 }' | LC_ALL=C sort -u)" \
 		    "$(children "$c")"
 		same "$(echo "$titles" | awk -v c="$c" \
 		    '!($1 == "pw" && $2 == c)')" ""

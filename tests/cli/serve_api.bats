@@ -296,14 +296,19 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	post /api/v1/proxies '{"url": "http://alice:s3cret@10.0.0.1:3128"}' \
 	    -H "Authorization: Bearer $key" -H 'X-Request-ID: creds'
 	is "$STATUS" 201
+	# what lib logs during a request names it too
+	api GET /api/v1/proxies/next -H "X-API-Key: $key" -H 'X-Request-ID: pick-1'
+	is "$STATUS" 200
 	sleep 0.2
+	grep -q '^pw: serve: pick-1: round-robin: proxy 1$' "$SERVE_LOG"
 	grep -q '^pw: serve: with-key GET /api/v1/proxies 200 [0-9]*ms key=ci-bot$' "$SERVE_LOG"
 	grep -q '^pw: serve: bad-key GET /api/v1/proxies 401 [0-9]*ms$' "$SERVE_LOG"
 	grep -q '^pw: serve: creds POST /api/v1/proxies 201 [0-9]*ms key=ci-bot$' "$SERVE_LOG"
 	! grep -q "${key#pw_}" "$SERVE_LOG"
 	! grep -q 's3cret' "$SERVE_LOG"
 	# every line after the first names its request
-	is "$(tail -n +2 "$SERVE_LOG" | grep -cv '^pw: serve: [a-z-]* ')" 0
+	is "$(tail -n +2 "$SERVE_LOG" | grep -cv '^pw: serve: [a-z0-9-]*[: ]')" 0
+	[ "$(wc -l <"$SERVE_LOG")" -ge 6 ]
 	! grep -qa "${key#pw_}" "$PW_STATE" "$PW_STATE-wal"
 }
 
