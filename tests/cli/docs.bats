@@ -723,3 +723,32 @@ fres() {
 	same "$(fres 8)" "$(words --scheme=socks4 --scheme=socks4a \
 	    --scheme=socks5 --scheme=socks5h)"
 }
+
+@test "bash, zsh and fish: verbs of verbs (pw serve keys), and a command that runs itself too" {
+	run -0 bash_complete pw serve ''
+	same "$output" keys
+	run -0 bash_complete pw serve keys ''
+	same "$output" "$(words add ls rm)"
+	run -0 bash_complete pw serve k r
+	same "$output" rm
+	run -0 bash_complete pw serve --
+	same "$output" "$(longs serve)"
+	run -0 bash_complete pw serve keys add --
+	same "$output" "$(longs "serve keys add")"
+	run -0 bash_complete pw serve keys -
+	same "$output" --help
+	run -0 bash_complete pw help serve ''
+	same "$output" keys
+	zsh_complete 'pw serve ' 'pw serve keys ' 'pw serve --' \
+	    'pw serve keys add --'
+	same "$(zres 1)" keys
+	same "$(zres 2)" "$(words add ls rm)"
+	same "$(zres 3)" "$(longs serve)"
+	same "$(zres 4)" "$(longs "serve keys add")"
+	fish_complete 'pw serve ' 'pw serve keys ' 'pw serve --' \
+	    'pw serve keys add --'
+	same "$(fres 1)" keys
+	same "$(fres 2)" "$(words add ls rm)"
+	same "$(fres 3)" "$(longs serve)"
+	same "$(fres 4)" "$(longs "serve keys add")"
+}
