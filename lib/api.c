@@ -1176,7 +1176,7 @@ h_request(struct req *q)
 	char			**hdrs = NULL, ccode[3], *cur = NULL, *next;
 	cJSON			*jh, *d, *it, *rh = NULL, *list = NULL;
 	size_t			 nh = 0, tries = 0;
-	int64_t			 t0;
+	int64_t			 t0, total_ms, connect_ms;
 	int			 r, set, follow, hops = 0;
 	double			 timeout;
 
@@ -1254,12 +1254,9 @@ h_request(struct req *q)
 		o.body_len = strlen(body);
 		o.has_body = 1;
 	}
-	o.timeout_ms = set ? (int64_t)(timeout * 1000) :
+	total_ms = set ? (int64_t)(timeout * 1000) :
 	    pw_config_int(q->ctx, "fetch.timeout") * 1000;
-	o.connect_timeout_ms = pw_config_int(q->ctx, "fetch.connect_timeout") *
-	    1000;
-	if (o.connect_timeout_ms > o.timeout_ms)
-		o.connect_timeout_ms = o.timeout_ms;
+	connect_ms = pw_config_int(q->ctx, "fetch.connect_timeout") * 1000;
 	o.on_header = sink_header;
 	o.on_body = sink_body;
 	o.arg = &sk;
@@ -1275,6 +1272,16 @@ h_request(struct req *q)
 			r = 0;
 			goto out;
 		}
+		/* The timeout is the whole request's, redirects and all. */
+		o.timeout_ms = total_ms - (pw_mono_ms() - t0);
+		if (o.timeout_ms <= 0) {
+			r = fail(q, 504, "REQUEST_TIMEOUT", NULL, "no answer "
+			    "within %.3g s (after %d redirects)",
+			    (double)total_ms / 1000, hops);
+			goto out;
+		}
+		o.connect_timeout_ms = connect_ms < o.timeout_ms ? connect_ms :
+		    o.timeout_ms;
 		o.url = cur;
 		pw_buf_reset(&sk.hdrs);
 		pw_buf_reset(&sk.body);

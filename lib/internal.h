@@ -208,7 +208,10 @@ int	 pw_store_key_delete(struct pw_store *st, const char *name,
 int	 pw_store_key_find(struct pw_store *st, const unsigned char *hash,
 	    size_t len, pw_key_row_fn *fn, void *arg, struct pw_err *err);
 int	 pw_store_key_any(struct pw_store *st, int *any, struct pw_err *err);
-/* Record a use at now; writes only when the last is a minute old. */
+/*
+ * Record a use at now; writes only when the last is a minute old, and
+ * fails at once (not waiting) while another process holds the lock.
+ */
 int	 pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
 	    struct pw_err *err);
 /* Every key, by name. */

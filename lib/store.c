@@ -1828,8 +1828,17 @@ int
 pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
     struct pw_err *err)
 {
-	return run_stmt(st, S_KEY_USED, err, "mark API key used", "ii", id,
+	int	r;
+
+	/*
+	 * Not worth waiting for: while another process holds the write
+	 * lock, the request goes on and a later one records the use.
+	 */
+	sqlite3_busy_timeout(st->db, 0);
+	r = run_stmt(st, S_KEY_USED, err, "mark API key used", "ii", id,
 	    now);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	return r;
 }
 
 int

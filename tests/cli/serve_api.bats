@@ -457,6 +457,13 @@ EOF
 	is "$(j '.data.status_code')" 302
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/redirect/11\", \"follow_redirects\": true}"
 	envelope_error 502 TOO_MANY_REDIRECTS
+	# the timeout is the whole request's, not each hop's
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/redirect/3?delay=400\",
+	    \"timeout\": 2, \"follow_redirects\": true}"
+	is "$STATUS" 200
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/redirect/3?delay=400\",
+	    \"timeout\": 1, \"follow_redirects\": true}"
+	envelope_error 504 REQUEST_TIMEOUT
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/\", \"follow_redirects\": 1}"
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" follow_redirects
