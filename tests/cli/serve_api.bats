@@ -315,7 +315,8 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 @test "non-loopback: refused while no key exists, served once one does" {
 	local port before
 	before=$(state_sum)
-	run -2 --separate-stderr pw serve --listen 0.0.0.0:8000
+	# (a timeout, should it ever serve: exit 124, not a hang)
+	run -2 --separate-stderr timeout 10 pw serve --listen 0.0.0.0:8000
 	is "$stderr" "pw: serve: --listen: '0.0.0.0:8000' is not a loopback address, and no API key exists (make one with pw serve keys add, or add --insecure to serve it anyway)"
 	is "$(state_sum)" "$before"
 	pw -q serve keys add ci >/dev/null
