@@ -340,7 +340,8 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 		post /api/v1/request "{\"url\": \"$u\"}"
 		envelope_error 422 TARGET_FORBIDDEN || { echo "for $u"; return 1; }
 		is "$(j '.error.message')" "$why" || { echo "for $u"; return 1; }
-		is "$(j '.error.details.url')" "$u"
+		# user information is masked
+		is "$(j '.error.details.url')" "${u/u:p@/***:***@}"
 	done <<EOF
 http://127.0.0.1/|127.0.0.1 is a loopback address
 http://127.0.0.1:$ORIGIN_PORT/ip|127.0.0.1 is a loopback address
@@ -452,6 +453,12 @@ EOF
 		envelope_error 422 TARGET_FORBIDDEN || { echo "for $u"; return 1; }
 		is "$(j '.error.details.url')" "$u"
 	done
+	# a forbidden redirect's credentials are not shown
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://bob:hunter2@0.0.0.0:1/\",
+	    \"follow_redirects\": true}"
+	envelope_error 422 TARGET_FORBIDDEN
+	is "$(j '.error.details.url')" 'http://***:***@0.0.0.0:1/'
+	[[ $BODY != *hunter2* ]]
 	# the same without following: the redirect is the answer
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://0.0.0.0:1/x\"}"
 	is "$STATUS" 200
