@@ -1074,6 +1074,27 @@ body_bool(struct req *q, const char *k, int *out)
 }
 
 /*
+ * url with any user information shown as "***:***" (what a proxy URL
+ * shows), for responses: the URL of a redirect may carry some.
+ */
+static char *
+url_masked(const char *url)
+{
+	const char	*a = strstr(url, "://"), *e, *at = NULL;
+
+	if (a == NULL)
+		return pw_xstrdup(url);
+	a += 3;
+	e = a + strcspn(a, "/?#\\");
+	for (const char *c = a; c < e; c++)
+		if (*c == '@')
+			at = c;
+	if (at == NULL)
+		return pw_xstrdup(url);
+	return pw_xasprintf("%.*s***:***%s", (int)(a - url), url, at);
+}
+
+/*
  * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
  * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
  * Loopback and private targets are allowed by
@@ -1088,8 +1109,11 @@ target_check(struct req *q, const char *url)
 	if ((r = pw_ssrf_check(url, allow, &q->ctx->err)) == 0)
 		return 0;
 	if (r == 1) {
+		char *shown = url_masked(url);
+
 		d = cJSON_CreateObject();
-		add_str(d, "url", url);
+		add_str(d, "url", shown);
+		free(shown);
 		fail(q, 422, "TARGET_FORBIDDEN", d, "%s", q->ctx->err.msg);
 	} else if (r == PW_ETARGET)
 		fail(q, 504, "TARGET_UNREACHABLE", NULL, "%s", q->ctx->err.msg);
@@ -1354,7 +1378,9 @@ h_request(struct req *q)
 			add_str(d, "body_encoding", "base64");
 			free(b64);
 		}
-		add_str(d, "url", cur);
+		next = url_masked(cur);
+		add_str(d, "url", next);
+		free(next);
 		add_num(d, "redirects", hops);
 		add_str(d, "proxy_used", res.proxy);
 		add_num(d, "proxy_id", (double)res.proxy_id);
