@@ -44,9 +44,9 @@ endif
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
 LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd service delegate api \
-		  ratelimit
-CMD		= pw args out pool config fetch health cache serve
+		  health ingest cache download httpd service delegate auth ssrf \
+		  assets api ratelimit
+CMD		= pw args out pool config fetch health cache serve keys
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
@@ -77,6 +77,25 @@ $(B)/unit/%: tests/unit/%.c $(B)/libpw.a $(HDRS)
 	    -o $@ $< $(B)/libpw.a -lcmocka $(CORE_LIBS)
 
 units: $(UNIT_TESTS)
+
+# What pw serve serves from share/, built in as byte arrays. The file is
+# committed (the fuzz targets build lib/*.c as they are) and made again
+# whenever one of these changes.
+ASSETS		= openapi:share/openapi.json docs_html:share/docs.html \
+		  docs_js:share/docs.js docs_css:share/docs.css
+lib/assets.c: share/openapi.json share/docs.html share/docs.js \
+    share/docs.css Makefile
+	@{ echo '/* assets.c -- made by make from share/: do not edit. */'; \
+	  echo '#include "internal.h"'; \
+	  for a in $(ASSETS); do \
+	    n=$${a%%:*}; f=$${a#*:}; \
+	    echo ""; echo "const char pw_asset_$$n[] = {"; \
+	    od -An -v -tx1 "$$f" | awk '{ for (i = 1; i <= NF; i++) { \
+	      printf "%s0x%s,", n % 10 == 0 ? (n ? "\n\t" : "\t") : " ", \
+	      $$i; n++ } } END { if (n) print "" }'; \
+	    echo "	0x00"; echo "};"; \
+	    echo "const size_t pw_asset_$${n}_len = $$(wc -c <"$$f");"; \
+	  done; } >$@.tmp && mv $@.tmp $@
 
 # Strategy plugins the tests load: built against the installed header
 # layout (<pw/pw-strategy.h>), like a third party would.

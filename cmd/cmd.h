@@ -45,7 +45,11 @@ struct pw_cmd {
 	int			  max_args;	/* -1: no limit */
 	int			  flags;
 	int			(*exec)(struct pw_cmdctx *);
-	const struct pw_cmd *const *sub;	/* verbs, NULL-terminated */
+	/*
+	 * Verbs, NULL-terminated. With exec too, the command also runs
+	 * itself when no verb follows (pw serve, pw serve keys ...).
+	 */
+	const struct pw_cmd *const *sub;
 };
 
 /* Parsed command line of one command. */
@@ -131,5 +135,6 @@ extern const struct pw_cmd cmd_fetch_entry;
 extern const struct pw_cmd cmd_health_entry;
 extern const struct pw_cmd cmd_cache_entry;
 extern const struct pw_cmd cmd_serve_entry;
+extern const struct pw_cmd cmd_serve_keys_entry;
 
 #endif /* PW_CMD_H */

@@ -28,6 +28,11 @@ serve(struct pw_cmdctx *cc)
 		return r;
 	o.listen = arg_get(cc->args, "listen");
 	o.insecure = arg_has(cc->args, "insecure");
+	/* The flag is the setting, at a command flag's precedence. */
+	if (arg_has(cc->args, "allow-private") &&
+	    (r = pw_config_set_flag(cc->ctx->cfg,
+	    "serve.allow_private_targets", "true", &cc->ctx->err)) != 0)
+		return r;
 	o.threads = (unsigned int)threads;
 	o.log_requests = cc->verbose > 0;
 	/*
@@ -62,13 +67,20 @@ static const struct pw_opt serve_opts[] = {
 	{ "listen", 'l', "ADDR:PORT", 0, "address to listen on (default the "
 	  "serve.listen setting)" },
 	{ "insecure", 0, NULL, 0, "allow a non-loopback address without "
-	  "authentication" },
+	  "API keys" },
+	{ "allow-private", 0, NULL, 0, "let POST /api/v1/request fetch "
+	  "loopback and private addresses" },
 	{ "threads", 0, "N", 0, "worker threads (default two per core, at "
 	  "least 4)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
+static const struct pw_cmd *const serve_verbs[] = {
+	&cmd_serve_keys_entry,
+	NULL
+};
+
 const struct pw_cmd cmd_serve_entry = {
-	"serve", "run the REST API", "[options]", serve_opts,
-	0, 0, CMD_STORE_RW, serve, NULL
+	"serve", "run the REST API", "[options] | keys VERB ...", serve_opts,
+	0, 0, CMD_STORE_RW, serve, serve_verbs
 };

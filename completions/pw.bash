@@ -242,7 +242,8 @@ _pw() {
 			path=$_pw_v
 			continue
 		fi
-		if [[ $path != help && $path != *" "* ]]; then
+		# Verbs, as deep as they go (serve keys add).
+		if [[ $path != help && $n -eq 0 ]]; then
 			_pw_children "$path"
 			if [[ ${#_pw_r[@]} -gt 0 ]]; then
 				_pw_resolve "$path" "$w" || return 0
@@ -285,10 +286,13 @@ _pw() {
 		return 0
 	fi
 	_pw_children "$path"
-	if [[ $path != *" "* && ${#_pw_r[@]} -gt 0 ]]; then
-		# The verb's place: only a verb, or --help.
+	if [[ ${#_pw_r[@]} -gt 0 ]]; then
+		# The verb's place: a verb, or --help; or the options of a
+		# command that runs itself too (pw serve).
 		if [[ $cur == -* ]]; then
-			_pw_add "--help" "$cur"
+			_pw_longopts "$path"
+			[[ ${#_pw_r[@]} -eq 0 ]] && _pw_r=(--help)
+			_pw_add "${_pw_r[*]}" "$cur"
 		else
 			_pw_add "${_pw_r[*]}" "$cur"
 		fi

@@ -205,7 +205,8 @@ function __pw_complete
             test -n "$cmd"; or return
             continue
         end
-        if test "$cmd" != help; and not string match -q -- '* *' $cmd
+        # Verbs, as deep as they go (serve keys add).
+        if test "$cmd" != help; and test $n -eq 0
             and test -n "$(__pw_children $cmd)"
             set -l verb (__pw_resolve $cmd $w)
             test -n "$verb"; or return
@@ -245,10 +246,18 @@ function __pw_complete
         __pw_positional help $n $cur
         return
     end
-    if not string match -q -- '* *' $cmd; and test -n "$(__pw_children $cmd)"
-        # The verb's place: only a verb, or --help.
+    if test -n "$(__pw_children $cmd)"
+        # The verb's place: a verb, or --help; or the options of a
+        # command that runs itself too (pw serve).
         if string match -q -- '-*' $cur
-            printf '%s\t%s\n' --help 'show help'
+            set -l found
+            for i in (seq (count $__pw_opt_path))
+                if test "$__pw_opt_path[$i]" = "$cmd"
+                    printf '%s\t%s\n' $__pw_opt_long[$i] $__pw_opt_help[$i]
+                    set found 1
+                end
+            end
+            test -n "$found"; or printf '%s\t%s\n' --help 'show help'
         else
             __pw_children $cmd
         end

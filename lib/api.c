@@ -10,9 +10,9 @@
  * closes it; no context is ever shared. Writes stay short transactions in
  * lib, so other pw processes on the same file are not held up.
  *
- * Every request goes through the steps in `pipeline` (request id, body
- * limit, route, JSON body, handler); authentication and rate limiting
- * will be steps of their own, before the route's handler runs.
+ * Every request goes through the steps in `pipeline` (request id, CORS,
+ * body limit, route, API key, JSON body, handler); rate limiting will be
+ * a step of its own, after the key's, before the route's handler runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -75,8 +75,12 @@ struct route {
 	const char	*method;
 	const char	*path;		/* "{id}" matches one segment */
 	handler_fn	*fn;
-	int		 body;		/* takes a JSON object */
+	int		 body;		/* takes a JSON object (BODY_*) */
+	int		 open;		/* served without an API key */
 };
+#define BODY_NONE	0
+#define BODY_JSON	1		/* a JSON object is required */
+#define BODY_OPT	2		/* a JSON object, or nothing */
 
 struct req {
 	struct pw_server	*srv;
@@ -94,11 +98,26 @@ struct req {
 	char			 param[64];	/* the {id} segment */
 	cJSON			*json;		/* the parsed body */
 	struct pw_ctx		*ctx;
-	const char		*key_name;	/* the API key's, or NULL */
-	const char		*key_tier;	/* its tier, or NULL */
+	/* The caller's key (key.id 0: none), for the rate limiter too. */
+	struct pw_apikey	 key;
+	const char		*cors;		/* Origin allowed, or NULL */
+	const char		*xhdr[6][2];	/* more response headers */
+	char			 allow[64];	/* a preflight's methods */
+	int			 nxhdr;
 	int			 limited;	/* rl says something */
 	struct pw_rl_verdict	 rl;
 };
+
+/* Add a header to the response q will send; both strings outlive it. */
+static void
+add_header(struct req *q, const char *name, const char *value)
+{
+	if (q->nxhdr < (int)(sizeof q->xhdr / sizeof q->xhdr[0])) {
+		q->xhdr[q->nxhdr][0] = name;
+		q->xhdr[q->nxhdr][1] = value;
+		q->nxhdr++;
+	}
+}
 
 /* ------------------------------------------------------------- replies */
 
@@ -272,6 +291,16 @@ send_body(struct req *q, unsigned int status, const char *body, size_t len,
 		MHD_add_response_header(r, "Location", location);
 	if (q->limited)
 		rl_headers(q, r);
+	if (q->cors != NULL) {
+		MHD_add_response_header(r, "Access-Control-Allow-Origin",
+		    q->cors);
+		MHD_add_response_header(r, "Access-Control-Expose-Headers",
+		    "X-Request-ID");
+	}
+	/* Whether CORS headers are sent depends on Origin: say so. */
+	MHD_add_response_header(r, "Vary", "Origin");
+	for (int i = 0; i < q->nxhdr; i++)
+		MHD_add_response_header(r, q->xhdr[i][0], q->xhdr[i][1]);
 	ok = MHD_queue_response(q->c, status, r) == MHD_YES;
 	MHD_destroy_response(r);
 	if (!ok)
@@ -364,6 +393,9 @@ use_ctx(struct req *q)
 	struct pw_server	*s = q->srv;
 	struct pw_ctx		*ctx = pthread_getspecific(s->key);
 
+	/* Once a request: the auth step may have done it already. */
+	if (q->ctx != NULL)
+		return 0;
 	if (ctx == NULL) {
 		ctx = pw_xcalloc(1, sizeof *ctx);
 		ctx->cfg = pw_config_dup(s->cfg);
@@ -1059,37 +1091,174 @@ header_ok(const char *name, const char *value)
 	return strpbrk(value, "\r\n") == NULL;
 }
 
+/* An optional boolean member k: *out 0 when absent or null. */
+static int
+body_bool(struct req *q, const char *k, int *out)
+{
+	cJSON	*j = cJSON_GetObjectItemCaseSensitive(q->json, k);
+
+	*out = 0;
+	if (j == NULL || json_is(j, cJSON_NULL))
+		return 0;
+	if (!json_is(j, cJSON_True) && !json_is(j, cJSON_False)) {
+		invalid(q, k, "%s: want a boolean, not %s", k, type_name(j));
+		return -1;
+	}
+	*out = json_is(j, cJSON_True);
+	return 0;
+}
+
+/*
+ * url with any user information shown as "***:***" (what a proxy URL
+ * shows), for responses: the URL of a redirect may carry some.
+ */
+static char *
+url_masked(const char *url)
+{
+	const char	*a = strstr(url, "://"), *e, *at = NULL;
+
+	if (a == NULL)
+		return pw_xstrdup(url);
+	a += 3;
+	e = a + strcspn(a, "/?#\\");
+	for (const char *c = a; c < e; c++)
+		if (*c == '@')
+			at = c;
+	if (at == NULL)
+		return pw_xstrdup(url);
+	return pw_xasprintf("%.*s***:***%s", (int)(a - url), url, at);
+}
+
+/*
+ * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
+ * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
+ * Loopback and private targets are allowed by
+ * serve.allow_private_targets (pw serve --allow-private sets it).
+ */
+static int
+target_check(struct req *q, const char *url)
+{
+	int	r, allow = pw_config_int(q->ctx, "serve.allow_private_targets");
+	cJSON	*d;
+
+	if ((r = pw_ssrf_check(url, allow, &q->ctx->err)) == 0)
+		return 0;
+	if (r == 1) {
+		char *shown = url_masked(url);
+
+		d = cJSON_CreateObject();
+		add_str(d, "url", shown);
+		free(shown);
+		fail(q, 422, "TARGET_FORBIDDEN", d, "%s", q->ctx->err.msg);
+	} else if (r == PW_ETARGET)
+		fail(q, 504, "TARGET_UNREACHABLE", NULL, "%s", q->ctx->err.msg);
+	else
+		invalid(q, "url", "url: %s", q->ctx->err.msg);
+	return -1;
+}
+
+/* The length of "scheme://authority" of an http(s) URL. */
+static size_t
+url_origin_len(const char *u)
+{
+	const char	*a = strstr(u, "://");
+
+	if (a == NULL)
+		return 0;
+	a += 3;
+	return (size_t)(a - u) + strcspn(a, "/?#");
+}
+
+static int
+url_is_http(const char *u)
+{
+	return strncasecmp(u, "http://", 7) == 0 ||
+	    strncasecmp(u, "https://", 8) == 0;
+}
+
+/*
+ * Where a redirect from base to loc goes (RFC 3986 reference resolution,
+ * without removing dot segments: the server does that); caller frees.
+ * NULL when it is not an http or https URL.
+ */
+static char *
+url_join(const char *base, const char *loc)
+{
+	size_t	 ol = url_origin_len(base), pl;
+	const char *path = base + ol, *sch = strstr(base, "://");
+
+	if (strpbrk(loc, "\r\n") != NULL || sch == NULL)
+		return NULL;
+	if (strstr(loc, "://") != NULL && loc + strcspn(loc, ":/?#") ==
+	    strstr(loc, "://"))
+		return url_is_http(loc) ? pw_xstrdup(loc) : NULL;
+	if (loc[0] == '/' && loc[1] == '/')
+		return pw_xasprintf("%.*s:%s", (int)(sch - base), base, loc);
+	if (loc[0] == '/')
+		return pw_xasprintf("%.*s%s", (int)ol, base, loc);
+	pl = strcspn(path, "?#");
+	if (loc[0] == '?')
+		return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
+	if (loc[0] == '#' || loc[0] == '\0')
+		return pw_xasprintf("%.*s", (int)(ol + pl), base);
+	/* Relative to the directory of base's path. */
+	while (pl > 0 && path[pl - 1] != '/')
+		pl--;
+	if (pl == 0)
+		return pw_xasprintf("%.*s/%s", (int)ol, base, loc);
+	return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
+}
+
+/* A header the client sent for one host that must not go to another. */
+static int
+header_private(const char *line)
+{
+	static const char *const names[] = { "authorization:", "cookie:",
+	    "proxy-authorization:", NULL };
+
+	for (int i = 0; names[i] != NULL; i++)
+		if (strncasecmp(line, names[i], strlen(names[i])) == 0)
+			return 1;
+	return 0;
+}
+
+#define REDIRECTS_MAX	10
+
 static int
 h_request(struct req *q)
 {
 	struct pw_fetch_opts	 o;
 	struct pw_fetch_result	 res;
 	struct sink		 sk;
-	const char		*url, *method, *body, *v;
+	const char		*url, *method, *body, *v, *loc;
 	const char		**hv = NULL;
-	char			**hdrs = NULL, ccode[3];
-	cJSON			*jh, *d, *it;
-	size_t			 nh = 0;
-	int64_t			 t0;
-	int			 r, set;
+	char			**hdrs = NULL, ccode[3], *cur = NULL, *next;
+	cJSON			*jh, *d, *it, *rh = NULL, *list = NULL;
+	size_t			 nh = 0, tries = 0;
+	int64_t			 t0, total_ms, connect_ms;
+	int			 r, set, follow, hops = 0;
 	double			 timeout;
 
 	if (use_ctx(q) != 0)
 		return 0;
 	memset(&o, 0, sizeof o);
+	memset(&res, 0, sizeof res);
+	memset(&sk, 0, sizeof sk);
+	pw_buf_init(&sk.hdrs);
+	pw_buf_init(&sk.body);
 	pw_filter_init(&o.pick.filter);
 	if (body_str(q, "url", &url) != 0 ||
 	    body_str(q, "method", &method) != 0 ||
 	    body_str(q, "body", &body) != 0 ||
 	    body_num(q, "timeout", 0.001, TIMEOUT_MAX, &set, &timeout) != 0 ||
+	    body_bool(q, "follow_redirects", &follow) != 0 ||
 	    body_str(q, "strategy", &o.pick.strategy) != 0 ||
 	    body_str(q, "session", &o.pick.session) != 0 ||
 	    body_str(q, "country", &v) != 0)
 		return 0;
 	if (url == NULL)
 		return invalid(q, "url", "url: required");
-	if (strncasecmp(url, "http://", 7) != 0 &&
-	    strncasecmp(url, "https://", 8) != 0)
+	if (!url_is_http(url))
 		return invalid(q, "url", "url: '%.200s': want an http or https "
 		    "URL", url);
 	if (method == NULL)
@@ -1134,7 +1303,6 @@ h_request(struct req *q)
 			    it->valuestring);
 		}
 	}
-	o.url = url;
 	o.head = strcmp(method, "HEAD") == 0;
 	o.method = o.head ? NULL : method;
 	hv = (const char **)hdrs;
@@ -1145,22 +1313,93 @@ h_request(struct req *q)
 		o.body_len = strlen(body);
 		o.has_body = 1;
 	}
-	o.timeout_ms = set ? (int64_t)(timeout * 1000) :
+	total_ms = set ? (int64_t)(timeout * 1000) :
 	    pw_config_int(q->ctx, "fetch.timeout") * 1000;
-	o.connect_timeout_ms = pw_config_int(q->ctx, "fetch.connect_timeout") *
-	    1000;
-	if (o.connect_timeout_ms > o.timeout_ms)
-		o.connect_timeout_ms = o.timeout_ms;
-	memset(&sk, 0, sizeof sk);
-	pw_buf_init(&sk.hdrs);
-	pw_buf_init(&sk.body);
+	connect_ms = pw_config_int(q->ctx, "fetch.connect_timeout") * 1000;
 	o.on_header = sink_header;
 	o.on_body = sink_body;
 	o.arg = &sk;
 	/* A server thread does not sleep for fetch.rate_*: it says so. */
 	o.no_wait = 1;
+	list = cJSON_CreateArray();
 	t0 = pw_mono_ms();
-	r = pw_fetch(q->ctx, &o, &res);
+	/*
+	 * Redirects are followed here, one hop at a time, not by libcurl:
+	 * each new target is judged before anything is sent to it.
+	 */
+	cur = pw_xstrdup(url);
+	for (;;) {
+		if (target_check(q, cur) != 0) {
+			r = 0;
+			goto out;
+		}
+		/* The timeout is the whole request's, redirects and all. */
+		o.timeout_ms = total_ms - (pw_mono_ms() - t0);
+		if (o.timeout_ms <= 0) {
+			r = fail(q, 504, "REQUEST_TIMEOUT", NULL, "no answer "
+			    "within %.3g s (after %d redirects)",
+			    (double)total_ms / 1000, hops);
+			goto out;
+		}
+		o.connect_timeout_ms = connect_ms < o.timeout_ms ? connect_ms :
+		    o.timeout_ms;
+		o.url = cur;
+		pw_buf_reset(&sk.hdrs);
+		pw_buf_reset(&sk.body);
+		r = pw_fetch(q->ctx, &o, &res);
+		for (size_t i = 0; i < res.nattempts; i++) {
+			cJSON *a = cJSON_CreateObject();
+			add_str(a, "proxy", res.attempts[i].proxy);
+			add_str(a, "error", res.attempts[i].error);
+			add_num(a, "ms", res.attempts[i].ms);
+			cJSON_AddItemToArray(list, a);
+		}
+		tries += res.nattempts;
+		if (r != 0 || !follow || !(res.status == 301 ||
+		    res.status == 302 || res.status == 303 ||
+		    res.status == 307 || res.status == 308))
+			break;
+		cJSON_Delete(rh);
+		rh = headers_json(sk.hdrs.data, sk.hdrs.len);
+		it = cJSON_GetObjectItemCaseSensitive(rh, "location");
+		loc = json_is(it, cJSON_String) ? it->valuestring : NULL;
+		/* No Location, or not to http(s): that is the answer. */
+		if (loc == NULL || (next = url_join(cur, loc)) == NULL)
+			break;
+		if (hops == REDIRECTS_MAX) {
+			free(next);
+			r = fail(q, 502, "TOO_MANY_REDIRECTS", NULL,
+			    "more than %d redirects", REDIRECTS_MAX);
+			goto out;
+		}
+		hops++;
+		/* As browsers and curl do: 303, and 301/302 of a POST. */
+		if (res.status == 303 || ((res.status == 301 ||
+		    res.status == 302) && strcmp(method, "POST") == 0)) {
+			if (!o.head)
+				o.method = "GET";
+			o.has_body = 0;
+			o.body = NULL;
+			o.body_len = 0;
+		}
+		/* Credentials given for one origin are not sent to another. */
+		if (url_origin_len(cur) != url_origin_len(next) ||
+		    strncasecmp(cur, next, url_origin_len(cur)) != 0) {
+			size_t k = 0;
+			for (size_t i = 0; i < nh; i++) {
+				if (header_private(hdrs[i]))
+					free(hdrs[i]);
+				else
+					hdrs[k++] = hdrs[i];
+			}
+			nh = k;
+			o.nheaders = nh;
+		}
+		free(cur);
+		cur = next;
+		pw_fetch_result_release(&res);
+		memset(&res, 0, sizeof res);
+	}
 	if (r == 0) {
 		d = cJSON_CreateObject();
 		add_num(d, "status_code", res.status);
@@ -1176,24 +1415,22 @@ h_request(struct req *q)
 			add_str(d, "body_encoding", "base64");
 			free(b64);
 		}
+		next = url_masked(cur);
+		add_str(d, "url", next);
+		free(next);
+		add_num(d, "redirects", hops);
 		add_str(d, "proxy_used", res.proxy);
 		add_num(d, "proxy_id", (double)res.proxy_id);
-		add_num(d, "attempts", (double)res.nattempts);
+		add_num(d, "attempts", (double)tries);
 		add_num(d, "elapsed_ms", (double)(pw_mono_ms() - t0));
 		r = reply(q, 200, d);
 	} else {
-		cJSON *det = cJSON_CreateObject(), *list = cJSON_CreateArray();
+		cJSON *det = cJSON_CreateObject();
 		const struct pw_attempt *last = res.nattempts > 0 ?
 		    &res.attempts[res.nattempts - 1] : NULL;
 
-		for (size_t i = 0; i < res.nattempts; i++) {
-			cJSON *a = cJSON_CreateObject();
-			add_str(a, "proxy", res.attempts[i].proxy);
-			add_str(a, "error", res.attempts[i].error);
-			add_num(a, "ms", res.attempts[i].ms);
-			cJSON_AddItemToArray(list, a);
-		}
 		cJSON_AddItemToObject(det, "attempts", list);
+		list = NULL;
 		if (sk.too_big)
 			r = fail(q, 502, "RESPONSE_TOO_LARGE", det, "the "
 			    "target's response is over %zu bytes",
@@ -1218,10 +1455,13 @@ h_request(struct req *q)
 			r = fail_lib(q, r);
 		}
 	}
+out:
 	pw_fetch_result_release(&res);
 	pw_buf_release(&sk.hdrs);
 	pw_buf_release(&sk.body);
-out:
+	cJSON_Delete(rh);
+	cJSON_Delete(list);
+	free(cur);
 	for (size_t i = 0; i < nh; i++)
 		free(hdrs[i]);
 	free(hdrs);
@@ -1519,30 +1759,230 @@ h_proxy_feedback(struct req *q)
 	return h_delegate(q, pw_delegate_feedback);
 }
 
+/*
+ * POST /api/v1/proxies/test: {"ids": [...], "timeout": S}, both
+ * optional: a health check (pw health's) of those proxies, or of the
+ * whole pool, with each proxy's result. At most TEST_IDS_MAX proxies a
+ * request, each check at most TIMEOUT_MAX seconds.
+ */
+#define TEST_IDS_MAX	1000
+
+static int
+test_one(void *arg, const struct pw_health_result *hr)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	add_num(o, "id", (double)hr->id);
+	add_str(o, "proxy", hr->proxy);
+	add_bool(o, "ok", hr->ok);
+	add_str(o, "status", pw_status_name(hr->status));
+	if (hr->latency_ms >= 0)
+		add_num(o, "latency_ms", hr->latency_ms);
+	else
+		cJSON_AddItemToObject(o, "latency_ms", cJSON_CreateNull());
+	if (hr->http_status != 0)
+		add_num(o, "http_status", (double)hr->http_status);
+	else
+		cJSON_AddItemToObject(o, "http_status", cJSON_CreateNull());
+	add_num(o, "consecutive_failures", (double)hr->consec_fail);
+	add_str(o, "judge", hr->judge);
+	add_str(o, "error", hr->error);
+	cJSON_AddItemToArray(arg, o);
+	return 0;
+}
+
+static int
+h_proxies_test(struct req *q)
+{
+	struct pw_health_opts	 o;
+	struct pw_health_summary sum;
+	struct pw_proxy		 p;
+	cJSON			*ji = NULL, *it, *d, *results, *sm;
+	int64_t			*ids = NULL;
+	size_t			 n = 0;
+	double			 timeout;
+	int			 r, set = 0;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if (q->json != NULL) {
+		if (body_num(q, "timeout", 0.001, TIMEOUT_MAX, &set,
+		    &timeout) != 0)
+			return 0;
+		ji = cJSON_GetObjectItemCaseSensitive(q->json, "ids");
+		if (json_is(ji, cJSON_NULL))
+			ji = NULL;
+	}
+	if (ji != NULL) {
+		if (!json_is(ji, cJSON_Array))
+			return invalid(q, "ids", "ids: want an array of proxy "
+			    "ids, not %s", type_name(ji));
+		for (it = ji->child; it != NULL; it = it->next)
+			n++;
+		if (n == 0)
+			return invalid(q, "ids", "ids: empty (leave it out to "
+			    "check the whole pool)");
+		if (n > TEST_IDS_MAX)
+			return invalid(q, "ids", "ids: %zu ids: want at most "
+			    "%d", n, TEST_IDS_MAX);
+		ids = pw_xcalloc(n, sizeof *ids);
+		n = 0;
+		for (it = ji->child; it != NULL; it = it->next, n++) {
+			char field[32];
+			double x = it->valuedouble;
+
+			snprintf(field, sizeof field, "ids[%zu]", n);
+			if (!json_is(it, cJSON_Number) || x < 1 || x > 9e15 ||
+			    x != (double)(int64_t)x) {
+				r = invalid(q, field, "%s: want a proxy id (an "
+				    "integer from 1)", field);
+				goto out;
+			}
+			ids[n] = (int64_t)it->valuedouble;
+			if ((r = pw_pool_get(q->ctx, ids[n], 0, &p)) != 0) {
+				cJSON *det = cJSON_CreateObject();
+
+				add_num(det, "id", (double)ids[n]);
+				if (r == PW_ENOTFOUND)
+					r = fail(q, 404, "NOT_FOUND", det,
+					    "%s: %lld: no such proxy", field,
+					    (long long)ids[n]);
+				else {
+					cJSON_Delete(det);
+					r = fail_lib(q, r);
+				}
+				goto out;
+			}
+			pw_proxy_release(&p);
+		}
+	} else {
+		if ((r = pw_health_select(q->ctx, NULL, 0, &ids, &n)) != 0) {
+			r = fail_lib(q, r);
+			goto out;
+		}
+		if (n > TEST_IDS_MAX) {
+			r = invalid(q, "ids", "ids: the pool has %zu proxies, "
+			    "more than %d a request: give ids", n,
+			    TEST_IDS_MAX);
+			goto out;
+		}
+	}
+	pw_health_opts_init(&o);
+	if (set)
+		o.timeout_ms = (int64_t)(timeout * 1000);
+	o.lock = PW_HEALTH_LOCK_TRY;
+	results = cJSON_CreateArray();
+	o.on_result = test_one;
+	o.arg = results;
+	memset(&sum, 0, sizeof sum);
+	r = n == 0 ? 0 : pw_health_run(q->ctx, &o, ids, n, &sum);
+	if (r != 0) {
+		cJSON_Delete(results);
+		if (r == PW_EUSAGE)
+			r = invalid(q, "health.url", "%s", q->ctx->err.msg);
+		else if (r == PW_EBUSY)
+			r = fail(q, 409, "CHECK_IN_PROGRESS", NULL, "%s",
+			    q->ctx->err.msg);
+		else
+			r = fail_lib(q, r);
+		goto out;
+	}
+	d = cJSON_CreateObject();
+	cJSON_AddItemToObject(d, "results", results);
+	sm = cJSON_CreateObject();
+	add_num(sm, "total", (double)n);
+	add_num(sm, "checked", (double)sum.checked);
+	add_num(sm, "gone", (double)sum.gone);
+	add_num(sm, "healthy", (double)sum.healthy);
+	add_num(sm, "degraded", (double)sum.degraded);
+	add_num(sm, "unhealthy", (double)sum.unhealthy);
+	add_num(sm, "elapsed_seconds", sum.elapsed_s);
+	cJSON_AddItemToObject(d, "summary", sm);
+	r = reply(q, 200, d);
+out:
+	free(ids);
+	return r;
+}
+
+/*
+ * GET /openapi.json, /docs and /docs/app.js: the API's description and
+ * a page that shows it, from share/ (built into lib/assets.c), never
+ * anything from elsewhere: the page's Content-Security-Policy lets it
+ * load only this server's script and JSON.
+ */
+static int
+h_openapi(struct req *q)
+{
+	return send_body(q, 200, pw_asset_openapi, pw_asset_openapi_len,
+	    "application/json", NULL, NULL);
+}
+
+static int
+h_docs(struct req *q)
+{
+	add_header(q, "Content-Security-Policy", "default-src 'none'; "
+	    "script-src 'self'; connect-src 'self'; style-src 'self'; "
+	    "img-src 'self'; base-uri 'none'; form-action 'none'; "
+	    "frame-ancestors 'none'");
+	return send_body(q, 200, pw_asset_docs_html, pw_asset_docs_html_len,
+	    "text/html; charset=utf-8", NULL, NULL);
+}
+
+static int
+h_docs_js(struct req *q)
+{
+	return send_body(q, 200, pw_asset_docs_js, pw_asset_docs_js_len,
+	    "text/javascript; charset=utf-8", NULL, NULL);
+}
+
+static int
+h_docs_css(struct req *q)
+{
+	return send_body(q, 200, pw_asset_docs_css, pw_asset_docs_css_len,
+	    "text/css; charset=utf-8", NULL, NULL);
+}
+
 /* -------------------------------------------------------------- router */
 
 static const struct route routes[] = {
-	{ "GET", "/api/v1/health", h_health, 0 },
-	{ "GET", "/api/v1/ready", h_ready, 0 },
-	{ "GET", "/api/v1/status", h_status, 0 },
-	{ "GET", "/api/v1/proxies", h_proxies_list, 0 },
-	{ "POST", "/api/v1/proxies", h_proxies_add, 1 },
-	{ "GET", "/api/v1/proxies/next", h_proxy_next, 0 },
-	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, 0 },
-	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, 0 },
-	{ "POST", "/api/v1/request", h_request, 1 },
-	{ "GET", "/api/v1/config", h_config_get, 0 },
-	{ "PUT", "/api/v1/config", h_config_put, 1 },
-	{ "GET", "/api/v1/metrics", h_metrics, 0 },
-	{ "GET", "/metrics", h_prometheus, 0 },
-	{ "GET", "/api/v1/rate-limit/metrics", h_rl_metrics, 0 },
-	{ "GET", "/api/v1/rate-limit/config", h_rl_config_get, 0 },
-	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, 1 },
-	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, 0 },
-	{ "POST", "/api/v1/proxy/request", h_proxy_request, 1 },
-	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, 1 },
+	{ "GET", "/api/v1/health", h_health, BODY_NONE, 1 },
+	{ "GET", "/api/v1/ready", h_ready, BODY_NONE, 1 },
+	{ "GET", "/api/v1/status", h_status, BODY_NONE, 0 },
+	{ "GET", "/api/v1/proxies", h_proxies_list, BODY_NONE, 0 },
+	{ "POST", "/api/v1/proxies", h_proxies_add, BODY_JSON, 0 },
+	{ "POST", "/api/v1/proxies/test", h_proxies_test, BODY_OPT, 0 },
+	{ "GET", "/api/v1/proxies/next", h_proxy_next, BODY_NONE, 0 },
+	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, BODY_NONE, 0 },
+	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, BODY_NONE, 0 },
+	{ "POST", "/api/v1/request", h_request, BODY_JSON, 0 },
+	{ "GET", "/api/v1/config", h_config_get, BODY_NONE, 0 },
+	{ "PUT", "/api/v1/config", h_config_put, BODY_JSON, 0 },
+	{ "GET", "/api/v1/metrics", h_metrics, BODY_NONE, 0 },
+	{ "GET", "/api/v1/rate-limit/metrics", h_rl_metrics, BODY_NONE, 0 },
+	{ "GET", "/api/v1/rate-limit/config", h_rl_config_get, BODY_NONE, 0 },
+	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, BODY_JSON, 0 },
+	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, BODY_NONE,
+	  0 },
+	{ "POST", "/api/v1/proxy/request", h_proxy_request, BODY_JSON, 0 },
+	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, BODY_JSON, 0 },
+	/* Probes and documentation: see "Authentication" in pw-serve(1). */
+	{ "GET", "/metrics", h_prometheus, BODY_NONE, 1 },
+	{ "GET", "/openapi.json", h_openapi, BODY_NONE, 1 },
+	{ "GET", "/docs", h_docs, BODY_NONE, 1 },
+	{ "GET", "/docs/app.js", h_docs_js, BODY_NONE, 1 },
+	{ "GET", "/docs/app.css", h_docs_css, BODY_NONE, 1 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+const char *
+pw_serve_route(size_t i, const char **method, int *open)
+{
+	if (i >= NROUTES)
+		return NULL;
+	*method = routes[i].method;
+	*open = routes[i].open;
+	return routes[i].path;
+}
 
 /*
  * Whether path matches pattern: 2 exactly, 1 with the {id} segment (then
@@ -1650,7 +2090,153 @@ step_route(struct req *q)
 	return 1;
 }
 
-/* Authentication goes here, before the rate limit. */
+/* The methods of the routes of path, as "GET, POST", into b. */
+static void
+path_methods(const char *path, char *b, size_t n)
+{
+	char	param[64];
+	size_t	len = 0;
+	int	best = 0, m;
+
+	b[0] = '\0';
+	for (size_t i = 0; i < NROUTES; i++)
+		if ((m = path_match(routes[i].path, path, param,
+		    sizeof param)) > best)
+			best = m;
+	for (size_t i = 0; best > 0 && i < NROUTES; i++)
+		if (path_match(routes[i].path, path, param, sizeof param) ==
+		    best && len < n)
+			len += snprintf(b + len, n - len, "%s%s", len ? ", " :
+			    "", routes[i].method);
+}
+
+/* Is origin one of the space- or comma-separated list ("*": any)? */
+static int
+origin_listed(const char *list, const char *origin, int *any)
+{
+	size_t	n, ol = strlen(origin);
+
+	*any = 0;
+	for (list += strspn(list, " \t,"); *list != '\0';
+	    list += strspn(list, " \t,")) {
+		n = strcspn(list, " \t,");
+		if (n == 1 && *list == '*') {
+			*any = 1;
+			return 1;
+		}
+		if (n == ol && strncasecmp(list, origin, n) == 0)
+			return 1;
+		list += n;
+	}
+	return 0;
+}
+
+/*
+ * CORS. With no serve.cors_origins (the default) nothing is added, and
+ * browsers keep pages of other origins from reading any response. A
+ * request from a listed Origin gets Access-Control-Allow-Origin; its
+ * preflight (OPTIONS with Access-Control-Request-Method) is answered
+ * here, 204 with the methods of the path, before any API key is asked:
+ * browsers send none with a preflight.
+ */
+static int
+step_cors(struct req *q)
+{
+	const char	*origin = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Origin");
+	int		 any;
+
+	if (origin == NULL)
+		return 0;
+	if (use_ctx(q) != 0)
+		return 1;
+	if (!origin_listed(pw_config_get(q->ctx, "serve.cors_origins", NULL),
+	    origin, &any))
+		return 0;
+	q->cors = any ? "*" : origin;
+	if (strcmp(q->method, "OPTIONS") != 0 ||
+	    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+	    "Access-Control-Request-Method") == NULL)
+		return 0;
+	path_methods(q->path, q->allow, sizeof q->allow);
+	if (q->allow[0] == '\0')
+		return 0;	/* no such path: 404 */
+	add_header(q, "Access-Control-Allow-Methods", q->allow);
+	add_header(q, "Access-Control-Allow-Headers", "Authorization, "
+	    "Content-Type, X-API-Key, X-Request-ID");
+	add_header(q, "Access-Control-Max-Age", "600");
+	reply(q, 204, NULL);
+	return 1;
+}
+
+/* The key a request carries: X-API-Key, else Authorization: Bearer. */
+static const char *
+request_key(struct req *q, size_t *len)
+{
+	const char	*v = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "X-API-Key");
+
+	if (v == NULL) {
+		v = MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+		    "Authorization");
+		if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
+			return NULL;
+		for (v += 7; *v == ' '; v++)
+			;
+	}
+	*len = strcspn(v, " \t");
+	return v;
+}
+
+static void
+unauthorized(struct req *q, const char *why)
+{
+	add_header(q, "WWW-Authenticate", "Bearer realm=\"pw\"");
+	fail(q, 401, "UNAUTHORIZED", NULL, "%s", why);
+}
+
+/*
+ * API keys. Once any key exists (pw serve keys add), or when
+ * serve.require_auth is set, every route but the open ones (probes and
+ * documentation) needs one; a key that is given must be valid, whatever
+ * the route. The key is looked up on every request (an indexed read of
+ * the worker's own connection), so a revoked key stops at once. The
+ * key's id, name and tier stay in q->key for what follows.
+ */
+static int
+step_auth(struct req *q)
+{
+	const char	*k;
+	size_t		 len = 0;
+	int		 any = 0, r;
+
+	if (q->route->open)
+		return 0;
+	k = request_key(q, &len);
+	if (use_ctx(q) != 0)
+		return 1;
+	if (k == NULL) {
+		if (!pw_config_int(q->ctx, "serve.require_auth")) {
+			if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
+				fail_lib(q, r);
+				return 1;
+			}
+			if (!any)
+				return 0;
+		}
+		unauthorized(q, "an API key is needed (X-API-Key or "
+		    "Authorization: Bearer)");
+		return 1;
+	}
+	if ((r = pw_apikey_check(q->ctx, k, len, &q->key)) != 0) {
+		if (r == PW_ENOTFOUND)
+			unauthorized(q, "the API key is not valid");
+		else
+			fail_lib(q, r);
+		return 1;
+	}
+	return 0;
+}
 
 /*
  * The client, by API key or else by address (X-Forwarded-For only from a
@@ -1676,8 +2262,9 @@ step_ratelimit(struct req *q)
 	else
 		snprintf(client, sizeof client, "unknown");
 	pw_rl_server_config_put(q->srv->rl);
-	who.key = q->key_name;
-	who.tier = q->key_tier;
+	who.key = q->key.id != 0 ? q->key.name : NULL;
+	who.tier = q->key.id != 0 && q->key.tier[0] != '\0' ? q->key.tier :
+	    NULL;
 	who.client = client;
 	if (use_ctx(q) != 0)
 		return 1;
@@ -1704,7 +2291,9 @@ step_ratelimit(struct req *q)
 static int
 step_json(struct req *q)
 {
-	if (!q->route->body)
+	if (q->route->body == BODY_NONE)
+		return 0;
+	if (q->body.len == 0 && q->route->body == BODY_OPT)
 		return 0;
 	if (q->body.len == 0) {
 		invalid(q, "body", "body: a JSON object is required");
@@ -1734,8 +2323,10 @@ step_handler(struct req *q)
 /* Each step returns 0 to go on, 1 when it has replied. */
 static int (*const pipeline[])(struct req *) = {
 	step_request_id,
+	step_cors,
 	step_body_limit,
 	step_route,
+	step_auth,
 	step_ratelimit,
 	step_json,
 	step_handler,
@@ -1744,11 +2335,20 @@ static int (*const pipeline[])(struct req *) = {
 static void
 run(struct req *q)
 {
-	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++)
+	char	ctx[sizeof q->rid + 8];
+
+	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++) {
 		if (pipeline[i](q) != 0 || q->replied)
 			break;
+		/* What lib logs for this request names it. */
+		if (pipeline[i] == step_request_id) {
+			snprintf(ctx, sizeof ctx, "serve: %s", q->rid);
+			pw_log_context(ctx);
+		}
+	}
 	if (!q->replied)
 		fail(q, 500, "INTERNAL_ERROR", NULL, "no response");
+	pw_log_context(NULL);
 }
 
 /* ---------------------------------------------------------- the daemon */
@@ -1827,10 +2427,12 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 	s->m.sec_count[slot]++;
 	pthread_mutex_unlock(&s->mu);
+	/* The key's name, never the key. */
 	if (s->log)
-		pw_log(PW_LOG_INFO, "serve: %s %s %.200s %u %lldms%s",
+		pw_log(PW_LOG_INFO, "serve: %s %s %.200s %u %lldms%s%s%s",
 		    q->rid[0] ? q->rid : "-", q->method, q->path, q->status,
-		    (long long)ms,
+		    (long long)ms, q->key.id != 0 ? " key=" : "",
+		    q->key.id != 0 ? q->key.name : "",
 		    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
 		    " (connection closed)");
 	cJSON_Delete(q->json);
@@ -1938,10 +2540,17 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		spec = pw_config_get(ctx, "serve.listen", NULL);
 	if ((r = parse_listen(spec, &ss, &sl, &ctx->err)) != 0)
 		return pw_err_prefix(&ctx->err, "--listen");
-	if (!o->insecure && !is_loopback(&ss))
-		return pw_failf(&ctx->err, PW_EUSAGE, "--listen: '%s' is not "
-		    "a loopback address, and the API has no authentication "
-		    "yet (add --insecure to serve it anyway)", spec);
+	if (!o->insecure && !is_loopback(&ss)) {
+		int any = 0;
+
+		if ((r = pw_apikey_any(ctx, &any)) != 0)
+			return r;
+		if (!any)
+			return pw_failf(&ctx->err, PW_EUSAGE, "--listen: '%s' "
+			    "is not a loopback address, and no API key exists "
+			    "(make one with pw serve keys add, or add "
+			    "--insecure to serve it anyway)", spec);
+	}
 	/*
 	 * libcurl too, now: its global set-up is not thread-safe. So are
 	 * the lazy tables of lib: fill them before there are threads.
@@ -2384,10 +2993,27 @@ rl_config_json(struct pw_server *s)
 	return o;
 }
 
+/*
+ * The rate-limit configuration is an administrator's: once keys exist, a
+ * key of tier "admin". Without keys (nor serve.require_auth) the whole
+ * API is open, and on loopback unless --insecure.
+ */
+static int
+rl_admin(struct req *q)
+{
+	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
+		return 1;
+	fail(q, 403, "FORBIDDEN", NULL, "the rate-limit configuration is "
+	    "for keys of tier admin");
+	return 0;
+}
+
 /* GET /api/v1/rate-limit/config */
 static int
 h_rl_config_get(struct req *q)
 {
+	if (!rl_admin(q))
+		return 0;
 	return reply(q, 200, rl_config_json(q->srv));
 }
 
@@ -2404,6 +3030,8 @@ h_rl_config_put(struct req *q)
 	char			 field[128];
 	size_t			 n;
 
+	if (!rl_admin(q))
+		return 0;
 	pw_rl_config_default(&c);
 	if (rl_parse(q->json, &c, &err) != 0) {
 		pw_rl_config_release(&c);

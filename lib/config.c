@@ -16,7 +16,7 @@
 enum { SECRET_NONE, SECRET_ALL, SECRET_URL };
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS, T_RATE, T_MS };
+    T_STRATEGY, T_URLS, T_RATE, T_MS, T_ORIGINS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -169,6 +169,13 @@ static const struct key keys[] = {
 	  "addresses or networks (comma-separated) whose X-Forwarded-For "
 	  "and X-Real-IP pw serve believes", nets_ok,
 	  "addresses or networks like 10.0.0.0/8, comma-separated" },
+	{ "serve.require_auth", T_BOOL, "false", 0, 0, NULL,
+	  "pw serve asks for an API key even when none exists" },
+	{ "serve.allow_private_targets", T_BOOL, "false", 0, 0, NULL,
+	  "POST /api/v1/request may fetch loopback and private addresses" },
+	{ "serve.cors_origins", T_ORIGINS, "", 0, 0, NULL,
+	  "origins browsers may call pw serve from, space-separated "
+	  "(* for any)" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -183,7 +190,7 @@ static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
 	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_RATE] = "rate",
-	[T_MS] = "duration",
+	[T_MS] = "duration", [T_ORIGINS] = "string",
 };
 
 const struct pw_config_key *
@@ -279,6 +286,40 @@ pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms)
 	return 0;
 }
 
+/*
+ * Is every word of v "*" or an origin, scheme://host[:port] of http or
+ * https without a path (or v empty)? The first bad word goes to bad.
+ */
+static int
+origins_ok(const char *v, const char **bad, size_t *badlen)
+{
+	size_t		 n;
+	const char	*h;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		*bad = v;
+		*badlen = n;
+		if (n == 1 && *v == '*') {
+			v += n;
+			continue;
+		}
+		if (n > 7 && strncasecmp(v, "http://", 7) == 0)
+			h = v + 7;
+		else if (n > 8 && strncasecmp(v, "https://", 8) == 0)
+			h = v + 8;
+		else
+			return 0;
+		for (; h < v + n; h++)
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' &&
+			    *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+			    strchr("-.:[]", *h) != NULL))
+				return 0;
+		v += n;
+	}
+	return 1;
+}
+
 /* Check v against k; on success *canon (caller frees) is the stored form. */
 static int
 check_value(const struct key *k, const char *v, char **canon,
@@ -361,6 +402,18 @@ check_value(const struct key *k, const char *v, char **canon,
 		*canon = i == 0 ? pw_xstrdup("0") : pw_xasprintf("%lld/%s",
 		    (long long)i, strchr(v, '/') + 1);
 		return 0;
+	case T_ORIGINS: {
+		const char *bad = v;
+		size_t badlen = 0;
+
+		if (!origins_ok(v, &bad, &badlen))
+			return pw_failf(err, PW_EUSAGE, "%s: '%.*s': want "
+			    "origins like https://app.example:8443 (scheme, "
+			    "host and port, no path) or *, separated by "
+			    "spaces", k->name, (int)(badlen > 200 ? 200 :
+			    badlen), bad);
+	}
+		/* FALLTHROUGH */
 	case T_STRING:
 	case T_URLS:
 		for (const char *p = v; *p; p++)

@@ -66,16 +66,30 @@ pw_log_set(pw_log_fn *fn, void *arg, int max_level)
 	log_max = max_level;
 }
 
+/* What this thread is doing (pw serve: the request), or NULL. */
+static _Thread_local const char *log_context;
+
+void
+pw_log_context(const char *ctx)
+{
+	log_context = ctx;
+}
+
 void
 pw_log(int level, const char *fmt, ...)
 {
 	char	msg[1024];
+	int	n = 0;
 	va_list	ap;
 
 	if (log_fn == NULL || level > log_max)
 		return;
+	if (log_context != NULL)
+		n = snprintf(msg, sizeof msg, "%s: ", log_context);
+	if (n < 0 || (size_t)n >= sizeof msg)
+		n = 0;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	vsnprintf(msg + n, sizeof msg - n, fmt, ap);
 	va_end(ap);
 	log_fn(log_arg, level, msg);
 }

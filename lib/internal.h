@@ -254,6 +254,38 @@ int	 pw_store_outbox_delete(struct pw_store *st,
 int	 pw_store_outbox_count(struct pw_store *st, int64_t *n,
 	    struct pw_err *err);
 
+/* API keys as stored: the hash, never the key; borrowed for a call. */
+struct pw_store_key {
+	int64_t			 id;
+	const char		*name;
+	const char		*tier;
+	const unsigned char	*hash;
+	size_t			 hash_len;
+	int64_t			 created_at;
+	int64_t			 last_used;	/* 0: never */
+};
+typedef int pw_key_row_fn(void *arg, const struct pw_store_key *k);
+/* Inside a transaction. PW_EEXIST when the name (or hash) is taken. */
+int	 pw_store_key_add(struct pw_store *st, const char *name,
+	    const char *tier, const unsigned char *hash, size_t len,
+	    int64_t now, struct pw_err *err);
+/* PW_ENOTFOUND when there is no key of that name. */
+int	 pw_store_key_delete(struct pw_store *st, const char *name,
+	    struct pw_err *err);
+/* fn on the key with that hash, or PW_ENOTFOUND. */
+int	 pw_store_key_find(struct pw_store *st, const unsigned char *hash,
+	    size_t len, pw_key_row_fn *fn, void *arg, struct pw_err *err);
+int	 pw_store_key_any(struct pw_store *st, int *any, struct pw_err *err);
+/*
+ * Record a use at now; writes only when the last is a minute old, and
+ * fails at once (not waiting) while another process holds the lock.
+ */
+int	 pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
+	    struct pw_err *err);
+/* Every key, by name. */
+int	 pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
+	    struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32
@@ -275,8 +307,20 @@ int	 pw_crypto_unseal(const struct pw_key *k, const unsigned char *p,
 	    size_t n, char **out, struct pw_err *err);
 /* Keyed 128-bit tag of s as 32 hex digits into hex[33]. */
 void	 pw_crypto_tag(const struct pw_key *k, const char *s, char hex[33]);
-/* Wipe and free a secret string. */
-void	 pw_secret_free(char *s);
+/*
+ * API keys: a new random key, "pw_" and 48 hex digits (192 bits), into
+ * key[PW_APIKEY_LEN + 1]; and the hash that is stored for one.
+ */
+#define PW_APIKEY_LEN		51
+#define PW_APIKEY_HASH_BYTES	32
+int	 pw_crypto_apikey_new(char key[PW_APIKEY_LEN + 1], struct pw_err *err);
+int	 pw_crypto_apikey_hash(const char *key, size_t len,
+	    unsigned char hash[PW_APIKEY_HASH_BYTES], struct pw_err *err);
+/* Constant-time equality of two hashes of n bytes: 1 when equal. */
+int	 pw_crypto_equal(const unsigned char *a, const unsigned char *b,
+	    size_t n);
+/* Wipe n bytes. */
+void	 pw_crypto_wipe(void *p, size_t n);
 
 /* ctx helper: load the key on first use. create: may make the key file. */
 int	 pw_ctx_key(struct pw_ctx *ctx, int create);
@@ -315,6 +359,41 @@ const char *pw_evict_stat(int reason);
 
 /* Is name a strategy: built-in, sticky, geo, or a configured plugin's? */
 int	 pw_pool_strategy_check(struct pw_ctx *ctx, const char *name);
+
+/* ----------------------------------------------------------------- ssrf */
+
+/* What an address is, for the targets of POST /api/v1/request. */
+enum pw_addr_class { PW_ADDR_PUBLIC, PW_ADDR_LOOPBACK, PW_ADDR_PRIVATE,
+    PW_ADDR_SHARED, PW_ADDR_LINK_LOCAL, PW_ADDR_UNSPECIFIED,
+    PW_ADDR_MULTICAST, PW_ADDR_RESERVED, PW_ADDR_CLASS_COUNT };
+const char *pw_addr_class_name(int c);
+/* The class of an IPv4 (4 bytes) or IPv6 (16 bytes) address. */
+int	 pw_addr_class4(const unsigned char b[4]);
+int	 pw_addr_class6(const unsigned char b[16]);
+/*
+ * Whether a target of class c is refused. allow_private allows loopback,
+ * private, shared and link-local ones; unspecified, multicast and
+ * reserved addresses are never allowed.
+ */
+int	 pw_addr_forbidden(int c, int allow_private);
+/*
+ * Resolve the host of an http(s) URL and judge every address: 0 when
+ * all are allowed; 1, with why in err, when one is not; PW_ETARGET when
+ * the host does not resolve, PW_EUSAGE when the URL has no host.
+ */
+int	 pw_ssrf_check(const char *url, int allow_private, struct pw_err *err);
+
+/* --------------------------------------------------------------- assets */
+
+/* share/openapi.json and share/docs.*, built in (lib/assets.c). */
+extern const char	pw_asset_openapi[];
+extern const size_t	pw_asset_openapi_len;
+extern const char	pw_asset_docs_html[];
+extern const size_t	pw_asset_docs_html_len;
+extern const char	pw_asset_docs_js[];
+extern const size_t	pw_asset_docs_js_len;
+extern const char	pw_asset_docs_css[];
+extern const size_t	pw_asset_docs_css_len;
 
 /* ---------------------------------------------------------------- utils */
 

@@ -61,6 +61,11 @@ void	pw_err_clear(struct pw_err *err);
 enum pw_log_level { PW_LOG_ERROR, PW_LOG_WARN, PW_LOG_INFO, PW_LOG_DEBUG };
 typedef void pw_log_fn(void *arg, int level, const char *msg);
 void	pw_log_set(pw_log_fn *fn, void *arg, int max_level);
+/*
+ * Put ctx (borrowed until it is set again; NULL: nothing) and ": " before
+ * every message this thread logs from now on: pw serve names the request.
+ */
+void	pw_log_context(const char *ctx);
 void	pw_log(int level, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
@@ -888,6 +893,51 @@ struct pw_serve_opts {
 };
 
 /*
+ * API keys of pw serve. A key is "pw_" and 48 hex digits, shown once by
+ * pw_apikey_add; the state file keeps a hash of it, its name (1 to 64
+ * letters, digits, '-', '_', '.') and its tier (1 to 32 lower-case
+ * letters, digits, '-', '_'; default "default"), which the rate limiter
+ * reads.
+ */
+#define PW_APIKEY_NAME_MAX	64
+#define PW_APIKEY_TIER_MAX	32
+#define PW_APIKEY_TIER_DEFAULT	"default"
+
+struct pw_apikey {
+	int64_t	id;
+	char	name[PW_APIKEY_NAME_MAX + 1];
+	char	tier[PW_APIKEY_TIER_MAX + 1];
+	int64_t	created_at;
+	int64_t	last_used;	/* 0: never; updated once a minute at most */
+};
+
+int	 pw_apikey_name_check(const char *name, struct pw_err *err);
+int	 pw_apikey_tier_check(const char *tier, struct pw_err *err);
+/*
+ * Make a key named name of tier (NULL: the default) and store its hash;
+ * *key gets the key itself (the caller prints it once and frees it with
+ * pw_secret_free). PW_EUSAGE for a bad name or tier, PW_EEXIST when the
+ * name is taken; nothing is stored then.
+ */
+int	 pw_apikey_add(struct pw_ctx *ctx, const char *name, const char *tier,
+	    char **key);
+/* PW_ENOTFOUND when there is no key of that name. */
+int	 pw_apikey_remove(struct pw_ctx *ctx, const char *name);
+/* Each key, by name; the key is borrowed for the call. */
+typedef int pw_apikey_fn(void *arg, const struct pw_apikey *k);
+int	 pw_apikey_each(struct pw_ctx *ctx, pw_apikey_fn *fn, void *arg);
+/* Whether any key exists. */
+int	 pw_apikey_any(struct pw_ctx *ctx, int *any);
+/*
+ * The key whose secret is key[0..len) into *out, its use recorded (once
+ * a minute); PW_ENOTFOUND when it is none (message without the key).
+ */
+int	 pw_apikey_check(struct pw_ctx *ctx, const char *key, size_t len,
+	    struct pw_apikey *out);
+/* Wipe and free a secret string (NULL: nothing). */
+void	 pw_secret_free(char *s);
+
+/*
  * Listen and serve the state file at state, with ctx's settings (ctx and
  * state must outlive the server). Returns at once; the server runs in its
  * own threads until pw_serve_stop. *out is the caller's. PW_EUSAGE for a
@@ -896,6 +946,12 @@ struct pw_serve_opts {
  */
 int	 pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    const struct pw_serve_opts *o, struct pw_server **out);
+/*
+ * Route i of the server's router (from 0): its path ("{id}" for a proxy
+ * id), method and whether it is open without an API key; NULL after the
+ * last. For the check that the OpenAPI document describes every route.
+ */
+const char *pw_serve_route(size_t i, const char **method, int *open);
 /* The address the server listens on ("127.0.0.1:8000"); borrowed. */
 const char *pw_serve_address(const struct pw_server *s);
 /*

@@ -35,7 +35,8 @@ enum stmt_id {
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
 	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO,
-	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_COUNT
+	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_KEY_ADD, S_KEY_DEL, S_KEY_FIND,
+	S_KEY_ANY, S_KEY_USED, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -140,6 +141,15 @@ static const char *const stmt_sql[S_COUNT] = {
 	/* Counters whose windows have both passed read 0 anyway. */
 	[S_RL_PRUNE] = "DELETE FROM ratelimit WHERE win + 2 * window_ms <= ?1 "
 	    "OR win > ?1",
+	[S_KEY_ADD] = "INSERT INTO api_keys(name, tier, hash, created_at) "
+	    "VALUES(?1, ?2, ?3, ?4)",
+	[S_KEY_DEL] = "DELETE FROM api_keys WHERE name = ?1",
+	[S_KEY_FIND] = "SELECT id, name, tier, hash, created_at, last_used "
+	    "FROM api_keys WHERE hash = ?1",
+	[S_KEY_ANY] = "SELECT EXISTS (SELECT 1 FROM api_keys)",
+	/* Once a minute at most: a key in use is not a write a request. */
+	[S_KEY_USED] = "UPDATE api_keys SET last_used = ?2 WHERE id = ?1 AND "
+	    "(last_used IS NULL OR last_used < ?2 - 60)",
 };
 
 struct pw_store {
@@ -257,7 +267,19 @@ static const char *const migrations[] = {
 	"  error TEXT,"
 	"  ts_ms INTEGER NOT NULL,"
 	"  lease_until INTEGER,"	/* being sent by a flush until then */
-	"  UNIQUE (proxy_id, success, ts_ms));",
+	"  UNIQUE (proxy_id, success, ts_ms));"
+	/*
+	 * API keys of pw serve: only a hash of each key (see
+	 * pw_crypto_apikey_hash), looked up by it on every request.
+	 */
+	"CREATE TABLE api_keys ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  tier TEXT NOT NULL,"
+	"  hash BLOB NOT NULL UNIQUE,"
+	"  created_at INTEGER NOT NULL,"
+	"  last_used INTEGER"
+	");",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -2249,5 +2271,147 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 	return 0;
 fail:
 	pw_store_rollback(st);
+	return r;
+}
+
+/* ------------------------------------------------------------- api keys */
+
+int
+pw_store_key_add(struct pw_store *st, const char *name, const char *tier,
+    const unsigned char *hash, size_t len, int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_KEY_ADD, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, tier, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, hash, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT ||
+	    (rc & 0xff) == SQLITE_CONSTRAINT)
+		return PW_EEXIST;
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "add API key");
+	return 0;
+}
+
+int
+pw_store_key_delete(struct pw_store *st, const char *name,
+    struct pw_err *err)
+{
+	int	r;
+
+	if ((r = run_stmt(st, S_KEY_DEL, err, "remove API key", "t",
+	    name)) != 0)
+		return r;
+	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
+}
+
+static void
+key_row(sqlite3_stmt *s, struct pw_store_key *k)
+{
+	int	n;
+
+	k->id = sqlite3_column_int64(s, 0);
+	k->name = col_text(s, 1);
+	k->tier = col_text(s, 2);
+	n = sqlite3_column_bytes(s, 3);
+	k->hash = sqlite3_column_blob(s, 3);
+	k->hash_len = n > 0 ? (size_t)n : 0;
+	k->created_at = sqlite3_column_int64(s, 4);
+	k->last_used = sqlite3_column_int64(s, 5);
+}
+
+int
+pw_store_key_find(struct pw_store *st, const unsigned char *hash,
+    size_t len, pw_key_row_fn *fn, void *arg, struct pw_err *err)
+{
+	struct pw_store_key	 k;
+	sqlite3_stmt		*s;
+	int			 rc, r;
+
+	if (st->pending)
+		return PW_ENOTFOUND;
+	if ((s = stmt_get(st, S_KEY_FIND, err)) == NULL)
+		return err->code;
+	sqlite3_bind_blob(s, 1, hash, (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		key_row(s, &k);
+		r = fn(arg, &k);
+	} else if (rc == SQLITE_DONE)
+		r = PW_ENOTFOUND;
+	else
+		r = db_fail(st, rc, err, "find API key");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+int
+pw_store_key_any(struct pw_store *st, int *any, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (st->pending) {
+		*any = 0;
+		return 0;
+	}
+	if ((s = stmt_get(st, S_KEY_ANY, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*any = sqlite3_column_int(s, 0) != 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(st, rc, err, "count API keys");
+	return 0;
+}
+
+int
+pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
+    struct pw_err *err)
+{
+	int	r;
+
+	/*
+	 * Not worth waiting for: while another process holds the write
+	 * lock, the request goes on and a later one records the use.
+	 */
+	sqlite3_busy_timeout(st->db, 0);
+	r = run_stmt(st, S_KEY_USED, err, "mark API key used", "ii", id,
+	    now);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	return r;
+}
+
+int
+pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
+    struct pw_err *err)
+{
+	struct pw_store_key	 k;
+	sqlite3_stmt		*s;
+	int			 rc, r = 0;
+
+	if (st->pending)
+		return 0;
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, name, tier, hash, "
+	    "created_at, last_used FROM api_keys ORDER BY name", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "list API keys");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		key_row(s, &k);
+		if ((r = fn(arg, &k)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "list API keys");
+	sqlite3_finalize(s);
 	return r;
 }

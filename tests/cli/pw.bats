@@ -412,6 +412,10 @@ two() {
 	run -0 --separate-stderr pw config list --json
 	run -0 python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' /dev/stdin <<<"$output"
 	is "$output" "$n"
+	# the key column is as wide as the longest key
+	local w
+	w=$(pw config list --plain | cut -f1 | awk '{ if (length > m) m = length }
+	    END { print m }')
 	run -0 --separate-stderr pw config list --table
 	[[ "${lines[0]}" =~ ^KEY\ +VALUE\ +ORIGIN$ ]]
 }

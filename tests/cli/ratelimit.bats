@@ -350,7 +350,7 @@ tiers() {
 	pw -q pool add "$TINYPROXY_URL"
 	pw config set fetch.rate_per_proxy 1/1h
 	SERVE_ENV=(PW_RATELIMIT__ENABLED=false)
-	start_serve
+	start_serve --allow-private
 	req() {
 		api POST /api/v1/request -H 'Content-Type: application/json' \
 		    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}"
@@ -361,4 +361,37 @@ tiers() {
 	is "$STATUS" 429
 	is "$(j .error.code)" RATE_LIMIT_EXCEEDED
 	like "$(j .error.message)" "every eligible proxy has had its fetch.rate_per_proxy; *"
+}
+
+# ------------------------------------------------------------ keys
+
+@test "API keys: a key is its own client with its key's tier; the configuration is for tier admin" {
+	tiers
+	pw -q serve keys add alice --tier premium >"$W/alice"
+	pw -q serve keys add bob >"$W/bob"
+	pw -q serve keys add root --tier admin >"$W/root"
+	SERVE_ENV=(PW_RATELIMIT_CONFIG="$W/rl.json")
+	start_serve
+	A=(-H "X-API-Key: $(cat "$W/alice")")
+	B=(-H "X-API-Key: $(cat "$W/bob")")
+	# bob has no tier: the default one, 5; alice's premium is 1000.
+	is "$(codes 6 /api/v1/proxies "${B[@]}")" "200x5 429x1"
+	is "$(codes 20 /api/v1/proxies "${A[@]}")" "200x20"
+	api GET /api/v1/proxies "${A[@]}"
+	is "$(header X-RateLimit-Limit)" 1000
+	api GET /api/v1/rate-limit/status/key:bob
+	is "$STATUS" 401
+	api GET /api/v1/rate-limit/status/key:bob "${A[@]}"
+	is "$(j '.data.counters[0].remaining')" 0
+	api GET /api/v1/rate-limit/config "${A[@]}"
+	is "$STATUS" 403
+	is "$(j .error.code)" FORBIDDEN
+	api PUT /api/v1/rate-limit/config "${A[@]}" -H 'Content-Type: application/json' \
+	    --data-binary '{"tiers": [{"name": "free", "limit": 1000000}]}'
+	is "$STATUS" 403
+	api GET /api/v1/rate-limit/config -H "X-API-Key: $(cat "$W/root")"
+	is "$STATUS" 200
+	is "$(j .data.default_tier)" free
+	api GET /api/v1/rate-limit/metrics "${A[@]}"
+	is "$(j .data.top_throttled[0].identifier)" key:bob
 }

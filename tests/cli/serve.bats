@@ -492,9 +492,11 @@ add() {
 }
 
 # ------------------------------------------------------- proxied requests
+# The origin and the peers are on loopback: --allow-private lets them be
+# targets (serve_api.bats tests the guard itself).
 
 @test "POST /request: through tinyproxy to the origin, headers and body passed" {
-	start_serve
+	start_serve --allow-private
 	add "$TP"
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/echo?a=1\",
 	    \"method\": \"POST\", \"headers\": {\"X-Test\": \"yes\",
@@ -521,7 +523,7 @@ add() {
 }
 
 @test "POST /request: binary bodies come back as base64, HEAD without one" {
-	start_serve
+	start_serve --allow-private
 	add "$TP"
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/bytes/300\"}"
 	is "$STATUS" 200
@@ -536,7 +538,7 @@ add() {
 }
 
 @test "POST /request: no proxy is 503 PROXY_POOL_EMPTY, all failing 502 PROXY_FAILOVER_EXHAUSTED" {
-	start_serve
+	start_serve --allow-private
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	envelope_error 503 PROXY_POOL_EMPTY
 	add "$REFUSED"
@@ -547,7 +549,7 @@ add() {
 }
 
 @test "POST /request: an unreachable target is 504 TARGET_UNREACHABLE, a slow one 504 REQUEST_TIMEOUT" {
-	start_serve
+	start_serve --allow-private
 	add "$MS"
 	post /api/v1/request "{\"url\": \"http://127.0.0.1:$REFUSED_PORT/\"}"
 	envelope_error 504 TARGET_UNREACHABLE
@@ -561,7 +563,7 @@ add() {
 }
 
 @test "POST /request: bad input is 422 naming the field, before any proxy is used" {
-	start_serve
+	start_serve --allow-private
 	add "$TP"
 	local before b f
 	before=$(state_sum)
@@ -770,7 +772,7 @@ EOF
 # --------------------------------------------------------------- lifecycle
 
 @test "SIGTERM finishes the request in flight, then exits 0 leaving no journal" {
-	start_serve
+	start_serve --allow-private
 	add "$TP"
 	curl -sS -o "$BATS_TEST_TMPDIR/slow" -w '%{http_code}' -X POST \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/slow/1500\"}" \
@@ -823,7 +825,7 @@ EOF
 	run -2 --separate-stderr pw serve --listen 127.0.0.1:0
 	is "$stderr" "pw: serve: --listen: '127.0.0.1:0': want a port from 1 to 65535"
 	run -2 --separate-stderr pw serve --listen 0.0.0.0:8000
-	is "$stderr" "pw: serve: --listen: '0.0.0.0:8000' is not a loopback address, and the API has no authentication yet (add --insecure to serve it anyway)"
+	is "$stderr" "pw: serve: --listen: '0.0.0.0:8000' is not a loopback address, and no API key exists (make one with pw serve keys add, or add --insecure to serve it anyway)"
 	run -2 --separate-stderr pw serve --threads 0
 	like "$stderr" "pw: serve: --threads: '0': want an integer from 1 to 256"
 	run -1 --separate-stderr pw serve --listen "127.0.0.1:$REFUSED_PORT"
