@@ -513,7 +513,8 @@ tally_one(void *arg, const struct pw_proxy *p)
 		t->by_status[p->status]++;
 	t->cooling += cooling;
 	t->expired += expired;
-	if (p->status != PW_UNHEALTHY && !cooling && !expired)
+	if (p->status != PW_UNHEALTHY && p->status != PW_PENDING &&
+	    !cooling && !expired)
 		t->usable++;
 	return 0;
 }

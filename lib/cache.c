@@ -109,6 +109,7 @@ struct pw_warm {
 	int			 tuned;		/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
+	int			 pending;	/* new ones wait for a check */
 	struct idset		 seen;
 	int64_t			*ids;
 	size_t			 nids, capids;
@@ -207,6 +208,10 @@ flush(struct pw_warm *w)
 	    (r = pw_store_proxy_insert_many(ctx->store, rows, n,
 	    w->flush_ids, &ctx->err)) != 0)
 		goto fail;
+	/* In the same transaction: never seen eligible, not for a moment. */
+	if (w->pending && (r = pw_store_proxy_pend(ctx->store, max_before,
+	    &ctx->err)) != 0)
+		goto fail;
 	for (i = 0; i < n; i++) {
 		id = w->flush_ids[i];
 		if (idset_has(&w->seen, id)) {
@@ -301,6 +306,12 @@ pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c)
 		return r;
 	*c = w->c;
 	return 0;
+}
+
+void
+pw_warm_pending(struct pw_warm *w, int on)
+{
+	w->pending = on;
 }
 
 int

@@ -14,6 +14,7 @@ static const char *const status_names[PW_STATUS_COUNT] = {
 	[PW_HEALTHY] = "healthy",
 	[PW_DEGRADED] = "degraded",
 	[PW_UNHEALTHY] = "unhealthy",
+	[PW_PENDING] = "pending",
 };
 
 /* ISO 3166-1 alpha-2, officially assigned codes. */
@@ -582,7 +583,7 @@ static int
 no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 {
 	const struct pw_filter	*f = sel->f;
-	int64_t			 c[5];
+	int64_t			 c[6];
 	struct pw_buf		 b;
 	int			 r, filtered;
 
@@ -597,6 +598,8 @@ no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 		pw_buf_addf(&b, ", %lld matching", (long long)c[4]);
 	pw_buf_addf(&b, ", %lld unhealthy, %lld cooling down, %lld expired",
 	    (long long)c[1], (long long)c[2], (long long)c[3]);
+	if (c[5] > 0)
+		pw_buf_addf(&b, ", %lld pending validation", (long long)c[5]);
 	if (sel->nex > 0)
 		pw_buf_addf(&b, ", %zu excluded", sel->nex);
 	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);

@@ -32,7 +32,8 @@ enum stmt_id {
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
-	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO, S_COUNT
+	S_EVICT_HEALTH, S_MAX_ID, S_UNDO_ROWS, S_UNDO_SEQ, S_SEQ, S_PEND,
+	S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -98,11 +99,15 @@ static const char *const stmt_sql[S_COUNT] = {
 	 * none), ?4 EMA alpha, ?5 failure threshold, ?6 now, ?7 anonymity
 	 * (NULL: keep). A pass makes the proxy healthy and clears its
 	 * failure run and cooldown; a failure makes it degraded, or
-	 * unhealthy at the threshold-th in a row.
+	 * unhealthy at the threshold-th in a row; an unhealthy one stays
+	 * so until it passes. A pending proxy (imported by a validating
+	 * warm, never checked) has nothing to its credit: its first
+	 * failure makes it unhealthy.
 	 */
 	[S_HEALTH] = "UPDATE proxies SET "
 	    "status = CASE WHEN ?2 THEN 'healthy' "
-	    "WHEN consec_fail + 1 >= ?5 THEN 'unhealthy' ELSE 'degraded' END, "
+	    "WHEN status IN ('pending', 'unhealthy') OR consec_fail + 1 >= ?5 "
+	    "THEN 'unhealthy' ELSE 'degraded' END, "
 	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
 	    "cooldown_until = CASE WHEN ?2 THEN NULL ELSE cooldown_until END, "
 	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
@@ -116,6 +121,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "source = coalesce(?3, source), country = coalesce(?4, country), "
 	    "region = coalesce(?5, region), weight = coalesce(?6, weight), "
 	    "updated_at = ?7 WHERE id = ?1",
+	/* What a validating warm added waits for its first check. */
+	[S_PEND] = "UPDATE proxies SET status = 'pending' WHERE id > ?1",
 	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
 	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -124,9 +131,14 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
-	[S_SP_BEGIN] = "SAVEPOINT pw_many",
-	[S_SP_RELEASE] = "RELEASE pw_many",
-	[S_SP_UNDO] = "ROLLBACK TO pw_many",
+	/* Take back what one insert of many rows did (see insert_many). */
+	[S_UNDO_ROWS] = "DELETE FROM proxies WHERE id > ?1",
+	[S_UNDO_SEQ] = "UPDATE sqlite_sequence SET seq = ?1 "
+	    "WHERE name = 'proxies'",
+	/* Every new id is above this one (AUTOINCREMENT). */
+	[S_SEQ] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+	    "WHERE name = 'proxies'), 0), "
+	    "coalesce((SELECT max(id) FROM proxies), 0))",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 };
 
@@ -162,7 +174,7 @@ static const char *const migrations[] = {
 	"  country TEXT,"
 	"  region TEXT,"
 	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN "
-	"    ('unknown', 'healthy', 'degraded', 'unhealthy')),"
+	"    ('unknown', 'healthy', 'degraded', 'unhealthy', 'pending')),"
 	"  anonymity TEXT,"
 	"  weight REAL,"
 	"  added_at INTEGER NOT NULL,"
@@ -1075,7 +1087,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 
 /* ------------------------------------------------------------ selection */
 
-#define ELIGIBLE "status != 'unhealthy' AND " \
+#define ELIGIBLE "status NOT IN ('unhealthy', 'pending') AND " \
 	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
 	"(expires_at IS NULL OR expires_at > ?1)"
 
@@ -1255,7 +1267,7 @@ pw_store_window_reset(struct pw_store *st, struct pw_err *err)
 
 int
 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
-    int64_t now, int64_t counts[5], struct pw_err *err)
+    int64_t now, int64_t counts[6], struct pw_err *err)
 {
 	struct pw_buf	 q;
 	sqlite3_stmt	*s;
@@ -1266,8 +1278,10 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	pw_buf_init(&q);
 	pw_buf_adds(&q, "SELECT (SELECT count(*) FROM proxies), "
 	    "coalesce(sum(status = 'unhealthy'), 0), "
-	    "coalesce(sum(status != 'unhealthy' AND cooldown_until > ?1), 0), "
-	    "coalesce(sum(expires_at <= ?1), 0), count(*) "
+	    "coalesce(sum(status NOT IN ('unhealthy', 'pending') AND "
+	    "cooldown_until > ?1), 0), "
+	    "coalesce(sum(expires_at <= ?1), 0), count(*), "
+	    "coalesce(sum(status = 'pending'), 0) "
 	    "FROM proxies WHERE 1");
 	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
 	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
@@ -1277,7 +1291,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	sqlite3_bind_int64(s, 1, now);
 	filter_bind(s, 2, texts, ntexts, maxlat);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			counts[i] = sqlite3_column_int64(s, i);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW)
@@ -1630,17 +1644,35 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
 }
 
+/* The id every new proxy gets one above, at the least. */
+static int
+id_floor(struct pw_store *st, int64_t *floor, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_SEQ, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*floor = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
 int
 pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
     size_t n, int64_t *ids, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
 	size_t		 i, j, k;
-	int64_t		 last, changes;
+	int64_t		 before = 0, last, changes;
 	int		 rc, r, dup;
 
 	for (i = 0; i < n; i += k) {
 		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
+		if ((r = id_floor(st, &before, err)) != 0)
+			return r;
 		if (k == MANY_ROWS) {
 			if (st->many == NULL && (r = many_prepare(st, k,
 			    &st->many, err)) != 0)
@@ -1648,8 +1680,6 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			s = st->many;
 		} else if ((r = many_prepare(st, k, &s, err)) != 0)
 			return r;
-		if ((r = run_stmt(st, S_SP_BEGIN, err, "savepoint", "")) != 0)
-			goto out;
 		for (j = 0; j < k; j++)
 			bind_row(s, (int)j * 13, &rows[i + j]);
 		rc = sqlite3_step(s);
@@ -1665,15 +1695,21 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			/* All new: their ids follow one another. */
 			for (j = 0; j < k; j++)
 				ids[i + j] = last - (int64_t)(k - 1 - j);
-			r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "");
+			r = 0;
 			goto out;
 		}
 		/*
 		 * Some were there already, and each refused row used up an
-		 * id: undo, and insert one at a time (no gaps in the ids).
+		 * id: take back the rows this statement added and the ids it
+		 * used (nobody else writes inside our transaction), and
+		 * insert one at a time, with no gaps in the ids. A savepoint
+		 * would do the same, at the price of copying every page the
+		 * statement touches first, on the path every row takes.
 		 */
-		if ((r = run_stmt(st, S_SP_UNDO, err, "savepoint", "")) != 0 ||
-		    (r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "")) != 0)
+		if ((changes > 0 && (r = run_stmt(st, S_UNDO_ROWS, err,
+		    "add proxies", "i", before)) != 0) ||
+		    (r = run_stmt(st, S_UNDO_SEQ, err, "add proxies", "i",
+		    before)) != 0)
 			goto out;
 		for (j = 0; j < k && r == 0; j++)
 			r = pw_store_proxy_insert(st, &rows[i + j], &ids[i + j],
@@ -1700,4 +1736,10 @@ pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 		*max = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
+int
+pw_store_proxy_pend(struct pw_store *st, int64_t after, struct pw_err *err)
+{
+	return run_stmt(st, S_PEND, err, "update proxies", "i", after);
 }
