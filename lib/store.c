@@ -60,7 +60,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PASS_PUT] = "UPDATE proxies SET pass = ?2, updated_at = ?3 "
 	    "WHERE id = ?1",
 	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
-	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
+	    "(SELECT max(id) FROM proxies), "
+	    "(SELECT max(weight) FROM proxies WHERE weight IS NOT NULL), "
 	    "(SELECT min(latency_ms) FROM proxies)",
 	/*
 	 * ?2 outcome (0 fail, 1 ok, 2 neutral), ?3 latency (NULL: none),
@@ -210,18 +211,22 @@ static const char *const migrations[] = {
 	"CREATE TABLE rotation (name TEXT PRIMARY KEY,"
 	"  value INTEGER NOT NULL);"
 	/*
-	 * What selection reads. A full scan (plugins, rare fallbacks) walks
-	 * the narrow proxies_pick instead of the wide rows; the others let
-	 * least-used and the bounds of rejection sampling avoid any scan.
+	 * What selection reads: least-used, the bounds of rejection
+	 * sampling and the unmeasured proxies of performance come from
+	 * these without a scan; round-robin and the probes go by id. Every
+	 * index costs each row a warm writes (a warm of 1M: about 0.3 s
+	 * an index), so those that only need the rows where a value is set
+	 * (weight, country) hold only those rows: a list without weights
+	 * or countries costs them nothing. Plugins and rare fallbacks that
+	 * read every candidate scan the table.
 	 */
-	"CREATE INDEX proxies_pick ON proxies(id, status, cooldown_until,"
-	"  expires_at, weight, latency_ms, started, succeeded, failed,"
-	"  window_count);"
 	"CREATE INDEX proxies_least ON proxies(window_count, id);"
-	"CREATE INDEX proxies_weight ON proxies(weight);"
+	"CREATE INDEX proxies_weight ON proxies(weight)"
+	"  WHERE weight IS NOT NULL;"
 	"CREATE INDEX proxies_latency ON proxies(latency_ms);"
 	/* Geo selection finds a country's proxies, or that there are none. */
-	"CREATE INDEX proxies_geo ON proxies(country, region);",
+	"CREATE INDEX proxies_geo ON proxies(country, region)"
+	"  WHERE country IS NOT NULL;",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -1615,8 +1620,13 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 int
 pw_store_bulk(struct pw_store *st, struct pw_err *err)
 {
-	/* Index pages of a large pool stay cached between batches. */
-	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+	/*
+	 * Index pages of a large pool stay cached between batches. The
+	 * WAL is copied into the file (and both synced) once it holds 32
+	 * MiB, not 4: a few checkpoints for a large warm, not one a batch.
+	 */
+	return exec_sql(st, "PRAGMA cache_size=-65536;"
+	    "PRAGMA wal_autocheckpoint=8192", err);
 }
 
 /* "INSERT OR IGNORE ... VALUES (...), ..." of k rows, like S_INSERT. */
