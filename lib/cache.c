@@ -106,6 +106,7 @@ struct pw_warm {
 	struct pw_warm_counts	 c;
 	struct pend		*pend;
 	int64_t			*flush_ids;	/* id of each pending one */
+	struct pw_row		*rows;		/* their rows, while flushing */
 	int			 tuned;		/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
@@ -126,6 +127,7 @@ pw_warm_new(struct pw_ctx *ctx)
 		w->batch = 1;
 	w->pend = pw_xcalloc(w->batch, sizeof *w->pend);
 	w->flush_ids = pw_xcalloc(w->batch, sizeof *w->flush_ids);
+	w->rows = pw_xcalloc(w->batch, sizeof *w->rows);
 	return w;
 }
 
@@ -147,6 +149,7 @@ pw_warm_free(struct pw_warm *w)
 		pend_release(&w->pend[i]);
 	free(w->pend);
 	free(w->flush_ids);
+	free(w->rows);
 	pw_ingest_free(w->in);
 	free(w->seen.slot);
 	free(w->ids);
@@ -182,7 +185,7 @@ flush(struct pw_warm *w)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	rows = pw_xcalloc(n, sizeof *rows);
+	rows = w->rows;
 	for (i = 0; i < n; i++) {
 		struct pend *p = &w->pend[i];
 		memset(&m, 0, sizeof m);
@@ -245,7 +248,6 @@ fail:
 out:
 	for (i = 0; i < n; i++)
 		pw_pool_row_release(&rows[i]);
-	free(rows);
 	return r;
 }
 

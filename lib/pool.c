@@ -140,15 +140,16 @@ pw_ctx_key(struct pw_ctx *ctx, int create)
 /*
  * A proxy's identity: scheme, host and port, plus a keyed tag of the user
  * name when there is one (the same gateway with two accounts is two
- * proxies), so the user name is not stored in clear.
+ * proxies), so the user name is not stored in clear. Without a user it is
+ * the URL itself: the caller shares that string.
  */
 static char *
-identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
+identity(struct pw_ctx *ctx, const struct pw_addr *a, char *url)
 {
 	char	tag[33];
 
 	if (a->user == NULL)
-		return pw_xstrdup(url);
+		return url;
 	pw_crypto_tag(ctx->key, a->user, tag);
 	return pw_xasprintf("%s://%s@%s", pw_scheme_name(a->scheme), tag,
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
@@ -185,7 +186,8 @@ pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
 void
 pw_pool_row_release(struct pw_row *row)
 {
-	free((char *)row->key);
+	if (row->key != row->url)
+		free((char *)row->key);
 	free((char *)row->url);
 	free((unsigned char *)row->user);
 	free((unsigned char *)row->pass);

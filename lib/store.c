@@ -107,7 +107,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	 */
 	[S_HEALTH] = "UPDATE proxies SET "
 	    "status = CASE WHEN ?2 THEN 'healthy' "
-	    "WHEN status IN ('pending', 'unhealthy') OR consec_fail + 1 >= ?5 "
+	    "WHEN status = 'pending' OR status = 'unhealthy' OR "
+	    "consec_fail + 1 >= ?5 "
 	    "THEN 'unhealthy' ELSE 'degraded' END, "
 	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
 	    "cooldown_until = CASE WHEN ?2 THEN NULL ELSE cooldown_until END, "
@@ -174,8 +175,13 @@ static const char *const migrations[] = {
 	"  source TEXT,"
 	"  country TEXT,"
 	"  region TEXT,"
-	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN "
-	"    ('unknown', 'healthy', 'degraded', 'unhealthy', 'pending')),"
+	/*
+	 * Comparisons, not IN (...): SQLite checks an IN list by building
+	 * a temporary b-tree of it, for every row written.
+	 */
+	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status = 'unknown'"
+	"    OR status = 'healthy' OR status = 'degraded'"
+	"    OR status = 'unhealthy' OR status = 'pending'),"
 	"  anonymity TEXT,"
 	"  weight REAL,"
 	"  added_at INTEGER NOT NULL,"
@@ -1092,7 +1098,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 
 /* ------------------------------------------------------------ selection */
 
-#define ELIGIBLE "status NOT IN ('unhealthy', 'pending') AND " \
+#define ELIGIBLE "status != 'unhealthy' AND status != 'pending' AND " \
 	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
 	"(expires_at IS NULL OR expires_at > ?1)"
 
@@ -1283,7 +1289,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	pw_buf_init(&q);
 	pw_buf_adds(&q, "SELECT (SELECT count(*) FROM proxies), "
 	    "coalesce(sum(status = 'unhealthy'), 0), "
-	    "coalesce(sum(status NOT IN ('unhealthy', 'pending') AND "
+	    "coalesce(sum(status != 'unhealthy' AND status != 'pending' AND "
 	    "cooldown_until > ?1), 0), "
 	    "coalesce(sum(expires_at <= ?1), 0), count(*), "
 	    "coalesce(sum(status = 'pending'), 0) "
