@@ -386,11 +386,12 @@ cache_warm(struct pw_cmdctx *cc)
 	struct pw_ctx		*ctx = cc->ctx;
 	struct pw_health_opts	 ho;
 	struct warm_run		 wr;
-	const char	*in = cc->args->argc > 0 ? cc->args->argv[0] : NULL;
-	const char	*v;
-	char		 ccode[3], *shown = NULL;
-	FILE		*f = NULL;
-	int		 r;
+	const char		*in = cc->args->argc > 0 ? cc->args->argv[0] :
+				    NULL;
+	const char		*v;
+	char			 ccode[3], *shown = NULL;
+	FILE			*f = NULL;
+	int			 r;
 
 	memset(&wr, 0, sizeof wr);
 	wr.cc = cc;
