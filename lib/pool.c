@@ -349,8 +349,9 @@ pw_pool_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id)
 		free(shown);
 	} else if (r == 0)
 		*id = v;
+	if (key != url)
+		free(key);
 	free(url);
-	free(key);
 	pw_addr_release(&a);
 	return r;
 }
