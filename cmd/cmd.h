@@ -95,6 +95,15 @@ int		 cmd_usagef(struct pw_cmdctx *cc, const char *fmt, ...)
  */
 int		 cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m,
 		     char cc_buf[3]);
+/*
+ * The options a check shares with pw health (--url, --timeout,
+ * --concurrency, --evict) into o, after pw_health_opts_init; PW_EUSAGE
+ * with a message when one is bad. In cmd/health.c.
+ */
+int		 cmd_check_opts(struct pw_cmdctx *cc,
+		     struct pw_health_opts *o);
+/* The checks that fit the open-file limit (raised when it can be). */
+int64_t		 cmd_fit_fd_limit(int64_t conc);
 /* Parse an integer option; PW_EUSAGE with a message when bad. */
 int		 cmd_int_opt(struct pw_cmdctx *cc, const char *lname,
 		     int64_t min, int64_t max, int64_t *out);

@@ -330,7 +330,7 @@ filter_opts(struct pw_cmdctx *cc, struct pw_filter *f, char ccode[3])
 	if ((v = arg_get(cc->args, "status")) != NULL &&
 	    pw_status_parse(v, &f->status) != 0)
 		return cmd_usagef(cc, "--status: '%s': want unknown, healthy, "
-		    "degraded or unhealthy", v);
+		    "degraded, unhealthy or pending", v);
 	if ((v = arg_get(cc->args, "scheme")) != NULL) {
 		if (pw_scheme_parse(v, &sch) != 0)
 			return cmd_usagef(cc, "--scheme: '%s': want http, "
@@ -666,7 +666,7 @@ static const struct pw_opt meta_optv[] = {
 
 static const struct pw_opt ls_optv[] = {
 	{ "status", 0, "STATUS", 0,
-	  "unknown, healthy, degraded or unhealthy" },
+	  "unknown, healthy, degraded, unhealthy or pending" },
 	{ "scheme", 0, "SCHEME", 0, "http, https, socks4, socks4a, socks5 or "
 	  "socks5h" },
 	{ "source", 0, "NAME", 0, "only proxies from this source" },

@@ -7,7 +7,7 @@
 # Only the fixed choices of a few option values are spelt out below;
 # tests/cli/docs.bats checks them against the binary.
 
-_pw_statuses='unknown healthy degraded unhealthy'
+_pw_statuses='unknown healthy degraded unhealthy pending'
 _pw_schemes='http https socks4 socks4a socks5 socks5h'
 _pw_anonymity='transparent anonymous elite'
 _pw_strategies='round-robin random weighted least-used performance sticky geo'

@@ -87,7 +87,7 @@ end
 function __pw_option_values
     switch $argv[1]
         case --status
-            printf '%s\n' unknown healthy degraded unhealthy
+            printf '%s\n' unknown healthy degraded unhealthy pending
         case --scheme
             printf '%s\n' http https socks4 socks4a socks5 socks5h
         case --anonymity

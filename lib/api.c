@@ -582,7 +582,8 @@ tally_one(void *arg, const struct pw_proxy *p)
 		t->by_status[p->status]++;
 	t->cooling += cooling;
 	t->expired += expired;
-	if (p->status != PW_UNHEALTHY && !cooling && !expired)
+	if (p->status != PW_UNHEALTHY && p->status != PW_PENDING &&
+	    !cooling && !expired)
 		t->usable++;
 	return 0;
 }
@@ -750,7 +751,7 @@ list_filter(struct req *q, struct pw_filter *f, char ccode[3])
 	if ((v = query(q, "status")) != NULL &&
 	    pw_status_parse(v, &f->status) != 0)
 		return invalid(q, "status", "status: '%.40s': want unknown, "
-		    "healthy, degraded or unhealthy", v), -1;
+		    "healthy, degraded, unhealthy or pending", v), -1;
 	if ((v = query(q, "scheme")) != NULL) {
 		if (pw_scheme_parse(v, &sch) != 0)
 			return invalid(q, "scheme", "scheme: '%.40s': want "

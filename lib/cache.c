@@ -106,9 +106,11 @@ struct pw_warm {
 	struct pw_warm_counts	 c;
 	struct pend		*pend;
 	int64_t			*flush_ids;	/* id of each pending one */
+	struct pw_row		*rows;		/* their rows, while flushing */
 	int			 tuned;		/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
+	int			 pending;	/* new ones wait for a check */
 	struct idset		 seen;
 	int64_t			*ids;
 	size_t			 nids, capids;
@@ -125,6 +127,7 @@ pw_warm_new(struct pw_ctx *ctx)
 		w->batch = 1;
 	w->pend = pw_xcalloc(w->batch, sizeof *w->pend);
 	w->flush_ids = pw_xcalloc(w->batch, sizeof *w->flush_ids);
+	w->rows = pw_xcalloc(w->batch, sizeof *w->rows);
 	return w;
 }
 
@@ -146,6 +149,7 @@ pw_warm_free(struct pw_warm *w)
 		pend_release(&w->pend[i]);
 	free(w->pend);
 	free(w->flush_ids);
+	free(w->rows);
 	pw_ingest_free(w->in);
 	free(w->seen.slot);
 	free(w->ids);
@@ -181,7 +185,7 @@ flush(struct pw_warm *w)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	rows = pw_xcalloc(n, sizeof *rows);
+	rows = w->rows;
 	for (i = 0; i < n; i++) {
 		struct pend *p = &w->pend[i];
 		memset(&m, 0, sizeof m);
@@ -206,6 +210,10 @@ flush(struct pw_warm *w)
 	if ((r = pw_store_max_id(ctx->store, &max_before, &ctx->err)) != 0 ||
 	    (r = pw_store_proxy_insert_many(ctx->store, rows, n,
 	    w->flush_ids, &ctx->err)) != 0)
+		goto fail;
+	/* In the same transaction: never seen eligible, not for a moment. */
+	if (w->pending && (r = pw_store_proxy_pend(ctx->store, max_before,
+	    &ctx->err)) != 0)
 		goto fail;
 	for (i = 0; i < n; i++) {
 		id = w->flush_ids[i];
@@ -240,7 +248,6 @@ fail:
 out:
 	for (i = 0; i < n; i++)
 		pw_pool_row_release(&rows[i]);
-	free(rows);
 	return r;
 }
 
@@ -301,6 +308,12 @@ pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c)
 		return r;
 	*c = w->c;
 	return 0;
+}
+
+void
+pw_warm_pending(struct pw_warm *w, int on)
+{
+	w->pending = on;
 }
 
 int

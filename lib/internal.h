@@ -124,10 +124,10 @@ int	 pw_strategy_sample(const struct pw_strategy *s,
 int	 pw_store_window_reset(struct pw_store *st, struct pw_err *err);
 /*
  * Why nothing is eligible: counts[] = all proxies, unhealthy, cooling
- * down, expired (of those matching f), matching f.
+ * down, expired (of those matching f), matching f, pending validation.
  */
 int	 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
-	    int64_t now, int64_t counts[5], struct pw_err *err);
+	    int64_t now, int64_t counts[6], struct pw_err *err);
 /* Named integers: round-robin cursors, the least-used window. 0: unset. */
 int	 pw_store_rotation_get(struct pw_store *st, const char *name,
 	    int64_t *value, struct pw_err *err);
@@ -180,6 +180,9 @@ int	 pw_store_proxy_insert_many(struct pw_store *st,
 	    const struct pw_row *rows, size_t n, int64_t *ids,
 	    struct pw_err *err);
 int	 pw_store_max_id(struct pw_store *st, int64_t *max,
+	    struct pw_err *err);
+/* Make every proxy with an id above after pending (a validating warm). */
+int	 pw_store_proxy_pend(struct pw_store *st, int64_t after,
 	    struct pw_err *err);
 /* Add n to the named counter of the stats table. */
 int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,

@@ -15,6 +15,7 @@ static const char *const status_names[PW_STATUS_COUNT] = {
 	[PW_HEALTHY] = "healthy",
 	[PW_DEGRADED] = "degraded",
 	[PW_UNHEALTHY] = "unhealthy",
+	[PW_PENDING] = "pending",
 };
 
 /* ISO 3166-1 alpha-2, officially assigned codes. */
@@ -140,15 +141,16 @@ pw_ctx_key(struct pw_ctx *ctx, int create)
 /*
  * A proxy's identity: scheme, host and port, plus a keyed tag of the user
  * name when there is one (the same gateway with two accounts is two
- * proxies), so the user name is not stored in clear.
+ * proxies), so the user name is not stored in clear. Without a user it is
+ * the URL itself: the caller shares that string.
  */
 static char *
-identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
+identity(struct pw_ctx *ctx, const struct pw_addr *a, char *url)
 {
 	char	tag[33];
 
 	if (a->user == NULL)
-		return pw_xstrdup(url);
+		return url;
 	pw_crypto_tag(ctx->key, a->user, tag);
 	return pw_xasprintf("%s://%s@%s", pw_scheme_name(a->scheme), tag,
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
@@ -185,7 +187,8 @@ pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
 void
 pw_pool_row_release(struct pw_row *row)
 {
-	free((char *)row->key);
+	if (row->key != row->url)
+		free((char *)row->key);
 	free((char *)row->url);
 	free((unsigned char *)row->user);
 	free((unsigned char *)row->pass);
@@ -347,8 +350,9 @@ pw_pool_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id)
 		free(shown);
 	} else if (r == 0)
 		*id = v;
+	if (key != url)
+		free(key);
 	free(url);
-	free(key);
 	pw_addr_release(&a);
 	return r;
 }
@@ -583,7 +587,7 @@ static int
 no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 {
 	const struct pw_filter	*f = sel->f;
-	int64_t			 c[5];
+	int64_t			 c[6];
 	struct pw_buf		 b;
 	int			 r, filtered;
 
@@ -598,6 +602,8 @@ no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 		pw_buf_addf(&b, ", %lld matching", (long long)c[4]);
 	pw_buf_addf(&b, ", %lld unhealthy, %lld cooling down, %lld expired",
 	    (long long)c[1], (long long)c[2], (long long)c[3]);
+	if (c[5] > 0)
+		pw_buf_addf(&b, ", %lld pending validation", (long long)c[5]);
 	if (sel->nex > 0)
 		pw_buf_addf(&b, ", %zu excluded", sel->nex);
 	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);

@@ -236,8 +236,12 @@ char	*pw_config_shown(const char *key, const char *value);
 
 /* ----------------------------------------------------------------- pool */
 
+/*
+ * PW_PENDING: imported by a validating warm and not checked yet; like
+ * unhealthy, never selected, until a health check passes.
+ */
 enum pw_status { PW_UNKNOWN, PW_HEALTHY, PW_DEGRADED, PW_UNHEALTHY,
-    PW_STATUS_COUNT };
+    PW_PENDING, PW_STATUS_COUNT };
 const char *pw_status_name(int s);
 int	 pw_status_parse(const char *s, int *out);
 
@@ -588,6 +592,13 @@ int	 pw_health_select(struct pw_ctx *ctx, const struct pw_filter *f,
  */
 int	 pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 	    const int64_t *ids, size_t n, struct pw_health_summary *sum);
+/*
+ * The checks pw_health_run makes of o before it starts, alone: for a
+ * caller that must refuse bad options before it writes anything.
+ * PW_EUSAGE with the same message, or 0.
+ */
+int	 pw_health_check_opts(struct pw_ctx *ctx,
+	    const struct pw_health_opts *o);
 
 /* --------------------------------------------------------------- ingest */
 
@@ -683,6 +694,12 @@ void	 pw_warm_input(struct pw_warm *w, int format,
 int	 pw_warm_feed(struct pw_warm *w, const void *p, size_t n);
 /* Flush this input; c gets its counts. */
 int	 pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c);
+/*
+ * With on, the proxies this run adds are stored pending (PW_PENDING):
+ * never selected until a health check passes (pw_health_run on
+ * pw_warm_ids). Proxies already in the pool keep their status.
+ */
+void	 pw_warm_pending(struct pw_warm *w, int on);
 /* The format the current input turned out to be. */
 int	 pw_warm_format(const struct pw_warm *w);
 /*

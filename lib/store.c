@@ -34,7 +34,7 @@ enum stmt_id {
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
-	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO,
+	S_EVICT_HEALTH, S_MAX_ID, S_UNDO_ROWS, S_UNDO_SEQ, S_SEQ, S_PEND,
 	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_KEY_ADD, S_KEY_DEL, S_KEY_FIND,
 	S_KEY_ANY, S_KEY_USED, S_COUNT
 };
@@ -63,7 +63,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PASS_PUT] = "UPDATE proxies SET pass = ?2, updated_at = ?3 "
 	    "WHERE id = ?1",
 	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
-	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
+	    "(SELECT max(id) FROM proxies), "
+	    "(SELECT max(weight) FROM proxies WHERE weight IS NOT NULL), "
 	    "(SELECT min(latency_ms) FROM proxies)",
 	/*
 	 * ?2 outcome (0 fail, 1 ok, 2 neutral), ?3 latency (NULL: none),
@@ -102,11 +103,16 @@ static const char *const stmt_sql[S_COUNT] = {
 	 * none), ?4 EMA alpha, ?5 failure threshold, ?6 now, ?7 anonymity
 	 * (NULL: keep). A pass makes the proxy healthy and clears its
 	 * failure run and cooldown; a failure makes it degraded, or
-	 * unhealthy at the threshold-th in a row.
+	 * unhealthy at the threshold-th in a row; an unhealthy one stays
+	 * so until it passes. A pending proxy (imported by a validating
+	 * warm, never checked) has nothing to its credit: its first
+	 * failure makes it unhealthy.
 	 */
 	[S_HEALTH] = "UPDATE proxies SET "
 	    "status = CASE WHEN ?2 THEN 'healthy' "
-	    "WHEN consec_fail + 1 >= ?5 THEN 'unhealthy' ELSE 'degraded' END, "
+	    "WHEN status = 'pending' OR status = 'unhealthy' OR "
+	    "consec_fail + 1 >= ?5 "
+	    "THEN 'unhealthy' ELSE 'degraded' END, "
 	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
 	    "cooldown_until = CASE WHEN ?2 THEN NULL ELSE cooldown_until END, "
 	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
@@ -120,6 +126,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "source = coalesce(?3, source), country = coalesce(?4, country), "
 	    "region = coalesce(?5, region), weight = coalesce(?6, weight), "
 	    "updated_at = ?7 WHERE id = ?1",
+	/* What a validating warm added waits for its first check. */
+	[S_PEND] = "UPDATE proxies SET status = 'pending' WHERE id > ?1",
 	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
 	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -128,9 +136,14 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
-	[S_SP_BEGIN] = "SAVEPOINT pw_many",
-	[S_SP_RELEASE] = "RELEASE pw_many",
-	[S_SP_UNDO] = "ROLLBACK TO pw_many",
+	/* Take back what one insert of many rows did (see insert_many). */
+	[S_UNDO_ROWS] = "DELETE FROM proxies WHERE id > ?1",
+	[S_UNDO_SEQ] = "UPDATE sqlite_sequence SET seq = ?1 "
+	    "WHERE name = 'proxies'",
+	/* Every new id is above this one (AUTOINCREMENT). */
+	[S_SEQ] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+	    "WHERE name = 'proxies'), 0), "
+	    "coalesce((SELECT max(id) FROM proxies), 0))",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
 	[S_RL_GET] = "SELECT win, cur, prev, window_ms FROM ratelimit "
 	    "WHERE key = ?1",
@@ -185,8 +198,13 @@ static const char *const migrations[] = {
 	"  source TEXT,"
 	"  country TEXT,"
 	"  region TEXT,"
-	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN "
-	"    ('unknown', 'healthy', 'degraded', 'unhealthy')),"
+	/*
+	 * Comparisons, not IN (...): SQLite checks an IN list by building
+	 * a temporary b-tree of it, for every row written.
+	 */
+	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status = 'unknown'"
+	"    OR status = 'healthy' OR status = 'degraded'"
+	"    OR status = 'unhealthy' OR status = 'pending'),"
 	"  anonymity TEXT,"
 	"  weight REAL,"
 	"  added_at INTEGER NOT NULL,"
@@ -222,18 +240,22 @@ static const char *const migrations[] = {
 	"CREATE TABLE rotation (name TEXT PRIMARY KEY,"
 	"  value INTEGER NOT NULL);"
 	/*
-	 * What selection reads. A full scan (plugins, rare fallbacks) walks
-	 * the narrow proxies_pick instead of the wide rows; the others let
-	 * least-used and the bounds of rejection sampling avoid any scan.
+	 * What selection reads: least-used, the bounds of rejection
+	 * sampling and the unmeasured proxies of performance come from
+	 * these without a scan; round-robin and the probes go by id. Every
+	 * index costs each row a warm writes (a warm of 1M: about 0.3 s
+	 * an index), so those that only need the rows where a value is set
+	 * (weight, country) hold only those rows: a list without weights
+	 * or countries costs them nothing. Plugins and rare fallbacks that
+	 * read every candidate scan the table.
 	 */
-	"CREATE INDEX proxies_pick ON proxies(id, status, cooldown_until,"
-	"  expires_at, weight, latency_ms, started, succeeded, failed,"
-	"  window_count);"
 	"CREATE INDEX proxies_least ON proxies(window_count, id);"
-	"CREATE INDEX proxies_weight ON proxies(weight);"
+	"CREATE INDEX proxies_weight ON proxies(weight)"
+	"  WHERE weight IS NOT NULL;"
 	"CREATE INDEX proxies_latency ON proxies(latency_ms);"
 	/* Geo selection finds a country's proxies, or that there are none. */
-	"CREATE INDEX proxies_geo ON proxies(country, region);"
+	"CREATE INDEX proxies_geo ON proxies(country, region)"
+	"  WHERE country IS NOT NULL;"
 	/*
 	 * Rate-limit counters of the sqlite backend (see ratelimit.h);
 	 * win on the host's monotonic clock.
@@ -1162,7 +1184,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 
 /* ------------------------------------------------------------ selection */
 
-#define ELIGIBLE "status != 'unhealthy' AND " \
+#define ELIGIBLE "status != 'unhealthy' AND status != 'pending' AND " \
 	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
 	"(expires_at IS NULL OR expires_at > ?1)"
 
@@ -1342,7 +1364,7 @@ pw_store_window_reset(struct pw_store *st, struct pw_err *err)
 
 int
 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
-    int64_t now, int64_t counts[5], struct pw_err *err)
+    int64_t now, int64_t counts[6], struct pw_err *err)
 {
 	struct pw_buf	 q;
 	sqlite3_stmt	*s;
@@ -1353,8 +1375,10 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	pw_buf_init(&q);
 	pw_buf_adds(&q, "SELECT (SELECT count(*) FROM proxies), "
 	    "coalesce(sum(status = 'unhealthy'), 0), "
-	    "coalesce(sum(status != 'unhealthy' AND cooldown_until > ?1), 0), "
-	    "coalesce(sum(expires_at <= ?1), 0), count(*) "
+	    "coalesce(sum(status != 'unhealthy' AND status != 'pending' AND "
+	    "cooldown_until > ?1), 0), "
+	    "coalesce(sum(expires_at <= ?1), 0), count(*), "
+	    "coalesce(sum(status = 'pending'), 0) "
 	    "FROM proxies WHERE 1");
 	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
 	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
@@ -1364,7 +1388,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	sqlite3_bind_int64(s, 1, now);
 	filter_bind(s, 2, texts, ntexts, maxlat);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			counts[i] = sqlite3_column_int64(s, i);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW)
@@ -1722,8 +1746,13 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 int
 pw_store_bulk(struct pw_store *st, struct pw_err *err)
 {
-	/* Index pages of a large pool stay cached between batches. */
-	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+	/*
+	 * Index pages of a large pool stay cached between batches. The
+	 * WAL is copied into the file (and both synced) once it holds 32
+	 * MiB, not 4: a few checkpoints for a large warm, not one a batch.
+	 */
+	return exec_sql(st, "PRAGMA cache_size=-65536;"
+	    "PRAGMA wal_autocheckpoint=8192", err);
 }
 
 /* "INSERT OR IGNORE ... VALUES (...), ..." of k rows, like S_INSERT. */
@@ -1751,17 +1780,35 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
 }
 
+/* The id every new proxy gets one above, at the least. */
+static int
+id_floor(struct pw_store *st, int64_t *floor, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_SEQ, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*floor = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
 int
 pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
     size_t n, int64_t *ids, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
 	size_t		 i, j, k;
-	int64_t		 last, changes;
+	int64_t		 before = 0, last, changes;
 	int		 rc, r, dup;
 
 	for (i = 0; i < n; i += k) {
 		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
+		if ((r = id_floor(st, &before, err)) != 0)
+			return r;
 		if (k == MANY_ROWS) {
 			if (st->many == NULL && (r = many_prepare(st, k,
 			    &st->many, err)) != 0)
@@ -1769,8 +1816,6 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			s = st->many;
 		} else if ((r = many_prepare(st, k, &s, err)) != 0)
 			return r;
-		if ((r = run_stmt(st, S_SP_BEGIN, err, "savepoint", "")) != 0)
-			goto out;
 		for (j = 0; j < k; j++)
 			bind_row(s, (int)j * 13, &rows[i + j]);
 		rc = sqlite3_step(s);
@@ -1786,15 +1831,21 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			/* All new: their ids follow one another. */
 			for (j = 0; j < k; j++)
 				ids[i + j] = last - (int64_t)(k - 1 - j);
-			r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "");
+			r = 0;
 			goto out;
 		}
 		/*
 		 * Some were there already, and each refused row used up an
-		 * id: undo, and insert one at a time (no gaps in the ids).
+		 * id: take back the rows this statement added and the ids it
+		 * used (nobody else writes inside our transaction), and
+		 * insert one at a time, with no gaps in the ids. A savepoint
+		 * would do the same, at the price of copying every page the
+		 * statement touches first, on the path every row takes.
 		 */
-		if ((r = run_stmt(st, S_SP_UNDO, err, "savepoint", "")) != 0 ||
-		    (r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "")) != 0)
+		if ((changes > 0 && (r = run_stmt(st, S_UNDO_ROWS, err,
+		    "add proxies", "i", before)) != 0) ||
+		    (r = run_stmt(st, S_UNDO_SEQ, err, "add proxies", "i",
+		    before)) != 0)
 			goto out;
 		for (j = 0; j < k && r == 0; j++)
 			r = pw_store_proxy_insert(st, &rows[i + j], &ids[i + j],
@@ -2414,4 +2465,10 @@ pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
 		r = db_fail(st, rc, err, "list API keys");
 	sqlite3_finalize(s);
 	return r;
+}
+
+int
+pw_store_proxy_pend(struct pw_store *st, int64_t after, struct pw_err *err)
+{
+	return run_stmt(st, S_PEND, err, "update proxies", "i", after);
 }

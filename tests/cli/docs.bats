@@ -474,7 +474,7 @@ two_proxies() {
 @test "bash: option values with fixed choices, and = forms" {
 	run -0 bash_complete pw pool ls --status ''
 	same "$output" "$(choices "$(help_of "pool ls" --status)")"
-	same "$output" "$(words unknown healthy degraded unhealthy)"
+	same "$output" "$(words unknown healthy degraded unhealthy pending)"
 	run -0 bash_complete pw pool ls --status = he
 	same "$output" healthy
 	run -0 bash_complete pw pool ls --scheme ''
@@ -495,7 +495,7 @@ two_proxies() {
 	run -0 bash_complete pw health --mode ''
 	same "$output" "$(words get connect)"
 	run -0 bash_complete pw health --status ''
-	same "$output" "$(words unknown healthy degraded unhealthy)"
+	same "$output" "$(words unknown healthy degraded unhealthy pending)"
 	run -0 bash_complete pw -c strategy = r
 	same "$output" "$(words random round-robin)"
 	# a free-form value gets nothing

@@ -266,7 +266,7 @@ measured() {
 	run -2 --separate-stderr pw pool next --scheme ftp
 	is "$stderr" "pw: pool next: --scheme: 'ftp': want http, https, socks4, socks4a, socks5 or socks5h"
 	run -2 --separate-stderr pw pool next --status sick
-	is "$stderr" "pw: pool next: --status: 'sick': want unknown, healthy, degraded or unhealthy"
+	is "$stderr" "pw: pool next: --status: 'sick': want unknown, healthy, degraded, unhealthy or pending"
 	run -2 --separate-stderr pw pool next --anonymity high
 	is "$stderr" "pw: pool next: --anonymity: 'high': want transparent, anonymous or elite"
 	unchanged
