@@ -42,8 +42,8 @@ endif
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
-LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd api
+LIB		= err proxy crypto store config pool strategy session view net fetch \
+		  health ingest cache download httpd api housekeep
 CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)

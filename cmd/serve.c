@@ -1,6 +1,6 @@
 /*
  * serve.c -- "pw serve": the REST API over the state file, until SIGINT
- * or SIGTERM.
+ * or SIGTERM; SIGHUP reads the settings again.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +34,7 @@ serve(struct pw_cmdctx *cc)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((r = pw_serve_start(cc->ctx, cc->state, &o, &s)) != 0)
@@ -41,7 +42,12 @@ serve(struct pw_cmdctx *cc)
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: listening on http://%s\n",
 		    pw_serve_address(s));
-	sigwait(&set, &sig);
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		pw_serve_reload(s);
+		if (!cc->quiet)
+			fprintf(stderr, "pw: serve: SIGHUP: settings read "
+			    "again\n");
+	}
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: %s: finishing requests in flight\n",
 		    sig == SIGINT ? "SIGINT" : "SIGTERM");

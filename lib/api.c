@@ -10,6 +10,14 @@
  * closes it; no context is ever shared. Writes stay short transactions in
  * lib, so other pw processes on the same file are not held up.
  *
+ * Selections and outcomes go through the server's view of the pool
+ * (view.c): in memory, no lock held across a request, outcomes written
+ * in batches by the flusher (housekeep.c). Each request first lets the
+ * view check (at most every VIEW_CHECK_MS) whether another process
+ * changed the file; a request that wrote to it makes the view reload
+ * before its response goes, so the next request sees the change. A
+ * worker reads its settings again when the view reloaded or SIGHUP came.
+ *
  * Every request goes through the steps in `pipeline` (request id, body
  * limit, route, JSON body, handler); authentication and rate limiting
  * will be steps of their own, before the route's handler runs.
@@ -37,6 +45,8 @@
 #define PAGE_SIZE_DEFAULT	50
 #define TIMEOUT_MAX		300
 #define RID_MAX			128
+/* How often at most the view asks the file what others changed. */
+#define VIEW_CHECK_MS		5
 
 /* What the server counts, for /api/v1/metrics and /metrics. */
 #define RATE_WINDOW	60		/* seconds of requests per second */
@@ -61,8 +71,17 @@ struct pw_server {
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
+	struct pw_view		*view;		/* the pool in memory */
+	struct pw_housekeep	*hk;		/* flusher, pruning, health */
+	atomic_uint		 hup;		/* SIGHUPs seen */
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
+};
+
+/* A worker's context, and the settings generation it has read. */
+struct worker {
+	struct pw_ctx	ctx;		/* first: ctx_free takes either */
+	uint64_t	gen;
 };
 
 struct req;
@@ -320,27 +339,61 @@ ctx_free(void *p)
 	free(ctx);
 }
 
-/* This thread's context, opened at its first request. */
+static uint64_t
+settings_gen(struct pw_server *s)
+{
+	return pw_view_generation(s->view) +
+	    ((uint64_t)atomic_load(&s->hup) << 32);
+}
+
+/* This thread's context, opened at its first request; NULL, logged. */
+static struct pw_ctx *
+worker_ctx(struct pw_server *s, struct pw_err *err)
+{
+	struct worker	*w = pthread_getspecific(s->key);
+
+	if (w == NULL) {
+		w = pw_xcalloc(1, sizeof *w);
+		w->ctx.cfg = pw_config_dup(s->cfg);
+		w->gen = settings_gen(s);
+		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0) {
+			*err = w->ctx.err;
+			ctx_free(w);
+			return NULL;
+		}
+		w->ctx.view = s->view;
+		pthread_setspecific(s->key, w);
+	}
+	return &w->ctx;
+}
+
+/* This thread's context, with the view and the settings up to date. */
 static int
 use_ctx(struct req *q)
 {
 	struct pw_server	*s = q->srv;
-	struct pw_ctx		*ctx = pthread_getspecific(s->key);
+	struct pw_ctx		*ctx;
+	struct worker		*w;
+	struct pw_err		 err;
+	uint64_t		 gen;
 
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(s->cfg);
-		if (pw_open(ctx, s->state, PW_OPEN_RW) != 0) {
+	if ((ctx = worker_ctx(s, &err)) == NULL) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	w = (struct worker *)ctx;
+	if (pw_view_sync(s->view, 0, &err) != 0) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	/* What pw config (or PUT /api/v1/config) changed since. */
+	if ((gen = settings_gen(s)) != w->gen) {
+		if (pw_config_reload_state(ctx) != 0) {
 			fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s",
 			    ctx->err.msg);
-			ctx_free(ctx);
 			return -1;
 		}
-		pthread_setspecific(s->key, ctx);
-	} else if (pw_config_reload_state(ctx) != 0) {
-		/* What pw config (or PUT /api/v1/config) changed since. */
-		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", ctx->err.msg);
-		return -1;
+		w->gen = gen;
 	}
 	pw_err_clear(&ctx->err);
 	q->ctx = ctx;
@@ -580,19 +633,12 @@ h_ready(struct req *q)
 	cJSON			*d, *checks;
 	int64_t			 n = 0;
 	int			 open_ok, pool_ok = 0;
-	struct pw_ctx		*ctx = pthread_getspecific(q->srv->key);
+	struct pw_err		 err;
+	struct pw_ctx		*ctx;
 
 	/* Open without replying: a failure is a check, not an error. */
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(q->srv->cfg);
-		if (pw_open(ctx, q->srv->state, PW_OPEN_RW) != 0) {
-			pw_log(PW_LOG_WARN, "serve: %s", ctx->err.msg);
-			ctx_free(ctx);
-			ctx = NULL;
-		} else
-			pthread_setspecific(q->srv->key, ctx);
-	}
+	if ((ctx = worker_ctx(q->srv, &err)) == NULL)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
 	open_ok = ctx != NULL;
 	if (open_ok) {
 		q->ctx = ctx;
@@ -1609,14 +1655,35 @@ static int (*const pipeline[])(struct req *) = {
 	step_handler,
 };
 
+/*
+ * A request that wrote to the state file (pool, config) has the view
+ * reload before it answers: the next request, on any thread, sees it.
+ */
+static void
+after_write(struct req *q, int64_t changes)
+{
+	struct pw_err	err;
+
+	if (q->ctx == NULL ||
+	    pw_store_total_changes(q->ctx->store) == changes)
+		return;
+	if (pw_view_sync(q->srv->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+}
+
 static void
 run(struct req *q)
 {
+	struct pw_ctx	*ctx = pthread_getspecific(q->srv->key);
+	int64_t		 changes = ctx != NULL ?
+			    pw_store_total_changes(ctx->store) : 0;
+
 	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++)
 		if (pipeline[i](q) != 0 || q->replied)
 			break;
 	if (!q->replied)
 		fail(q, 500, "INTERNAL_ERROR", NULL, "no response");
+	after_write(q, ctx == q->ctx ? changes : 0);
 }
 
 /* ---------------------------------------------------------- the daemon */
@@ -1860,6 +1927,10 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	cores = sysconf(_SC_NPROCESSORS_ONLN);
 	s->threads = o->threads ? o->threads : cores > 2 ? 2 * cores : 4;
 	s->started_ms = pw_mono_ms();
+	/* The pool in memory, before any request can ask for it. */
+	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
+	    &ctx->err)) != 0)
+		goto fail;
 	if (pthread_key_create(&s->key, ctx_free) != 0) {
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
@@ -1880,11 +1951,19 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		    "server on %s", spec);
 		goto fail;
 	}
+	if ((r = pw_housekeep_start(state, s->cfg, s->view, &s->hk,
+	    &ctx->err)) != 0) {
+		MHD_stop_daemon(s->d);
+		pthread_key_delete(s->key);
+		s->fd = -1;	/* closed by MHD */
+		goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
 	if (s->fd >= 0)
 		close(s->fd);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	free(s->state);
 	free(s);
@@ -1917,7 +1996,21 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	/* Joins the workers; each closes its context as it ends. */
 	MHD_stop_daemon(s->d);
 	pthread_key_delete(s->key);
+	/* Then what the requests left in memory goes to the file. */
+	pw_housekeep_stop(s->hk);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	free(s->state);
 	free(s);
+}
+
+void
+pw_serve_reload(struct pw_server *s)
+{
+	struct pw_err	err;
+
+	atomic_fetch_add(&s->hup, 1);
+	if (pw_view_sync(s->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+	pw_housekeep_reload(s->hk);
 }

@@ -77,6 +77,10 @@ static const struct key keys[] = {
 	  "largest list pw cache warm downloads, bytes" },
 	{ "serve.listen", T_STRING, "127.0.0.1:8000", 0, 0, NULL,
 	  "address pw serve listens on" },
+	{ "serve.health_interval", T_DURATION, "0", 0, 86400 * 30, NULL,
+	  "how often pw serve health-checks the pool (0: never)" },
+	{ "serve.prune_interval", T_DURATION, "1m", 0, 86400 * 30, NULL,
+	  "how often pw serve removes expired proxies (0: never)" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))

@@ -429,10 +429,20 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			return pw_err_prefix(&ctx->err, "--proxy");
 		tries = 1;
 	}
-	if ((h = curl_easy_init()) == NULL) {
+	/*
+	 * A long-lived context (pw serve's workers) keeps its handle, and
+	 * with it libcurl's connections: the next request through the same
+	 * proxy need not connect again.
+	 */
+	if (ctx->view != NULL && ctx->curl != NULL) {
+		h = ctx->curl;
+		curl_easy_reset(h);
+	} else if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
 	}
+	if (ctx->view != NULL)
+		ctx->curl = h;
 	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
@@ -562,9 +572,20 @@ out:
 	free(shown);
 	free(tried);
 	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	if (h != ctx->curl)
+		curl_easy_cleanup(h);
+	else
+		curl_easy_reset(h);	/* nothing left pointing at our stack */
 	pw_addr_release(&forced);
 	return r;
+}
+
+void
+pw_fetch_release(struct pw_ctx *ctx)
+{
+	if (ctx->curl != NULL)
+		curl_easy_cleanup(ctx->curl);
+	ctx->curl = NULL;
 }
 
 void

@@ -150,6 +150,7 @@ char	*pw_redact_url(const char *url);
 struct pw_store;
 struct pw_config;
 struct pw_key;
+struct pw_view;
 
 /*
  * The library context: the state file, the settings and the last error.
@@ -171,6 +172,8 @@ struct pw_ctx {
 	struct pw_rng		 rng;
 	int			 rng_seeded;
 	struct pw_err		 err;
+	struct pw_view		*view;		/* pw serve's pool in memory */
+	void			*curl;		/* a handle kept for reuse */
 };
 
 enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
@@ -770,8 +773,14 @@ int	 pw_serve_start(struct pw_ctx *ctx, const char *state,
 /* The address the server listens on ("127.0.0.1:8000"); borrowed. */
 const char *pw_serve_address(const struct pw_server *s);
 /*
+ * Read the settings in the state file again, on every thread, and the
+ * pool (SIGHUP); connections and requests in flight go on undisturbed.
+ */
+void	 pw_serve_reload(struct pw_server *s);
+/*
  * Stop accepting connections, let the requests in flight finish (for up
- * to grace_ms), then stop every thread and free s. s may be NULL.
+ * to grace_ms), then stop every thread, write the outcomes still held in
+ * memory to the state file, and free s. s may be NULL.
  */
 void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
 
