@@ -330,26 +330,31 @@ pragma_int3(struct pw_store *st, const char *sql, int64_t *a, int64_t *b,
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read");
 }
 
-/* A non-empty file must start with the SQLite header, or it is not ours. */
+/*
+ * A non-empty file must start with the SQLite header, or it is not ours.
+ * Read through the connection's own descriptor: closing another one on
+ * the file would drop every POSIX lock this process holds on it (those
+ * of pw serve's other connections too), and a foreign sqlite3 closing
+ * the file would then take it for unused and delete the WAL.
+ */
 static int
-check_header(const char *path, struct pw_err *err)
+check_header(struct pw_store *st, struct pw_err *err)
 {
-	static const char	magic[16] = "SQLite format 3";
-	char			buf[16];
-	ssize_t			n;
-	int			fd;
+	static const char	 magic[16] = "SQLite format 3";
+	char			 buf[16];
+	sqlite3_file		*f = NULL;
+	int			 rc;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
-		    strerror(errno));
-	}
-	n = read(fd, buf, sizeof buf);
-	close(fd);
-	if (n == 0)
-		return 0;
-	if (n != (ssize_t)sizeof buf || memcmp(buf, magic, sizeof buf) != 0)
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_FILE_POINTER,
+	    &f) != SQLITE_OK || f == NULL || f->pMethods == NULL)
+		return pw_failf(err, PW_ESTATE, "%s: cannot open", st->path);
+	memset(buf, 0, sizeof buf);
+	rc = f->pMethods->xRead(f, buf, sizeof buf, 0);
+	if (rc == SQLITE_IOERR_SHORT_READ && buf[0] == '\0')
+		return 0;	/* empty: made now, or by a racing creator */
+	if (rc != SQLITE_OK || memcmp(buf, magic, sizeof buf) != 0)
 		return pw_failf(err, PW_ESTATE, "%s: not a pw state file (not "
-		    "an SQLite database)", path);
+		    "an SQLite database)", st->path);
 	return 1;
 }
 
@@ -520,8 +525,11 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		if (fd >= 0)
 			close(fd);
 	}
-	if ((r = check_header(path, err)) < 0)
+	if (access(path, R_OK) != 0) {
+		r = pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
+		    strerror(errno));
 		goto fail;
+	}
 	writable = access(path, W_OK) == 0;
 	if (mode == PW_OPEN_RW && !writable) {
 		r = pw_failf(err, PW_ESTATE, "%s: state file is read-only",
@@ -537,6 +545,9 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		r = db_fail(st, r, err, "open");
 		goto fail;
 	}
+	if ((r = check_header(st, err)) < 0)
+		goto fail;
+	r = 0;
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
 	if ((r = check_schema(st, writable, err)) != 0)
@@ -1832,4 +1843,24 @@ int64_t
 pw_store_total_changes(struct pw_store *st)
 {
 	return st->pending ? 0 : sqlite3_total_changes64(st->db);
+}
+
+int
+pw_store_rotation_each(struct pw_store *st, const char *prefix,
+    void (*fn)(void *, const char *, int64_t), void *arg, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+	size_t		 n = strlen(prefix);
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT name, value FROM rotation "
+	    "WHERE substr(name, 1, ?2) = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read cursors");
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)n);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read cursors");
 }
