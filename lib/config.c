@@ -79,6 +79,8 @@ static const struct key keys[] = {
 	  "address pw serve listens on" },
 	{ "serve.health_interval", T_DURATION, "0", 0, 86400 * 30, NULL,
 	  "how often pw serve health-checks the pool (0: never)" },
+	{ "serve.flush_interval", T_DURATION, "1", 1, 3600, NULL,
+	  "how often pw serve writes outcomes held in memory, seconds" },
 	{ "serve.prune_interval", T_DURATION, "1m", 0, 86400 * 30, NULL,
 	  "how often pw serve removes expired proxies (0: never)" },
 };

@@ -2,7 +2,8 @@
  * housekeep.c -- pw serve's background work, off the request path:
  *
  * - the flusher writes what the view holds in memory (outcomes, cursors,
- *   sessions, counters) in one short transaction at least every second,
+ *   sessions, counters) in one short transaction every
+ *   serve.flush_interval (a second unless set),
  *   keeps the view in step with the file when no request comes, and
  *   every serve.prune_interval removes the proxies whose TTL has run out
  *   (what pw cache prune does for them);
@@ -23,7 +24,6 @@
 #include "internal.h"
 
 #define FLUSH_MS	250	/* the flusher wakes this often */
-#define FLUSH_EVERY_MS	1000	/* and writes at least this often */
 
 struct pw_housekeep {
 	struct pw_view		*view;
@@ -110,15 +110,14 @@ flusher(void *arg)
 		pw_err_clear(&err);
 		if (pw_view_sync(h->view, 0, &err) != 0)
 			pw_log(PW_LOG_WARN, "serve: %s", err.msg);
-		if ((pw_view_pending(h->view) > 0 &&
-		    now - last_flush >= FLUSH_EVERY_MS / 2) ||
-		    now - last_flush >= FLUSH_EVERY_MS) {
+		settings(h, &ctx, &seen);
+		every = pw_config_int(&ctx, "serve.flush_interval") * 1000;
+		if (now - last_flush >= every - FLUSH_MS / 2) {
 			if (pw_view_flush(h->view, &err) != 0)
 				pw_log(PW_LOG_WARN, "serve: writing outcomes: "
 				    "%s", err.msg);
 			last_flush = now;
 		}
-		settings(h, &ctx, &seen);
 		every = pw_config_int(&ctx, "serve.prune_interval") * 1000;
 		if (every > 0 && now - last_prune >= every) {
 			last_prune = now;

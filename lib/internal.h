@@ -204,6 +204,10 @@ int	 pw_store_proxy_stats_put(struct pw_store *st, int64_t id,
 /* Write a session as given (nothing when its proxy is gone). */
 int	 pw_store_session_set(struct pw_store *st, const struct pw_session *s,
 	    struct pw_err *err);
+/* Every named integer whose name starts with prefix. */
+int	 pw_store_rotation_each(struct pw_store *st, const char *prefix,
+	    void (*fn)(void *, const char *, int64_t), void *arg,
+	    struct pw_err *err);
 /*
  * PRAGMA data_version: it moves when another connection (any process)
  * commits, never for this connection's own commits. 0 while the file
@@ -331,6 +335,13 @@ int	 pw_view_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	    double latency_ms);
 /* Replace p's counters by the view's, when it holds p. */
 void	 pw_view_overlay(struct pw_view *v, struct pw_proxy *p);
+/* What /api/v1/health and /status count: the pool as the view holds it. */
+struct pw_view_counts {
+	int64_t	total, usable, cooling, expired;
+	int64_t	by_status[PW_STATUS_COUNT];
+};
+void	 pw_view_counts(struct pw_view *v, int64_t now,
+	    struct pw_view_counts *c);
 /* Drop expired sessions from memory (the file's are pruned by flush). */
 void	 pw_view_prune(struct pw_view *v, int64_t now);
 

@@ -130,7 +130,16 @@ struct pw_view {
 	size_t			 nses, capses;
 
 	atomic_llong		 hits, misses;
+
+	/* The last counts, for as long as nothing they depend on moved. */
+	atomic_ullong		 cool_changes;	/* cooldowns set or cleared */
+	pthread_mutex_t		 counts_mu;
+	struct pw_view_counts	 counts;
+	uint64_t		 counts_gen, counts_cool;
+	int64_t			 counts_now;	/* 0: none */
 };
+
+static struct vcursor *cursor(struct pw_view *, const char *);
 
 /* -------------------------------------------------------------- arena */
 
@@ -579,6 +588,22 @@ pw_view_prune(struct pw_view *v, int64_t now)
 
 /* ------------------------------------------------------------ reload */
 
+struct cur_load {
+	struct vcursor	*c;
+	size_t		 n;
+};
+
+static void
+cur_load_one(void *arg, const char *name, int64_t value)
+{
+	struct cur_load	*cl = arg;
+
+	cl->c = pw_xrealloc(cl->c, (cl->n + 1) * sizeof *cl->c);
+	cl->c[cl->n].name = pw_xstrdup(name);
+	cl->c[cl->n].value = value;
+	cl->c[cl->n++].dirty = 0;
+}
+
 /*
  * Load the file again (conn held): the snapshot, the window, the cursors
  * and sessions nobody here changed since the last flush; then what is
@@ -588,6 +613,7 @@ static int
 reload(struct pw_view *v)
 {
 	struct snap	*ns, *old;
+	struct cur_load	 cl = { NULL, 0 };
 	int64_t		 ws;
 	int		 r;
 
@@ -596,7 +622,11 @@ reload(struct pw_view *v)
 	if ((r = snap_load(v, &ns)) != 0)
 		return r;
 	if ((r = pw_store_rotation_get(v->ctx.store, "window", &ws,
-	    &v->ctx.err)) != 0) {
+	    &v->ctx.err)) != 0 || (r = pw_store_rotation_each(v->ctx.store,
+	    "cursor:", cur_load_one, &cl, &v->ctx.err)) != 0) {
+		for (size_t i = 0; i < cl.n; i++)
+			free(cl.c[i].name);
+		free(cl.c);
 		snap_free(ns);
 		return r;
 	}
@@ -606,18 +636,22 @@ reload(struct pw_view *v)
 	    &v->ctx.err);
 	pthread_mutex_unlock(&v->ses_mu);
 	if (r != 0) {
+		for (size_t i = 0; i < cl.n; i++)
+			free(cl.c[i].name);
+		free(cl.c);
 		snap_free(ns);
 		return r;
 	}
 	pthread_rwlock_wrlock(&v->lk);
 	pthread_mutex_lock(&v->cur_mu);
-	/* Cursors are read again when next used, unless ours are newer. */
-	for (size_t i = 0; i < v->ncur; i++) {
-		if (v->cur[i].dirty)
-			continue;
-		free(v->cur[i].name);
-		v->cur[i--] = v->cur[--v->ncur];
+	/* The file's cursors, unless ours moved since the last flush. */
+	for (size_t i = 0; i < cl.n; i++) {
+		struct vcursor *c = cursor(v, cl.c[i].name);
+		if (!c->dirty)
+			c->value = cl.c[i].value;
+		free(cl.c[i].name);
 	}
+	free(cl.c);
 	if (v->window_reset == 0)
 		v->window_start = ws;
 	else
@@ -662,6 +696,7 @@ pw_view_open(const char *state, const struct pw_config *cfg,
 	pthread_rwlock_init(&v->lk, NULL);
 	pthread_mutex_init(&v->cur_mu, NULL);
 	pthread_mutex_init(&v->ses_mu, NULL);
+	pthread_mutex_init(&v->counts_mu, NULL);
 	for (int i = 0; i < NSTRIPES; i++)
 		pthread_mutex_init(&v->stripes[i].mu, NULL);
 	v->check_ms = check_ms;
@@ -702,6 +737,7 @@ pw_view_close(struct pw_view *v)
 	pthread_rwlock_destroy(&v->lk);
 	pthread_mutex_destroy(&v->cur_mu);
 	pthread_mutex_destroy(&v->ses_mu);
+	pthread_mutex_destroy(&v->counts_mu);
 	free(v);
 }
 
@@ -1023,26 +1059,20 @@ probe(void *arg, int64_t id, struct pw_candidate *c, struct pw_err *err)
 	return e != NULL && entry_ok(vs, e, c);
 }
 
-/* The cursor named, read from the file at its first use (cur_mu held). */
+/*
+ * The cursor named (cur_mu held); the file's were read with the
+ * snapshot, so a name not there starts at 0, as in pool.c. No lock order
+ * allows the connection here: a reload holds it while it waits for lk.
+ */
 static struct vcursor *
-cursor(struct pw_view *v, const char *name, struct pw_err *err)
+cursor(struct pw_view *v, const char *name)
 {
-	int64_t	val = 0;
-	int	r;
-
 	for (size_t i = 0; i < v->ncur; i++)
 		if (strcmp(v->cur[i].name, name) == 0)
 			return &v->cur[i];
-	pthread_mutex_lock(&v->conn);
-	r = pw_store_rotation_get(v->ctx.store, name, &val, &v->ctx.err);
-	if (r != 0)
-		*err = v->ctx.err;
-	pthread_mutex_unlock(&v->conn);
-	if (r != 0)
-		return NULL;
 	v->cur = pw_xrealloc(v->cur, (v->ncur + 1) * sizeof *v->cur);
 	v->cur[v->ncur].name = pw_xstrdup(name);
-	v->cur[v->ncur].value = val;
+	v->cur[v->ncur].value = 0;
 	v->cur[v->ncur].dirty = 0;
 	return &v->cur[v->ncur++];
 }
@@ -1079,10 +1109,7 @@ choose_scan(struct pw_ctx *ctx, struct vsel *vs, const struct pw_strategy *s,
 	pw_pool_env_init(ctx, &env);
 	cname = pw_pool_cursor_name(s, vs->sel->f);
 	pthread_mutex_lock(&vs->v->cur_mu);
-	if ((cur = cursor(vs->v, cname, &ctx->err)) == NULL) {
-		r = ctx->err.code;
-		goto out;
-	}
+	cur = cursor(vs->v, cname);
 	env.cursor = cur->value;
 	if ((i = pw_strategy_pick(s, fallback, c, n, &env, &ctx->err)) < 0) {
 		r = (int)i;
@@ -1108,11 +1135,9 @@ choose_round_robin(struct pw_ctx *ctx, struct vsel *vs,
 	size_t		 n = vs->s->n, start, k;
 	int		 r = PW_ENOPROXY;
 
+	(void)ctx;
 	pthread_mutex_lock(&vs->v->cur_mu);
-	if ((cur = cursor(vs->v, cname, &ctx->err)) == NULL) {
-		r = ctx->err.code;
-		goto out;
-	}
+	cur = cursor(vs->v, cname);
 	start = after(vs->s, cur->value);
 	for (k = 0; k < n; k++) {
 		struct ventry *e = &vs->s->e[(start + k) % n];
@@ -1123,7 +1148,6 @@ choose_round_robin(struct pw_ctx *ctx, struct vsel *vs,
 			break;
 		}
 	}
-out:
 	pthread_mutex_unlock(&vs->v->cur_mu);
 	free(cname);
 	return r;
@@ -1472,9 +1496,13 @@ pw_view_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	e = find(v->snap, id);
 	pthread_mutex_lock(&sp->mu);
 	if (e != NULL) {
+		int64_t cool = e->st.cooldown_until;
+
 		if (e->st.latency_ms < 0 && ev.nlat > 0)
 			atomic_fetch_sub(&v->snap->unmeasured, 1);
 		delta_apply(&e->st, &ev);
+		if (e->st.cooldown_until != cool)
+			atomic_fetch_add(&v->cool_changes, 1);
 		if (e->st.latency_ms >= 0)
 			min_latency_lower(v->snap, e->st.latency_ms);
 	}
@@ -1508,4 +1536,49 @@ pw_view_overlay(struct pw_view *v, struct pw_proxy *p)
 			p->updated_at = st.updated_at;
 	}
 	pthread_rwlock_unlock(&v->lk);
+}
+
+void
+pw_view_counts(struct pw_view *v, int64_t now, struct pw_view_counts *out)
+{
+	struct pw_view_counts	c;
+	struct pw_stats		st;
+	uint64_t		gen, cool;
+
+	pthread_rwlock_rdlock(&v->lk);
+	gen = atomic_load(&v->gen);
+	cool = atomic_load(&v->cool_changes);
+	pthread_mutex_lock(&v->counts_mu);
+	if (v->counts_now == now && v->counts_gen == gen &&
+	    v->counts_cool == cool) {
+		*out = v->counts;
+		pthread_mutex_unlock(&v->counts_mu);
+		pthread_rwlock_unlock(&v->lk);
+		return;
+	}
+	pthread_mutex_unlock(&v->counts_mu);
+	memset(&c, 0, sizeof c);
+	for (size_t i = 0; i < v->snap->n; i++) {
+		const struct ventry	*e = &v->snap->e[i];
+		int			 cooling, expired;
+
+		stats_of(v, e, &st);
+		cooling = st.cooldown_until > now;
+		expired = e->expires_at != 0 && e->expires_at <= now;
+		c.total++;
+		if (e->status >= 0 && e->status < PW_STATUS_COUNT)
+			c.by_status[e->status]++;
+		c.cooling += cooling;
+		c.expired += expired;
+		if (e->status != PW_UNHEALTHY && !cooling && !expired)
+			c.usable++;
+	}
+	pthread_mutex_lock(&v->counts_mu);
+	v->counts = c;
+	v->counts_now = now;
+	v->counts_gen = gen;
+	v->counts_cool = cool;
+	pthread_mutex_unlock(&v->counts_mu);
+	pthread_rwlock_unlock(&v->lk);
+	*out = c;
 }
