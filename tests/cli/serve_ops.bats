@@ -486,3 +486,50 @@ stop_serve() {
 	run -0 pw config get serve.health_interval
 	is "$output" 0
 }
+
+# ------------------------------------------------------------------ systemd
+
+@test "make install puts the systemd units in place with the binary's path; uninstall removes them" {
+	local root=$BATS_TEST_DIRNAME/../.. d=$BATS_TEST_TMPDIR/dest
+	make -s -C "$root" install B="$PW_BUILD" DESTDIR="$d" PREFIX=/usr \
+	    >/dev/null
+	local u
+	for u in pw-serve.service pw-health.service pw-health.timer \
+	    pw-warm.service pw-warm.timer; do
+		[ -f "$d/usr/lib/systemd/system/$u" ]
+		! grep -q '@BINDIR@' "$d/usr/lib/systemd/system/$u"
+	done
+	is "$(grep '^ExecStart=' "$d/usr/lib/systemd/system/pw-serve.service")" \
+	    "ExecStart=/usr/bin/pw serve"
+	is "$(grep '^ExecStart=' "$d/usr/lib/systemd/system/pw-health.service")" \
+	    "ExecStart=/usr/bin/pw -q health"
+	is "$(grep '^ExecStart=' "$d/usr/lib/systemd/system/pw-warm.service")" \
+	    "ExecStart=/usr/bin/pw -q cache warm --sources"
+	[ ! -e "$d/usr/share/pw/systemd" ]
+	make -s -C "$root" uninstall DESTDIR="$d" PREFIX=/usr >/dev/null
+	is "$(find "$d" -type f | wc -l)" 0
+}
+
+@test "the systemd units pass systemd-analyze verify without a word, and name what they run" {
+	command -v systemd-analyze >/dev/null || skip "no systemd-analyze"
+	local src=$BATS_TEST_DIRNAME/../../share/systemd d=$BATS_TEST_TMPDIR/units u
+	mkdir -p "$d"
+	for u in "$src"/*; do
+		sed "s|@BINDIR@|$PW_BUILD|g" "$u" >"$d/${u##*/}"
+	done
+	run -0 systemd-analyze verify --man=no "$d"/pw-serve.service \
+	    "$d"/pw-health.service "$d"/pw-health.timer "$d"/pw-warm.service \
+	    "$d"/pw-warm.timer
+	is "$output" ""
+	# hardened, sharing one user and state directory
+	for u in pw-serve.service pw-health.service pw-warm.service; do
+		grep -qx 'DynamicUser=yes' "$d/$u"
+		grep -qx 'User=pw' "$d/$u"
+		grep -qx 'StateDirectory=pw' "$d/$u"
+		grep -qx 'ProtectSystem=strict' "$d/$u"
+		grep -qx 'NoNewPrivileges=yes' "$d/$u"
+		grep -qx 'Environment=PW_STATE=%S/pw/state.db' "$d/$u"
+	done
+	grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$d/pw-serve.service"
+	grep -qx 'SuccessExitStatus=75' "$d/pw-health.service"
+}
