@@ -60,8 +60,8 @@ static const struct pw_opt serve_opts[] = {
 	  "serve.listen setting)" },
 	{ "insecure", 0, NULL, 0, "allow a non-loopback address without "
 	  "authentication" },
-	{ "threads", 0, "N", 0, "worker threads (default two per core, at "
-	  "least 4)" },
+	{ "threads", 0, "N", 0, "worker threads (default 16 per core, from 16 "
+	  "to 256)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 

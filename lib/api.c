@@ -355,7 +355,8 @@ worker_ctx(struct pw_server *s, struct pw_err *err)
 		w = pw_xcalloc(1, sizeof *w);
 		w->ctx.cfg = pw_config_dup(s->cfg);
 		w->gen = settings_gen(s);
-		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0) {
+		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0 ||
+		    pw_store_no_mmap(w->ctx.store, &w->ctx.err) != 0) {
 			*err = w->ctx.err;
 			ctx_free(w);
 			return NULL;
@@ -1940,7 +1941,14 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;
 	s->log = o->log_requests;
 	cores = sysconf(_SC_NPROCESSORS_ONLN);
-	s->threads = o->threads ? o->threads : cores > 2 ? 2 * cores : 4;
+	/*
+	 * A proxied request holds its worker until the target answered:
+	 * many more workers than cores, or a few slow targets stall all.
+	 */
+	if (cores < 1)
+		cores = 1;
+	s->threads = o->threads ? o->threads : cores * 16 > 256 ? 256 :
+	    cores * 16 < 16 ? 16 : (unsigned int)cores * 16;
 	s->started_ms = pw_mono_ms();
 	/* The pool in memory, before any request can ask for it. */
 	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
@@ -1950,9 +1958,11 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
 	}
+	/* epoll, and no checks a well-behaved client does not need. */
 	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
-	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ss.ss_family == AF_INET6 ?
-	    MHD_USE_IPv6 : 0), 0, NULL, NULL, on_request, s,
+	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+	    (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+	    on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, s->threads,

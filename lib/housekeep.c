@@ -58,7 +58,8 @@ open_ctx(struct pw_housekeep *h, struct pw_ctx *ctx)
 {
 	memset(ctx, 0, sizeof *ctx);
 	ctx->cfg = pw_config_dup(h->cfg);
-	if (pw_open(ctx, h->state, PW_OPEN_RW) != 0) {
+	if (pw_open(ctx, h->state, PW_OPEN_RW) != 0 ||
+	    pw_store_no_mmap(ctx->store, &ctx->err) != 0) {
 		pw_log(PW_LOG_ERROR, "serve: %s", ctx->err.msg);
 		pw_close(ctx);
 		return -1;

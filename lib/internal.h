@@ -359,6 +359,12 @@ void	 pw_housekeep_reload(struct pw_housekeep *h);
 /* Stop and join the threads (a health run stops at its next result). */
 void	 pw_housekeep_stop(struct pw_housekeep *h);
 
+/*
+ * Read through SQLite's page cache, not a memory map: for a long-lived
+ * process (pw serve) that scans the whole file now and then, the map
+ * would keep every page of it resident.
+ */
+int	 pw_store_no_mmap(struct pw_store *st, struct pw_err *err);
 /* How many rows this connection's statements changed, ever. */
 int64_t	 pw_store_total_changes(struct pw_store *st);
 /* Free the libcurl handle a long-lived context kept (ctx->curl). */

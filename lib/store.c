@@ -1864,3 +1864,11 @@ pw_store_rotation_each(struct pw_store *st, const char *prefix,
 	sqlite3_finalize(s);
 	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read cursors");
 }
+
+int
+pw_store_no_mmap(struct pw_store *st, struct pw_err *err)
+{
+	if (st->pending)
+		return 0;
+	return exec_sql(st, "PRAGMA mmap_size=0", err);
+}

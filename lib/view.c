@@ -61,6 +61,7 @@ struct ventry {
 	uint8_t			 scheme;
 	int8_t			 status;
 	char			 country[3];
+	uint32_t		 dix;		/* its pending delta + 1; 0 */
 	struct pw_stats		 st;		/* under its stripe's lock */
 };
 
@@ -87,9 +88,10 @@ struct vdelta {
 	int64_t	threshold;	/* failure threshold at that failure */
 };
 
+/* The pending deltas of the proxies whose id falls in this stripe. */
 struct stripe {
 	pthread_mutex_t	 mu;
-	struct vdelta	*d;		/* open addressing by id */
+	struct vdelta	*d;		/* d[e->dix - 1] is e's */
 	size_t		 n, cap;
 };
 
@@ -299,44 +301,20 @@ delta_apply(struct pw_stats *st, const struct vdelta *d)
 	st->consec_fail = consec;
 }
 
-static size_t
-hash_id(int64_t id, size_t cap)
-{
-	uint64_t	x = (uint64_t)id * 0x9e3779b97f4a7c15ULL;
-
-	return (size_t)(x >> 17) & (cap - 1);
-}
-
-/* The pending delta of id in s (s->mu held), made when missing. */
+/* The pending delta of e in s (s->mu held), made when missing. */
 static struct vdelta *
-stripe_get(struct pw_view *v, struct stripe *s, int64_t id)
+stripe_get(struct pw_view *v, struct stripe *s, struct ventry *e)
 {
-	size_t	i;
-
-	if (s->n * 2 >= s->cap) {
-		struct vdelta	*old = s->d;
-		size_t		 ocap = s->cap;
-
-		s->cap = s->cap ? s->cap * 2 : 64;
-		s->d = pw_xcalloc(s->cap, sizeof *s->d);
-		for (size_t k = 0; k < ocap; k++) {
-			if (old[k].id == 0)
-				continue;
-			for (i = hash_id(old[k].id, s->cap); s->d[i].id != 0;
-			    i = (i + 1) & (s->cap - 1))
-				;
-			s->d[i] = old[k];
-		}
-		free(old);
+	if (e->dix != 0)
+		return &s->d[e->dix - 1];
+	if (s->n == s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 16;
+		s->d = pw_xrealloc(s->d, s->cap * sizeof *s->d);
 	}
-	for (i = hash_id(id, s->cap); s->d[i].id != 0;
-	    i = (i + 1) & (s->cap - 1))
-		if (s->d[i].id == id)
-			return &s->d[i];
-	delta_init(&s->d[i], id);
-	s->n++;
+	delta_init(&s->d[s->n], e->id);
+	e->dix = (uint32_t)++s->n;
 	atomic_fetch_add(&v->pending, 1);
-	return &s->d[i];
+	return &s->d[s->n - 1];
 }
 
 static struct stripe *
@@ -659,21 +637,27 @@ reload(struct pw_view *v)
 			ns->e[i].st.window_count = 0;
 	pthread_mutex_unlock(&v->cur_mu);
 	for (int k = 0; k < NSTRIPES; k++) {
-		struct stripe *s = &v->stripes[k];
+		struct stripe	*s = &v->stripes[k];
+		size_t		 kept = 0;
 
 		pthread_mutex_lock(&s->mu);
-		for (size_t i = 0; i < s->cap; i++) {
-			struct ventry *e;
+		for (size_t i = 0; i < s->n; i++) {
+			struct ventry *e = find(ns, s->d[i].id);
 
-			if (s->d[i].id == 0 ||
-			    (e = find(ns, s->d[i].id)) == NULL)
+			/* Gone from the file: its outcomes go with it. */
+			if (e == NULL) {
+				atomic_fetch_sub(&v->pending, 1);
 				continue;
+			}
 			if (e->st.latency_ms < 0 && s->d[i].nlat > 0)
 				atomic_fetch_sub(&ns->unmeasured, 1);
 			delta_apply(&e->st, &s->d[i]);
 			if (e->st.latency_ms >= 0)
 				min_latency_lower(ns, e->st.latency_ms);
+			s->d[kept] = s->d[i];
+			e->dix = (uint32_t)++kept;
 		}
+		s->n = kept;
 		pthread_mutex_unlock(&s->mu);
 	}
 	old = v->snap;
@@ -701,6 +685,7 @@ pw_view_open(const char *state, const struct pw_config *cfg,
 		pthread_mutex_init(&v->stripes[i].mu, NULL);
 	v->check_ms = check_ms;
 	if ((r = pw_open(&v->ctx, state, PW_OPEN_RW)) != 0 ||
+	    (r = pw_store_no_mmap(v->ctx.store, &v->ctx.err)) != 0 ||
 	    (r = pw_store_data_version(v->ctx.store, &v->dv,
 	    &v->ctx.err)) != 0 || (r = reload(v)) != 0) {
 		*err = v->ctx.err;
@@ -788,8 +773,8 @@ pw_view_pending(struct pw_view *v)
 /* -------------------------------------------------------------- flush */
 
 struct batch {
-	struct vdelta	*d;
-	size_t		 n;
+	struct vdelta	*d[NSTRIPES];	/* each stripe's, moved out */
+	size_t		 nd[NSTRIPES], n;
 	struct vcursor	*cur;
 	size_t		 ncur;
 	struct vsess	*ses;
@@ -802,25 +787,27 @@ static void
 batch_take(struct pw_view *v, struct batch *b)
 {
 	memset(b, 0, sizeof *b);
+	/* Moved, not copied: 100,000 pending deltas are 10 MiB. */
+	pthread_rwlock_rdlock(&v->lk);
 	for (int k = 0; k < NSTRIPES; k++) {
 		struct stripe	*s = &v->stripes[k];
-		struct vdelta	*d;
-		size_t		 cap;
+		struct ventry	*e;
 
 		pthread_mutex_lock(&s->mu);
-		d = s->d;
-		cap = s->cap;
 		if (s->n > 0) {
-			b->d = pw_xrealloc(b->d, (b->n + s->n) * sizeof *b->d);
-			for (size_t i = 0; i < cap; i++)
-				if (d[i].id != 0)
-					b->d[b->n++] = d[i];
+			for (size_t i = 0; i < s->n; i++)
+				if ((e = find(v->snap, s->d[i].id)) != NULL)
+					e->dix = 0;
+			b->d[k] = s->d;
+			b->nd[k] = s->n;
+			b->n += s->n;
 			atomic_fetch_sub(&v->pending, s->n);
-			memset(d, 0, cap * sizeof *d);
-			s->n = 0;
+			s->d = NULL;
+			s->n = s->cap = 0;
 		}
 		pthread_mutex_unlock(&s->mu);
 	}
+	pthread_rwlock_unlock(&v->lk);
 	pthread_mutex_lock(&v->cur_mu);
 	for (size_t i = 0; i < v->ncur; i++) {
 		if (!v->cur[i].dirty)
@@ -854,17 +841,25 @@ batch_take(struct pw_view *v, struct batch *b)
 static void
 batch_return(struct pw_view *v, struct batch *b)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		struct stripe	*s = stripe_of(v, b->d[i].id);
-		struct vdelta	*d, tmp;
+	pthread_rwlock_rdlock(&v->lk);
+	for (int k = 0; k < NSTRIPES; k++) {
+		struct stripe *s = &v->stripes[k];
 
 		pthread_mutex_lock(&s->mu);
-		d = stripe_get(v, s, b->d[i].id);
-		tmp = b->d[i];
-		delta_then(&tmp, d);
-		*d = tmp;
+		for (size_t i = 0; i < b->nd[k]; i++) {
+			struct ventry	*e = find(v->snap, b->d[k][i].id);
+			struct vdelta	*d, tmp;
+
+			if (e == NULL)
+				continue;	/* gone from the file */
+			d = stripe_get(v, s, e);
+			tmp = b->d[k][i];
+			delta_then(&tmp, d);
+			*d = tmp;
+		}
 		pthread_mutex_unlock(&s->mu);
 	}
+	pthread_rwlock_unlock(&v->lk);
 	pthread_mutex_lock(&v->cur_mu);
 	for (size_t i = 0; i < b->ncur; i++)
 		for (size_t k = 0; k < v->ncur; k++)
@@ -893,7 +888,8 @@ batch_release(struct batch *b)
 		free(b->ses[i].id);
 	free(b->cur);
 	free(b->ses);
-	free(b->d);
+	for (int k = 0; k < NSTRIPES; k++)
+		free(b->d[k]);
 }
 
 static int
@@ -911,16 +907,20 @@ batch_write(struct pw_view *v, struct batch *b, int64_t now)
 	    (r = pw_store_rotation_put(st, "window", b->window_start,
 	    err)) != 0))
 		goto fail;
-	for (size_t i = 0; i < b->n; i++) {
-		r = pw_store_proxy_stats_get(st, b->d[i].id, &s, err);
-		if (r == PW_ENOTFOUND)
-			continue;	/* removed meanwhile */
-		if (r != 0)
-			goto fail;
-		delta_apply(&s, &b->d[i]);
-		if ((r = pw_store_proxy_stats_put(st, b->d[i].id, &s,
-		    err)) != 0)
-			goto fail;
+	for (int k = 0; k < NSTRIPES; k++) {
+		for (size_t i = 0; i < b->nd[k]; i++) {
+			const struct vdelta *d = &b->d[k][i];
+
+			r = pw_store_proxy_stats_get(st, d->id, &s, err);
+			if (r == PW_ENOTFOUND)
+				continue;	/* removed meanwhile */
+			if (r != 0)
+				goto fail;
+			delta_apply(&s, d);
+			if ((r = pw_store_proxy_stats_put(st, d->id, &s,
+			    err)) != 0)
+				goto fail;
+		}
 	}
 	for (size_t i = 0; i < b->ncur; i++)
 		if ((r = pw_store_rotation_put(st, b->cur[i].name,
@@ -1256,7 +1256,7 @@ window_check(struct pw_ctx *ctx, struct pw_view *v, int64_t now)
 			struct stripe *sp = &v->stripes[k];
 
 			pthread_mutex_lock(&sp->mu);
-			for (size_t i = 0; i < sp->cap; i++)
+			for (size_t i = 0; i < sp->n; i++)
 				sp->d[i].window = 0;
 			pthread_mutex_unlock(&sp->mu);
 		}
@@ -1455,7 +1455,7 @@ pw_view_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	e->st.started++;
 	e->st.window_count++;
 	e->st.last_used = sel.now;
-	d = stripe_get(v, sp, id);
+	d = stripe_get(v, sp, e);
 	d->started++;
 	d->window++;
 	d->last_used = sel.now;
@@ -1487,27 +1487,31 @@ pw_view_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	struct stripe	*sp = stripe_of(v, id);
 	struct ventry	*e;
 	struct vdelta	 ev, *d;
+	int64_t		 cool;
 
 	delta_event(&ev, id, outcome, latency_ms,
 	    pw_config_double(ctx, "strategy.alpha"),
 	    pw_config_int(ctx, "pool.failure_threshold"),
 	    pw_config_int(ctx, "pool.cooldown"), pw_now());
 	pthread_rwlock_rdlock(&v->lk);
-	e = find(v->snap, id);
-	pthread_mutex_lock(&sp->mu);
-	if (e != NULL) {
-		int64_t cool = e->st.cooldown_until;
-
-		if (e->st.latency_ms < 0 && ev.nlat > 0)
-			atomic_fetch_sub(&v->snap->unmeasured, 1);
-		delta_apply(&e->st, &ev);
-		if (e->st.cooldown_until != cool)
-			atomic_fetch_add(&v->cool_changes, 1);
-		if (e->st.latency_ms >= 0)
-			min_latency_lower(v->snap, e->st.latency_ms);
+	/*
+	 * A proxy removed meanwhile (the view reloaded since it was chosen):
+	 * gone from the file, its outcome with it.
+	 */
+	if ((e = find(v->snap, id)) == NULL) {
+		pthread_rwlock_unlock(&v->lk);
+		return 0;
 	}
-	/* A proxy removed meanwhile: the flush finds it gone. */
-	d = stripe_get(v, sp, id);
+	pthread_mutex_lock(&sp->mu);
+	cool = e->st.cooldown_until;
+	if (e->st.latency_ms < 0 && ev.nlat > 0)
+		atomic_fetch_sub(&v->snap->unmeasured, 1);
+	delta_apply(&e->st, &ev);
+	if (e->st.cooldown_until != cool)
+		atomic_fetch_add(&v->cool_changes, 1);
+	if (e->st.latency_ms >= 0)
+		min_latency_lower(v->snap, e->st.latency_ms);
+	d = stripe_get(v, sp, e);
 	delta_then(d, &ev);
 	pthread_mutex_unlock(&sp->mu);
 	pthread_rwlock_unlock(&v->lk);
