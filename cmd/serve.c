@@ -60,7 +60,7 @@ static const struct pw_opt serve_opts[] = {
 	  "serve.listen setting)" },
 	{ "insecure", 0, NULL, 0, "allow a non-loopback address without "
 	  "authentication" },
-	{ "threads", 0, "N", 0, "worker threads (default 16 per core, from 16 "
+	{ "threads", 0, "N", 0, "worker threads (default 32 per core, from 32 "
 	  "to 256)" },
 	{ NULL, 0, NULL, 0, NULL }
 };

@@ -1947,8 +1947,8 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	 */
 	if (cores < 1)
 		cores = 1;
-	s->threads = o->threads ? o->threads : cores * 16 > 256 ? 256 :
-	    cores * 16 < 16 ? 16 : (unsigned int)cores * 16;
+	s->threads = o->threads ? o->threads : cores * 32 > 256 ? 256 :
+	    cores * 32 < 32 ? 32 : (unsigned int)cores * 32;
 	s->started_ms = pw_mono_ms();
 	/* The pool in memory, before any request can ask for it. */
 	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
@@ -1958,7 +1958,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
 	}
-	/* epoll, and no checks a well-behaved client does not need. */
+	/* epoll, and reads and writes tried before readiness is polled. */
 	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
 	    (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,

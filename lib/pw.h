@@ -756,7 +756,7 @@ struct pw_server;
 struct pw_serve_opts {
 	const char	*listen;	/* "HOST:PORT"; NULL: serve.listen */
 	int		 insecure;	/* may listen on a non-loopback one */
-	unsigned int	 threads;	/* 0: 16 per core, 16 to 256 */
+	unsigned int	 threads;	/* 0: 32 per core, 32 to 256 */
 	size_t		 body_max;	/* request bodies; 0: 1 MiB */
 	int		 log_requests;	/* one PW_LOG_INFO line per request */
 };
