@@ -211,7 +211,8 @@ stop_serve() {
 @test "pw config set in another process takes effect for the next request" {
 	pw -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128 \
 	    http://10.0.0.3:3128
-	start_serve -v
+	# one worker: its settings were read before the change
+	start_serve -v --threads 1
 	is "$(next)" 1
 	pw config set strategy least-used
 	api GET /api/v1/status
@@ -237,6 +238,20 @@ stop_serve() {
 	    --data-binary '{"geo.fallback": true}'
 	is "$STATUS" 200
 	is "$(next country=DE)" 1
+}
+
+@test "a write through the API is seen by a request right behind it on the same connection" {
+	start_serve -v --threads 1
+	# two requests on one connection, far closer than the 5 ms between
+	# checks of the file: the write itself makes the view reload
+	run -0 curl -sS -H 'Content-Type: application/json' \
+	    --data-binary '{"url": "http://10.0.0.7:3128"}' \
+	    "$SERVE_URL/api/v1/proxies" --next \
+	    "$SERVE_URL/api/v1/proxies/next"
+	is "$(jq -rs '.[1].data.url' <<<"$output")" http://10.0.0.7:3128
+	run -0 curl -sS -X DELETE "$SERVE_URL/api/v1/proxies/1" --next \
+	    "$SERVE_URL/api/v1/proxies/next"
+	is "$(jq -r '.error.code' <<<"$output")" PROXY_POOL_EMPTY
 }
 
 # ------------------------------------------------------ cooldown, strategies
