@@ -548,3 +548,28 @@ stop_serve() {
 	grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$d/pw-serve.service"
 	grep -qx 'SuccessExitStatus=75' "$d/pw-health.service"
 }
+
+# ------------------------------------------------------------------ errors
+
+@test "pw serve on a file that is not a state file: exit 1, one line, the file untouched, nothing listening" {
+	echo "not a database" >"$PW_STATE"
+	local before port
+	before=$(file_sum "$PW_STATE")
+	port=$(free_port)
+	run -1 --separate-stderr pw serve --listen "127.0.0.1:$port"
+	is "$stderr" "pw: $PW_STATE: not a pw state file (not an SQLite database)"
+	is "$output" ""
+	is "$(file_sum "$PW_STATE")" "$before"
+	[ ! -e "$PW_STATE-wal" ]
+	! _peers_connects 127.0.0.1 "$port"
+}
+
+@test "pw serve on a state file of a newer pw: exit 1, untouched" {
+	pw -q pool add http://10.0.0.1:3128
+	sqlite3 "$PW_STATE" 'PRAGMA user_version = 99'
+	local before
+	before=$(state_sum)
+	run -1 --separate-stderr pw serve --listen "127.0.0.1:$(free_port)"
+	[[ $stderr == "pw: $PW_STATE: state file has schema version 99, newer than this pw knows"* ]]
+	is "$(state_sum)" "$before"
+}
