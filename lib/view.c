@@ -672,12 +672,22 @@ int
 pw_view_open(const char *state, const struct pw_config *cfg,
     int64_t check_ms, struct pw_view **out, struct pw_err *err)
 {
-	struct pw_view	*v = pw_xcalloc(1, sizeof *v);
-	int		 r;
+	struct pw_view		*v = pw_xcalloc(1, sizeof *v);
+	pthread_rwlockattr_t	 ra;
+	int			 r;
 
 	v->ctx.cfg = pw_config_dup(cfg);
 	pthread_mutex_init(&v->conn, NULL);
-	pthread_rwlock_init(&v->lk, NULL);
+	/*
+	 * Readers hold lk for microseconds but, at full load, without a
+	 * gap: a reload must not wait behind them for ever. (Nobody takes
+	 * the read side twice.)
+	 */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&v->lk, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&v->cur_mu, NULL);
 	pthread_mutex_init(&v->ses_mu, NULL);
 	pthread_mutex_init(&v->counts_mu, NULL);
