@@ -318,8 +318,8 @@ attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
 
 /* The options every attempt shares. */
 static int
-setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
-    char *errbuf, struct pw_err *err)
+setup(CURL *h, const struct pw_fetch_opts *o, int kept,
+    struct curl_slist **hl, char *errbuf, struct pw_err *err)
 {
 	*hl = NULL;
 	for (size_t i = 0; i < o->nheaders; i++) {
@@ -370,9 +370,12 @@ setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
 	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	/*
 	 * The curl tool's receive buffer (100 KiB), not libcurl's 16 KiB: a
-	 * large body then takes a sixth of the reads and callbacks.
+	 * large body then takes a sixth of the reads and callbacks. Not for
+	 * pw serve's kept handles: there it would be allocated afresh for
+	 * every request (after curl_easy_reset), most of them small.
 	 */
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
+	if (!kept)
+		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	return 0;
@@ -443,7 +446,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	}
 	if (ctx->view != NULL)
 		ctx->curl = h;
-	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
+	if ((r = setup(h, o, ctx->view != NULL, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
 	pk.secrets = 1;
