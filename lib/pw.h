@@ -750,6 +750,10 @@ void	 pw_download_release(struct pw_download *d);
  * starts, serves from a pool of threads, and gives each thread its own
  * context on the state file (opened at its first request, closed when
  * the thread ends): a struct pw_ctx is never shared between threads.
+ * Selections come from the pool held in memory, and the outcomes of
+ * requests reach the state file in batches (see pw-serve(1)); background
+ * threads prune expired proxies and, when serve.health_interval is set,
+ * check the pool.
  */
 struct pw_server;
 
