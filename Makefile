@@ -6,7 +6,7 @@
 #   make demo       pw's main job, end to end, on loopback
 #   make bench      speed and memory beside baselines
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (systemd units: SYSTEMDDIR)
 #   make deps       install the Debian packages the build and tests need
 
 PREFIX		?= /usr/local
@@ -17,6 +17,9 @@ INCLUDEDIR	?= $(PREFIX)/include
 BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR	?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR	?= $(PREFIX)/share/fish/vendor_completions.d
+SYSTEMDDIR	?= $(PREFIX)/lib/systemd/system
+UNITS		= pw-serve.service pw-health.service pw-health.timer \
+		  pw-warm.service pw-warm.timer
 
 B		?= build
 CC		?= cc
@@ -43,9 +46,9 @@ endif
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
-LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd service delegate auth ssrf \
-		  assets api ratelimit
+LIB		= err proxy crypto store config pool strategy session view net \
+		  fetch health ingest cache download httpd service delegate auth \
+		  ssrf assets api housekeep ratelimit
 CMD		= pw args out pool config fetch health cache serve keys
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
@@ -169,7 +172,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw \
 	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
-	    $(DESTDIR)$(FISHCOMPDIR)
+	    $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(SYSTEMDDIR)
 	install -m 755 $(B)/pw $(DESTDIR)$(BINDIR)/pw
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	for f in man/*.7; do [ -e "$$f" ] || continue; \
@@ -178,6 +181,13 @@ install: all
 	install -m 644 completions/_pw $(DESTDIR)$(ZSHCOMPDIR)/_pw
 	install -m 644 completions/pw.fish $(DESTDIR)$(FISHCOMPDIR)/pw.fish
 	cp -R share/. $(DESTDIR)$(DATADIR)/
+	# The units go where systemd looks, with the binary's path in them.
+	rm -rf $(DESTDIR)$(DATADIR)/systemd
+	for u in $(UNITS); do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' share/systemd/$$u \
+	        >$(DESTDIR)$(SYSTEMDDIR)/$$u && \
+	    chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$$u || exit 1; \
+	done
 	for h in lib/pw-strategy.h; do [ -e "$$h" ] || continue; \
 	    install -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/pw/; done
 
@@ -189,6 +199,7 @@ uninstall:
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/pw $(DESTDIR)$(ZSHCOMPDIR)/_pw \
 	    $(DESTDIR)$(FISHCOMPDIR)/pw.fish
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw
+	for u in $(UNITS); do rm -f $(DESTDIR)$(SYSTEMDDIR)/$$u; done
 
 clean:
 	rm -rf build

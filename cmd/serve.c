@@ -1,6 +1,6 @@
 /*
  * serve.c -- "pw serve": the REST API over the state file, until SIGINT
- * or SIGTERM.
+ * or SIGTERM; SIGHUP reads the settings again.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +42,7 @@ serve(struct pw_cmdctx *cc)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((r = pw_serve_start(cc->ctx, cc->state, &o, &s)) != 0)
@@ -54,7 +55,12 @@ serve(struct pw_cmdctx *cc)
 	    FLUSH_INTERVAL_MS, &fl, &cc->ctx->err) != 0 && !cc->quiet)
 		fprintf(stderr, "pw: serve: warning: no outbox flush: %s\n",
 		    cc->ctx->err.msg);
-	sigwait(&set, &sig);
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		pw_serve_reload(s);
+		if (!cc->quiet)
+			fprintf(stderr, "pw: serve: SIGHUP: settings read "
+			    "again\n");
+	}
 	pw_service_flusher_stop(fl);
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: %s: finishing requests in flight\n",
@@ -70,8 +76,8 @@ static const struct pw_opt serve_opts[] = {
 	  "API keys" },
 	{ "allow-private", 0, NULL, 0, "let POST /api/v1/request fetch "
 	  "loopback and private addresses" },
-	{ "threads", 0, "N", 0, "worker threads (default two per core, at "
-	  "least 4)" },
+	{ "threads", 0, "N", 0, "worker threads (default 32 per core, from 32 "
+	  "to 256)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 

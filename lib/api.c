@@ -10,9 +10,16 @@
  * closes it; no context is ever shared. Writes stay short transactions in
  * lib, so other pw processes on the same file are not held up.
  *
+ * Selections and outcomes go through the server's view of the pool
+ * (view.c): in memory, no lock held across a request, outcomes written
+ * in batches by the flusher (housekeep.c). Each request first lets the
+ * view check (at most every VIEW_CHECK_MS) whether another process
+ * changed the file; a request that wrote to it makes the view reload
+ * before its response goes, so the next request sees the change. A
+ * worker reads its settings again when the view reloaded or SIGHUP came.
+ *
  * Every request goes through the steps in `pipeline` (request id, CORS,
- * body limit, route, API key, JSON body, handler); rate limiting will be
- * a step of its own, after the key's, before the route's handler runs.
+ * body limit, route, API key, rate limit, JSON body, handler).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +45,8 @@
 #define PAGE_SIZE_DEFAULT	50
 #define TIMEOUT_MAX		300
 #define RID_MAX			128
+/* How often at most the view asks the file what others changed. */
+#define VIEW_CHECK_MS		5
 
 /* What the server counts, for /api/v1/metrics and /metrics. */
 #define RATE_WINDOW	60		/* seconds of requests per second */
@@ -64,8 +72,17 @@ struct pw_server {
 	atomic_long		 inflight;
 	atomic_long		 requests;
 	struct pw_rl_server	*rl;		/* rate limiting */
+	struct pw_view		*view;		/* the pool in memory */
+	struct pw_housekeep	*hk;		/* flusher, pruning, health */
+	atomic_uint		 hup;		/* SIGHUPs seen */
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
+};
+
+/* A worker's context, and the settings generation it has read. */
+struct worker {
+	struct pw_ctx	ctx;		/* first: ctx_free takes either */
+	uint64_t	gen;
 };
 
 struct req;
@@ -106,6 +123,7 @@ struct req {
 	int			 nxhdr;
 	int			 limited;	/* rl says something */
 	struct pw_rl_verdict	 rl;
+	int64_t			 rl_changes;	/* its writes to the file */
 };
 
 /* Add a header to the response q will send; both strings outlive it. */
@@ -386,30 +404,65 @@ ctx_free(void *p)
 	free(ctx);
 }
 
-/* This thread's context, opened at its first request. */
+static uint64_t
+settings_gen(struct pw_server *s)
+{
+	return pw_view_generation(s->view) +
+	    ((uint64_t)atomic_load(&s->hup) << 32);
+}
+
+/* This thread's context, opened at its first request; NULL, logged. */
+static struct pw_ctx *
+worker_ctx(struct pw_server *s, struct pw_err *err)
+{
+	struct worker	*w = pthread_getspecific(s->key);
+
+	if (w == NULL) {
+		w = pw_xcalloc(1, sizeof *w);
+		w->ctx.cfg = pw_config_dup(s->cfg);
+		w->gen = settings_gen(s);
+		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0 ||
+		    pw_store_no_mmap(w->ctx.store, &w->ctx.err) != 0) {
+			*err = w->ctx.err;
+			ctx_free(w);
+			return NULL;
+		}
+		w->ctx.view = s->view;
+		pthread_setspecific(s->key, w);
+	}
+	return &w->ctx;
+}
+
+/* This thread's context, with the view and the settings up to date. */
 static int
 use_ctx(struct req *q)
 {
 	struct pw_server	*s = q->srv;
-	struct pw_ctx		*ctx = pthread_getspecific(s->key);
+	struct pw_ctx		*ctx;
+	struct worker		*w;
+	struct pw_err		 err;
+	uint64_t		 gen;
 
-	/* Once a request: the auth step may have done it already. */
+	/* Once a request: the key's or the rate limit's step may have. */
 	if (q->ctx != NULL)
 		return 0;
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(s->cfg);
-		if (pw_open(ctx, s->state, PW_OPEN_RW) != 0) {
+	if ((ctx = worker_ctx(s, &err)) == NULL) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	w = (struct worker *)ctx;
+	if (pw_view_sync(s->view, 0, &err) != 0) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	/* What pw config (or PUT /api/v1/config) changed since. */
+	if ((gen = settings_gen(s)) != w->gen) {
+		if (pw_config_reload_state(ctx) != 0) {
 			fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s",
 			    ctx->err.msg);
-			ctx_free(ctx);
 			return -1;
 		}
-		pthread_setspecific(s->key, ctx);
-	} else if (pw_config_reload_state(ctx) != 0) {
-		/* What pw config (or PUT /api/v1/config) changed since. */
-		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", ctx->err.msg);
-		return -1;
+		w->gen = gen;
 	}
 	pw_err_clear(&ctx->err);
 	q->ctx = ctx;
@@ -592,9 +645,20 @@ static int
 tally(struct req *q, struct tally *t)
 {
 	struct pw_filter	f;
+	struct pw_view_counts	c;
 
 	memset(t, 0, sizeof *t);
 	t->now = pw_now();
+	/* The view has them without a query (and a 100,000-row scan). */
+	if (q->srv->view != NULL) {
+		pw_view_counts(q->srv->view, t->now, &c);
+		t->total = c.total;
+		t->usable = c.usable;
+		t->cooling = c.cooling;
+		t->expired = c.expired;
+		memcpy(t->by_status, c.by_status, sizeof t->by_status);
+		return 0;
+	}
 	pw_filter_init(&f);
 	return pw_pool_each(q->ctx, &f, 0, tally_one, t);
 }
@@ -650,19 +714,12 @@ h_ready(struct req *q)
 	cJSON			*d, *checks;
 	int64_t			 n = 0;
 	int			 open_ok, pool_ok = 0;
-	struct pw_ctx		*ctx = pthread_getspecific(q->srv->key);
+	struct pw_err		 err;
+	struct pw_ctx		*ctx;
 
 	/* Open without replying: a failure is a check, not an error. */
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(q->srv->cfg);
-		if (pw_open(ctx, q->srv->state, PW_OPEN_RW) != 0) {
-			pw_log(PW_LOG_WARN, "serve: %s", ctx->err.msg);
-			ctx_free(ctx);
-			ctx = NULL;
-		} else
-			pthread_setspecific(q->srv->key, ctx);
-	}
+	if ((ctx = worker_ctx(q->srv, &err)) == NULL)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
 	open_ok = ctx != NULL;
 	if (open_ok) {
 		q->ctx = ctx;
@@ -2028,20 +2085,25 @@ step_request_id(struct req *q)
 {
 	const char	*v = MHD_lookup_connection_value(q->c,
 			    MHD_HEADER_KIND, "X-Request-ID");
-	unsigned char	 b[16];
+	static _Thread_local struct pw_rng	rng;
+	static _Thread_local int		seeded;
+	static const char			hex[] = "0123456789abcdef";
 
 	if (v != NULL && rid_ok(v)) {
 		snprintf(q->rid, sizeof q->rid, "%s", v);
 		return 0;
 	}
-	if (getrandom(b, sizeof b, 0) != sizeof b) {
-		/* Unique enough for a log line. */
-		uint64_t x = (uint64_t)pw_now_ms() ^ (uint64_t)(uintptr_t)q;
-		memcpy(b, &x, sizeof x);
-		memcpy(b + 8, &x, sizeof x);
+	/* 128 random bits, drawn without a system call per request. */
+	if (!seeded) {
+		pw_rng_seed(&rng, 0);
+		seeded = 1;
 	}
-	for (size_t i = 0; i < sizeof b; i++)
-		snprintf(q->rid + 2 * i, 3, "%02x", b[i]);
+	for (int w = 0; w < 2; w++) {
+		uint64_t x = pw_rng_next(&rng);
+		for (int i = 0; i < 16; i++, x >>= 4)
+			q->rid[w * 16 + i] = hex[x & 15];
+	}
+	q->rid[32] = '\0';
 	return 0;
 }
 
@@ -2269,8 +2331,10 @@ step_ratelimit(struct req *q)
 	who.client = client;
 	if (use_ctx(q) != 0)
 		return 1;
+	q->rl_changes = pw_store_total_changes(q->ctx->store);
 	pw_rl_server_check(q->srv->rl, q->ctx->store, &who, q->route->path,
 	    &q->rl, &q->limited);
+	q->rl_changes = pw_store_total_changes(q->ctx->store) - q->rl_changes;
 	if (!q->limited || q->rl.allowed)
 		return 0;
 	if (q->rl.failed)
@@ -2333,23 +2397,44 @@ static int (*const pipeline[])(struct req *) = {
 	step_handler,
 };
 
+/*
+ * A request that wrote to the state file (pool, config) has the view
+ * reload before it answers: the next request, on any thread, sees it.
+ */
+static void
+after_write(struct req *q, int64_t changes)
+{
+	struct pw_err	err;
+
+	if (q->ctx == NULL ||
+	    pw_store_total_changes(q->ctx->store) == changes)
+		return;
+	if (pw_view_sync(q->srv->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+}
+
 static void
 run(struct req *q)
 {
-	char	ctx[sizeof q->rid + 8];
+	struct pw_ctx	*ctx = pthread_getspecific(q->srv->key);
+	int64_t		 changes = ctx != NULL ?
+			    pw_store_total_changes(ctx->store) : 0;
+	char		 name[sizeof q->rid + 8];
 
 	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++) {
 		if (pipeline[i](q) != 0 || q->replied)
 			break;
 		/* What lib logs for this request names it. */
 		if (pipeline[i] == step_request_id) {
-			snprintf(ctx, sizeof ctx, "serve: %s", q->rid);
-			pw_log_context(ctx);
+			snprintf(name, sizeof name, "serve: %s", q->rid);
+			pw_log_context(name);
 		}
 	}
 	if (!q->replied)
 		fail(q, 500, "INTERNAL_ERROR", NULL, "no response");
 	pw_log_context(NULL);
+	/* The rate limiter's writes (sqlite backend) are not the pool's. */
+	after_write(q, ctx == q->ctx ? changes + q->rl_changes : 0);
 }
 
 /* ---------------------------------------------------------- the daemon */
@@ -2604,15 +2689,28 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;
 	s->log = o->log_requests;
 	cores = sysconf(_SC_NPROCESSORS_ONLN);
-	s->threads = o->threads ? o->threads : cores > 2 ? 2 * cores : 4;
+	/*
+	 * A proxied request holds its worker until the target answered:
+	 * many more workers than cores, or a few slow targets stall all.
+	 */
+	if (cores < 1)
+		cores = 1;
+	s->threads = o->threads ? o->threads : cores * 32 > 256 ? 256 :
+	    cores * 32 < 32 ? 32 : (unsigned int)cores * 32;
 	s->started_ms = pw_mono_ms();
+	/* The pool in memory, before any request can ask for it. */
+	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
+	    &ctx->err)) != 0)
+		goto fail;
 	if (pthread_key_create(&s->key, ctx_free) != 0) {
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
 	}
-	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_ITC | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ?
-	    MHD_USE_IPv6 : 0), 0, NULL, NULL, on_request, s,
+	/* epoll, and reads and writes tried before readiness is polled. */
+	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+	    (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+	    on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, s->threads,
@@ -2626,11 +2724,19 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		    "server on %s", spec);
 		goto fail;
 	}
+	if ((r = pw_housekeep_start(state, s->cfg, s->view, &s->hk,
+	    &ctx->err)) != 0) {
+		MHD_stop_daemon(s->d);
+		pthread_key_delete(s->key);
+		s->fd = -1;	/* closed by MHD */
+		goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
 	if (s->fd >= 0)
 		close(s->fd);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	pw_rl_server_free(s->rl);
 	free(s->state);
@@ -2664,6 +2770,9 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	/* Joins the workers; each closes its context as it ends. */
 	MHD_stop_daemon(s->d);
 	pthread_key_delete(s->key);
+	/* Then what the requests left in memory goes to the file. */
+	pw_housekeep_stop(s->hk);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	pw_rl_server_free(s->rl);
 	free(s->state);
@@ -3175,4 +3284,19 @@ rl_prometheus(struct pw_server *s, struct pw_buf *b)
 	    "pw_ratelimit_check_duration_seconds_count %lld\n",
 	    (long long)st.checks, st.seconds, (long long)st.checks);
 	pw_rl_stats_release(&st);
+}
+
+void
+pw_serve_reload(struct pw_server *s)
+{
+	struct pw_err	err = { 0, "" };
+
+	atomic_fetch_add(&s->hup, 1);
+	if (pw_view_sync(s->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+	pw_housekeep_reload(s->hk);
+	/* The rate-limit file too; a bad one keeps what is in force. */
+	if (pw_rl_server_reload(s->rl, &err) != 0)
+		pw_log(PW_LOG_ERROR, "%s (the configuration in force is "
+		    "kept)", err.msg);
 }

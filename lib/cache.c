@@ -565,30 +565,48 @@ scan_row(void *arg, const struct pw_row *r)
 	return 0;
 }
 
+/* Remove the proxies `what` says, EVICT_BATCH a transaction; *n counts. */
+static int
+evict_all(struct pw_ctx *ctx, int what, int64_t now, int64_t *n)
+{
+	int64_t	k;
+	int	r;
+
+	*n = 0;
+	do {
+		if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+			return r;
+		if ((r = pw_store_evict(ctx->store, what, now, EVICT_BATCH, &k,
+		    &ctx->err)) != 0 || (k > 0 &&
+		    (r = pw_store_stat_add(ctx->store, evict_stats[what], k,
+		    &ctx->err)) != 0)) {
+			pw_store_rollback(ctx->store);
+			return r;
+		}
+		if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+			return r;
+		*n += k;
+	} while (k == EVICT_BATCH);
+	return 0;
+}
+
+int
+pw_cache_prune_expired(struct pw_ctx *ctx, int64_t *removed)
+{
+	return evict_all(ctx, PW_EVICT_TTL, pw_now(), removed);
+}
+
 int
 pw_cache_prune(struct pw_ctx *ctx, int64_t removed[PW_EVICT_COUNT])
 {
 	static const int	 what[2] = { PW_EVICT_TTL, PW_EVICT_HEALTH };
 	struct scan_arg		 sa;
-	int64_t			 got[PW_EVICT_COUNT] = { 0 }, k, now = pw_now();
+	int64_t			 got[PW_EVICT_COUNT] = { 0 }, now = pw_now();
 	int			 r;
 
-	for (int w = 0; w < 2; w++) {
-		do {
-			if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
-				return r;
-			if ((r = pw_store_evict(ctx->store, what[w], now,
-			    EVICT_BATCH, &k, &ctx->err)) != 0 ||
-			    (k > 0 && (r = pw_store_stat_add(ctx->store,
-			    evict_stats[what[w]], k, &ctx->err)) != 0)) {
-				pw_store_rollback(ctx->store);
-				return r;
-			}
-			if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
-				return r;
-			got[what[w]] += k;
-		} while (k == EVICT_BATCH);
-	}
+	for (int w = 0; w < 2; w++)
+		if ((r = evict_all(ctx, what[w], now, &got[what[w]])) != 0)
+			return r;
 	/* Rows that cannot be read; credentials too when the key is here. */
 	memset(&sa, 0, sizeof sa);
 	sa.ctx = ctx;

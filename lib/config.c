@@ -176,6 +176,12 @@ static const struct key keys[] = {
 	{ "serve.cors_origins", T_ORIGINS, "", 0, 0, NULL,
 	  "origins browsers may call pw serve from, space-separated "
 	  "(* for any)" },
+	{ "serve.health_interval", T_DURATION, "0", 0, 86400 * 30, NULL,
+	  "how often pw serve health-checks the pool (0: never)" },
+	{ "serve.flush_interval", T_DURATION, "1", 1, 3600, NULL,
+	  "how often pw serve writes outcomes held in memory, seconds" },
+	{ "serve.prune_interval", T_DURATION, "1m", 0, 86400 * 30, NULL,
+	  "how often pw serve removes expired proxies (0: never)" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))

@@ -321,8 +321,8 @@ attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
 
 /* The options every attempt shares. */
 static int
-setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
-    char *errbuf, struct pw_err *err)
+setup(CURL *h, const struct pw_fetch_opts *o, int kept,
+    struct curl_slist **hl, char *errbuf, struct pw_err *err)
 {
 	*hl = NULL;
 	for (size_t i = 0; i < o->nheaders; i++) {
@@ -373,9 +373,12 @@ setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
 	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	/*
 	 * The curl tool's receive buffer (100 KiB), not libcurl's 16 KiB: a
-	 * large body then takes a sixth of the reads and callbacks.
+	 * large body then takes a sixth of the reads and callbacks. Not for
+	 * pw serve's kept handles: there it would be allocated afresh for
+	 * every request (after curl_easy_reset), most of them small.
 	 */
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
+	if (!kept)
+		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	return 0;
@@ -513,11 +516,21 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			return pw_err_prefix(&ctx->err, "--proxy");
 		tries = 1;
 	}
-	if ((h = curl_easy_init()) == NULL) {
+	/*
+	 * A long-lived context (pw serve's workers) keeps its handle, and
+	 * with it libcurl's connections: the next request through the same
+	 * proxy need not connect again.
+	 */
+	if (ctx->view != NULL && ctx->curl != NULL) {
+		h = ctx->curl;
+		curl_easy_reset(h);
+	} else if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
 	}
-	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
+	if (ctx->view != NULL)
+		ctx->curl = h;
+	if ((r = setup(h, o, ctx->view != NULL, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
 	svc_tried = pw_xcalloc(tries, sizeof *svc_tried);
@@ -696,9 +709,20 @@ out:
 	free(tried);
 	free(svc_tried);
 	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	if (h != ctx->curl)
+		curl_easy_cleanup(h);
+	else
+		curl_easy_reset(h);	/* nothing left pointing at our stack */
 	pw_addr_release(&forced);
 	return r;
+}
+
+void
+pw_fetch_release(struct pw_ctx *ctx)
+{
+	if (ctx->curl != NULL)
+		curl_easy_cleanup(ctx->curl);
+	ctx->curl = NULL;
 }
 
 void

@@ -289,6 +289,36 @@ int	 pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
 int	 pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
 	    struct pw_err *err);
 
+/*
+ * What pw serve batches: a proxy's outcome counters and the state they
+ * drive, read and written whole inside one flush transaction. Times 0 and
+ * latency_ms < 0 are NULL in the file.
+ */
+struct pw_stats {
+	int64_t	started, completed, succeeded, failed, consec_fail;
+	double	latency_ms;
+	int64_t	cooldown_until, last_used, window_count, updated_at;
+};
+/* PW_ENOTFOUND when the proxy is gone. */
+int	 pw_store_proxy_stats_get(struct pw_store *st, int64_t id,
+	    struct pw_stats *s, struct pw_err *err);
+int	 pw_store_proxy_stats_put(struct pw_store *st, int64_t id,
+	    const struct pw_stats *s, struct pw_err *err);
+/* Write a session as given (nothing when its proxy is gone). */
+int	 pw_store_session_set(struct pw_store *st, const struct pw_session *s,
+	    struct pw_err *err);
+/* Every named integer whose name starts with prefix. */
+int	 pw_store_rotation_each(struct pw_store *st, const char *prefix,
+	    void (*fn)(void *, const char *, int64_t), void *arg,
+	    struct pw_err *err);
+/*
+ * PRAGMA data_version: it moves when another connection (any process)
+ * commits, never for this connection's own commits. 0 while the file
+ * does not exist.
+ */
+int	 pw_store_data_version(struct pw_store *st, int64_t *v,
+	    struct pw_err *err);
+
 /* --------------------------------------------------------------- crypto */
 
 #define PW_KEY_BYTES	32
@@ -357,6 +387,11 @@ void	 pw_pool_row_release(struct pw_row *row);
  */
 int	 pw_pool_pass_update(struct pw_ctx *ctx, int64_t id,
 	    const struct pw_addr *a, int64_t now);
+/*
+ * Remove the proxies whose TTL has run out (what pw cache prune does
+ * first), in batches; *removed counts them.
+ */
+int	 pw_cache_prune_expired(struct pw_ctx *ctx, int64_t *removed);
 /* The name of the stats counter of an eviction reason. */
 const char *pw_evict_stat(int reason);
 
@@ -397,6 +432,92 @@ extern const char	pw_asset_docs_js[];
 extern const size_t	pw_asset_docs_js_len;
 extern const char	pw_asset_docs_css[];
 extern const size_t	pw_asset_docs_css_len;
+/* What pw_pool_next and pw serve's view share. */
+int	 pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
+	    const struct pw_strategy **s, const struct pw_strategy **fallback);
+/* The rotation name of a strategy's cursor for f; caller frees. */
+char	*pw_pool_cursor_name(const struct pw_strategy *s,
+	    const struct pw_filter *f);
+void	 pw_pool_env_init(struct pw_ctx *ctx, struct pw_pick_env *env);
+/*
+ * Leave "no eligible proxy: ..." in ctx->err from the counts of
+ * pw_store_ineligible.
+ */
+void	 pw_pool_explain(struct pw_ctx *ctx, const struct pw_sel *sel,
+	    const int64_t counts[6]);
+
+/* ----------------------------------------------------------------- view */
+
+/*
+ * pw serve's L1 view of the pool (view.c): every proxy in memory, chosen
+ * from without SQL, with outcomes kept in memory and written to the state
+ * file in batches by pw_view_flush. A worker's context points at it
+ * (ctx->view) and then pw_pool_next and pw_pool_report use it.
+ */
+struct pw_view;
+/*
+ * Open a connection of the view's own on state and load every proxy.
+ * check_ms: how often at most pw_view_sync asks the file whether another
+ * connection changed it.
+ */
+int	 pw_view_open(const char *state, const struct pw_config *cfg,
+	    int64_t check_ms, struct pw_view **out, struct pw_err *err);
+/* Flush what is pending (errors are logged) and free v. NULL is fine. */
+void	 pw_view_close(struct pw_view *v);
+/*
+ * Reload when another connection (process) committed since the last
+ * check; checks at most every check_ms unless force. 0, or an error.
+ */
+int	 pw_view_sync(struct pw_view *v, int force, struct pw_err *err);
+/* Make the next pw_view_sync check, however recent the last one. */
+void	 pw_view_touch(struct pw_view *v);
+/* Bumped by every reload: what a worker compares to reload its config. */
+uint64_t pw_view_generation(struct pw_view *v);
+/* Write the outcomes, cursors, sessions and counters kept in memory. */
+int	 pw_view_flush(struct pw_view *v, struct pw_err *err);
+/* What is pending: outcome records not yet written. */
+size_t	 pw_view_pending(struct pw_view *v);
+/* pw_pool_next and pw_pool_report over the view. */
+int	 pw_view_next(struct pw_ctx *ctx, const struct pw_pick *pk,
+	    struct pw_proxy *out);
+int	 pw_view_report(struct pw_ctx *ctx, int64_t id, int outcome,
+	    double latency_ms);
+/* Replace p's counters by the view's, when it holds p. */
+void	 pw_view_overlay(struct pw_view *v, struct pw_proxy *p);
+/* What /api/v1/health and /status count: the pool as the view holds it. */
+struct pw_view_counts {
+	int64_t	total, usable, cooling, expired;
+	int64_t	by_status[PW_STATUS_COUNT];
+};
+void	 pw_view_counts(struct pw_view *v, int64_t now,
+	    struct pw_view_counts *c);
+/* Drop expired sessions from memory (the file's are pruned by flush). */
+void	 pw_view_prune(struct pw_view *v, int64_t now);
+
+/*
+ * pw serve's background work (housekeep.c), each on a connection of its
+ * own: a flusher that writes the view's batch at least every second and
+ * prunes expired proxies every serve.prune_interval, and, when
+ * serve.health_interval is set, a thread that health-checks the pool.
+ */
+struct pw_housekeep;
+int	 pw_housekeep_start(const char *state, const struct pw_config *cfg,
+	    struct pw_view *v, struct pw_housekeep **out, struct pw_err *err);
+/* Read the settings again now (SIGHUP). */
+void	 pw_housekeep_reload(struct pw_housekeep *h);
+/* Stop and join the threads (a health run stops at its next result). */
+void	 pw_housekeep_stop(struct pw_housekeep *h);
+
+/*
+ * Read through SQLite's page cache, not a memory map: for a long-lived
+ * process (pw serve) that scans the whole file now and then, the map
+ * would keep every page of it resident.
+ */
+int	 pw_store_no_mmap(struct pw_store *st, struct pw_err *err);
+/* How many rows this connection's statements changed, ever. */
+int64_t	 pw_store_total_changes(struct pw_store *st);
+/* Free the libcurl handle a long-lived context kept (ctx->curl). */
+void	 pw_fetch_release(struct pw_ctx *ctx);
 
 /* ---------------------------------------------------------------- utils */
 

@@ -115,6 +115,7 @@ pw_open(struct pw_ctx *ctx, const char *path, int mode)
 void
 pw_close(struct pw_ctx *ctx)
 {
+	pw_fetch_release(ctx);
 	pw_store_close(ctx->store);
 	pw_crypto_key_free(ctx->key);
 	pw_config_free(ctx->cfg);
@@ -439,6 +440,9 @@ each_row(void *arg, const struct pw_row *r)
 	char		*user = NULL, *pass = NULL;
 	int		 rc;
 
+	/* pw serve: counters not yet written are in its view. */
+	if (ea->ctx->view != NULL)
+		pw_view_overlay(ea->ctx->view, &p);
 	if (ea->secrets && r->user != NULL) {
 		/*
 		 * The key is loaded at the first sealed row, not before: most
@@ -573,9 +577,8 @@ pw_pool_strategy_check(struct pw_ctx *ctx, const char *name)
 	return find_strategy(ctx, name, &s);
 }
 
-/* The name under which a strategy keeps its cursor for these filters. */
-static char *
-cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
+char *
+pw_pool_cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 {
 	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g|%d", s->name,
 	    f->country ? f->country : "", f->region ? f->region : "",
@@ -583,17 +586,14 @@ cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 	    f->scheme, f->status, f->max_latency_ms, f->unmeasured);
 }
 
-static int
-no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
+void
+pw_pool_explain(struct pw_ctx *ctx, const struct pw_sel *sel,
+    const int64_t c[6])
 {
 	const struct pw_filter	*f = sel->f;
-	int64_t			 c[6];
 	struct pw_buf		 b;
-	int			 r, filtered;
+	int			 filtered;
 
-	if ((r = pw_store_ineligible(ctx->store, f, sel->now, c,
-	    &ctx->err)) != 0)
-		return r;
 	filtered = f->country || f->region || f->source || f->anonymity ||
 	    f->scheme >= 0 || f->status >= 0 || f->max_latency_ms > 0;
 	pw_buf_init(&b);
@@ -608,11 +608,23 @@ no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 		pw_buf_addf(&b, ", %zu excluded", sel->nex);
 	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);
 	pw_buf_release(&b);
+}
+
+static int
+no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
+{
+	int64_t	c[6];
+	int	r;
+
+	if ((r = pw_store_ineligible(ctx->store, sel->f, sel->now, c,
+	    &ctx->err)) != 0)
+		return r;
+	pw_pool_explain(ctx, sel, c);
 	return PW_ENOPROXY;
 }
 
-static void
-env_init(struct pw_ctx *ctx, struct pw_pick_env *env)
+void
+pw_pool_env_init(struct pw_ctx *ctx, struct pw_pick_env *env)
 {
 	if (!ctx->rng_seeded) {
 		pw_rng_seed(&ctx->rng, 0);
@@ -646,8 +658,8 @@ choose_scan(struct pw_ctx *ctx, const struct pw_strategy *s,
 		free(c);
 		return PW_ENOPROXY;
 	}
-	env_init(ctx, &env);
-	cname = cursor_name(s, sel->f);
+	pw_pool_env_init(ctx, &env);
+	cname = pw_pool_cursor_name(s, sel->f);
 	if ((r = pw_store_rotation_get(ctx->store, cname, &env.cursor,
 	    &ctx->err)) != 0)
 		goto out;
@@ -671,7 +683,7 @@ static int
 choose_round_robin(struct pw_ctx *ctx, const struct pw_strategy *s,
     const struct pw_sel *sel, int64_t *id)
 {
-	char	*cname = cursor_name(s, sel->f);
+	char	*cname = pw_pool_cursor_name(s, sel->f);
 	int64_t	 cursor;
 	int	 r;
 
@@ -752,7 +764,7 @@ choose(struct pw_ctx *ctx, const struct pw_strategy *s,
 	if ((r = pw_store_probe_new(ctx->store, sel, &pa.probe,
 	    &ctx->err)) != 0)
 		return r;
-	env_init(ctx, &env);
+	pw_pool_env_init(ctx, &env);
 	r = pw_strategy_sample(s, &b, probe_one, &pa, &env, SAMPLE_TRIES, id,
 	    &ctx->err);
 	pw_store_probe_free(pa.probe);
@@ -835,9 +847,8 @@ session_proxy(struct pw_ctx *ctx, const struct pw_pick *pk,
 	return 0;
 }
 
-/* Which strategies pk asks for; PW_EUSAGE when it cannot work. */
-static int
-resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
+int
+pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
     const struct pw_strategy **s, const struct pw_strategy **fallback)
 {
 	const char	*name = pk->strategy;
@@ -954,7 +965,10 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	int64_t				 id = 0;
 	int				 r, reused;
 
-	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
+	/* A cap per proxy is counted in the file, with the pick itself. */
+	if (ctx->view != NULL && pk->rate_limit == 0)
+		return pw_view_next(ctx, pk, out);
+	if ((r = pw_pool_resolve_pick(ctx, pk, &s, &fallback)) != 0)
 		return r;
 	/* The key itself is loaded only if the proxy chosen needs it. */
 	if (pk->secrets && (r = pw_crypto_key_check(pw_config_secret_hex(),
@@ -1044,6 +1058,8 @@ pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 {
 	int	r;
 
+	if (ctx->view != NULL)
+		return pw_view_report(ctx, id, outcome, latency_ms);
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	r = pw_store_proxy_report(ctx->store, id, outcome, latency_ms,

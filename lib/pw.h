@@ -158,6 +158,7 @@ char	*pw_redact_url(const char *url);
 struct pw_store;
 struct pw_config;
 struct pw_key;
+struct pw_view;
 
 /*
  * The library context: the state file, the settings and the last error.
@@ -179,6 +180,8 @@ struct pw_ctx {
 	struct pw_rng		 rng;
 	int			 rng_seeded;
 	struct pw_err		 err;
+	struct pw_view		*view;		/* pw serve's pool in memory */
+	void			*curl;		/* a handle kept for reuse */
 };
 
 enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
@@ -898,13 +901,17 @@ void	 pw_service_flusher_stop(struct pw_flusher *f);
  * starts, serves from a pool of threads, and gives each thread its own
  * context on the state file (opened at its first request, closed when
  * the thread ends): a struct pw_ctx is never shared between threads.
+ * Selections come from the pool held in memory, and the outcomes of
+ * requests reach the state file in batches (see pw-serve(1)); background
+ * threads prune expired proxies and, when serve.health_interval is set,
+ * check the pool.
  */
 struct pw_server;
 
 struct pw_serve_opts {
 	const char	*listen;	/* "HOST:PORT"; NULL: serve.listen */
 	int		 insecure;	/* may listen on a non-loopback one */
-	unsigned int	 threads;	/* 0: two per core, at least 4 */
+	unsigned int	 threads;	/* 0: 32 per core, 32 to 256 */
 	size_t		 body_max;	/* request bodies; 0: 1 MiB */
 	int		 log_requests;	/* one PW_LOG_INFO line per request */
 };
@@ -972,8 +979,14 @@ const char *pw_serve_route(size_t i, const char **method, int *open);
 /* The address the server listens on ("127.0.0.1:8000"); borrowed. */
 const char *pw_serve_address(const struct pw_server *s);
 /*
+ * Read the settings in the state file again, on every thread, and the
+ * pool (SIGHUP); connections and requests in flight go on undisturbed.
+ */
+void	 pw_serve_reload(struct pw_server *s);
+/*
  * Stop accepting connections, let the requests in flight finish (for up
- * to grace_ms), then stop every thread and free s. s may be NULL.
+ * to grace_ms), then stop every thread, write the outcomes still held in
+ * memory to the state file, and free s. s may be NULL.
  */
 void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
 

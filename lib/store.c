@@ -36,7 +36,8 @@ enum stmt_id {
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
 	S_EVICT_HEALTH, S_MAX_ID, S_UNDO_ROWS, S_UNDO_SEQ, S_SEQ, S_PEND,
 	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_KEY_ADD, S_KEY_DEL, S_KEY_FIND,
-	S_KEY_ANY, S_KEY_USED, S_COUNT
+	S_KEY_ANY, S_KEY_USED, S_STATS_GET, S_STATS_PUT, S_SESSION_SET,
+	S_DATA_VERSION, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -163,6 +164,24 @@ static const char *const stmt_sql[S_COUNT] = {
 	/* Once a minute at most: a key in use is not a write a request. */
 	[S_KEY_USED] = "UPDATE api_keys SET last_used = ?2 WHERE id = ?1 AND "
 	    "(last_used IS NULL OR last_used < ?2 - 60)",
+	/* pw serve's batched outcomes: read, combine in C, write back. */
+	[S_STATS_GET] = "SELECT started, completed, succeeded, failed, "
+	    "consec_fail, latency_ms, cooldown_until, last_used, "
+	    "window_count, updated_at FROM proxies WHERE id = ?1",
+	[S_STATS_PUT] = "UPDATE proxies SET started = ?2, completed = ?3, "
+	    "succeeded = ?4, failed = ?5, consec_fail = ?6, latency_ms = ?7, "
+	    "cooldown_until = ?8, last_used = ?9, window_count = ?10, "
+	    "updated_at = ?11 WHERE id = ?1",
+	/* A session as pw serve holds it in memory, written as it is. */
+	[S_SESSION_SET] = "INSERT INTO sessions(id, proxy_id, created_at, "
+	    "last_used, expires_at, requests, failovers) "
+	    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
+	    "WHERE EXISTS (SELECT 1 FROM proxies WHERE id = ?2) "
+	    "ON CONFLICT(id) DO UPDATE SET proxy_id = excluded.proxy_id, "
+	    "created_at = excluded.created_at, last_used = excluded.last_used, "
+	    "expires_at = excluded.expires_at, requests = excluded.requests, "
+	    "failovers = excluded.failovers",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct pw_store {
@@ -2471,4 +2490,145 @@ int
 pw_store_proxy_pend(struct pw_store *st, int64_t after, struct pw_err *err)
 {
 	return run_stmt(st, S_PEND, err, "update proxies", "i", after);
+}
+
+/* ------------------------------------------------------------ pw serve */
+
+int
+pw_store_proxy_stats_get(struct pw_store *st, int64_t id, struct pw_stats *o,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_STATS_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		o->started = col_i64(s, 0, 0);
+		o->completed = col_i64(s, 1, 0);
+		o->succeeded = col_i64(s, 2, 0);
+		o->failed = col_i64(s, 3, 0);
+		o->consec_fail = col_i64(s, 4, 0);
+		o->latency_ms = col_real(s, 5);
+		o->cooldown_until = col_i64(s, 6, 0);
+		o->last_used = col_i64(s, 7, 0);
+		o->window_count = col_i64(s, 8, 0);
+		o->updated_at = col_i64(s, 9, 0);
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read outcomes");
+}
+
+static void
+bind_opt_i64(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v != 0)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int
+pw_store_proxy_stats_put(struct pw_store *st, int64_t id,
+    const struct pw_stats *o, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_STATS_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, o->started);
+	sqlite3_bind_int64(s, 3, o->completed);
+	sqlite3_bind_int64(s, 4, o->succeeded);
+	sqlite3_bind_int64(s, 5, o->failed);
+	sqlite3_bind_int64(s, 6, o->consec_fail);
+	if (o->latency_ms >= 0)
+		sqlite3_bind_double(s, 7, o->latency_ms);
+	else
+		sqlite3_bind_null(s, 7);
+	bind_opt_i64(s, 8, o->cooldown_until);
+	bind_opt_i64(s, 9, o->last_used);
+	sqlite3_bind_int64(s, 10, o->window_count);
+	sqlite3_bind_int64(s, 11, o->updated_at);
+	return step_done(st, s, err, "record outcomes");
+}
+
+int
+pw_store_session_set(struct pw_store *st, const struct pw_session *ss,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_SESSION_SET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, ss->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ss->proxy_id);
+	sqlite3_bind_int64(s, 3, ss->created_at);
+	sqlite3_bind_int64(s, 4, ss->last_used);
+	sqlite3_bind_int64(s, 5, ss->expires_at);
+	sqlite3_bind_int64(s, 6, ss->requests);
+	sqlite3_bind_int64(s, 7, ss->failovers);
+	return step_done(st, s, err, "write session");
+}
+
+int
+pw_store_data_version(struct pw_store *st, int64_t *v, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (st->pending) {
+		/* No file yet: nothing anyone wrote. */
+		if (access(st->path, F_OK) != 0) {
+			*v = 0;
+			return 0;
+		}
+		if ((rc = materialize(st, err)) != 0)
+			return rc;
+	}
+	if ((s = stmt_get(st, S_DATA_VERSION, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read version");
+}
+
+int64_t
+pw_store_total_changes(struct pw_store *st)
+{
+	return st->pending ? 0 : sqlite3_total_changes64(st->db);
+}
+
+int
+pw_store_rotation_each(struct pw_store *st, const char *prefix,
+    void (*fn)(void *, const char *, int64_t), void *arg, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+	size_t		 n = strlen(prefix);
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT name, value FROM rotation "
+	    "WHERE substr(name, 1, ?2) = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read cursors");
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)n);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read cursors");
+}
+
+int
+pw_store_no_mmap(struct pw_store *st, struct pw_err *err)
+{
+	if (st->pending)
+		return 0;
+	return exec_sql(st, "PRAGMA mmap_size=0", err);
 }

@@ -83,6 +83,12 @@ svc() {
 	PW_STATE=$BATS_TEST_TMPDIR/s$n.db pw "$@"
 }
 
+# svc_is N FILTER WANT: jq FILTER of the service's proxy 1 is WANT. pw serve
+# writes outcomes in batches: use it with eventually.
+svc_is() {
+	[ "$(svc "$1" pool show 1 --json | jq -r "$2")" = "$3" ]
+}
+
 # stat NAME: a counter of the client's state file.
 stat() {
 	sqlite3 -readonly "$PW_STATE" "SELECT coalesce((SELECT value FROM stats WHERE name = '$1'), 0)"
@@ -109,7 +115,7 @@ outbox() {
 	is "$(jq -r .service_strategy <<<"$output")" round-robin
 	like "$stderr" "*service $S1_URL: proxy 1 (round-robin)*"
 	# The service counted it; the client's own pool was not touched.
-	is "$(svc 1 pool show 1 --json | jq -r .started)" 1
+	eventually svc_is 1 .started 1
 	is "$(pw pool show 1 --json | jq -r .started)" 0
 	# No password in the client's file in clear.
 	! sqlite3 -readonly "$PW_STATE" .dump | grep -q 'u:p@'
@@ -119,7 +125,7 @@ outbox() {
 	run -0 --separate-stderr pw pool flush
 	is "$stderr" "pw: pool flush: sent 1, 0 left"
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 42)"
+	eventually svc_is 1 '.succeeded, .latency_ms' "$(lines 1 42)"
 	is "$(stat service.outbox.sent)" 1
 }
 
@@ -134,7 +140,7 @@ outbox() {
 	is "$(jq -r .fallback_reason <<<"$output")" null
 	# Flushed opportunistically after the fetch.
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .failed')" "$(lines 1 0)"
+	eventually svc_is 1 '.succeeded, .failed' "$(lines 1 0)"
 	is "$(svc 1 cache stats --json | jq -r '.service.delegated_requests, .service.delegated_feedback')" "$(lines 1 1)"
 }
 
@@ -150,7 +156,7 @@ outbox() {
 	# The endpoint answered well: no failure for its breaker.
 	is "$(stat service.breaker.opened)" 0
 	# The failure reached the service.
-	is "$(svc 1 pool show 1 --json | jq -r .failed)" 1
+	eventually svc_is 1 .failed 1
 	is "$(pw pool show 1 --json | jq -r .succeeded)" 1
 }
 
@@ -269,7 +275,7 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 	restart_svc 1
 	run -0 pw -q pool flush
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r '.failed, .consec_fail')" "$(lines 2 2)"
+	eventually svc_is 1 '.failed, .consec_fail' "$(lines 2 2)"
 }
 
 @test "pw serve's background flush sends a client state file's outbox" {
@@ -287,7 +293,7 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 		sleep 0.1
 	done
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r .succeeded)" 1
+	eventually svc_is 1 .succeeded 1
 }
 
 @test "the outbox is bounded and keeps one copy of an outcome" {
@@ -326,7 +332,7 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 	done
 	wait "${pids[@]}"
 	is "$(outbox)" 0
-	is "$(svc 1 pool show 1 --json | jq -r .failed)" 40
+	eventually svc_is 1 .failed 40
 }
 
 # --------------------------------------------------------------- cache
@@ -511,7 +517,7 @@ EOF
 	is "$(jq -c .data <<<"$out")" '{"accepted":1,"unknown":0}'
 	out=$(fb '{"reports":[{"proxy_id":2,"success":false,"error":"reset"},{"proxy_id":99,"success":true}]}')
 	is "$(jq -c .data <<<"$out")" '{"accepted":1,"unknown":1}'
-	is "$(svc 1 pool show 1 --json | jq -r '.succeeded, .latency_ms')" "$(lines 1 20)"
+	eventually svc_is 1 '.succeeded, .latency_ms' "$(lines 1 20)"
 	is "$(svc 1 pool show 2 --json | jq -r .failed)" 1
 	sum=$(state_sum "$S1_STATE")
 	for c in 'proxy_id|{"success":true}' \

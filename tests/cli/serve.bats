@@ -475,9 +475,13 @@ add() {
 		api GET '/api/v1/proxies/next?strategy=sticky&session=s1'
 		is "$(j '.data.id')" "$sticky"
 	done
-	# "next" is a path of its own, marked used in the pool
-	run -0 pw pool ls --json
-	[ "$(jq '[.[].started] | add' <<<"$output")" -ge 7 ]
+	# "next" is a path of its own, marked used in the pool (the file
+	# gets it within a second)
+	started_ge() {
+		run -0 pw pool ls --json
+		[ "$(jq '[.[].started] | add' <<<"$output")" -ge "$1" ]
+	}
+	eventually started_ge 7
 	api GET '/api/v1/proxies/next?strategy=fastest'
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" strategy
@@ -518,8 +522,11 @@ add() {
 	# the proxy carried it
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	is "$(j '.data.body')" "$TP_SRC"
-	run -0 pw pool ls --json
-	is "$(jq -r '.[0].succeeded' <<<"$output")" 2
+	succeeded_is() {
+		run -0 pw pool ls --json
+		is "$(jq -r '.[0].succeeded' <<<"$output")" "$1"
+	}
+	eventually succeeded_is 2
 }
 
 @test "POST /request: binary bodies come back as base64, HEAD without one" {
