@@ -411,6 +411,27 @@ EOF
 	is "$(tail -n 1 "$DENY_LOG")" "/api/v1/proxy/request None|Bearer tok"
 }
 
+@test "a real pw serve with API keys: the right key is served, a wrong one falls back with a warning" {
+	key=$(svc 1 -q serve keys add fleet)
+	svc 1 -q pool add http://10.0.0.1:3128
+	start_svc 1
+	pw -q pool add http://10.9.9.9:1
+	export PW_SERVICE__ENDPOINTS=$S1_URL PW_SERVICE__AUTH=api-key
+	# Each asks for another target: no answer is reused from the cache.
+	PW_SERVICE__KEY=$key run -0 --separate-stderr pw pool next \
+	    --target http://a.example/ --format json
+	is "$(jq -r '.url, .path' <<<"$output")" "$(lines http://10.0.0.1:3128 service)"
+	is "$stderr" ""
+	PW_SERVICE__KEY=pw_0123456789abcdef0123456789abcdef0123456789abcdef \
+	    run -0 --separate-stderr pw pool next --target http://b.example/ \
+	    --format json
+	is "$(jq -r '.url, .path' <<<"$output")" "$(lines http://10.9.9.9:1 fallback)"
+	like "$stderr" "pw: warning: service $S1_URL: credentials refused (HTTP 401: *): using the local pool"
+	PW_SERVICE__AUTH=bearer PW_SERVICE__KEY=$key run -0 pw pool next \
+	    --target http://c.example/ --format json
+	is "$(jq -r .path <<<"$output")" service
+}
+
 # start_tls_svc: an https service on loopback that wants a client
 # certificate signed by the test CA and hands out one fixed proxy,
 # recording each request; TLS_URL, TLS_LOG, and a client certificate in

@@ -395,3 +395,30 @@ tiers() {
 	api GET /api/v1/rate-limit/metrics "${A[@]}"
 	is "$(j .data.top_throttled[0].identifier)" key:bob
 }
+
+@test "SIGHUP reads the rate-limit file again at once, counts kept" {
+	tiers
+	SERVE_ENV=(PW_RATELIMIT_CONFIG="$W/rl.json")
+	start_serve
+	is "$(codes 3 /api/v1/proxies)" "200x3"
+	sed -i 's/"limit": 5,/"limit": 3,/' "$W/rl.json"
+	# Well within the 5 s between looks at the file: the signal did it.
+	kill -HUP "$SERVE_PID"
+	for _ in $(seq 50); do
+		grep -q 'SIGHUP' "$SERVE_LOG" && break
+		sleep 0.05
+	done
+	api GET /api/v1/rate-limit/config
+	is "$(j '.data.tiers[0].limit')" 3
+	is "$(codes 1 /api/v1/proxies)" "429x1"
+	# A broken file: the error is logged, the configuration kept.
+	echo '{"tiers": [' >"$W/rl.json"
+	kill -HUP "$SERVE_PID"
+	for _ in $(seq 50); do
+		grep -q 'configuration in force is kept' "$SERVE_LOG" && break
+		sleep 0.05
+	done
+	grep -q "ratelimit.config: $W/rl.json: not valid JSON (the configuration in force is kept)" "$SERVE_LOG"
+	api GET /api/v1/rate-limit/config
+	is "$(j '.data.tiers[0].limit')" 3
+}
