@@ -745,7 +745,7 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 		pthread_mutex_unlock(&rl->file_mu);
 		if (r != 0) {
 			pthread_mutex_lock(&rl->mu);
-			snprintf(rl->why, sizeof rl->why, "%s", e.msg);
+			snprintf(rl->why, sizeof rl->why, "%.200s", e.msg);
 			pthread_mutex_unlock(&rl->mu);
 		}
 		break;
