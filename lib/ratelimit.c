@@ -1516,7 +1516,8 @@ pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out)
 	*out = s->st;
 	out->tiers = counts_dup(s->st.tiers, s->st.ntiers);
 	out->endpoints = counts_dup(s->st.endpoints, s->st.nendpoints);
-	qsort(s->thr, s->nthr, sizeof *s->thr, by_throttled);
+	if (s->nthr > 1)
+		qsort(s->thr, s->nthr, sizeof *s->thr, by_throttled);
 	out->ntop = s->nthr < TOP_SHOWN ? s->nthr : TOP_SHOWN;
 	out->top = pw_xcalloc(out->ntop + 1, sizeof *out->top);
 	for (size_t i = 0; i < out->ntop; i++) {
