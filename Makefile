@@ -49,7 +49,7 @@ endif
 LIB		= err proxy crypto store config pool strategy session view net \
 		  fetch health ingest cache download httpd service delegate auth \
 		  ssrf assets api housekeep ratelimit
-CMD		= pw args out pool config fetch health cache serve keys
+CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)

@@ -144,6 +144,5 @@ extern const struct pw_cmd cmd_fetch_entry;
 extern const struct pw_cmd cmd_health_entry;
 extern const struct pw_cmd cmd_cache_entry;
 extern const struct pw_cmd cmd_serve_entry;
-extern const struct pw_cmd cmd_serve_keys_entry;
 
 #endif /* PW_CMD_H */
