@@ -6,7 +6,7 @@
 #   make demo       pw's main job, end to end, on loopback
 #   make bench      speed and memory beside baselines
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (systemd units: SYSTEMDDIR)
 #   make deps       install the Debian packages the build and tests need
 
 PREFIX		?= /usr/local
@@ -17,6 +17,9 @@ INCLUDEDIR	?= $(PREFIX)/include
 BASHCOMPDIR	?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR	?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR	?= $(PREFIX)/share/fish/vendor_completions.d
+SYSTEMDDIR	?= $(PREFIX)/lib/systemd/system
+UNITS		= pw-serve.service pw-health.service pw-health.timer \
+		  pw-warm.service pw-warm.timer
 
 B		?= build
 CC		?= cc
@@ -29,27 +32,29 @@ PW_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) \
 		  $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl \
 		    libmicrohttpd libcjson)
 
-# SQLite and libsodium are linked statically into pw: the dynamic loader
-# is most of a short command's start-up time (see bench/startup).
+# SQLite, libsodium and hiredis are linked statically into pw: the
+# dynamic loader is most of a short command's start-up time (see
+# bench/startup).
 STATIC_CORE	?= 1
 ifeq ($(STATIC_CORE),1)
-CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -Wl,-Bdynamic -lm -lz \
+CORE_LIBS	= -Wl,-Bstatic -lsqlite3 -lsodium -lhiredis -Wl,-Bdynamic -lm -lz \
 		  -lpthread -ldl
 else
-CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium) -lm
+CORE_LIBS	= $(shell $(PKG_CONFIG) --libs sqlite3 libsodium hiredis) -lm
 endif
 
 # libcurl is not linked: lib/net.c loads it when a request is to be made
 # (its headers are needed to build, the library only to fetch). Nor are
 # libmicrohttpd and cJSON: lib/httpd.c loads them when they are needed.
-LIB		= err proxy crypto store config pool strategy session net fetch \
-		  health ingest cache download httpd api wire gateway
+LIB		= err proxy crypto store config pool strategy session view net \
+		  fetch health ingest cache download httpd service delegate auth \
+		  ssrf assets api housekeep ratelimit wire gateway
 CMD		= pw args out pool config fetch health cache serve
 
 LIB_OBJS	= $(LIB:%=$(B)/obj/lib/%.o)
 CMD_OBJS	= $(CMD:%=$(B)/obj/cmd/%.o)
 HDRS		= lib/pw.h lib/pw-strategy.h lib/internal.h lib/net.h lib/httpd.h \
-		  lib/wire.h cmd/cmd.h
+		  lib/ratelimit.h lib/delegate.h lib/wire.h cmd/cmd.h
 
 UNIT_TESTS	= $(patsubst tests/unit/%.c,$(B)/unit/%,$(wildcard tests/unit/*.c))
 FUZZ_TARGETS	= $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -75,6 +80,25 @@ $(B)/unit/%: tests/unit/%.c $(B)/libpw.a $(HDRS)
 	    -o $@ $< $(B)/libpw.a -lcmocka $(CORE_LIBS)
 
 units: $(UNIT_TESTS)
+
+# What pw serve serves from share/, built in as byte arrays. The file is
+# committed (the fuzz targets build lib/*.c as they are) and made again
+# whenever one of these changes.
+ASSETS		= openapi:share/openapi.json docs_html:share/docs.html \
+		  docs_js:share/docs.js docs_css:share/docs.css
+lib/assets.c: share/openapi.json share/docs.html share/docs.js \
+    share/docs.css Makefile
+	@{ echo '/* assets.c -- made by make from share/: do not edit. */'; \
+	  echo '#include "internal.h"'; \
+	  for a in $(ASSETS); do \
+	    n=$${a%%:*}; f=$${a#*:}; \
+	    echo ""; echo "const char pw_asset_$$n[] = {"; \
+	    od -An -v -tx1 "$$f" | awk '{ for (i = 1; i <= NF; i++) { \
+	      printf "%s0x%s,", n % 10 == 0 ? (n ? "\n\t" : "\t") : " ", \
+	      $$i; n++ } } END { if (n) print "" }'; \
+	    echo "	0x00"; echo "};"; \
+	    echo "const size_t pw_asset_$${n}_len = $$(wc -c <"$$f");"; \
+	  done; } >$@.tmp && mv $@.tmp $@
 
 # Strategy plugins the tests load: built against the installed header
 # layout (<pw/pw-strategy.h>), like a third party would.
@@ -108,7 +132,8 @@ $(B)/fuzz/%: tests/fuzz/%.c $(wildcard lib/*.c) $(HDRS)
 	    -fsanitize=fuzzer,address,undefined \
 	    $(shell $(PKG_CONFIG) --cflags sqlite3 libsodium libcurl libcjson) \
 	    -o $@ $< $(LIB:%=lib/%.c) \
-	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson) -lm -ldl
+	    $(shell $(PKG_CONFIG) --libs sqlite3 libsodium libcjson hiredis) \
+	    -lm -ldl
 
 fuzz: need-deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do \
@@ -127,7 +152,10 @@ demo: need-deps all
 $(B)/bench-select: bench/select.c $(B)/libpw.a $(HDRS)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
 
-bench: need-deps all $(B)/bench-select
+$(B)/bench-rlcheck: bench/rlcheck.c $(B)/libpw.a $(HDRS)
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
+
+bench: need-deps all $(B)/bench-select $(B)/bench-rlcheck
 	@PW_BUILD=$(abspath $(B)) bench/run
 
 check-style:
@@ -144,7 +172,7 @@ install: all
 	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw \
 	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
-	    $(DESTDIR)$(FISHCOMPDIR)
+	    $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(SYSTEMDDIR)
 	install -m 755 $(B)/pw $(DESTDIR)$(BINDIR)/pw
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	for f in man/*.7; do [ -e "$$f" ] || continue; \
@@ -153,6 +181,13 @@ install: all
 	install -m 644 completions/_pw $(DESTDIR)$(ZSHCOMPDIR)/_pw
 	install -m 644 completions/pw.fish $(DESTDIR)$(FISHCOMPDIR)/pw.fish
 	cp -R share/. $(DESTDIR)$(DATADIR)/
+	# The units go where systemd looks, with the binary's path in them.
+	rm -rf $(DESTDIR)$(DATADIR)/systemd
+	for u in $(UNITS); do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' share/systemd/$$u \
+	        >$(DESTDIR)$(SYSTEMDDIR)/$$u && \
+	    chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$$u || exit 1; \
+	done
 	for h in lib/pw-strategy.h; do [ -e "$$h" ] || continue; \
 	    install -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/pw/; done
 
@@ -164,6 +199,7 @@ uninstall:
 	rm -f $(DESTDIR)$(BASHCOMPDIR)/pw $(DESTDIR)$(ZSHCOMPDIR)/_pw \
 	    $(DESTDIR)$(FISHCOMPDIR)/pw.fish
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(INCLUDEDIR)/pw
+	for u in $(UNITS); do rm -f $(DESTDIR)$(SYSTEMDDIR)/$$u; done
 
 clean:
 	rm -rf build

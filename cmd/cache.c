@@ -6,6 +6,7 @@
  * configured sources make requests (lib/download.c loads it then).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +53,21 @@ static const struct out_col warm_cols[] = {
 	{ "duplicate", COL_INT, 1 },
 	{ "invalid", COL_INT, 1 },
 	{ "error", COL_STR, 1 },
+	/* With --validate only. */
+	{ "validated", COL_INT, 1 },
+	{ "healthy", COL_INT, 1 },
+	{ "failed", COL_INT, 1 },
 };
-#define NWARM_COLS ((int)(sizeof warm_cols / sizeof warm_cols[0]))
+#define NWARM_COLS	9
+#define NWARM_VCOLS	((int)(sizeof warm_cols / sizeof warm_cols[0]))
+
+/* One input's line of the summary, kept until validation counted it. */
+struct warm_line {
+	char			*source, *status, *error;
+	int			 format, counted;
+	struct pw_warm_counts	 c;
+	int64_t			 v[3];	/* validated, healthy, failed */
+};
 
 struct warm_run {
 	struct pw_cmdctx	*cc;
@@ -62,6 +76,12 @@ struct warm_run {
 	const char		*name;	/* for warnings */
 	struct out		*o;
 	int			 format;
+	int			 validate;
+	struct warm_line	*lines;
+	size_t			 nlines;
+	size_t			*line_end;	/* ids before line i's end */
+	struct warm_owner	*owner;		/* id -> line, by id */
+	size_t			 nowner;
 };
 
 static void
@@ -75,30 +95,164 @@ warm_reject(void *arg, long line, const char *why)
 }
 
 static void
+line_print(struct warm_run *wr, const struct warm_line *l)
+{
+	char		 num[8][32];
+	const char	*v[NWARM_VCOLS];
+	int64_t		 f[8] = { 0 };
+
+	if (l->counted) {
+		f[0] = l->c.records;
+		f[1] = l->c.added;
+		f[2] = l->c.updated;
+		f[3] = l->c.duplicate;
+		f[4] = l->c.invalid;
+	}
+	for (int i = 0; i < 3; i++)
+		f[5 + i] = l->v[i];
+	for (int i = 0; i < 8; i++)
+		snprintf(num[i], sizeof num[i], "%lld", (long long)f[i]);
+	v[0] = l->source;
+	v[1] = pw_format_name(l->format);
+	v[2] = l->status;
+	for (int i = 0; i < 5; i++)
+		v[3 + i] = num[i];
+	v[8] = l->error;
+	for (int i = 0; i < 3; i++)
+		v[9 + i] = num[5 + i];
+	if (!wr->cc->quiet)
+		out_row(wr->o, v);
+}
+
+/*
+ * An input is done: its line now, or with --validate once the check
+ * has counted it.
+ */
+static void
 warm_row(struct warm_run *wr, const char *source, const char *status,
     const struct pw_warm_counts *c, const char *error)
 {
-	char		 num[5][32];
-	const char	*v[NWARM_COLS];
-	int64_t		 f[5] = { 0 };
+	struct warm_line	 l;
+	size_t			 nids;
 
+	memset(&l, 0, sizeof l);
+	l.source = (char *)source;
+	l.status = (char *)status;
+	l.error = (char *)error;
+	l.format = pw_warm_format(wr->w);
 	if (c != NULL) {
-		f[0] = c->records;
-		f[1] = c->added;
-		f[2] = c->updated;
-		f[3] = c->duplicate;
-		f[4] = c->invalid;
+		l.c = *c;
+		l.counted = 1;
 	}
-	for (int i = 0; i < 5; i++)
-		snprintf(num[i], sizeof num[i], "%lld", (long long)f[i]);
-	v[0] = source;
-	v[1] = pw_format_name(pw_warm_format(wr->w));
-	v[2] = status;
-	for (int i = 0; i < 5; i++)
-		v[3 + i] = num[i];
-	v[8] = error;
-	if (!wr->cc->quiet)
-		out_row(wr->o, v);
+	if (!wr->validate) {
+		line_print(wr, &l);
+		return;
+	}
+	l.source = source ? pw_xstrdup(source) : NULL;
+	l.status = pw_xstrdup(status);
+	l.error = error ? pw_xstrdup(error) : NULL;
+	pw_warm_ids(wr->w, &nids);
+	wr->lines = pw_xrealloc(wr->lines, (wr->nlines + 1) *
+	    sizeof *wr->lines);
+	wr->line_end = pw_xrealloc(wr->line_end, (wr->nlines + 1) *
+	    sizeof *wr->line_end);
+	wr->line_end[wr->nlines] = nids;
+	wr->lines[wr->nlines++] = l;
+}
+
+/* ----------------------------------------------------------- validate */
+
+struct warm_owner {
+	int64_t	id;
+	size_t	line;
+};
+
+static int
+owner_cmp(const void *a, const void *b)
+{
+	const struct warm_owner	*x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int
+validate_result(void *arg, const struct pw_health_result *r)
+{
+	struct warm_run		*wr = arg;
+	struct warm_owner	 key = { r->id, 0 }, *o;
+
+	o = bsearch(&key, wr->owner, wr->nowner, sizeof *wr->owner,
+	    owner_cmp);
+	if (o == NULL)
+		return 0;
+	wr->lines[o->line].v[0]++;
+	if (r->status == PW_HEALTHY && !r->evicted)
+		wr->lines[o->line].v[1]++;
+	else
+		wr->lines[o->line].v[2]++;
+	return 0;
+}
+
+/*
+ * Check what this warm added or updated: the new proxies were stored
+ * pending, so none was eligible before its check.
+ */
+static int
+warm_validate(struct warm_run *wr, struct pw_health_opts *o)
+{
+	struct pw_ctx			*ctx = wr->cc->ctx;
+	struct pw_health_summary	 s;
+	const int64_t			*ids;
+	size_t				 n, line = 0;
+	int64_t				 conc;
+	int				 r;
+
+	ids = pw_warm_ids(wr->w, &n);
+	if (n == 0)
+		return 0;
+	wr->owner = pw_xcalloc(n, sizeof *wr->owner);
+	for (size_t i = 0; i < n; i++) {
+		while (line + 1 < wr->nlines && i >= wr->line_end[line])
+			line++;
+		wr->owner[i].id = ids[i];
+		wr->owner[i].line = line;
+	}
+	wr->nowner = n;
+	qsort(wr->owner, n, sizeof *wr->owner, owner_cmp);
+	conc = o->concurrency > 0 ? o->concurrency :
+	    pw_config_int(ctx, "health.concurrency");
+	o->concurrency = (int)cmd_fit_fd_limit(conc);
+	o->on_result = validate_result;
+	o->arg = wr;
+	if ((r = pw_health_run(ctx, o, ids, n, &s)) != 0)
+		return pw_err_prefix(&ctx->err, "%s: --validate",
+		    wr->cc->path);
+	return 0;
+}
+
+/* --url, --timeout, --concurrency and --evict say how to --validate. */
+static int
+validate_opts(struct pw_cmdctx *cc, struct pw_health_opts *o, int *on)
+{
+	static const char *const need[] = {
+		"url", "timeout", "concurrency", "evict", NULL
+	};
+	int	r;
+
+	*on = arg_has(cc->args, "validate");
+	if (!*on) {
+		for (int i = 0; need[i] != NULL; i++)
+			if (arg_has(cc->args, need[i]))
+				return cmd_usagef(cc, "--%s needs --validate",
+				    need[i]);
+		return 0;
+	}
+	if ((r = cmd_check_opts(cc, o)) != 0)
+		return r;
+	if ((r = pw_health_check_opts(cc->ctx, o)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s: --validate",
+		    cc->path);
+	return 0;
 }
 
 /* Warm from an open stream. */
@@ -230,13 +384,15 @@ warm_sources(struct warm_run *wr)
 static int
 cache_warm(struct pw_cmdctx *cc)
 {
-	struct pw_ctx	*ctx = cc->ctx;
-	struct warm_run	 wr;
-	const char	*in = cc->args->argc > 0 ? cc->args->argv[0] : NULL;
-	const char	*v;
-	char		 ccode[3], *shown = NULL;
-	FILE		*f = NULL;
-	int		 r;
+	struct pw_ctx		*ctx = cc->ctx;
+	struct pw_health_opts	 ho;
+	struct warm_run		 wr;
+	const char		*in = cc->args->argc > 0 ? cc->args->argv[0] :
+				    NULL;
+	const char		*v;
+	char			 ccode[3], *shown = NULL;
+	FILE			*f = NULL;
+	int			 r;
 
 	memset(&wr, 0, sizeof wr);
 	wr.cc = cc;
@@ -254,6 +410,8 @@ cache_warm(struct pw_cmdctx *cc)
 	if (!arg_has(cc->args, "sources") && in == NULL)
 		return cmd_usagef(cc, "missing argument (usage: pw %s %s)",
 		    cc->path, cc->cmd->usage);
+	if ((r = validate_opts(cc, &ho, &wr.validate)) != 0)
+		return r;
 	if (in != NULL && !is_url(in)) {
 		if (strcmp(in, "-") == 0) {
 			f = stdin;
@@ -275,7 +433,9 @@ cache_warm(struct pw_cmdctx *cc)
 		}
 	}
 	wr.w = pw_warm_new(ctx);
-	wr.o = out_new(cc->fmt, warm_cols, NWARM_COLS, cc->color);
+	pw_warm_pending(wr.w, wr.validate);
+	wr.o = out_new(cc->fmt, warm_cols, wr.validate ? NWARM_VCOLS :
+	    NWARM_COLS, cc->color);
 	if (f != NULL) {
 		r = warm_stream(&wr, f, wr.meta.source ? wr.meta.source :
 		    wr.name);
@@ -289,10 +449,6 @@ cache_warm(struct pw_cmdctx *cc)
 		} else
 			r = warm_sources(&wr);
 	}
-	/*
-	 * Here a validation pass (pw health) would check pw_warm_ids()
-	 * before they count as eligible: one call, after the import.
-	 */
 	{
 		size_t	nids;
 		/* Batches committed before an error still count as a warm. */
@@ -302,6 +458,22 @@ cache_warm(struct pw_cmdctx *cc)
 		else if (nids > 0)
 			pw_warm_finish(wr.w);
 	}
+	/*
+	 * Then the check of what was imported. When the import failed, or
+	 * this process dies first, what it committed stays pending until
+	 * pw health checks it.
+	 */
+	if (r == 0 && wr.validate)
+		r = warm_validate(&wr, &ho);
+	for (size_t i = 0; i < wr.nlines; i++) {
+		line_print(&wr, &wr.lines[i]);
+		free(wr.lines[i].source);
+		free(wr.lines[i].status);
+		free(wr.lines[i].error);
+	}
+	free(wr.lines);
+	free(wr.line_end);
+	free(wr.owner);
 	out_free(wr.o);
 	pw_warm_free(wr.w);
 	free(shown);
@@ -407,6 +579,60 @@ cache_prune(struct pw_cmdctx *cc)
 
 /* -------------------------------------------------------------- stats */
 
+/* The delegation counters, by name, for every format. */
+static const struct {
+	const char	*name;		/* text and JSON */
+	const char	*prom;		/* Prometheus */
+	const char	*type;
+	const char	*help;
+	size_t		 off;
+} svc_stats[] = {
+#define S(n, p, t, h, f) { n, p, t, h, offsetof(struct pw_cache_stats, f) }
+	S("calls", "pw_service_calls_total", "counter",
+	    "Calls made to a remote service.", svc_calls),
+	S("errors", "pw_service_errors_total", "counter",
+	    "Calls to a remote service that failed.", svc_errors),
+	S("cache_hits", "pw_service_cache_hits_total", "counter",
+	    "Selections answered from the service cache.", svc_cache_hits),
+	S("fallbacks", "pw_service_fallbacks_total", "counter",
+	    "Selections that fell back to the local pool.", svc_fallbacks),
+	S("breaker_opened", "pw_service_breaker_opened_total", "counter",
+	    "Circuit breakers that opened.", svc_breaker_opened),
+	S("breaker_half_opened", "pw_service_breaker_half_opened_total",
+	    "counter", "Circuit breakers that went half-open.",
+	    svc_breaker_half_opened),
+	S("breaker_closed", "pw_service_breaker_closed_total", "counter",
+	    "Circuit breakers that closed again.", svc_breaker_closed),
+	S("outbox_depth", "pw_service_outbox_depth", "gauge",
+	    "Outcomes waiting to be sent to the service.", svc_outbox_depth),
+	S("outbox_sent", "pw_service_outbox_sent_total", "counter",
+	    "Outcomes sent to the service.", svc_outbox_sent),
+	S("outbox_dropped", "pw_service_outbox_dropped_total", "counter",
+	    "Outcomes dropped from a full outbox.", svc_outbox_dropped),
+	S("delegated_requests", "pw_delegate_requests_total", "counter",
+	    "Proxies handed to delegating clients.", dlg_requests),
+	S("delegated_feedback", "pw_delegate_feedback_total", "counter",
+	    "Outcomes delegating clients reported.", dlg_feedback),
+#undef S
+};
+#define NSVC_STATS ((int)(sizeof svc_stats / sizeof svc_stats[0]))
+
+static int64_t
+svc_stat(const struct pw_cache_stats *s, int i)
+{
+	return *(const int64_t *)((const char *)s + svc_stats[i].off);
+}
+
+/* Whether to show them: a service is configured or was ever used. */
+static int
+svc_shown(struct pw_ctx *ctx, const struct pw_cache_stats *s)
+{
+	for (int i = 0; i < NSVC_STATS; i++)
+		if (svc_stat(s, i) != 0)
+			return 1;
+	return pw_service_enabled(ctx);
+}
+
 static void
 iso(int64_t t, char buf[32])
 {
@@ -418,7 +644,7 @@ iso(int64_t t, char buf[32])
 }
 
 static void
-stats_text(const struct pw_cache_stats *s)
+stats_text(const struct pw_cache_stats *s, int svc)
 {
 	char	t[32];
 
@@ -446,6 +672,12 @@ stats_text(const struct pw_cache_stats *s)
 	printf("%-22s %s\n", "last health check", s->last_health ? t :
 	    "never");
 	printf("%-22s %lld\n", "state file bytes", (long long)s->file_bytes);
+	if (svc) {
+		printf("service:\n");
+		for (int i = 0; i < NSVC_STATS; i++)
+			printf("  %-20s %lld\n", svc_stats[i].name,
+			    (long long)svc_stat(s, i));
+	}
 }
 
 static void
@@ -462,7 +694,7 @@ json_time(int64_t t)
 }
 
 static void
-stats_json(const struct pw_cache_stats *s)
+stats_json(const struct pw_cache_stats *s, int svc)
 {
 	printf("{\"entries\":%lld,\"by_status\":{", (long long)s->total);
 	for (int i = 0; i < PW_STATUS_COUNT; i++)
@@ -486,7 +718,15 @@ stats_json(const struct pw_cache_stats *s)
 	json_time(s->last_warm);
 	printf(",\"last_health\":");
 	json_time(s->last_health);
-	printf(",\"file_bytes\":%lld}\n", (long long)s->file_bytes);
+	printf(",\"file_bytes\":%lld", (long long)s->file_bytes);
+	if (svc) {
+		printf(",\"service\":{");
+		for (int i = 0; i < NSVC_STATS; i++)
+			printf("%s\"%s\":%lld", i ? "," : "",
+			    svc_stats[i].name, (long long)svc_stat(s, i));
+		putchar('}');
+	}
+	printf("}\n");
 }
 
 /* A label value in the text exposition format: \\, \" and \n escaped. */
@@ -550,6 +790,12 @@ stats_prometheus(const struct pw_cache_stats *s)
 	prom_head("pw_state_file_bytes", "gauge",
 	    "Size of the state file and its write-ahead log.");
 	printf("pw_state_file_bytes %lld\n", (long long)s->file_bytes);
+	for (int i = 0; i < NSVC_STATS; i++) {
+		prom_head(svc_stats[i].prom, svc_stats[i].type,
+		    svc_stats[i].help);
+		printf("%s %lld\n", svc_stats[i].prom,
+		    (long long)svc_stat(s, i));
+	}
 }
 
 static int
@@ -579,9 +825,9 @@ cache_stats(struct pw_cmdctx *cc)
 	if ((r = pw_cache_stats(cc->ctx, &s)) != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	if (fmt == 0)
-		stats_text(&s);
+		stats_text(&s, svc_shown(cc->ctx, &s));
 	else if (fmt == 1)
-		stats_json(&s);
+		stats_json(&s, svc_shown(cc->ctx, &s));
 	else
 		stats_prometheus(&s);
 	pw_cache_stats_release(&s);
@@ -602,6 +848,16 @@ static const struct pw_opt warm_optv[] = {
 	  "a record has none" },
 	{ "region", 0, "REGION", 0, "region, where a record has none" },
 	{ "weight", 0, "W", 0, "weight (0-1e9), where a record has none" },
+	{ "validate", 0, NULL, 0, "health-check what was imported; new "
+	  "proxies are not selected before they pass" },
+	{ "url", 0, "JUDGE", OPT_REPEAT, "with --validate: judge URL "
+	  "(repeatable; default health.urls, then health.url)" },
+	{ "timeout", 0, "S", 0, "with --validate: seconds one check may "
+	  "take (default health.timeout)" },
+	{ "concurrency", 0, "N", 0, "with --validate: checks at once "
+	  "(default health.concurrency)" },
+	{ "evict", 0, NULL, 0, "with --validate: remove the proxies that "
+	  "fail instead of keeping them unhealthy" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 

@@ -45,7 +45,11 @@ struct pw_cmd {
 	int			  max_args;	/* -1: no limit */
 	int			  flags;
 	int			(*exec)(struct pw_cmdctx *);
-	const struct pw_cmd *const *sub;	/* verbs, NULL-terminated */
+	/*
+	 * Verbs, NULL-terminated. With exec too, the command also runs
+	 * itself when no verb follows (pw serve, pw serve keys ...).
+	 */
+	const struct pw_cmd *const *sub;
 };
 
 /* Parsed command line of one command. */
@@ -91,6 +95,15 @@ int		 cmd_usagef(struct pw_cmdctx *cc, const char *fmt, ...)
  */
 int		 cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m,
 		     char cc_buf[3]);
+/*
+ * The options a check shares with pw health (--url, --timeout,
+ * --concurrency, --evict) into o, after pw_health_opts_init; PW_EUSAGE
+ * with a message when one is bad. In cmd/health.c.
+ */
+int		 cmd_check_opts(struct pw_cmdctx *cc,
+		     struct pw_health_opts *o);
+/* The checks that fit the open-file limit (raised when it can be). */
+int64_t		 cmd_fit_fd_limit(int64_t conc);
 /* Parse an integer option; PW_EUSAGE with a message when bad. */
 int		 cmd_int_opt(struct pw_cmdctx *cc, const char *lname,
 		     int64_t min, int64_t max, int64_t *out);

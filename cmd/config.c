@@ -18,6 +18,7 @@ config_get(struct pw_cmdctx *cc)
 		free(canon);
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	}
+	/* Asked for by name: shown as it is, a secret too. */
 	printf("%s\n", v);
 	return 0;
 }
@@ -56,13 +57,18 @@ config_list(struct pw_cmdctx *cc)
 	o = out_new(cc->fmt, cols, 6, cc->color);
 	for (; k->name != NULL; k++) {
 		const char *v[6];
+		char *shown = NULL;
 		v[0] = k->name;
 		v[1] = pw_config_get(cc->ctx, k->name, &origin);
+		/* A secret is shown only when asked for by name. */
+		if (!cc->show_secrets)
+			v[1] = shown = pw_config_shown(k->name, v[1]);
 		v[2] = pw_origin_name(origin);
 		v[3] = k->type;
 		v[4] = k->def;
 		v[5] = k->help;
 		out_row(o, v);
+		free(shown);
 	}
 	out_free(o);
 	return 0;

@@ -10,6 +10,9 @@
 
 #include "cmd.h"
 
+/* How long a fetch may spend sending queued outcomes. */
+#define FLUSH_BUDGET_MS	250
+
 /* The largest body --json holds in memory. */
 #define JSON_BODY_MAX	((size_t)256 << 20)
 
@@ -360,6 +363,7 @@ fetch_exec(struct pw_cmdctx *cc)
 	if (arg_has(cc->args, "retries"))
 		o.retries = (int)n;
 	o.proxy = arg_get(cc->args, "proxy");
+	o.no_wait = arg_has(cc->args, "no-wait");
 	pw_filter_init(&o.pick.filter);
 	if ((v = arg_get(cc->args, "country")) != NULL) {
 		if (pw_country_check(v, ccode, &cc->ctx->err) != 0)
@@ -437,6 +441,19 @@ fetch_exec(struct pw_cmdctx *cc)
 	if (wfmt != NULL)
 		write_out(cc, wfmt, &res, exitcode, 0);
 	fflush(stdout);
+	/*
+	 * The outcomes just queued for the service go now if it answers at
+	 * once; if not, they wait for the next fetch, pw pool flush or pw
+	 * serve. The output is all out already.
+	 */
+	if (res.delegated) {
+		struct pw_flush_result	fr;
+		struct pw_err		keep = cc->ctx->err;
+
+		if (pw_service_flush(cc->ctx, FLUSH_BUDGET_MS, &fr) != 0)
+			pw_log(PW_LOG_DEBUG, "%s", cc->ctx->err.msg);
+		cc->ctx->err = keep;
+	}
 	pw_fetch_result_release(&res);
 	if (r != 0)
 		pw_err_prefix(&cc->ctx->err, "%s", cc->path);
@@ -489,6 +506,8 @@ static const struct pw_opt fetch_optv[] = {
 	{ "retry-on", 0, "STATUSES", 0, "target statuses that count as a "
 	  "proxy failure, like 429,503" },
 	{ "proxy", 'x', "URL", 0, "use this proxy, not the pool" },
+	{ "no-wait", 0, NULL, 0, "over fetch.rate_per_host: exit 75, do "
+	  "not wait" },
 	{ "json", 0, NULL, 0, "print an envelope: status, headers, body, "
 	  "proxy, attempts" },
 	{ NULL, 0, NULL, 0, NULL }

@@ -97,8 +97,8 @@ on_progress(void *arg, const struct pw_health_progress *p)
  * too low, fewer checks run at once: a check that cannot get a socket
  * would fail, and the proxy would be blamed for it.
  */
-static int64_t
-fit_fd_limit(int64_t conc)
+int64_t
+cmd_fit_fd_limit(int64_t conc)
 {
 	struct rlimit	rl;
 	rlim_t		want = (rlim_t)conc * 2 + 64;
@@ -152,7 +152,7 @@ filter_opts(struct pw_cmdctx *cc, struct pw_filter *f, char ccode[3],
 	if ((v = arg_get(cc->args, "status")) != NULL) {
 		if (pw_status_parse(v, &f->status) != 0)
 			return cmd_usagef(cc, "--status: '%s': want unknown, "
-			    "healthy, degraded or unhealthy", v);
+			    "healthy, degraded, unhealthy or pending", v);
 		*any = 1;
 	}
 	if ((v = arg_get(cc->args, "country")) != NULL) {
@@ -173,8 +173,8 @@ filter_opts(struct pw_cmdctx *cc, struct pw_filter *f, char ccode[3],
 	return 0;
 }
 
-static int
-check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
+int
+cmd_check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
 {
 	const char	*v;
 	int64_t		 i;
@@ -196,6 +196,21 @@ check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
 		}
 		o->timeout_ms = (int64_t)ceil(d * 1000);
 	}
+	o->urls = (const char *const *)arg_all(cc->args, "url", &n);
+	o->nurls = n > 0 ? (size_t)n : 0;
+	o->evict = arg_has(cc->args, "evict");
+	return 0;
+}
+
+static int
+check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
+{
+	const char	*v;
+	int64_t		 i;
+	int		 r;
+
+	if ((r = cmd_check_opts(cc, o)) != 0)
+		return r;
 	if ((r = cmd_int_opt(cc, "expect-status", 100, 599, &i)) != 0)
 		return r;
 	if (arg_has(cc->args, "expect-status"))
@@ -216,10 +231,7 @@ check_opts(struct pw_cmdctx *cc, struct pw_health_opts *o)
 		return cmd_usagef(cc, "--mode connect makes no request: "
 		    "--expect-status, --expect-body and --anonymity need "
 		    "--mode get");
-	o->urls = (const char *const *)arg_all(cc->args, "url", &n);
-	o->nurls = n > 0 ? (size_t)n : 0;
 	o->anonymity = arg_has(cc->args, "anonymity");
-	o->evict = arg_has(cc->args, "evict");
 	/* health_exec takes the lock itself, before choosing proxies. */
 	o->lock = PW_HEALTH_LOCK_NONE;
 	o->cacert = arg_get(cc->args, "cacert");
@@ -305,7 +317,7 @@ health_exec(struct pw_cmdctx *cc)
 	o.arg = &vw;
 	conc = o.concurrency > 0 ? o.concurrency :
 	    pw_config_int(cc->ctx, "health.concurrency");
-	o.concurrency = (int)fit_fd_limit(conc);
+	o.concurrency = (int)cmd_fit_fd_limit(conc);
 
 	r = pw_health_run(cc->ctx, &o, ids, n, &s);
 	pw_health_unlock(lock);
@@ -350,7 +362,7 @@ static const struct pw_opt health_optv[] = {
 	  "(needs a judge that echoes request headers)" },
 	{ "evict", 0, NULL, 0, "remove the proxies found unhealthy" },
 	{ "status", 0, "STATUS", 0, "only proxies with this status: "
-	  "unknown, healthy, degraded or unhealthy" },
+	  "unknown, healthy, degraded, unhealthy or pending" },
 	{ "source", 0, "NAME", 0, "only proxies from this source" },
 	{ "country", 0, "CC", 0, "only proxies in this country" },
 	{ "older-than", 0, "AGE", 0, "only proxies not checked within AGE "

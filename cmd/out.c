@@ -417,9 +417,22 @@ out_fetch_json(FILE *f, const struct pw_fetch_result *res, const char *hdrs,
 			out_json_str(f, a->error);
 		else
 			fputs("null", f);
-		fprintf(f, ",\"ms\":%.1f}", a->ms);
+		fprintf(f, ",\"ms\":%.1f", a->ms);
+		if (res->delegated)
+			fprintf(f, ",\"path\":\"%s\"", pw_path_name(a->path));
+		fputc('}', f);
 	}
 	for (size_t i = 0; i < res->nattempts; i++)
 		ms += res->attempts[i].ms;
-	fprintf(f, "],\"elapsed_ms\":%.1f}\n", ms);
+	fprintf(f, "],\"elapsed_ms\":%.1f", ms);
+	/* Which way the proxy was chosen, when a service is configured. */
+	if (res->delegated) {
+		fprintf(f, ",\"path\":\"%s\",\"fallback_reason\":",
+		    pw_path_name(res->path));
+		if (res->fallback_why != NULL)
+			out_json_str(f, res->fallback_why);
+		else
+			fputs("null", f);
+	}
+	fputs("}\n", f);
 }

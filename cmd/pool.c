@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cmd.h"
 
@@ -329,7 +330,7 @@ filter_opts(struct pw_cmdctx *cc, struct pw_filter *f, char ccode[3])
 	if ((v = arg_get(cc->args, "status")) != NULL &&
 	    pw_status_parse(v, &f->status) != 0)
 		return cmd_usagef(cc, "--status: '%s': want unknown, healthy, "
-		    "degraded or unhealthy", v);
+		    "degraded, unhealthy or pending", v);
 	if ((v = arg_get(cc->args, "scheme")) != NULL) {
 		if (pw_scheme_parse(v, &sch) != 0)
 			return cmd_usagef(cc, "--scheme: '%s': want http, "
@@ -411,28 +412,70 @@ pool_set(struct pw_cmdctx *cc)
 
 /* ----------------------------------------------------- next, report */
 
+/* pool next --format json with a service: how the proxy was chosen. */
+static const struct out_col path_cols[] = {
+	{ "path", COL_STR, 1 },
+	{ "endpoint", COL_STR, 1 },
+	{ "service_strategy", COL_STR, 1 },
+	{ "ttl_seconds", COL_INT, 1 },
+	{ "fallback_reason", COL_STR, 1 },
+};
+#define NPATH_COLS ((int)(sizeof path_cols / sizeof path_cols[0]))
+
+static void
+next_json(const struct proxy_vals *pv, const struct pw_delegation *d)
+{
+	struct out_col	cols[NPROXY_COLS + NPATH_COLS];
+	const char	*v[NPROXY_COLS + NPATH_COLS];
+	char		ttl[32];
+	int		svc = d->path == PW_PATH_SERVICE ||
+			    d->path == PW_PATH_CACHE;
+
+	memcpy(cols, proxy_cols, sizeof proxy_cols);
+	memcpy(cols + NPROXY_COLS, path_cols, sizeof path_cols);
+	memcpy(v, pv->v, sizeof pv->v);
+	snprintf(ttl, sizeof ttl, "%lld", (long long)d->ttl);
+	v[NPROXY_COLS] = pw_path_name(d->path);
+	v[NPROXY_COLS + 1] = svc ? d->endpoint : NULL;
+	v[NPROXY_COLS + 2] = svc ? d->strategy : NULL;
+	v[NPROXY_COLS + 3] = svc ? ttl : NULL;
+	v[NPROXY_COLS + 4] = d->path == PW_PATH_FALLBACK ? d->why : NULL;
+	out_record(OUT_JSON, cols, NPROXY_COLS + NPATH_COLS, v);
+}
+
 static int
 pool_next(struct pw_cmdctx *cc)
 {
 	struct pw_pick		 pk;
 	struct pw_proxy		 p;
 	struct proxy_vals	 pv;
+	struct pw_delegation	 d;
+	struct pw_service_ask	 ask;
 	const char		*fmt = arg_get(cc->args, "format"), *v;
 	char			 ccode[3], **ex;
 	int64_t			*exclude = NULL;
-	int			 r, nex = 0;
+	int			 r, nex = 0, delegate;
 
 	if (fmt == NULL)
 		fmt = "url";
 	if (strcmp(fmt, "url") != 0 && strcmp(fmt, "json") != 0)
 		return cmd_usagef(cc, "--format: '%s': want url or json", fmt);
 	memset(&pk, 0, sizeof pk);
+	memset(&ask, 0, sizeof ask);
 	if ((r = filter_opts(cc, &pk.filter, ccode)) != 0)
 		return r;
 	if ((v = arg_get(cc->args, "max-latency")) != NULL &&
 	    pw_parse_double(v, 0.001, 1e9, &pk.filter.max_latency_ms) != 0)
 		return cmd_usagef(cc, "--max-latency: '%s': want milliseconds "
 		    "above 0", v);
+	if ((v = arg_get(cc->args, "target")) != NULL &&
+	    strncasecmp(v, "http://", 7) != 0 &&
+	    strncasecmp(v, "https://", 8) != 0 &&
+	    strncasecmp(v, "ws://", 5) != 0 &&
+	    strncasecmp(v, "wss://", 6) != 0)
+		return cmd_usagef(cc, "--target: '%s': want an http, https, "
+		    "ws or wss URL", v);
+	ask.target = v;
 	pk.strategy = arg_get(cc->args, "strategy");
 	pk.plugin = arg_get(cc->args, "strategy-plugin");
 	pk.session = arg_get(cc->args, "session");
@@ -455,12 +498,21 @@ pool_next(struct pw_cmdctx *cc)
 	pk.nexclude = nex;
 	/* The URL is for curl -x: it carries the credentials. */
 	pk.secrets = 1;
-	r = pw_pool_next(cc->ctx, &pk, &p);
+	/* A selection the service cannot make as asked stays local. */
+	delegate = nex == 0 && pw_service_delegable(cc->ctx, &pk);
+	memset(&d, 0, sizeof d);
+	ask.region = pk.filter.region;
+	if (delegate)
+		r = pw_service_next(cc->ctx, &ask, &pk, &p, &d);
+	else
+		r = pw_pool_next(cc->ctx, &pk, &p);
 	free(exclude);
 	if (r != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	proxy_vals_fill(&pv, &p, 1);
-	if (strcmp(fmt, "json") == 0)
+	if (strcmp(fmt, "json") == 0 && pw_service_enabled(cc->ctx))
+		next_json(&pv, &d);
+	else if (strcmp(fmt, "json") == 0)
 		out_record(OUT_JSON, proxy_cols, NPROXY_COLS, pv.v);
 	else
 		printf("%s\n", pv.url);
@@ -472,23 +524,75 @@ pool_next(struct pw_cmdctx *cc)
 static int
 pool_report(struct pw_cmdctx *cc)
 {
-	const char	*v;
+	const char	*v, *word = cc->args->argc > 1 ? cc->args->argv[1] :
+			    NULL;
 	double		 lat = -1;
 	int64_t		 id;
-	int		 ok = arg_has(cc->args, "ok"), r;
+	int		 ok = arg_has(cc->args, "ok"), fail, r;
 
-	if (ok == arg_has(cc->args, "fail"))
+	fail = arg_has(cc->args, "fail");
+	if (word != NULL) {
+		if (strcmp(word, "ok") != 0 && strcmp(word, "fail") != 0)
+			return cmd_usagef(cc, "'%s': want ok or fail", word);
+		if (ok || fail)
+			return cmd_usagef(cc, "give ok or fail once");
+		ok = strcmp(word, "ok") == 0;
+		fail = !ok;
+	}
+	if (ok == fail)
 		return cmd_usagef(cc, "give one of --ok or --fail");
-	if ((v = arg_get(cc->args, "latency-ms")) != NULL) {
+	if ((v = arg_get(cc->args, "latency-ms")) == NULL)
+		v = arg_get(cc->args, "latency");
+	else if (arg_has(cc->args, "latency"))
+		return cmd_usagef(cc, "give --latency or --latency-ms once");
+	if (v != NULL) {
 		if (!ok)
 			return cmd_usagef(cc, "--latency-ms goes with --ok");
 		if (pw_parse_double(v, 0, 3.6e6, &lat) != 0)
 			return cmd_usagef(cc, "--latency-ms: '%s': want "
 			    "milliseconds from 0 to 3600000", v);
 	}
+	/* A proxy the service handed out: the outcome is the service's. */
+	if (pw_service_enabled(cc->ctx)) {
+		r = pw_service_resolve(cc->ctx, cc->args->argv[0], &id);
+		if (r == 0) {
+			if ((r = pw_service_report(cc->ctx, id, ok, lat,
+			    NULL)) != 0)
+				return pw_err_prefix(&cc->ctx->err, "%s",
+				    cc->path);
+			if (cc->verbose)
+				fprintf(stderr, "pw: %s: proxy %lld: queued "
+				    "for the service\n", cc->path,
+				    (long long)id);
+			return 0;
+		}
+		if (r != PW_ENOTFOUND)
+			return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	}
 	if ((r = pw_pool_resolve(cc->ctx, cc->args->argv[0], &id)) != 0 ||
 	    (r = pw_pool_report(cc->ctx, id, ok ? PW_REPORT_OK :
 	    PW_REPORT_FAIL, lat)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	return 0;
+}
+
+static int
+pool_flush(struct pw_cmdctx *cc)
+{
+	struct pw_flush_result	fr;
+	int64_t			budget = 10;
+	int			r;
+
+	if ((r = cmd_int_opt(cc, "timeout", 1, 3600, &budget)) != 0)
+		return r;
+	if (!pw_service_enabled(cc->ctx))
+		return cmd_usagef(cc, "no service configured (set "
+		    "service.endpoints)");
+	r = pw_service_flush(cc->ctx, budget * 1000, &fr);
+	if (!cc->quiet)
+		fprintf(stderr, "pw: %s: sent %lld, %lld left\n", cc->path,
+		    (long long)fr.sent, (long long)fr.left);
+	if (r != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	return 0;
 }
@@ -562,7 +666,7 @@ static const struct pw_opt meta_optv[] = {
 
 static const struct pw_opt ls_optv[] = {
 	{ "status", 0, "STATUS", 0,
-	  "unknown, healthy, degraded or unhealthy" },
+	  "unknown, healthy, degraded, unhealthy or pending" },
 	{ "scheme", 0, "SCHEME", 0, "http, https, socks4, socks4a, socks5 or "
 	  "socks5h" },
 	{ "source", 0, "NAME", 0, "only proxies from this source" },
@@ -588,6 +692,8 @@ static const struct pw_opt next_optv[] = {
 	  "(EMA)" },
 	{ "exclude", 'x', "ID", OPT_REPEAT, "never this proxy (repeatable)" },
 	{ "format", 'f', "FMT", 0, "url (default) or json" },
+	{ "target", 0, "URL", 0, "the URL the proxy is for (asked of a "
+	  "service)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -595,6 +701,13 @@ static const struct pw_opt report_optv[] = {
 	{ "ok", 0, NULL, 0, "the request through the proxy worked" },
 	{ "fail", 0, NULL, 0, "the request through the proxy failed" },
 	{ "latency-ms", 0, "MS", 0, "how long it took (with --ok)" },
+	{ "latency", 0, "MS", 0, "the same as --latency-ms" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_opt flush_optv[] = {
+	{ "timeout", 0, "SECONDS", 0, "give up sending after this long "
+	  "(default 10)" },
 	{ NULL, 0, NULL, 0, NULL }
 };
 
@@ -634,8 +747,12 @@ static const struct pw_cmd pool_next_entry = {
 };
 static const struct pw_cmd pool_report_entry = {
 	"report", "record how a request through a proxy went",
-	"ID|URL --ok|--fail [--latency-ms MS]", report_optv,
-	1, 1, CMD_STORE_RW, pool_report, NULL
+	"ID|URL ok|fail [--latency MS]", report_optv,
+	1, 2, CMD_STORE_RW, pool_report, NULL
+};
+static const struct pw_cmd pool_flush_entry = {
+	"flush", "send the outcomes queued for the service", "[options]",
+	flush_optv, 0, 0, CMD_STORE_RW, pool_flush, NULL
 };
 static const struct pw_cmd pool_sessions_entry = {
 	"sessions", "list live sticky sessions", "[options]", NULL,
@@ -651,6 +768,7 @@ static const struct pw_cmd *const pool_verbs[] = {
 	&pool_clear_entry,
 	&pool_next_entry,
 	&pool_report_entry,
+	&pool_flush_entry,
 	&pool_sessions_entry,
 	NULL
 };

@@ -108,7 +108,8 @@ exit_status(int r)
 	case PW_ENOPROXY:	return 3;
 	case PW_EALLFAILED:	return 4;
 	case PW_ETARGET:	return 5;
-	case PW_EBUSY:		return 75;
+	case PW_EBUSY:
+	case PW_ERATE:		return 75;
 	default:		return 1;
 	}
 }
@@ -228,7 +229,9 @@ help_cmd(FILE *f, const char *path, const struct pw_cmd *c)
 				fprintf(f, "  %-10s  %s\n", c->sub[i]->name,
 				    c->sub[i]->summary);
 		fprintf(f, "\nSee 'pw help %s VERB' for one verb.\n", path);
-		return;
+		/* A command that runs itself has options of its own too. */
+		if (c->exec == NULL)
+			return;
 	}
 	if (c->opts != NULL && c->opts->lname != NULL) {
 		fprintf(f, "\noptions:\n");
@@ -260,12 +263,13 @@ help_main(FILE *f)
 	    exit_codes_help);
 }
 
-/* "pw help [COMMAND [VERB]]" */
+/* "pw help [COMMAND [VERB...]]" */
 static int
 run_help(int argc, char **argv)
 {
-	const struct pw_cmd	*c, *v;
+	const struct pw_cmd	*c;
 	char			 path[128];
+	size_t			 n;
 
 	if (argc == 0) {
 		help_main(stdout);
@@ -273,14 +277,14 @@ run_help(int argc, char **argv)
 	}
 	if ((c = lookup(commands, argv[0], "command")) == NULL)
 		return 2;
-	if (argc == 1 || c->sub == NULL) {
-		help_cmd(stdout, c->name, c);
-		return 0;
+	snprintf(path, sizeof path, "%s", c->name);
+	for (int i = 1; i < argc && c->sub != NULL; i++) {
+		if ((c = lookup(c->sub, argv[i], "verb")) == NULL)
+			return 2;
+		n = strlen(path);
+		snprintf(path + n, sizeof path - n, " %s", c->name);
 	}
-	if ((v = lookup(c->sub, argv[1], "verb")) == NULL)
-		return 2;
-	snprintf(path, sizeof path, "%s %s", c->name, v->name);
-	help_cmd(stdout, path, v);
+	help_cmd(stdout, path, c);
 	return 0;
 }
 
@@ -311,7 +315,8 @@ dump_cmd(const char *path, const struct pw_cmd *c)
 			    c->sub[i]->name);
 			dump_cmd(sub, c->sub[i]);
 		}
-		return;
+		if (c->exec == NULL)
+			return;
 	}
 	dump_opts(path, c->opts);
 	if (c->flags & CMD_OUTPUT)
@@ -327,6 +332,19 @@ run_dump(void)
 			dump_cmd(commands[i]->name, commands[i]);
 	dump_opts("", global_only_opts);
 	dump_opts("", common_opts);
+	return 0;
+}
+
+/* "pw __routes": the router of pw serve, for the OpenAPI check. */
+static int
+run_routes(void)
+{
+	const char	*path, *method;
+	int		 open;
+
+	for (size_t i = 0; (path = pw_serve_route(i, &method, &open)) != NULL;
+	    i++)
+		printf("%s\t%s\t%s\n", method, path, open ? "open" : "key");
 	return 0;
 }
 
@@ -354,23 +372,31 @@ run_command(const struct pw_cmd *c, int argc, char **argv,
 	snprintf(path, sizeof path, "%s", c->name);
 	argc--;
 	argv++;
-	if (c->sub != NULL) {
+	/*
+	 * Down the verbs ("pool add", "serve keys add"). A command that
+	 * runs itself as well (pw serve) runs when no verb follows it.
+	 */
+	while (verb->sub != NULL) {
+		size_t len = strlen(path);
+
 		if (argc == 0 || argv[0][0] == '-') {
 			int help = argc > 0 && (!strcmp(argv[0], "-h") ||
 			    !strcmp(argv[0], "--help"));
+			if (verb->exec != NULL && !help)
+				break;
 			if (help) {
-				help_cmd(stdout, c->name, c);
+				help_cmd(stdout, path, verb);
 				return 0;
 			}
 			fprintf(stderr, "pw: %s: %s (see 'pw help %s')\n",
-			    c->name, argc == 0 ? "a verb is needed" :
-			    "the verb comes before options", c->name);
-			help_cmd(stderr, c->name, c);
+			    path, argc == 0 ? "a verb is needed" :
+			    "the verb comes before options", path);
+			help_cmd(stderr, path, verb);
 			return 2;
 		}
-		if ((verb = lookup(c->sub, argv[0], "verb")) == NULL)
+		if ((verb = lookup(verb->sub, argv[0], "verb")) == NULL)
 			return 2;
-		snprintf(path, sizeof path, "%s %s", c->name, verb->name);
+		snprintf(path + len, sizeof path - len, " %s", verb->name);
 		argc--;
 		argv++;
 	}
@@ -529,6 +555,10 @@ main(int argc, char **argv)
 	if (!strcmp(argv[i], "__dump")) {
 		free(g.configs);
 		return run_dump();
+	}
+	if (!strcmp(argv[i], "__routes")) {
+		free(g.configs);
+		return run_routes();
 	}
 	if ((c = lookup(commands, argv[i], "command")) == NULL) {
 		free(g.configs);

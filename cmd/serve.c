@@ -1,7 +1,8 @@
 /*
  * serve.c -- "pw serve": the REST API over the state file, the gateway
  * (a local rotating proxy), or both in one process, until SIGINT or
- * SIGTERM.
+ * SIGTERM; SIGHUP reads the settings again. "pw serve keys": the API
+ * keys the API asks requests for.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 
 /* How long requests in flight may take to finish at shutdown. */
 #define GRACE_MS	(30 * 1000)
+/* How often the outbox of a delegating state file is flushed. */
+#define FLUSH_INTERVAL_MS	5000
 
 /* The options that only mean something to the gateway. */
 static const char *const gateway_only[] = { "gateway-socks", "retries",
@@ -41,6 +44,7 @@ serve(struct pw_cmdctx *cc)
 	struct pw_gateway_opts	 go;
 	struct pw_server	*s = NULL;
 	struct pw_gateway	*g = NULL;
+	struct pw_flusher	*fl = NULL;
 	sigset_t		 set;
 	int64_t			 threads = 0, retries = 0;
 	int			 sig, r, api;
@@ -71,6 +75,11 @@ serve(struct pw_cmdctx *cc)
 	api = go.listen == NULL || arg_get(cc->args, "listen") != NULL;
 	o.listen = arg_get(cc->args, "listen");
 	o.insecure = arg_has(cc->args, "insecure");
+	/* The flag is the setting, at a command flag's precedence. */
+	if (arg_has(cc->args, "allow-private") &&
+	    (r = pw_config_set_flag(cc->ctx->cfg,
+	    "serve.allow_private_targets", "true", &cc->ctx->err)) != 0)
+		return r;
 	o.threads = (unsigned int)threads;
 	o.log_requests = cc->verbose > 0;
 	/*
@@ -80,6 +89,7 @@ serve(struct pw_cmdctx *cc)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (go.listen != NULL &&
@@ -99,7 +109,19 @@ serve(struct pw_cmdctx *cc)
 	if (!cc->quiet && s != NULL)
 		fprintf(stderr, "pw: serve: listening on http://%s\n",
 		    pw_serve_address(s));
-	sigwait(&set, &sig);
+	/* Outcomes this state file queued for a service of its own. */
+	if (pw_service_flusher_start(cc->state, cc->ctx->cfg,
+	    FLUSH_INTERVAL_MS, &fl, &cc->ctx->err) != 0 && !cc->quiet)
+		fprintf(stderr, "pw: serve: warning: no outbox flush: %s\n",
+		    cc->ctx->err.msg);
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		if (s != NULL)
+			pw_serve_reload(s);
+		if (!cc->quiet)
+			fprintf(stderr, "pw: serve: SIGHUP: settings read "
+			    "again\n");
+	}
+	pw_service_flusher_stop(fl);
 	if (!cc->quiet)
 		fprintf(stderr, "pw: serve: %s: finishing requests in flight\n",
 		    sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -112,9 +134,11 @@ static const struct pw_opt serve_opts[] = {
 	{ "listen", 'l', "ADDR:PORT", 0, "address to listen on (default the "
 	  "serve.listen setting)" },
 	{ "insecure", 0, NULL, 0, "allow a non-loopback address without "
-	  "authentication" },
-	{ "threads", 0, "N", 0, "worker threads (default two per core, at "
-	  "least 4)" },
+	  "API keys" },
+	{ "allow-private", 0, NULL, 0, "let POST /api/v1/request fetch "
+	  "loopback and private addresses" },
+	{ "threads", 0, "N", 0, "worker threads (default 32 per core, from 32 "
+	  "to 256)" },
 	{ "gateway", 'g', "ADDR:PORT", 0, "run the gateway, a local proxy "
 	  "(HTTP and SOCKS5), on this address; the API too only with "
 	  "--listen" },
@@ -133,7 +157,108 @@ static const struct pw_opt serve_opts[] = {
 	{ NULL, 0, NULL, 0, NULL }
 };
 
+/* ------------------------------------------------------- pw serve keys */
+
+static int
+keys_add(struct pw_cmdctx *cc)
+{
+	const char	*name = cc->args->argv[0];
+	char		*key = NULL;
+	int		 r;
+
+	if ((r = pw_apikey_add(cc->ctx, name, arg_get(cc->args, "tier"),
+	    &key)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	/* The only time the key is ever shown. */
+	printf("%s\n", key);
+	pw_secret_free(key);
+	if (!cc->quiet)
+		fprintf(stderr, "pw: %s: key '%s' made: keep it now, it "
+		    "cannot be shown again\n", cc->path, name);
+	return 0;
+}
+
+static const struct out_col key_cols[] = {
+	{ "name", COL_STR, 1 },
+	{ "tier", COL_STR, 1 },
+	{ "created", COL_TIME, 1 },
+	{ "last_used", COL_TIME, 1 },
+};
+#define NKEY_COLS ((int)(sizeof key_cols / sizeof key_cols[0]))
+
+static int
+keys_ls_one(void *arg, const struct pw_apikey *k)
+{
+	char		 t[2][32];
+	const char	*v[NKEY_COLS];
+
+	snprintf(t[0], sizeof t[0], "%lld", (long long)k->created_at);
+	snprintf(t[1], sizeof t[1], "%lld", (long long)k->last_used);
+	v[0] = k->name;
+	v[1] = k->tier;
+	v[2] = t[0];
+	v[3] = k->last_used != 0 ? t[1] : NULL;
+	out_row(arg, v);
+	return 0;
+}
+
+static int
+keys_ls(struct pw_cmdctx *cc)
+{
+	struct out	*o = out_new(cc->fmt, key_cols, NKEY_COLS, cc->color);
+	int		 r;
+
+	r = pw_apikey_each(cc->ctx, keys_ls_one, o);
+	out_free(o);
+	return r != 0 ? pw_err_prefix(&cc->ctx->err, "%s", cc->path) : 0;
+}
+
+static int
+keys_rm(struct pw_cmdctx *cc)
+{
+	if (pw_apikey_remove(cc->ctx, cc->args->argv[0]) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	return 0;
+}
+
+static const struct pw_opt add_optv[] = {
+	{ "tier", 't', "TIER", 0, "the key's rate-limit tier (default: the "
+	  "tier named default)" },
+	{ NULL, 0, NULL, 0, NULL }
+};
+
+static const struct pw_cmd keys_add_entry = {
+	"add", "make an API key and print it, once", "NAME [--tier TIER]",
+	add_optv, 1, 1, CMD_STORE_RW, keys_add, NULL
+};
+static const struct pw_cmd keys_ls_entry = {
+	"ls", "list the API keys (never the keys themselves)", "[options]",
+	NULL, 0, 0, CMD_STORE_RO | CMD_OUTPUT, keys_ls, NULL
+};
+static const struct pw_cmd keys_rm_entry = {
+	"rm", "revoke an API key", "NAME", NULL,
+	1, 1, CMD_STORE_RW, keys_rm, NULL
+};
+
+static const struct pw_cmd *const keys_verbs[] = {
+	&keys_add_entry,
+	&keys_ls_entry,
+	&keys_rm_entry,
+	NULL
+};
+
+static const struct pw_cmd serve_keys_entry = {
+	"keys", "manage the API keys of pw serve", "VERB [options] [ARGS]",
+	NULL, 0, -1, 0, NULL, keys_verbs
+};
+
+static const struct pw_cmd *const serve_verbs[] = {
+	&serve_keys_entry,
+	NULL
+};
+
 const struct pw_cmd cmd_serve_entry = {
-	"serve", "run the REST API and the gateway", "[options]", serve_opts,
-	0, 0, CMD_STORE_RW, serve, NULL
+	"serve", "run the REST API and the gateway",
+	"[options] | keys VERB ...", serve_opts,
+	0, 0, CMD_STORE_RW, serve, serve_verbs
 };

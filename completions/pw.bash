@@ -7,7 +7,7 @@
 # Only the fixed choices of a few option values are spelt out below;
 # tests/cli/docs.bats checks them against the binary.
 
-_pw_statuses='unknown healthy degraded unhealthy'
+_pw_statuses='unknown healthy degraded unhealthy pending'
 _pw_schemes='http https socks4 socks4a socks5 socks5h'
 _pw_anonymity='transparent anonymous elite'
 _pw_strategies='round-robin random weighted least-used performance sticky geo'
@@ -167,6 +167,7 @@ _pw_positional() {
 	"config get:0" | "config unset:0" | "config set:0")
 		_pw_add "$(_pw_keys)" "$3" ;;
 	"config set:1") _pw_key_values "$_pw_arg0" "$3" ;;
+	"pool report:1") _pw_add "ok fail" "$3" ;;
 	"help:0")
 		_pw_children ""
 		_pw_add "${_pw_r[*]}" "$3"
@@ -241,7 +242,8 @@ _pw() {
 			path=$_pw_v
 			continue
 		fi
-		if [[ $path != help && $path != *" "* ]]; then
+		# Verbs, as deep as they go (serve keys add).
+		if [[ $path != help && $n -eq 0 ]]; then
 			_pw_children "$path"
 			if [[ ${#_pw_r[@]} -gt 0 ]]; then
 				_pw_resolve "$path" "$w" || return 0
@@ -284,10 +286,13 @@ _pw() {
 		return 0
 	fi
 	_pw_children "$path"
-	if [[ $path != *" "* && ${#_pw_r[@]} -gt 0 ]]; then
-		# The verb's place: only a verb, or --help.
+	if [[ ${#_pw_r[@]} -gt 0 ]]; then
+		# The verb's place: a verb, or --help; or the options of a
+		# command that runs itself too (pw serve).
 		if [[ $cur == -* ]]; then
-			_pw_add "--help" "$cur"
+			_pw_longopts "$path"
+			[[ ${#_pw_r[@]} -eq 0 ]] && _pw_r=(--help)
+			_pw_add "${_pw_r[*]}" "$cur"
 		else
 			_pw_add "${_pw_r[*]}" "$cur"
 		fi

@@ -87,7 +87,7 @@ end
 function __pw_option_values
     switch $argv[1]
         case --status
-            printf '%s\n' unknown healthy degraded unhealthy
+            printf '%s\n' unknown healthy degraded unhealthy pending
         case --scheme
             printf '%s\n' http https socks4 socks4a socks5 socks5h
         case --anonymity
@@ -134,6 +134,8 @@ function __pw_positional
             __pw_keys
         case 'config set:1'
             __pw_key_values $__pw_arg0 $argv[3]
+        case 'pool report:1'
+            printf '%s\n' ok fail
         case 'help:0'
             __pw_children ''
         case 'help:1'
@@ -203,7 +205,8 @@ function __pw_complete
             test -n "$cmd"; or return
             continue
         end
-        if test "$cmd" != help; and not string match -q -- '* *' $cmd
+        # Verbs, as deep as they go (serve keys add).
+        if test "$cmd" != help; and test $n -eq 0
             and test -n "$(__pw_children $cmd)"
             set -l verb (__pw_resolve $cmd $w)
             test -n "$verb"; or return
@@ -243,10 +246,18 @@ function __pw_complete
         __pw_positional help $n $cur
         return
     end
-    if not string match -q -- '* *' $cmd; and test -n "$(__pw_children $cmd)"
-        # The verb's place: only a verb, or --help.
+    if test -n "$(__pw_children $cmd)"
+        # The verb's place: a verb, or --help; or the options of a
+        # command that runs itself too (pw serve).
         if string match -q -- '-*' $cur
-            printf '%s\t%s\n' --help 'show help'
+            set -l found
+            for i in (seq (count $__pw_opt_path))
+                if test "$__pw_opt_path[$i]" = "$cmd"
+                    printf '%s\t%s\n' $__pw_opt_long[$i] $__pw_opt_help[$i]
+                    set found 1
+                end
+            end
+            test -n "$found"; or printf '%s\t%s\n' --help 'show help'
         else
             __pw_children $cmd
         end

@@ -10,9 +10,16 @@
  * closes it; no context is ever shared. Writes stay short transactions in
  * lib, so other pw processes on the same file are not held up.
  *
- * Every request goes through the steps in `pipeline` (request id, body
- * limit, route, JSON body, handler); authentication and rate limiting
- * will be steps of their own, before the route's handler runs.
+ * Selections and outcomes go through the server's view of the pool
+ * (view.c): in memory, no lock held across a request, outcomes written
+ * in batches by the flusher (housekeep.c). Each request first lets the
+ * view check (at most every VIEW_CHECK_MS) whether another process
+ * changed the file; a request that wrote to it makes the view reload
+ * before its response goes, so the next request sees the change. A
+ * worker reads its settings again when the view reloaded or SIGHUP came.
+ *
+ * Every request goes through the steps in `pipeline` (request id, CORS,
+ * body limit, route, API key, rate limit, JSON body, handler).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,12 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "delegate.h"
 #include "httpd.h"
 #include "net.h"
+#include "ratelimit.h"
 
 #define BODY_MAX_DEFAULT	((size_t)1 << 20)
 /* The largest target response POST /api/v1/request holds. */
@@ -37,6 +45,8 @@
 #define PAGE_SIZE_DEFAULT	50
 #define TIMEOUT_MAX		300
 #define RID_MAX			128
+/* How often at most the view asks the file what others changed. */
+#define VIEW_CHECK_MS		5
 
 /* What the server counts, for /api/v1/metrics and /metrics. */
 #define RATE_WINDOW	60		/* seconds of requests per second */
@@ -61,8 +71,18 @@ struct pw_server {
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
+	struct pw_rl_server	*rl;		/* rate limiting */
+	struct pw_view		*view;		/* the pool in memory */
+	struct pw_housekeep	*hk;		/* flusher, pruning, health */
+	atomic_uint		 hup;		/* SIGHUPs seen */
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
+};
+
+/* A worker's context, and the settings generation it has read. */
+struct worker {
+	struct pw_ctx	ctx;		/* first: ctx_free takes either */
+	uint64_t	gen;
 };
 
 struct req;
@@ -72,8 +92,12 @@ struct route {
 	const char	*method;
 	const char	*path;		/* "{id}" matches one segment */
 	handler_fn	*fn;
-	int		 body;		/* takes a JSON object */
+	int		 body;		/* takes a JSON object (BODY_*) */
+	int		 open;		/* served without an API key */
 };
+#define BODY_NONE	0
+#define BODY_JSON	1		/* a JSON object is required */
+#define BODY_OPT	2		/* a JSON object, or nothing */
 
 struct req {
 	struct pw_server	*srv;
@@ -91,9 +115,36 @@ struct req {
 	char			 param[64];	/* the {id} segment */
 	cJSON			*json;		/* the parsed body */
 	struct pw_ctx		*ctx;
+	/* The caller's key (key.id 0: none), for the rate limiter too. */
+	struct pw_apikey	 key;
+	const char		*cors;		/* Origin allowed, or NULL */
+	const char		*xhdr[6][2];	/* more response headers */
+	char			 allow[64];	/* a preflight's methods */
+	int			 nxhdr;
+	int			 limited;	/* rl says something */
+	struct pw_rl_verdict	 rl;
+	int64_t			 rl_changes;	/* its writes to the file */
 };
 
+/* Add a header to the response q will send; both strings outlive it. */
+static void
+add_header(struct req *q, const char *name, const char *value)
+{
+	if (q->nxhdr < (int)(sizeof q->xhdr / sizeof q->xhdr[0])) {
+		q->xhdr[q->nxhdr][0] = name;
+		q->xhdr[q->nxhdr][1] = value;
+		q->nxhdr++;
+	}
+}
+
 /* ------------------------------------------------------------- replies */
+
+/* Rate limiting's, at the end. */
+static int	h_rl_metrics(struct req *);
+static int	h_rl_config_get(struct req *);
+static int	h_rl_config_put(struct req *);
+static int	h_rl_status(struct req *);
+static void	rl_prometheus(struct pw_server *, struct pw_buf *);
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
@@ -210,6 +261,25 @@ reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
 	return ok;
 }
 
+/* X-RateLimit-*: the binding counter; Retry-After when refused. */
+static void
+rl_headers(struct req *q, struct MHD_Response *r)
+{
+	char	v[32];
+
+	snprintf(v, sizeof v, "%lld", (long long)q->rl.limit);
+	MHD_add_response_header(r, "X-RateLimit-Limit", v);
+	snprintf(v, sizeof v, "%lld", (long long)q->rl.remaining);
+	MHD_add_response_header(r, "X-RateLimit-Remaining", v);
+	snprintf(v, sizeof v, "%lld", (long long)(q->rl.reset_ms + 999) / 1000);
+	MHD_add_response_header(r, "X-RateLimit-Reset", v);
+	if (!q->rl.allowed) {
+		snprintf(v, sizeof v, "%lld", (long long)(q->rl.retry_ms +
+		    999) / 1000);
+		MHD_add_response_header(r, "Retry-After", v);
+	}
+}
+
 /* Queue status with the body (copied) and the headers every one has. */
 static int
 send_body(struct req *q, unsigned int status, const char *body, size_t len,
@@ -237,6 +307,18 @@ send_body(struct req *q, unsigned int status, const char *body, size_t len,
 		MHD_add_response_header(r, "Allow", allow);
 	if (location != NULL)
 		MHD_add_response_header(r, "Location", location);
+	if (q->limited)
+		rl_headers(q, r);
+	if (q->cors != NULL) {
+		MHD_add_response_header(r, "Access-Control-Allow-Origin",
+		    q->cors);
+		MHD_add_response_header(r, "Access-Control-Expose-Headers",
+		    "X-Request-ID");
+	}
+	/* Whether CORS headers are sent depends on Origin: say so. */
+	MHD_add_response_header(r, "Vary", "Origin");
+	for (int i = 0; i < q->nxhdr; i++)
+		MHD_add_response_header(r, q->xhdr[i][0], q->xhdr[i][1]);
 	ok = MHD_queue_response(q->c, status, r) == MHD_YES;
 	MHD_destroy_response(r);
 	if (!ok)
@@ -258,7 +340,7 @@ static int
 fail(struct req *q, unsigned int status, const char *code, cJSON *details,
     const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	va_list	ap;
 
 	va_start(ap, fmt);
@@ -275,7 +357,7 @@ invalid(struct req *q, const char *field, const char *fmt, ...)
 static int
 invalid(struct req *q, const char *field, const char *fmt, ...)
 {
-	char	msg[600];
+	char	msg[sizeof ((struct pw_err *)0)->msg + 100];
 	cJSON	*d = cJSON_CreateObject();
 	va_list	ap;
 
@@ -304,6 +386,8 @@ fail_lib(struct req *q, int r)
 		return fail(q, 503, "PROXY_POOL_EMPTY", NULL, "%s", msg);
 	case PW_EBUSY:
 		return fail(q, 503, "STATE_BUSY", NULL, "%s", msg);
+	case PW_ERATE:
+		return fail(q, 429, "RATE_LIMIT_EXCEEDED", NULL, "%s", msg);
 	default:
 		return fail(q, 500, "INTERNAL_ERROR", NULL, "%s", msg);
 	}
@@ -320,27 +404,65 @@ ctx_free(void *p)
 	free(ctx);
 }
 
-/* This thread's context, opened at its first request. */
+static uint64_t
+settings_gen(struct pw_server *s)
+{
+	return pw_view_generation(s->view) +
+	    ((uint64_t)atomic_load(&s->hup) << 32);
+}
+
+/* This thread's context, opened at its first request; NULL, logged. */
+static struct pw_ctx *
+worker_ctx(struct pw_server *s, struct pw_err *err)
+{
+	struct worker	*w = pthread_getspecific(s->key);
+
+	if (w == NULL) {
+		w = pw_xcalloc(1, sizeof *w);
+		w->ctx.cfg = pw_config_dup(s->cfg);
+		w->gen = settings_gen(s);
+		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0 ||
+		    pw_store_no_mmap(w->ctx.store, &w->ctx.err) != 0) {
+			*err = w->ctx.err;
+			ctx_free(w);
+			return NULL;
+		}
+		w->ctx.view = s->view;
+		pthread_setspecific(s->key, w);
+	}
+	return &w->ctx;
+}
+
+/* This thread's context, with the view and the settings up to date. */
 static int
 use_ctx(struct req *q)
 {
 	struct pw_server	*s = q->srv;
-	struct pw_ctx		*ctx = pthread_getspecific(s->key);
+	struct pw_ctx		*ctx;
+	struct worker		*w;
+	struct pw_err		 err;
+	uint64_t		 gen;
 
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(s->cfg);
-		if (pw_open(ctx, s->state, PW_OPEN_RW) != 0) {
+	/* Once a request: the key's or the rate limit's step may have. */
+	if (q->ctx != NULL)
+		return 0;
+	if ((ctx = worker_ctx(s, &err)) == NULL) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	w = (struct worker *)ctx;
+	if (pw_view_sync(s->view, 0, &err) != 0) {
+		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", err.msg);
+		return -1;
+	}
+	/* What pw config (or PUT /api/v1/config) changed since. */
+	if ((gen = settings_gen(s)) != w->gen) {
+		if (pw_config_reload_state(ctx) != 0) {
 			fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s",
 			    ctx->err.msg);
-			ctx_free(ctx);
 			return -1;
 		}
-		pthread_setspecific(s->key, ctx);
-	} else if (pw_config_reload_state(ctx) != 0) {
-		/* What pw config (or PUT /api/v1/config) changed since. */
-		fail(q, 503, "STATE_UNAVAILABLE", NULL, "%s", ctx->err.msg);
-		return -1;
+		w->gen = gen;
 	}
 	pw_err_clear(&ctx->err);
 	q->ctx = ctx;
@@ -513,7 +635,8 @@ tally_one(void *arg, const struct pw_proxy *p)
 		t->by_status[p->status]++;
 	t->cooling += cooling;
 	t->expired += expired;
-	if (p->status != PW_UNHEALTHY && !cooling && !expired)
+	if (p->status != PW_UNHEALTHY && p->status != PW_PENDING &&
+	    !cooling && !expired)
 		t->usable++;
 	return 0;
 }
@@ -522,9 +645,20 @@ static int
 tally(struct req *q, struct tally *t)
 {
 	struct pw_filter	f;
+	struct pw_view_counts	c;
 
 	memset(t, 0, sizeof *t);
 	t->now = pw_now();
+	/* The view has them without a query (and a 100,000-row scan). */
+	if (q->srv->view != NULL) {
+		pw_view_counts(q->srv->view, t->now, &c);
+		t->total = c.total;
+		t->usable = c.usable;
+		t->cooling = c.cooling;
+		t->expired = c.expired;
+		memcpy(t->by_status, c.by_status, sizeof t->by_status);
+		return 0;
+	}
 	pw_filter_init(&f);
 	return pw_pool_each(q->ctx, &f, 0, tally_one, t);
 }
@@ -580,19 +714,12 @@ h_ready(struct req *q)
 	cJSON			*d, *checks;
 	int64_t			 n = 0;
 	int			 open_ok, pool_ok = 0;
-	struct pw_ctx		*ctx = pthread_getspecific(q->srv->key);
+	struct pw_err		 err;
+	struct pw_ctx		*ctx;
 
 	/* Open without replying: a failure is a check, not an error. */
-	if (ctx == NULL) {
-		ctx = pw_xcalloc(1, sizeof *ctx);
-		ctx->cfg = pw_config_dup(q->srv->cfg);
-		if (pw_open(ctx, q->srv->state, PW_OPEN_RW) != 0) {
-			pw_log(PW_LOG_WARN, "serve: %s", ctx->err.msg);
-			ctx_free(ctx);
-			ctx = NULL;
-		} else
-			pthread_setspecific(q->srv->key, ctx);
-	}
+	if ((ctx = worker_ctx(q->srv, &err)) == NULL)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
 	open_ok = ctx != NULL;
 	if (open_ok) {
 		q->ctx = ctx;
@@ -681,7 +808,7 @@ list_filter(struct req *q, struct pw_filter *f, char ccode[3])
 	if ((v = query(q, "status")) != NULL &&
 	    pw_status_parse(v, &f->status) != 0)
 		return invalid(q, "status", "status: '%.40s': want unknown, "
-		    "healthy, degraded or unhealthy", v), -1;
+		    "healthy, degraded, unhealthy or pending", v), -1;
 	if ((v = query(q, "scheme")) != NULL) {
 		if (pw_scheme_parse(v, &sch) != 0)
 			return invalid(q, "scheme", "scheme: '%.40s': want "
@@ -1022,37 +1149,174 @@ header_ok(const char *name, const char *value)
 	return strpbrk(value, "\r\n") == NULL;
 }
 
+/* An optional boolean member k: *out 0 when absent or null. */
+static int
+body_bool(struct req *q, const char *k, int *out)
+{
+	cJSON	*j = cJSON_GetObjectItemCaseSensitive(q->json, k);
+
+	*out = 0;
+	if (j == NULL || json_is(j, cJSON_NULL))
+		return 0;
+	if (!json_is(j, cJSON_True) && !json_is(j, cJSON_False)) {
+		invalid(q, k, "%s: want a boolean, not %s", k, type_name(j));
+		return -1;
+	}
+	*out = json_is(j, cJSON_True);
+	return 0;
+}
+
+/*
+ * url with any user information shown as "***:***" (what a proxy URL
+ * shows), for responses: the URL of a redirect may carry some.
+ */
+static char *
+url_masked(const char *url)
+{
+	const char	*a = strstr(url, "://"), *e, *at = NULL;
+
+	if (a == NULL)
+		return pw_xstrdup(url);
+	a += 3;
+	e = a + strcspn(a, "/?#\\");
+	for (const char *c = a; c < e; c++)
+		if (*c == '@')
+			at = c;
+	if (at == NULL)
+		return pw_xstrdup(url);
+	return pw_xasprintf("%.*s***:***%s", (int)(a - url), url, at);
+}
+
+/*
+ * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
+ * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
+ * Loopback and private targets are allowed by
+ * serve.allow_private_targets (pw serve --allow-private sets it).
+ */
+static int
+target_check(struct req *q, const char *url)
+{
+	int	r, allow = pw_config_int(q->ctx, "serve.allow_private_targets");
+	cJSON	*d;
+
+	if ((r = pw_ssrf_check(url, allow, &q->ctx->err)) == 0)
+		return 0;
+	if (r == 1) {
+		char *shown = url_masked(url);
+
+		d = cJSON_CreateObject();
+		add_str(d, "url", shown);
+		free(shown);
+		fail(q, 422, "TARGET_FORBIDDEN", d, "%s", q->ctx->err.msg);
+	} else if (r == PW_ETARGET)
+		fail(q, 504, "TARGET_UNREACHABLE", NULL, "%s", q->ctx->err.msg);
+	else
+		invalid(q, "url", "url: %s", q->ctx->err.msg);
+	return -1;
+}
+
+/* The length of "scheme://authority" of an http(s) URL. */
+static size_t
+url_origin_len(const char *u)
+{
+	const char	*a = strstr(u, "://");
+
+	if (a == NULL)
+		return 0;
+	a += 3;
+	return (size_t)(a - u) + strcspn(a, "/?#");
+}
+
+static int
+url_is_http(const char *u)
+{
+	return strncasecmp(u, "http://", 7) == 0 ||
+	    strncasecmp(u, "https://", 8) == 0;
+}
+
+/*
+ * Where a redirect from base to loc goes (RFC 3986 reference resolution,
+ * without removing dot segments: the server does that); caller frees.
+ * NULL when it is not an http or https URL.
+ */
+static char *
+url_join(const char *base, const char *loc)
+{
+	size_t	 ol = url_origin_len(base), pl;
+	const char *path = base + ol, *sch = strstr(base, "://");
+
+	if (strpbrk(loc, "\r\n") != NULL || sch == NULL)
+		return NULL;
+	if (strstr(loc, "://") != NULL && loc + strcspn(loc, ":/?#") ==
+	    strstr(loc, "://"))
+		return url_is_http(loc) ? pw_xstrdup(loc) : NULL;
+	if (loc[0] == '/' && loc[1] == '/')
+		return pw_xasprintf("%.*s:%s", (int)(sch - base), base, loc);
+	if (loc[0] == '/')
+		return pw_xasprintf("%.*s%s", (int)ol, base, loc);
+	pl = strcspn(path, "?#");
+	if (loc[0] == '?')
+		return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
+	if (loc[0] == '#' || loc[0] == '\0')
+		return pw_xasprintf("%.*s", (int)(ol + pl), base);
+	/* Relative to the directory of base's path. */
+	while (pl > 0 && path[pl - 1] != '/')
+		pl--;
+	if (pl == 0)
+		return pw_xasprintf("%.*s/%s", (int)ol, base, loc);
+	return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
+}
+
+/* A header the client sent for one host that must not go to another. */
+static int
+header_private(const char *line)
+{
+	static const char *const names[] = { "authorization:", "cookie:",
+	    "proxy-authorization:", NULL };
+
+	for (int i = 0; names[i] != NULL; i++)
+		if (strncasecmp(line, names[i], strlen(names[i])) == 0)
+			return 1;
+	return 0;
+}
+
+#define REDIRECTS_MAX	10
+
 static int
 h_request(struct req *q)
 {
 	struct pw_fetch_opts	 o;
 	struct pw_fetch_result	 res;
 	struct sink		 sk;
-	const char		*url, *method, *body, *v;
+	const char		*url, *method, *body, *v, *loc;
 	const char		**hv = NULL;
-	char			**hdrs = NULL, ccode[3];
-	cJSON			*jh, *d, *it;
-	size_t			 nh = 0;
-	int64_t			 t0;
-	int			 r, set;
+	char			**hdrs = NULL, ccode[3], *cur = NULL, *next;
+	cJSON			*jh, *d, *it, *rh = NULL, *list = NULL;
+	size_t			 nh = 0, tries = 0;
+	int64_t			 t0, total_ms, connect_ms;
+	int			 r, set, follow, hops = 0;
 	double			 timeout;
 
 	if (use_ctx(q) != 0)
 		return 0;
 	memset(&o, 0, sizeof o);
+	memset(&res, 0, sizeof res);
+	memset(&sk, 0, sizeof sk);
+	pw_buf_init(&sk.hdrs);
+	pw_buf_init(&sk.body);
 	pw_filter_init(&o.pick.filter);
 	if (body_str(q, "url", &url) != 0 ||
 	    body_str(q, "method", &method) != 0 ||
 	    body_str(q, "body", &body) != 0 ||
 	    body_num(q, "timeout", 0.001, TIMEOUT_MAX, &set, &timeout) != 0 ||
+	    body_bool(q, "follow_redirects", &follow) != 0 ||
 	    body_str(q, "strategy", &o.pick.strategy) != 0 ||
 	    body_str(q, "session", &o.pick.session) != 0 ||
 	    body_str(q, "country", &v) != 0)
 		return 0;
 	if (url == NULL)
 		return invalid(q, "url", "url: required");
-	if (strncasecmp(url, "http://", 7) != 0 &&
-	    strncasecmp(url, "https://", 8) != 0)
+	if (!url_is_http(url))
 		return invalid(q, "url", "url: '%.200s': want an http or https "
 		    "URL", url);
 	if (method == NULL)
@@ -1097,7 +1361,6 @@ h_request(struct req *q)
 			    it->valuestring);
 		}
 	}
-	o.url = url;
 	o.head = strcmp(method, "HEAD") == 0;
 	o.method = o.head ? NULL : method;
 	hv = (const char **)hdrs;
@@ -1108,20 +1371,93 @@ h_request(struct req *q)
 		o.body_len = strlen(body);
 		o.has_body = 1;
 	}
-	o.timeout_ms = set ? (int64_t)(timeout * 1000) :
+	total_ms = set ? (int64_t)(timeout * 1000) :
 	    pw_config_int(q->ctx, "fetch.timeout") * 1000;
-	o.connect_timeout_ms = pw_config_int(q->ctx, "fetch.connect_timeout") *
-	    1000;
-	if (o.connect_timeout_ms > o.timeout_ms)
-		o.connect_timeout_ms = o.timeout_ms;
-	memset(&sk, 0, sizeof sk);
-	pw_buf_init(&sk.hdrs);
-	pw_buf_init(&sk.body);
+	connect_ms = pw_config_int(q->ctx, "fetch.connect_timeout") * 1000;
 	o.on_header = sink_header;
 	o.on_body = sink_body;
 	o.arg = &sk;
+	/* A server thread does not sleep for fetch.rate_*: it says so. */
+	o.no_wait = 1;
+	list = cJSON_CreateArray();
 	t0 = pw_mono_ms();
-	r = pw_fetch(q->ctx, &o, &res);
+	/*
+	 * Redirects are followed here, one hop at a time, not by libcurl:
+	 * each new target is judged before anything is sent to it.
+	 */
+	cur = pw_xstrdup(url);
+	for (;;) {
+		if (target_check(q, cur) != 0) {
+			r = 0;
+			goto out;
+		}
+		/* The timeout is the whole request's, redirects and all. */
+		o.timeout_ms = total_ms - (pw_mono_ms() - t0);
+		if (o.timeout_ms <= 0) {
+			r = fail(q, 504, "REQUEST_TIMEOUT", NULL, "no answer "
+			    "within %.3g s (after %d redirects)",
+			    (double)total_ms / 1000, hops);
+			goto out;
+		}
+		o.connect_timeout_ms = connect_ms < o.timeout_ms ? connect_ms :
+		    o.timeout_ms;
+		o.url = cur;
+		pw_buf_reset(&sk.hdrs);
+		pw_buf_reset(&sk.body);
+		r = pw_fetch(q->ctx, &o, &res);
+		for (size_t i = 0; i < res.nattempts; i++) {
+			cJSON *a = cJSON_CreateObject();
+			add_str(a, "proxy", res.attempts[i].proxy);
+			add_str(a, "error", res.attempts[i].error);
+			add_num(a, "ms", res.attempts[i].ms);
+			cJSON_AddItemToArray(list, a);
+		}
+		tries += res.nattempts;
+		if (r != 0 || !follow || !(res.status == 301 ||
+		    res.status == 302 || res.status == 303 ||
+		    res.status == 307 || res.status == 308))
+			break;
+		cJSON_Delete(rh);
+		rh = headers_json(sk.hdrs.data, sk.hdrs.len);
+		it = cJSON_GetObjectItemCaseSensitive(rh, "location");
+		loc = json_is(it, cJSON_String) ? it->valuestring : NULL;
+		/* No Location, or not to http(s): that is the answer. */
+		if (loc == NULL || (next = url_join(cur, loc)) == NULL)
+			break;
+		if (hops == REDIRECTS_MAX) {
+			free(next);
+			r = fail(q, 502, "TOO_MANY_REDIRECTS", NULL,
+			    "more than %d redirects", REDIRECTS_MAX);
+			goto out;
+		}
+		hops++;
+		/* As browsers and curl do: 303, and 301/302 of a POST. */
+		if (res.status == 303 || ((res.status == 301 ||
+		    res.status == 302) && strcmp(method, "POST") == 0)) {
+			if (!o.head)
+				o.method = "GET";
+			o.has_body = 0;
+			o.body = NULL;
+			o.body_len = 0;
+		}
+		/* Credentials given for one origin are not sent to another. */
+		if (url_origin_len(cur) != url_origin_len(next) ||
+		    strncasecmp(cur, next, url_origin_len(cur)) != 0) {
+			size_t k = 0;
+			for (size_t i = 0; i < nh; i++) {
+				if (header_private(hdrs[i]))
+					free(hdrs[i]);
+				else
+					hdrs[k++] = hdrs[i];
+			}
+			nh = k;
+			o.nheaders = nh;
+		}
+		free(cur);
+		cur = next;
+		pw_fetch_result_release(&res);
+		memset(&res, 0, sizeof res);
+	}
 	if (r == 0) {
 		d = cJSON_CreateObject();
 		add_num(d, "status_code", res.status);
@@ -1137,24 +1473,22 @@ h_request(struct req *q)
 			add_str(d, "body_encoding", "base64");
 			free(b64);
 		}
+		next = url_masked(cur);
+		add_str(d, "url", next);
+		free(next);
+		add_num(d, "redirects", hops);
 		add_str(d, "proxy_used", res.proxy);
 		add_num(d, "proxy_id", (double)res.proxy_id);
-		add_num(d, "attempts", (double)res.nattempts);
+		add_num(d, "attempts", (double)tries);
 		add_num(d, "elapsed_ms", (double)(pw_mono_ms() - t0));
 		r = reply(q, 200, d);
 	} else {
-		cJSON *det = cJSON_CreateObject(), *list = cJSON_CreateArray();
+		cJSON *det = cJSON_CreateObject();
 		const struct pw_attempt *last = res.nattempts > 0 ?
 		    &res.attempts[res.nattempts - 1] : NULL;
 
-		for (size_t i = 0; i < res.nattempts; i++) {
-			cJSON *a = cJSON_CreateObject();
-			add_str(a, "proxy", res.attempts[i].proxy);
-			add_str(a, "error", res.attempts[i].error);
-			add_num(a, "ms", res.attempts[i].ms);
-			cJSON_AddItemToArray(list, a);
-		}
 		cJSON_AddItemToObject(det, "attempts", list);
+		list = NULL;
 		if (sk.too_big)
 			r = fail(q, 502, "RESPONSE_TOO_LARGE", det, "the "
 			    "target's response is over %zu bytes",
@@ -1179,10 +1513,13 @@ h_request(struct req *q)
 			r = fail_lib(q, r);
 		}
 	}
+out:
 	pw_fetch_result_release(&res);
 	pw_buf_release(&sk.hdrs);
 	pw_buf_release(&sk.body);
-out:
+	cJSON_Delete(rh);
+	cJSON_Delete(list);
+	free(cur);
 	for (size_t i = 0; i < nh; i++)
 		free(hdrs[i]);
 	free(hdrs);
@@ -1198,8 +1535,12 @@ config_json(struct pw_ctx *ctx)
 	int				 origin;
 
 	for (; k->name != NULL; k++) {
+		const char *v = pw_config_get(ctx, k->name, &origin);
+		char *shown;
 		o = cJSON_CreateObject();
-		add_str(o, "value", pw_config_get(ctx, k->name, &origin));
+		shown = pw_config_shown(k->name, v);
+		add_str(o, "value", shown);
+		free(shown);
 		add_str(o, "origin", pw_origin_name(origin));
 		add_str(o, "type", k->type);
 		add_str(o, "default", k->def);
@@ -1437,6 +1778,8 @@ h_prometheus(struct req *q)
 	pw_buf_addf(&b, "# HELP pw_proxies_usable Proxies not unhealthy, "
 	    "cooling down or expired.\n# TYPE pw_proxies_usable gauge\n"
 	    "pw_proxies_usable %lld\n", (long long)t.usable);
+	rl_prometheus(q->srv, &b);
+	pw_delegate_prometheus(q->ctx, &b);
 	pw_gateway_metrics(&b);
 	r = send_body(q, 200, b.data, b.len,
 	    "text/plain; version=0.0.4; charset=utf-8", NULL, NULL);
@@ -1444,24 +1787,261 @@ h_prometheus(struct req *q)
 	return r;
 }
 
+/* Delegation (delegate.c): its answer, or its refusal, in the envelope. */
+static int
+h_delegate(struct req *q, unsigned int (*fn)(struct pw_ctx *,
+    const cJSON *, cJSON **, struct pw_dlg_fail *))
+{
+	struct pw_dlg_fail	 f;
+	cJSON			*data = NULL, *d = NULL;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if (fn(q->ctx, q->json, &data, &f) == 200)
+		return reply(q, 200, data);
+	if (f.field[0] != '\0') {
+		d = cJSON_CreateObject();
+		add_str(d, "field", f.field);
+	}
+	return fail(q, f.status, f.code, d, "%s", f.msg);
+}
+
+static int
+h_proxy_request(struct req *q)
+{
+	return h_delegate(q, pw_delegate_request);
+}
+
+static int
+h_proxy_feedback(struct req *q)
+{
+	return h_delegate(q, pw_delegate_feedback);
+}
+
+/*
+ * POST /api/v1/proxies/test: {"ids": [...], "timeout": S}, both
+ * optional: a health check (pw health's) of those proxies, or of the
+ * whole pool, with each proxy's result. At most TEST_IDS_MAX proxies a
+ * request, each check at most TIMEOUT_MAX seconds.
+ */
+#define TEST_IDS_MAX	1000
+
+static int
+test_one(void *arg, const struct pw_health_result *hr)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	add_num(o, "id", (double)hr->id);
+	add_str(o, "proxy", hr->proxy);
+	add_bool(o, "ok", hr->ok);
+	add_str(o, "status", pw_status_name(hr->status));
+	if (hr->latency_ms >= 0)
+		add_num(o, "latency_ms", hr->latency_ms);
+	else
+		cJSON_AddItemToObject(o, "latency_ms", cJSON_CreateNull());
+	if (hr->http_status != 0)
+		add_num(o, "http_status", (double)hr->http_status);
+	else
+		cJSON_AddItemToObject(o, "http_status", cJSON_CreateNull());
+	add_num(o, "consecutive_failures", (double)hr->consec_fail);
+	add_str(o, "judge", hr->judge);
+	add_str(o, "error", hr->error);
+	cJSON_AddItemToArray(arg, o);
+	return 0;
+}
+
+static int
+h_proxies_test(struct req *q)
+{
+	struct pw_health_opts	 o;
+	struct pw_health_summary sum;
+	struct pw_proxy		 p;
+	cJSON			*ji = NULL, *it, *d, *results, *sm;
+	int64_t			*ids = NULL;
+	size_t			 n = 0;
+	double			 timeout;
+	int			 r, set = 0;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if (q->json != NULL) {
+		if (body_num(q, "timeout", 0.001, TIMEOUT_MAX, &set,
+		    &timeout) != 0)
+			return 0;
+		ji = cJSON_GetObjectItemCaseSensitive(q->json, "ids");
+		if (json_is(ji, cJSON_NULL))
+			ji = NULL;
+	}
+	if (ji != NULL) {
+		if (!json_is(ji, cJSON_Array))
+			return invalid(q, "ids", "ids: want an array of proxy "
+			    "ids, not %s", type_name(ji));
+		for (it = ji->child; it != NULL; it = it->next)
+			n++;
+		if (n == 0)
+			return invalid(q, "ids", "ids: empty (leave it out to "
+			    "check the whole pool)");
+		if (n > TEST_IDS_MAX)
+			return invalid(q, "ids", "ids: %zu ids: want at most "
+			    "%d", n, TEST_IDS_MAX);
+		ids = pw_xcalloc(n, sizeof *ids);
+		n = 0;
+		for (it = ji->child; it != NULL; it = it->next, n++) {
+			char field[32];
+			double x = it->valuedouble;
+
+			snprintf(field, sizeof field, "ids[%zu]", n);
+			if (!json_is(it, cJSON_Number) || x < 1 || x > 9e15 ||
+			    x != (double)(int64_t)x) {
+				r = invalid(q, field, "%s: want a proxy id (an "
+				    "integer from 1)", field);
+				goto out;
+			}
+			ids[n] = (int64_t)it->valuedouble;
+			if ((r = pw_pool_get(q->ctx, ids[n], 0, &p)) != 0) {
+				cJSON *det = cJSON_CreateObject();
+
+				add_num(det, "id", (double)ids[n]);
+				if (r == PW_ENOTFOUND)
+					r = fail(q, 404, "NOT_FOUND", det,
+					    "%s: %lld: no such proxy", field,
+					    (long long)ids[n]);
+				else {
+					cJSON_Delete(det);
+					r = fail_lib(q, r);
+				}
+				goto out;
+			}
+			pw_proxy_release(&p);
+		}
+	} else {
+		if ((r = pw_health_select(q->ctx, NULL, 0, &ids, &n)) != 0) {
+			r = fail_lib(q, r);
+			goto out;
+		}
+		if (n > TEST_IDS_MAX) {
+			r = invalid(q, "ids", "ids: the pool has %zu proxies, "
+			    "more than %d a request: give ids", n,
+			    TEST_IDS_MAX);
+			goto out;
+		}
+	}
+	pw_health_opts_init(&o);
+	if (set)
+		o.timeout_ms = (int64_t)(timeout * 1000);
+	o.lock = PW_HEALTH_LOCK_TRY;
+	results = cJSON_CreateArray();
+	o.on_result = test_one;
+	o.arg = results;
+	memset(&sum, 0, sizeof sum);
+	r = n == 0 ? 0 : pw_health_run(q->ctx, &o, ids, n, &sum);
+	if (r != 0) {
+		cJSON_Delete(results);
+		if (r == PW_EUSAGE)
+			r = invalid(q, "health.url", "%s", q->ctx->err.msg);
+		else if (r == PW_EBUSY)
+			r = fail(q, 409, "CHECK_IN_PROGRESS", NULL, "%s",
+			    q->ctx->err.msg);
+		else
+			r = fail_lib(q, r);
+		goto out;
+	}
+	d = cJSON_CreateObject();
+	cJSON_AddItemToObject(d, "results", results);
+	sm = cJSON_CreateObject();
+	add_num(sm, "total", (double)n);
+	add_num(sm, "checked", (double)sum.checked);
+	add_num(sm, "gone", (double)sum.gone);
+	add_num(sm, "healthy", (double)sum.healthy);
+	add_num(sm, "degraded", (double)sum.degraded);
+	add_num(sm, "unhealthy", (double)sum.unhealthy);
+	add_num(sm, "elapsed_seconds", sum.elapsed_s);
+	cJSON_AddItemToObject(d, "summary", sm);
+	r = reply(q, 200, d);
+out:
+	free(ids);
+	return r;
+}
+
+/*
+ * GET /openapi.json, /docs and /docs/app.js: the API's description and
+ * a page that shows it, from share/ (built into lib/assets.c), never
+ * anything from elsewhere: the page's Content-Security-Policy lets it
+ * load only this server's script and JSON.
+ */
+static int
+h_openapi(struct req *q)
+{
+	return send_body(q, 200, pw_asset_openapi, pw_asset_openapi_len,
+	    "application/json", NULL, NULL);
+}
+
+static int
+h_docs(struct req *q)
+{
+	add_header(q, "Content-Security-Policy", "default-src 'none'; "
+	    "script-src 'self'; connect-src 'self'; style-src 'self'; "
+	    "img-src 'self'; base-uri 'none'; form-action 'none'; "
+	    "frame-ancestors 'none'");
+	return send_body(q, 200, pw_asset_docs_html, pw_asset_docs_html_len,
+	    "text/html; charset=utf-8", NULL, NULL);
+}
+
+static int
+h_docs_js(struct req *q)
+{
+	return send_body(q, 200, pw_asset_docs_js, pw_asset_docs_js_len,
+	    "text/javascript; charset=utf-8", NULL, NULL);
+}
+
+static int
+h_docs_css(struct req *q)
+{
+	return send_body(q, 200, pw_asset_docs_css, pw_asset_docs_css_len,
+	    "text/css; charset=utf-8", NULL, NULL);
+}
+
 /* -------------------------------------------------------------- router */
 
 static const struct route routes[] = {
-	{ "GET", "/api/v1/health", h_health, 0 },
-	{ "GET", "/api/v1/ready", h_ready, 0 },
-	{ "GET", "/api/v1/status", h_status, 0 },
-	{ "GET", "/api/v1/proxies", h_proxies_list, 0 },
-	{ "POST", "/api/v1/proxies", h_proxies_add, 1 },
-	{ "GET", "/api/v1/proxies/next", h_proxy_next, 0 },
-	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, 0 },
-	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, 0 },
-	{ "POST", "/api/v1/request", h_request, 1 },
-	{ "GET", "/api/v1/config", h_config_get, 0 },
-	{ "PUT", "/api/v1/config", h_config_put, 1 },
-	{ "GET", "/api/v1/metrics", h_metrics, 0 },
-	{ "GET", "/metrics", h_prometheus, 0 },
+	{ "GET", "/api/v1/health", h_health, BODY_NONE, 1 },
+	{ "GET", "/api/v1/ready", h_ready, BODY_NONE, 1 },
+	{ "GET", "/api/v1/status", h_status, BODY_NONE, 0 },
+	{ "GET", "/api/v1/proxies", h_proxies_list, BODY_NONE, 0 },
+	{ "POST", "/api/v1/proxies", h_proxies_add, BODY_JSON, 0 },
+	{ "POST", "/api/v1/proxies/test", h_proxies_test, BODY_OPT, 0 },
+	{ "GET", "/api/v1/proxies/next", h_proxy_next, BODY_NONE, 0 },
+	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, BODY_NONE, 0 },
+	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, BODY_NONE, 0 },
+	{ "POST", "/api/v1/request", h_request, BODY_JSON, 0 },
+	{ "GET", "/api/v1/config", h_config_get, BODY_NONE, 0 },
+	{ "PUT", "/api/v1/config", h_config_put, BODY_JSON, 0 },
+	{ "GET", "/api/v1/metrics", h_metrics, BODY_NONE, 0 },
+	{ "GET", "/api/v1/rate-limit/metrics", h_rl_metrics, BODY_NONE, 0 },
+	{ "GET", "/api/v1/rate-limit/config", h_rl_config_get, BODY_NONE, 0 },
+	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, BODY_JSON, 0 },
+	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, BODY_NONE,
+	  0 },
+	{ "POST", "/api/v1/proxy/request", h_proxy_request, BODY_JSON, 0 },
+	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, BODY_JSON, 0 },
+	/* Probes and documentation: see "Authentication" in pw-serve(1). */
+	{ "GET", "/metrics", h_prometheus, BODY_NONE, 1 },
+	{ "GET", "/openapi.json", h_openapi, BODY_NONE, 1 },
+	{ "GET", "/docs", h_docs, BODY_NONE, 1 },
+	{ "GET", "/docs/app.js", h_docs_js, BODY_NONE, 1 },
+	{ "GET", "/docs/app.css", h_docs_css, BODY_NONE, 1 },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
+
+const char *
+pw_serve_route(size_t i, const char **method, int *open)
+{
+	if (i >= NROUTES)
+		return NULL;
+	*method = routes[i].method;
+	*open = routes[i].open;
+	return routes[i].path;
+}
 
 /*
  * Whether path matches pattern: 2 exactly, 1 with the {id} segment (then
@@ -1506,20 +2086,25 @@ step_request_id(struct req *q)
 {
 	const char	*v = MHD_lookup_connection_value(q->c,
 			    MHD_HEADER_KIND, "X-Request-ID");
-	unsigned char	 b[16];
+	static _Thread_local struct pw_rng	rng;
+	static _Thread_local int		seeded;
+	static const char			hex[] = "0123456789abcdef";
 
 	if (v != NULL && rid_ok(v)) {
 		snprintf(q->rid, sizeof q->rid, "%s", v);
 		return 0;
 	}
-	if (getrandom(b, sizeof b, 0) != sizeof b) {
-		/* Unique enough for a log line. */
-		uint64_t x = (uint64_t)pw_now_ms() ^ (uint64_t)(uintptr_t)q;
-		memcpy(b, &x, sizeof x);
-		memcpy(b + 8, &x, sizeof x);
+	/* 128 random bits, drawn without a system call per request. */
+	if (!seeded) {
+		pw_rng_seed(&rng, 0);
+		seeded = 1;
 	}
-	for (size_t i = 0; i < sizeof b; i++)
-		snprintf(q->rid + 2 * i, 3, "%02x", b[i]);
+	for (int w = 0; w < 2; w++) {
+		uint64_t x = pw_rng_next(&rng);
+		for (int i = 0; i < 16; i++, x >>= 4)
+			q->rid[w * 16 + i] = hex[x & 15];
+	}
+	q->rid[32] = '\0';
 	return 0;
 }
 
@@ -1569,12 +2154,212 @@ step_route(struct req *q)
 	return 1;
 }
 
-/* Authentication and rate limiting go here, before the handler. */
+/* The methods of the routes of path, as "GET, POST", into b. */
+static void
+path_methods(const char *path, char *b, size_t n)
+{
+	char	param[64];
+	size_t	len = 0;
+	int	best = 0, m;
+
+	b[0] = '\0';
+	for (size_t i = 0; i < NROUTES; i++)
+		if ((m = path_match(routes[i].path, path, param,
+		    sizeof param)) > best)
+			best = m;
+	for (size_t i = 0; best > 0 && i < NROUTES; i++)
+		if (path_match(routes[i].path, path, param, sizeof param) ==
+		    best && len < n)
+			len += snprintf(b + len, n - len, "%s%s", len ? ", " :
+			    "", routes[i].method);
+}
+
+/* Is origin one of the space- or comma-separated list ("*": any)? */
+static int
+origin_listed(const char *list, const char *origin, int *any)
+{
+	size_t	n, ol = strlen(origin);
+
+	*any = 0;
+	for (list += strspn(list, " \t,"); *list != '\0';
+	    list += strspn(list, " \t,")) {
+		n = strcspn(list, " \t,");
+		if (n == 1 && *list == '*') {
+			*any = 1;
+			return 1;
+		}
+		if (n == ol && strncasecmp(list, origin, n) == 0)
+			return 1;
+		list += n;
+	}
+	return 0;
+}
+
+/*
+ * CORS. With no serve.cors_origins (the default) nothing is added, and
+ * browsers keep pages of other origins from reading any response. A
+ * request from a listed Origin gets Access-Control-Allow-Origin; its
+ * preflight (OPTIONS with Access-Control-Request-Method) is answered
+ * here, 204 with the methods of the path, before any API key is asked:
+ * browsers send none with a preflight.
+ */
+static int
+step_cors(struct req *q)
+{
+	const char	*origin = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Origin");
+	int		 any;
+
+	if (origin == NULL)
+		return 0;
+	if (use_ctx(q) != 0)
+		return 1;
+	if (!origin_listed(pw_config_get(q->ctx, "serve.cors_origins", NULL),
+	    origin, &any))
+		return 0;
+	q->cors = any ? "*" : origin;
+	if (strcmp(q->method, "OPTIONS") != 0 ||
+	    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+	    "Access-Control-Request-Method") == NULL)
+		return 0;
+	path_methods(q->path, q->allow, sizeof q->allow);
+	if (q->allow[0] == '\0')
+		return 0;	/* no such path: 404 */
+	add_header(q, "Access-Control-Allow-Methods", q->allow);
+	add_header(q, "Access-Control-Allow-Headers", "Authorization, "
+	    "Content-Type, X-API-Key, X-Request-ID");
+	add_header(q, "Access-Control-Max-Age", "600");
+	reply(q, 204, NULL);
+	return 1;
+}
+
+/* The key a request carries: X-API-Key, else Authorization: Bearer. */
+static const char *
+request_key(struct req *q, size_t *len)
+{
+	const char	*v = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "X-API-Key");
+
+	if (v == NULL) {
+		v = MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+		    "Authorization");
+		if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
+			return NULL;
+		for (v += 7; *v == ' '; v++)
+			;
+	}
+	*len = strcspn(v, " \t");
+	return v;
+}
+
+static void
+unauthorized(struct req *q, const char *why)
+{
+	add_header(q, "WWW-Authenticate", "Bearer realm=\"pw\"");
+	fail(q, 401, "UNAUTHORIZED", NULL, "%s", why);
+}
+
+/*
+ * API keys. Once any key exists (pw serve keys add), or when
+ * serve.require_auth is set, every route but the open ones (probes and
+ * documentation) needs one; a key that is given must be valid, whatever
+ * the route. The key is looked up on every request (an indexed read of
+ * the worker's own connection), so a revoked key stops at once. The
+ * key's id, name and tier stay in q->key for what follows.
+ */
+static int
+step_auth(struct req *q)
+{
+	const char	*k;
+	size_t		 len = 0;
+	int		 any = 0, r;
+
+	if (q->route->open)
+		return 0;
+	k = request_key(q, &len);
+	if (use_ctx(q) != 0)
+		return 1;
+	if (k == NULL) {
+		if (!pw_config_int(q->ctx, "serve.require_auth")) {
+			if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
+				fail_lib(q, r);
+				return 1;
+			}
+			if (!any)
+				return 0;
+		}
+		unauthorized(q, "an API key is needed (X-API-Key or "
+		    "Authorization: Bearer)");
+		return 1;
+	}
+	if ((r = pw_apikey_check(q->ctx, k, len, &q->key)) != 0) {
+		if (r == PW_ENOTFOUND)
+			unauthorized(q, "the API key is not valid");
+		else
+			fail_lib(q, r);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The client, by API key or else by address (X-Forwarded-For only from a
+ * trusted proxy), against its tier and the route's own limit.
+ */
+static int
+step_ratelimit(struct req *q)
+{
+	const union MHD_ConnectionInfo	*ci;
+	const struct pw_rl_config	*c;
+	struct pw_rl_who		 who;
+	char				 client[INET6_ADDRSTRLEN];
+
+	if (!pw_rl_server_enabled(q->srv->rl))
+		return 0;
+	ci = MHD_get_connection_info(q->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	c = pw_rl_server_config_get(q->srv->rl);
+	if (ci != NULL && ci->client_addr != NULL)
+		pw_rl_client(c, ci->client_addr, MHD_lookup_connection_value(
+		    q->c, MHD_HEADER_KIND, "X-Forwarded-For"),
+		    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
+		    "X-Real-IP"), client, sizeof client);
+	else
+		snprintf(client, sizeof client, "unknown");
+	pw_rl_server_config_put(q->srv->rl);
+	who.key = q->key.id != 0 ? q->key.name : NULL;
+	who.tier = q->key.id != 0 && q->key.tier[0] != '\0' ? q->key.tier :
+	    NULL;
+	who.client = client;
+	if (use_ctx(q) != 0)
+		return 1;
+	q->rl_changes = pw_store_total_changes(q->ctx->store);
+	pw_rl_server_check(q->srv->rl, q->ctx->store, &who, q->route->path,
+	    &q->rl, &q->limited);
+	q->rl_changes = pw_store_total_changes(q->ctx->store) - q->rl_changes;
+	if (!q->limited || q->rl.allowed)
+		return 0;
+	if (q->rl.failed)
+		fail(q, 503, "RATE_LIMIT_UNAVAILABLE", NULL, "the rate limiter "
+		    "cannot be reached (ratelimit.fail_mode is closed)");
+	else {
+		cJSON *d = cJSON_CreateObject();
+		add_num(d, "limit", (double)q->rl.limit);
+		add_num(d, "retry_after", (double)((q->rl.retry_ms + 999) /
+		    1000));
+		fail(q, 429, "RATE_LIMIT_EXCEEDED", d, "rate limit of %lld "
+		    "requests exceeded; retry in %lld s",
+		    (long long)q->rl.limit,
+		    (long long)(q->rl.retry_ms + 999) / 1000);
+	}
+	return 1;
+}
 
 static int
 step_json(struct req *q)
 {
-	if (!q->route->body)
+	if (q->route->body == BODY_NONE)
+		return 0;
+	if (q->body.len == 0 && q->route->body == BODY_OPT)
 		return 0;
 	if (q->body.len == 0) {
 		invalid(q, "body", "body: a JSON object is required");
@@ -1604,20 +2389,53 @@ step_handler(struct req *q)
 /* Each step returns 0 to go on, 1 when it has replied. */
 static int (*const pipeline[])(struct req *) = {
 	step_request_id,
+	step_cors,
 	step_body_limit,
 	step_route,
+	step_auth,
+	step_ratelimit,
 	step_json,
 	step_handler,
 };
 
+/*
+ * A request that wrote to the state file (pool, config) has the view
+ * reload before it answers: the next request, on any thread, sees it.
+ */
+static void
+after_write(struct req *q, int64_t changes)
+{
+	struct pw_err	err;
+
+	if (q->ctx == NULL ||
+	    pw_store_total_changes(q->ctx->store) == changes)
+		return;
+	if (pw_view_sync(q->srv->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+}
+
 static void
 run(struct req *q)
 {
-	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++)
+	struct pw_ctx	*ctx = pthread_getspecific(q->srv->key);
+	int64_t		 changes = ctx != NULL ?
+			    pw_store_total_changes(ctx->store) : 0;
+	char		 name[sizeof q->rid + 8];
+
+	for (size_t i = 0; i < sizeof pipeline / sizeof pipeline[0]; i++) {
 		if (pipeline[i](q) != 0 || q->replied)
 			break;
+		/* What lib logs for this request names it. */
+		if (pipeline[i] == step_request_id) {
+			snprintf(name, sizeof name, "serve: %s", q->rid);
+			pw_log_context(name);
+		}
+	}
 	if (!q->replied)
 		fail(q, 500, "INTERNAL_ERROR", NULL, "no response");
+	pw_log_context(NULL);
+	/* The rate limiter's writes (sqlite backend) are not the pool's. */
+	after_write(q, ctx == q->ctx ? changes + q->rl_changes : 0);
 }
 
 /* ---------------------------------------------------------- the daemon */
@@ -1696,10 +2514,12 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 	s->m.sec_count[slot]++;
 	pthread_mutex_unlock(&s->mu);
+	/* The key's name, never the key. */
 	if (s->log)
-		pw_log(PW_LOG_INFO, "serve: %s %s %.200s %u %lldms%s",
+		pw_log(PW_LOG_INFO, "serve: %s %s %.200s %u %lldms%s%s%s",
 		    q->rid[0] ? q->rid : "-", q->method, q->path, q->status,
-		    (long long)ms,
+		    (long long)ms, q->key.id != 0 ? " key=" : "",
+		    q->key.id != 0 ? q->key.name : "",
 		    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
 		    " (connection closed)");
 	cJSON_Delete(q->json);
@@ -1807,10 +2627,17 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		spec = pw_config_get(ctx, "serve.listen", NULL);
 	if ((r = parse_listen(spec, &ss, &sl, &ctx->err)) != 0)
 		return pw_err_prefix(&ctx->err, "--listen");
-	if (!o->insecure && !is_loopback(&ss))
-		return pw_failf(&ctx->err, PW_EUSAGE, "--listen: '%s' is not "
-		    "a loopback address, and the API has no authentication "
-		    "yet (add --insecure to serve it anyway)", spec);
+	if (!o->insecure && !is_loopback(&ss)) {
+		int any = 0;
+
+		if ((r = pw_apikey_any(ctx, &any)) != 0)
+			return r;
+		if (!any)
+			return pw_failf(&ctx->err, PW_EUSAGE, "--listen: '%s' "
+			    "is not a loopback address, and no API key exists "
+			    "(make one with pw serve keys add, or add "
+			    "--insecure to serve it anyway)", spec);
+	}
 	/*
 	 * libcurl too, now: its global set-up is not thread-safe. So are
 	 * the lazy tables of lib: fill them before there are threads.
@@ -1822,6 +2649,10 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		return r;
 	s = pw_xcalloc(1, sizeof *s);
 	s->fd = -1;
+	if ((r = pw_rl_server_new(ctx, &s->rl)) != 0) {
+		free(s);
+		return r;
+	}
 	pthread_mutex_init(&s->mu, NULL);
 	if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one,
@@ -1859,15 +2690,28 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;
 	s->log = o->log_requests;
 	cores = sysconf(_SC_NPROCESSORS_ONLN);
-	s->threads = o->threads ? o->threads : cores > 2 ? 2 * cores : 4;
+	/*
+	 * A proxied request holds its worker until the target answered:
+	 * many more workers than cores, or a few slow targets stall all.
+	 */
+	if (cores < 1)
+		cores = 1;
+	s->threads = o->threads ? o->threads : cores * 32 > 256 ? 256 :
+	    cores * 32 < 32 ? 32 : (unsigned int)cores * 32;
 	s->started_ms = pw_mono_ms();
+	/* The pool in memory, before any request can ask for it. */
+	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
+	    &ctx->err)) != 0)
+		goto fail;
 	if (pthread_key_create(&s->key, ctx_free) != 0) {
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
 	}
-	s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-	    MHD_USE_ITC | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ?
-	    MHD_USE_IPv6 : 0), 0, NULL, NULL, on_request, s,
+	/* epoll, and reads and writes tried before readiness is polled. */
+	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
+	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
+	    (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
+	    on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, s->threads,
@@ -1881,12 +2725,21 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		    "server on %s", spec);
 		goto fail;
 	}
+	if ((r = pw_housekeep_start(state, s->cfg, s->view, &s->hk,
+	    &ctx->err)) != 0) {
+		MHD_stop_daemon(s->d);
+		pthread_key_delete(s->key);
+		s->fd = -1;	/* closed by MHD */
+		goto fail;
+	}
 	*out = s;
 	return 0;
 fail:
 	if (s->fd >= 0)
 		close(s->fd);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
+	pw_rl_server_free(s->rl);
 	free(s->state);
 	free(s);
 	return r;
@@ -1918,7 +2771,533 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	/* Joins the workers; each closes its context as it ends. */
 	MHD_stop_daemon(s->d);
 	pthread_key_delete(s->key);
+	/* Then what the requests left in memory goes to the file. */
+	pw_housekeep_stop(s->hk);
+	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
+	pw_rl_server_free(s->rl);
 	free(s->state);
 	free(s);
+}
+
+/* ------------------------------------------------- rate-limit config */
+
+/* A name from the input, fit for a one-line message. */
+static const char *
+shown(const char *s, char *buf, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < n; i++)
+		buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' :
+		    s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+#define RL_LIMIT_MAX	1000000000
+#define RL_WINDOW_MAX	86400
+
+/*
+ * limit and window (seconds) of j: a number, or {"limit", "window"} (and
+ * "name", for a tier).
+ */
+static int
+rl_limit(const cJSON *j, const char *where, int tier, struct pw_rl_limit *l,
+    struct pw_err *err)
+{
+	const cJSON	*lim = j, *win = NULL;
+	char		 name[64];
+
+	l->window_ms = 60000;
+	if (json_is(j, cJSON_Object)) {
+		for (const cJSON *m = j->child; m != NULL; m = m->next)
+			if (strcmp(m->string, "limit") != 0 &&
+			    strcmp(m->string, "window") != 0 &&
+			    (!tier || strcmp(m->string, "name") != 0))
+				return pw_failf(err, PW_EUSAGE, "%s.%s: "
+				    "unknown field (want %slimit, window)",
+				    where, shown(m->string, name, sizeof name),
+				    tier ? "name, " : "");
+		lim = cJSON_GetObjectItemCaseSensitive(j, "limit");
+		win = cJSON_GetObjectItemCaseSensitive(j, "window");
+	}
+	/* null: unlimited */
+	if (lim == NULL || json_is(lim, cJSON_NULL))
+		l->limit = 0;
+	else if (!json_is(lim, cJSON_Number) || lim->valuedouble < 0 ||
+	    lim->valuedouble > RL_LIMIT_MAX ||
+	    lim->valuedouble != (double)(int64_t)lim->valuedouble)
+		return pw_failf(err, PW_EUSAGE, "%s%s: want an integer from "
+		    "0 (unlimited) to %d", where, lim == j ? "" : ".limit",
+		    RL_LIMIT_MAX);
+	else
+		l->limit = (int64_t)lim->valuedouble;
+	if (win != NULL && !json_is(win, cJSON_NULL)) {
+		if (!json_is(win, cJSON_Number) || win->valuedouble < 1 ||
+		    win->valuedouble > RL_WINDOW_MAX ||
+		    win->valuedouble != (double)(int64_t)win->valuedouble)
+			return pw_failf(err, PW_EUSAGE, "%s.window: want "
+			    "seconds from 1 to %d", where, RL_WINDOW_MAX);
+		l->window_ms = (int64_t)win->valuedouble * 1000;
+	}
+	return 0;
+}
+
+/* An array of strings into *out (replacing it); each checked by ok. */
+static int
+rl_strings(const cJSON *j, const char *where, char ***out, size_t *n,
+    int (*ok)(const char *), const char *want, struct pw_err *err)
+{
+	size_t	i = 0;
+
+	if (!json_is(j, cJSON_Array))
+		return pw_failf(err, PW_EUSAGE, "%s: want an array of "
+		    "strings, not %s", where, type_name(j));
+	for (size_t k = 0; k < *n; k++)
+		free((*out)[k]);
+	free(*out);
+	*out = NULL;
+	*n = 0;
+	for (const cJSON *m = j->child; m != NULL; m = m->next, i++) {
+		if (!json_is(m, cJSON_String) || !ok(m->valuestring))
+			return pw_failf(err, PW_EUSAGE, "%s[%zu]: want %s",
+			    where, i, want);
+		*out = pw_xrealloc(*out, (*n + 1) * sizeof **out);
+		(*out)[(*n)++] = pw_xstrdup(m->valuestring);
+	}
+	return 0;
+}
+
+static int
+rl_whitelist_ok(const char *s)
+{
+	struct pw_rl_net	n;
+
+	return (strncmp(s, "key:", 4) == 0 && s[4] != '\0') ||
+	    pw_rl_net_parse(s, &n) == 0;
+}
+
+static int
+rl_net_ok(const char *s)
+{
+	struct pw_rl_net	n;
+
+	return pw_rl_net_parse(s, &n) == 0;
+}
+
+static int
+rl_tier_name_ok(const char *s)
+{
+	return *s != '\0' && strlen(s) <= 64 && strspn(s,
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	    "-_.") == strlen(s);
+}
+
+static int
+rl_parse(const cJSON *root, struct pw_rl_config *c, struct pw_err *err)
+{
+	const cJSON	*j;
+	char		 where[300], nbuf[200], **nets = NULL;
+	size_t		 nnets = 0;
+	int		 r;
+
+	if (!json_is(root, cJSON_Object))
+		return pw_failf(err, PW_EUSAGE, "want a JSON object, not %s",
+		    type_name(root));
+	for (j = root->child; j != NULL; j = j->next)
+		if (strcmp(j->string, "default_tier") != 0 &&
+		    strcmp(j->string, "tiers") != 0 &&
+		    strcmp(j->string, "endpoints") != 0 &&
+		    strcmp(j->string, "whitelist") != 0 &&
+		    strcmp(j->string, "trusted_proxies") != 0)
+			return pw_failf(err, PW_EUSAGE, "%s: unknown field "
+			    "(want default_tier, tiers, endpoints, whitelist, "
+			    "trusted_proxies)", shown(j->string, where,
+			    64));
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "tiers")) != NULL) {
+		size_t i = 0;
+
+		if (!json_is(j, cJSON_Array) || j->child == NULL)
+			return pw_failf(err, PW_EUSAGE, "tiers: want a "
+			    "non-empty array of {name, limit, window}");
+		for (size_t k = 0; k < c->ntiers; k++)
+			free(c->tiers[k].name);
+		free(c->tiers);
+		c->tiers = NULL;
+		c->ntiers = 0;
+		for (const cJSON *t = j->child; t != NULL; t = t->next, i++) {
+			const cJSON *name;
+			struct pw_rl_limit l;
+
+			snprintf(where, sizeof where, "tiers[%zu]", i);
+			if (!json_is(t, cJSON_Object))
+				return pw_failf(err, PW_EUSAGE, "%s: want an "
+				    "object {name, limit, window}", where);
+			name = cJSON_GetObjectItemCaseSensitive(t, "name");
+			if (!json_is(name, cJSON_String) ||
+			    !rl_tier_name_ok(name->valuestring))
+				return pw_failf(err, PW_EUSAGE, "%s.name: want "
+				    "a name of letters, digits, - _ .", where);
+			if (cJSON_GetObjectItemCaseSensitive(t, "limit") ==
+			    NULL)
+				return pw_failf(err, PW_EUSAGE, "%s.limit: "
+				    "missing (0 or null: unlimited)", where);
+			if ((r = rl_limit(t, where, 1, &l, err)) != 0)
+				return r;
+			c->tiers = pw_xrealloc(c->tiers, (c->ntiers + 1) *
+			    sizeof *c->tiers);
+			c->tiers[c->ntiers].name =
+			    pw_xstrdup(name->valuestring);
+			c->tiers[c->ntiers++].lim = l;
+		}
+		free(c->default_tier);
+		c->default_tier = pw_xstrdup(c->tiers[0].name);
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "default_tier")) !=
+	    NULL) {
+		if (!json_is(j, cJSON_String))
+			return pw_failf(err, PW_EUSAGE, "default_tier: want "
+			    "a tier's name, not %s", type_name(j));
+		free(c->default_tier);
+		c->default_tier = pw_xstrdup(shown(j->valuestring, nbuf,
+		    sizeof nbuf));
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "endpoints")) !=
+	    NULL) {
+		if (!json_is(j, cJSON_Object))
+			return pw_failf(err, PW_EUSAGE, "endpoints: want an "
+			    "object of path: limit");
+		/* Over the built-in ones: a path given replaces its own. */
+		for (const cJSON *e = j->child; e != NULL; e = e->next) {
+			struct pw_rl_endpoint *ep = NULL;
+			struct pw_rl_limit l;
+
+			snprintf(where, sizeof where, "endpoints.%s",
+			    shown(e->string, nbuf, sizeof nbuf));
+			if (e->string[0] != '/')
+				return pw_failf(err, PW_EUSAGE, "%s: a path "
+				    "starts with /", where);
+			if ((r = rl_limit(e, where, 0, &l, err)) != 0)
+				return r;
+			for (size_t k = 0; k < c->nendpoints; k++)
+				if (strcmp(c->endpoints[k].path, e->string) ==
+				    0)
+					ep = &c->endpoints[k];
+			if (ep == NULL) {
+				c->endpoints = pw_xrealloc(c->endpoints,
+				    (c->nendpoints + 1) * sizeof *c->endpoints);
+				ep = &c->endpoints[c->nendpoints++];
+				ep->path = pw_xstrdup(e->string);
+			}
+			ep->lim = l;
+		}
+	}
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "whitelist")) != NULL &&
+	    (r = rl_strings(j, "whitelist", &c->whitelist, &c->nwhitelist,
+	    rl_whitelist_ok, "an address, a network or key:NAME", err)) != 0)
+		return r;
+	if ((j = cJSON_GetObjectItemCaseSensitive(root, "trusted_proxies")) !=
+	    NULL) {
+		if ((r = rl_strings(j, "trusted_proxies", &nets, &nnets,
+		    rl_net_ok, "an address or a network", err)) == 0)
+			for (size_t k = 0; k < nnets; k++) {
+				c->trusted = pw_xrealloc(c->trusted,
+				    (c->ntrusted + 1) * sizeof *c->trusted);
+				pw_rl_net_parse(nets[k],
+				    &c->trusted[c->ntrusted++]);
+			}
+		for (size_t k = 0; k < nnets; k++)
+			free(nets[k]);
+		free(nets);
+		if (r != 0)
+			return r;
+	}
+	return pw_rl_config_check(c, err);
+}
+
+/*
+ * Parse a rate-limit configuration (the file of ratelimit.config, or the
+ * body of PUT /api/v1/rate-limit/config) over the built-in one into *c.
+ * Errors name the field. Here because JSON is read only in api.c.
+ */
+int
+pw_rl_config_parse(const char *json, size_t len, struct pw_rl_config *c,
+    struct pw_err *err)
+{
+	cJSON	*root;
+	int	 r;
+
+	pw_rl_config_default(c);
+	if ((r = pw_cjson_init(err)) != 0)
+		return r;
+	if ((root = cJSON_ParseWithLength(json, len)) == NULL) {
+		pw_rl_config_release(c);
+		return pw_failf(err, PW_EUSAGE, "not valid JSON");
+	}
+	if ((r = rl_parse(root, c, err)) != 0)
+		pw_rl_config_release(c);
+	cJSON_Delete(root);
+	return r;
+}
+
+/* ------------------------------------------ rate-limit endpoints */
+
+static cJSON *
+rl_limit_json(const struct pw_rl_limit *l)
+{
+	cJSON	*o = cJSON_CreateObject();
+
+	cJSON_AddItemToObject(o, "limit", l->limit ?
+	    cJSON_CreateNumber((double)l->limit) : cJSON_CreateNull());
+	add_num(o, "window", (double)(l->window_ms / 1000));
+	return o;
+}
+
+static void
+net_text(const struct pw_rl_net *n, char *buf, size_t len)
+{
+	char	a[INET6_ADDRSTRLEN] = "";
+
+	if (n->addr.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&n->addr)->
+		    sin_addr, a, sizeof a);
+	else
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&n->addr)->
+		    sin6_addr, a, sizeof a);
+	snprintf(buf, len, "%s/%d", a, n->bits);
+}
+
+static cJSON *
+rl_config_json(struct pw_server *s)
+{
+	const struct pw_rl_config	*c = pw_rl_server_config_get(s->rl);
+	cJSON				*o = cJSON_CreateObject(), *a, *e;
+	char				 net[INET6_ADDRSTRLEN + 8];
+
+	add_bool(o, "enabled", pw_rl_server_enabled(s->rl));
+	add_str(o, "backend", pw_rl_server_backend(s->rl));
+	add_str(o, "default_tier", c->default_tier);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->ntiers; i++) {
+		e = rl_limit_json(&c->tiers[i].lim);
+		add_str(e, "name", c->tiers[i].name);
+		cJSON_AddItemToArray(a, e);
+	}
+	cJSON_AddItemToObject(o, "tiers", a);
+	e = cJSON_CreateObject();
+	for (size_t i = 0; i < c->nendpoints; i++)
+		cJSON_AddItemToObject(e, c->endpoints[i].path,
+		    rl_limit_json(&c->endpoints[i].lim));
+	cJSON_AddItemToObject(o, "endpoints", e);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->nwhitelist; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(c->whitelist[i]));
+	cJSON_AddItemToObject(o, "whitelist", a);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < c->ntrusted; i++) {
+		net_text(&c->trusted[i], net, sizeof net);
+		cJSON_AddItemToArray(a, cJSON_CreateString(net));
+	}
+	cJSON_AddItemToObject(o, "trusted_proxies", a);
+	pw_rl_server_config_put(s->rl);
+	return o;
+}
+
+/*
+ * The rate-limit configuration is an administrator's: once keys exist, a
+ * key of tier "admin". Without keys (nor serve.require_auth) the whole
+ * API is open, and on loopback unless --insecure.
+ */
+static int
+rl_admin(struct req *q)
+{
+	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
+		return 1;
+	fail(q, 403, "FORBIDDEN", NULL, "the rate-limit configuration is "
+	    "for keys of tier admin");
+	return 0;
+}
+
+/* GET /api/v1/rate-limit/config */
+static int
+h_rl_config_get(struct req *q)
+{
+	if (!rl_admin(q))
+		return 0;
+	return reply(q, 200, rl_config_json(q->srv));
+}
+
+/*
+ * PUT /api/v1/rate-limit/config: a whole configuration (over the built-in
+ * one), in force for the next request; counts are kept. Not written to
+ * the file: it lasts until the file changes or pw serve reloads it.
+ */
+static int
+h_rl_config_put(struct req *q)
+{
+	struct pw_rl_config	 c;
+	struct pw_err		 err = { 0, "" };
+	char			 field[128];
+	size_t			 n;
+
+	if (!rl_admin(q))
+		return 0;
+	pw_rl_config_default(&c);
+	if (rl_parse(q->json, &c, &err) != 0) {
+		pw_rl_config_release(&c);
+		n = strcspn(err.msg, ":");
+		snprintf(field, sizeof field, "%.*s", (int)(err.msg[n] ? n :
+		    4), err.msg[n] ? err.msg : "body");
+		return invalid(q, field, "%s", err.msg);
+	}
+	pw_rl_server_set(q->srv->rl, &c);
+	return reply(q, 200, rl_config_json(q->srv));
+}
+
+static cJSON *
+rl_counts_json(const struct pw_rl_count *c, size_t n, const char *key)
+{
+	cJSON	*a = cJSON_CreateArray(), *o;
+
+	for (size_t i = 0; i < n; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, key, c[i].name);
+		add_num(o, "checks", (double)c[i].checks);
+		add_num(o, "throttled", (double)c[i].throttled);
+		cJSON_AddItemToArray(a, o);
+	}
+	return a;
+}
+
+/* GET /api/v1/rate-limit/metrics */
+static int
+h_rl_metrics(struct req *q)
+{
+	struct pw_rl_stats	 st;
+	cJSON			*d = cJSON_CreateObject(), *a, *o;
+
+	pw_rl_server_stats(q->srv->rl, &st);
+	add_bool(d, "enabled", pw_rl_server_enabled(q->srv->rl));
+	add_str(d, "backend", pw_rl_server_backend(q->srv->rl));
+	add_num(d, "checks", (double)st.checks);
+	add_num(d, "throttled", (double)st.throttled);
+	add_num(d, "exempt", (double)st.exempt);
+	add_num(d, "backend_failures", (double)st.failures);
+	add_num(d, "mean_check_us", st.checks ? st.seconds * 1e6 /
+	    (double)st.checks : 0);
+	cJSON_AddItemToObject(d, "by_tier", rl_counts_json(st.tiers,
+	    st.ntiers, "tier"));
+	cJSON_AddItemToObject(d, "by_endpoint", rl_counts_json(st.endpoints,
+	    st.nendpoints, "endpoint"));
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < st.ntop; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, "identifier", st.top[i].name);
+		add_num(o, "throttled", (double)st.top[i].throttled);
+		cJSON_AddItemToArray(a, o);
+	}
+	cJSON_AddItemToObject(d, "top_throttled", a);
+	pw_rl_stats_release(&st);
+	return reply(q, 200, d);
+}
+
+/*
+ * GET /api/v1/rate-limit/status/{identifier}: "key:NAME" or an address;
+ * ?tier= for a key's tier (default: the default tier). Counts nothing.
+ */
+static int
+h_rl_status(struct req *q)
+{
+	struct pw_rl_verdict	*v;
+	char			**names;
+	size_t			  n;
+	const char		 *tier = query(q, "tier");
+	cJSON			 *d, *a, *o;
+	int			  r;
+
+	if (use_ctx(q) != 0)
+		return 0;
+	if ((r = pw_rl_server_status(q->srv->rl, q->ctx->store, q->param,
+	    tier, &names, &v, &n, &q->ctx->err)) != 0) {
+		for (size_t i = 0; i < n; i++)
+			free(names[i]);
+		free(names);
+		free(v);
+		return fail_lib(q, r);
+	}
+	d = cJSON_CreateObject();
+	add_str(d, "identifier", q->param);
+	a = cJSON_CreateArray();
+	for (size_t i = 0; i < n; i++) {
+		o = cJSON_CreateObject();
+		add_str(o, "scope", names[i]);
+		if (v[i].limit == 0)
+			cJSON_AddItemToObject(o, "limit", cJSON_CreateNull());
+		else {
+			add_num(o, "limit", (double)v[i].limit);
+			add_num(o, "remaining", (double)v[i].remaining);
+			add_num(o, "reset", (double)((v[i].reset_ms + 999) /
+			    1000));
+		}
+		add_bool(o, "allowed", v[i].allowed);
+		cJSON_AddItemToArray(a, o);
+		free(names[i]);
+	}
+	cJSON_AddItemToObject(d, "counters", a);
+	free(names);
+	free(v);
+	return reply(q, 200, d);
+}
+
+/* The limiter's lines of GET /metrics. */
+static void
+rl_prometheus(struct pw_server *s, struct pw_buf *b)
+{
+	struct pw_rl_stats	st;
+	int64_t			cum = 0;
+
+	pw_rl_server_stats(s->rl, &st);
+	pw_buf_adds(b, "# HELP pw_ratelimit_requests_total Requests the rate "
+	    "limiter checked, by tier.\n"
+	    "# TYPE pw_ratelimit_requests_total counter\n");
+	for (size_t i = 0; i < st.ntiers; i++)
+		pw_buf_addf(b, "pw_ratelimit_requests_total{tier=\"%s\"} "
+		    "%lld\n", st.tiers[i].name, (long long)st.tiers[i].checks);
+	pw_buf_adds(b, "# HELP pw_ratelimit_throttled_total Requests refused "
+	    "with 429, by tier.\n"
+	    "# TYPE pw_ratelimit_throttled_total counter\n");
+	for (size_t i = 0; i < st.ntiers; i++)
+		pw_buf_addf(b, "pw_ratelimit_throttled_total{tier=\"%s\"} "
+		    "%lld\n", st.tiers[i].name,
+		    (long long)st.tiers[i].throttled);
+	pw_buf_adds(b, "# HELP pw_ratelimit_check_duration_seconds Time of "
+	    "one rate-limit check.\n"
+	    "# TYPE pw_ratelimit_check_duration_seconds histogram\n");
+	for (int i = 0; i < PW_RL_HIST; i++) {
+		cum += st.hist[i];
+		pw_buf_addf(b, "pw_ratelimit_check_duration_seconds_bucket"
+		    "{le=\"%g\"} %lld\n", pw_rl_hist_le[i], (long long)cum);
+	}
+	pw_buf_addf(b, "pw_ratelimit_check_duration_seconds_bucket"
+	    "{le=\"+Inf\"} %lld\n"
+	    "pw_ratelimit_check_duration_seconds_sum %.9f\n"
+	    "pw_ratelimit_check_duration_seconds_count %lld\n",
+	    (long long)st.checks, st.seconds, (long long)st.checks);
+	pw_rl_stats_release(&st);
+}
+
+void
+pw_serve_reload(struct pw_server *s)
+{
+	struct pw_err	err = { 0, "" };
+
+	atomic_fetch_add(&s->hup, 1);
+	if (pw_view_sync(s->view, 1, &err) != 0)
+		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
+	pw_housekeep_reload(s->hk);
+	/* The rate-limit file too; a bad one keeps what is in force. */
+	if (pw_rl_server_reload(s->rl, &err) != 0)
+		pw_log(PW_LOG_ERROR, "%s (the configuration in force is "
+		    "kept)", err.msg);
 }

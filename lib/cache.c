@@ -106,9 +106,11 @@ struct pw_warm {
 	struct pw_warm_counts	 c;
 	struct pend		*pend;
 	int64_t			*flush_ids;	/* id of each pending one */
+	struct pw_row		*rows;		/* their rows, while flushing */
 	int			 tuned;		/* pw_store_bulk done */
 	size_t			 npend, batch;
 	int			 need_key;
+	int			 pending;	/* new ones wait for a check */
 	struct idset		 seen;
 	int64_t			*ids;
 	size_t			 nids, capids;
@@ -125,6 +127,7 @@ pw_warm_new(struct pw_ctx *ctx)
 		w->batch = 1;
 	w->pend = pw_xcalloc(w->batch, sizeof *w->pend);
 	w->flush_ids = pw_xcalloc(w->batch, sizeof *w->flush_ids);
+	w->rows = pw_xcalloc(w->batch, sizeof *w->rows);
 	return w;
 }
 
@@ -146,6 +149,7 @@ pw_warm_free(struct pw_warm *w)
 		pend_release(&w->pend[i]);
 	free(w->pend);
 	free(w->flush_ids);
+	free(w->rows);
 	pw_ingest_free(w->in);
 	free(w->seen.slot);
 	free(w->ids);
@@ -181,7 +185,7 @@ flush(struct pw_warm *w)
 		return 0;
 	if (w->need_key && (r = pw_ctx_key(ctx, 1)) != 0)
 		return r;
-	rows = pw_xcalloc(n, sizeof *rows);
+	rows = w->rows;
 	for (i = 0; i < n; i++) {
 		struct pend *p = &w->pend[i];
 		memset(&m, 0, sizeof m);
@@ -206,6 +210,10 @@ flush(struct pw_warm *w)
 	if ((r = pw_store_max_id(ctx->store, &max_before, &ctx->err)) != 0 ||
 	    (r = pw_store_proxy_insert_many(ctx->store, rows, n,
 	    w->flush_ids, &ctx->err)) != 0)
+		goto fail;
+	/* In the same transaction: never seen eligible, not for a moment. */
+	if (w->pending && (r = pw_store_proxy_pend(ctx->store, max_before,
+	    &ctx->err)) != 0)
 		goto fail;
 	for (i = 0; i < n; i++) {
 		id = w->flush_ids[i];
@@ -240,7 +248,6 @@ fail:
 out:
 	for (i = 0; i < n; i++)
 		pw_pool_row_release(&rows[i]);
-	free(rows);
 	return r;
 }
 
@@ -301,6 +308,12 @@ pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c)
 		return r;
 	*c = w->c;
 	return 0;
+}
+
+void
+pw_warm_pending(struct pw_warm *w, int on)
+{
+	w->pending = on;
 }
 
 int
@@ -552,30 +565,48 @@ scan_row(void *arg, const struct pw_row *r)
 	return 0;
 }
 
+/* Remove the proxies `what` says, EVICT_BATCH a transaction; *n counts. */
+static int
+evict_all(struct pw_ctx *ctx, int what, int64_t now, int64_t *n)
+{
+	int64_t	k;
+	int	r;
+
+	*n = 0;
+	do {
+		if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
+			return r;
+		if ((r = pw_store_evict(ctx->store, what, now, EVICT_BATCH, &k,
+		    &ctx->err)) != 0 || (k > 0 &&
+		    (r = pw_store_stat_add(ctx->store, evict_stats[what], k,
+		    &ctx->err)) != 0)) {
+			pw_store_rollback(ctx->store);
+			return r;
+		}
+		if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
+			return r;
+		*n += k;
+	} while (k == EVICT_BATCH);
+	return 0;
+}
+
+int
+pw_cache_prune_expired(struct pw_ctx *ctx, int64_t *removed)
+{
+	return evict_all(ctx, PW_EVICT_TTL, pw_now(), removed);
+}
+
 int
 pw_cache_prune(struct pw_ctx *ctx, int64_t removed[PW_EVICT_COUNT])
 {
 	static const int	 what[2] = { PW_EVICT_TTL, PW_EVICT_HEALTH };
 	struct scan_arg		 sa;
-	int64_t			 got[PW_EVICT_COUNT] = { 0 }, k, now = pw_now();
+	int64_t			 got[PW_EVICT_COUNT] = { 0 }, now = pw_now();
 	int			 r;
 
-	for (int w = 0; w < 2; w++) {
-		do {
-			if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
-				return r;
-			if ((r = pw_store_evict(ctx->store, what[w], now,
-			    EVICT_BATCH, &k, &ctx->err)) != 0 ||
-			    (k > 0 && (r = pw_store_stat_add(ctx->store,
-			    evict_stats[what[w]], k, &ctx->err)) != 0)) {
-				pw_store_rollback(ctx->store);
-				return r;
-			}
-			if ((r = pw_store_commit(ctx->store, &ctx->err)) != 0)
-				return r;
-			got[what[w]] += k;
-		} while (k == EVICT_BATCH);
-	}
+	for (int w = 0; w < 2; w++)
+		if ((r = evict_all(ctx, what[w], now, &got[what[w]])) != 0)
+			return r;
 	/* Rows that cannot be read; credentials too when the key is here. */
 	memset(&sa, 0, sizeof sa);
 	sa.ctx = ctx;

@@ -10,9 +10,13 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ratelimit.h"
+
+/* How a secret setting is shown where settings are listed. */
+enum { SECRET_NONE, SECRET_ALL, SECRET_URL };
 
 enum type { T_INT, T_REAL, T_DURATION, T_ENUM, T_STRING, T_BOOL,
-    T_STRATEGY, T_URLS, T_USERS };
+    T_STRATEGY, T_URLS, T_USERS, T_RATE, T_MS, T_ORIGINS };
 
 #define INNER "round-robin random weighted least-used performance"
 
@@ -23,7 +27,39 @@ struct key {
 	double		 min, max;
 	const char	*values;	/* T_ENUM: space-separated */
 	const char	*help;
+	/* T_STRING: a further check, and what it wants when it fails */
+	int		(*ok)(const char *);
+	const char	*want;
+	const char	*env_alias;	/* read when PW_A__B is not set */
+	int		 secret;	/* how it is shown where listed */
 };
+
+static int
+redis_url_ok(const char *v)
+{
+	return pw_rl_redis_url_ok(v);
+}
+
+/* Addresses and networks, separated by commas or spaces; empty: none. */
+static int
+nets_ok(const char *v)
+{
+	struct pw_rl_net	net;
+	char			tok[64];
+	size_t			n;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		if (n >= sizeof tok)
+			return 0;
+		memcpy(tok, v, n);
+		tok[n] = '\0';
+		if (pw_rl_net_parse(tok, &net) != 0)
+			return 0;
+		v += n;
+	}
+	return 1;
+}
 
 static const struct key keys[] = {
 	{ "strategy", T_STRATEGY, "round-robin", 0, 0,
@@ -56,6 +92,12 @@ static const struct key keys[] = {
 	  "connect timeout of pw fetch, seconds" },
 	{ "fetch.retries", T_INT, "3", 1, 100, NULL,
 	  "proxies pw fetch tries before giving up" },
+	{ "fetch.rate_per_host", T_RATE, "0", 0, 0, NULL,
+	  "most requests pw fetch sends to one target host, as N/DURATION "
+	  "(10/s, 100/1m, at most a day; 0: no cap), across processes" },
+	{ "fetch.rate_per_proxy", T_RATE, "0", 0, 0, NULL,
+	  "most requests pw fetch sends through one proxy, as N/DURATION; "
+	  "one over it is passed over" },
 	{ "health.url", T_URLS, "", 0, 0, NULL,
 	  "judge URL pw health requests through each proxy" },
 	{ "health.urls", T_URLS, "", 0, 0, NULL,
@@ -80,6 +122,69 @@ static const struct key keys[] = {
 	{ "serve.gateway_users", T_USERS, "", 0, 0, NULL,
 	  "who may use the gateway: USER:PASSWORD, comma-separated (stored "
 	  "hashed)" },
+	{ "serve.delegate_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "how long a client may reuse a proxy it was handed (ttl_seconds)" },
+	{ "service.endpoints", T_URLS, "", 0, 0, NULL,
+	  "pw serve URLs to delegate selection to, tried in order" },
+	{ "service.enabled", T_BOOL, "true", 0, 0, NULL,
+	  "delegate to service.endpoints when they are set" },
+	{ "service.auth", T_ENUM, "none", 0, 0, "none api-key bearer mtls",
+	  "how pw proves who it is to the service" },
+	{ "service.key", T_STRING, "", 0, 0, NULL,
+	  "API key or bearer token (better in PW_SERVICE__KEY)", NULL, NULL,
+	  NULL, SECRET_ALL },
+	{ "service.cert", T_STRING, "", 0, 0, NULL,
+	  "client certificate file for mtls (PEM)" },
+	{ "service.cert_key", T_STRING, "", 0, 0, NULL,
+	  "private key file of service.cert (PEM)" },
+	{ "service.ca", T_STRING, "", 0, 0, NULL,
+	  "CA file that signed the service's certificate" },
+	{ "service.client_id", T_STRING, "", 0, 0, NULL,
+	  "name sent to the service (empty: the host name)" },
+	{ "service.timeout", T_MS, "300ms", 10, 60000, NULL,
+	  "time one call to the service may take" },
+	{ "service.retries", T_INT, "2", 0, 10, NULL,
+	  "calls retried on an endpoint, with backoff and jitter" },
+	{ "service.cache_ttl", T_DURATION, "60", 0, 86400, NULL,
+	  "longest reuse of a service's answer (0: never reuse)" },
+	{ "service.breaker_threshold", T_INT, "3", 1, 1000, NULL,
+	  "failed calls in a row that open an endpoint's breaker" },
+	{ "service.breaker_timeout", T_DURATION, "30", 1, 86400, NULL,
+	  "how long an open breaker waits before one trial call" },
+	{ "service.outbox_max", T_INT, "10000", 1, 10000000, NULL,
+	  "outcomes kept for the service; the oldest are dropped" },
+	{ "ratelimit.enabled", T_BOOL, "true", 0, 0, NULL,
+	  "pw serve limits how often each client may call it" },
+	{ "ratelimit.backend", T_ENUM, "memory", 0, 0, "memory sqlite redis",
+	  "where pw serve counts: memory (one process), sqlite (the state "
+	  "file: every server of a host), redis (every host)" },
+	{ "ratelimit.redis_url", T_STRING, "redis://127.0.0.1:6379/0", 0, 0,
+	  NULL, "the Redis of the redis backend (a password only in the "
+	  "environment)", redis_url_ok,
+	  "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]", NULL, SECRET_URL },
+	{ "ratelimit.fail_mode", T_ENUM, "open", 0, 0, "open closed",
+	  "when the backend fails: let requests through (open) or refuse "
+	  "them (closed)" },
+	{ "ratelimit.config", T_STRING, "", 0, 0, NULL,
+	  "JSON file of tiers, endpoint limits and whitelist "
+	  "(also $PW_RATELIMIT_CONFIG)", NULL, NULL, "PW_RATELIMIT_CONFIG" },
+	{ "ratelimit.trusted_proxies", T_STRING, "", 0, 0, NULL,
+	  "addresses or networks (comma-separated) whose X-Forwarded-For "
+	  "and X-Real-IP pw serve believes", nets_ok,
+	  "addresses or networks like 10.0.0.0/8, comma-separated" },
+	{ "serve.require_auth", T_BOOL, "false", 0, 0, NULL,
+	  "pw serve asks for an API key even when none exists" },
+	{ "serve.allow_private_targets", T_BOOL, "false", 0, 0, NULL,
+	  "POST /api/v1/request may fetch loopback and private addresses" },
+	{ "serve.cors_origins", T_ORIGINS, "", 0, 0, NULL,
+	  "origins browsers may call pw serve from, space-separated "
+	  "(* for any)" },
+	{ "serve.health_interval", T_DURATION, "0", 0, 86400 * 30, NULL,
+	  "how often pw serve health-checks the pool (0: never)" },
+	{ "serve.flush_interval", T_DURATION, "1", 1, 3600, NULL,
+	  "how often pw serve writes outcomes held in memory, seconds" },
+	{ "serve.prune_interval", T_DURATION, "1m", 0, 86400 * 30, NULL,
+	  "how often pw serve removes expired proxies (0: never)" },
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -94,6 +199,7 @@ static const char *const type_names[] = {
 	[T_INT] = "int", [T_REAL] = "real", [T_DURATION] = "duration",
 	[T_ENUM] = "enum", [T_STRING] = "string", [T_BOOL] = "bool",
 	[T_STRATEGY] = "enum", [T_URLS] = "string", [T_USERS] = "string",
+	[T_RATE] = "rate", [T_MS] = "duration", [T_ORIGINS] = "string",
 };
 
 const struct pw_config_key *
@@ -105,6 +211,7 @@ pw_config_keys(void)
 			pub[i].type = type_names[keys[i].type];
 			pub[i].def = keys[i].def;
 			pub[i].help = keys[i].help;
+			pub[i].secret = keys[i].secret;
 		}
 	}
 	return pub;
@@ -230,12 +337,76 @@ check_users(const struct key *k, const char *v, char **canon,
 	return 0;
 }
 
+int
+pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms)
+{
+	const char	*slash = strchr(s, '/');
+	char		 num[24], unit[24];
+	int64_t		 n, secs;
+	size_t		 len, ulen;
+	int		 bare;
+
+	*limit = *window_ms = 0;
+	if (slash == NULL)
+		return strcmp(s, "0") == 0 ? 0 : -1;
+	len = slash - s;
+	ulen = strlen(slash + 1);
+	if (len == 0 || len >= sizeof num || ulen == 0 || ulen > 20)
+		return -1;
+	memcpy(num, s, len);
+	num[len] = '\0';
+	/* A bare unit is one of it: 10/s is 10/1s. */
+	bare = ulen == 1 && strchr("smhd", slash[1]) != NULL;
+	unit[0] = '1';
+	memcpy(unit + bare, slash + 1, ulen + 1);
+	if (pw_parse_int(num, 1, 1000000000, &n) != 0 ||
+	    pw_parse_duration(unit, &secs) != 0 || secs < 1 || secs > 86400)
+		return -1;
+	*limit = n;
+	*window_ms = secs * 1000;
+	return 0;
+}
+
+/*
+ * Is every word of v "*" or an origin, scheme://host[:port] of http or
+ * https without a path (or v empty)? The first bad word goes to bad.
+ */
+static int
+origins_ok(const char *v, const char **bad, size_t *badlen)
+{
+	size_t		 n;
+	const char	*h;
+
+	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
+		n = strcspn(v, " \t,");
+		*bad = v;
+		*badlen = n;
+		if (n == 1 && *v == '*') {
+			v += n;
+			continue;
+		}
+		if (n > 7 && strncasecmp(v, "http://", 7) == 0)
+			h = v + 7;
+		else if (n > 8 && strncasecmp(v, "https://", 8) == 0)
+			h = v + 8;
+		else
+			return 0;
+		for (; h < v + n; h++)
+			if (!((*h >= 'a' && *h <= 'z') || (*h >= 'A' &&
+			    *h <= 'Z') || (*h >= '0' && *h <= '9') ||
+			    strchr("-.:[]", *h) != NULL))
+				return 0;
+		v += n;
+	}
+	return 1;
+}
+
 /* Check v against k; on success *canon (caller frees) is the stored form. */
 static int
 check_value(const struct key *k, const char *v, char **canon,
     struct pw_err *err)
 {
-	int64_t	i;
+	int64_t	i, d2;
 	double	d;
 
 	switch (k->type) {
@@ -258,6 +429,13 @@ check_value(const struct key *k, const char *v, char **canon,
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
 			    "duration from %.0fs to %.0fs (like 90, 90s, 15m, "
 			    "2h, 7d)", k->name, v, k->min, k->max);
+		*canon = pw_xstrdup(v);
+		return 0;
+	case T_MS:
+		if (pw_parse_ms(v, &i) != 0 || i < k->min || i > k->max)
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want a "
+			    "duration from %.0fms to %.0fms (like 250ms, 0.5, "
+			    "2s)", k->name, v, k->min, k->max);
 		*canon = pw_xstrdup(v);
 		return 0;
 	case T_STRATEGY:
@@ -297,6 +475,26 @@ check_value(const struct key *k, const char *v, char **canon,
 		}
 		return pw_failf(err, PW_EUSAGE, "%s: '%s': want true or false",
 		    k->name, v);
+	case T_RATE:
+		if (pw_parse_rate(v, &i, &d2) != 0)
+			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
+			    "N/DURATION, like 10/s, 100/1m or 5/10s (0: no "
+			    "cap)", k->name, v);
+		*canon = i == 0 ? pw_xstrdup("0") : pw_xasprintf("%lld/%s",
+		    (long long)i, strchr(v, '/') + 1);
+		return 0;
+	case T_ORIGINS: {
+		const char *bad = v;
+		size_t badlen = 0;
+
+		if (!origins_ok(v, &bad, &badlen))
+			return pw_failf(err, PW_EUSAGE, "%s: '%.*s': want "
+			    "origins like https://app.example:8443 (scheme, "
+			    "host and port, no path) or *, separated by "
+			    "spaces", k->name, (int)(badlen > 200 ? 200 :
+			    badlen), bad);
+	}
+		/* FALLTHROUGH */
 	case T_STRING:
 	case T_URLS:
 		for (const char *p = v; *p; p++)
@@ -307,6 +505,10 @@ check_value(const struct key *k, const char *v, char **canon,
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
 			    "http:// or https:// URLs, separated by spaces",
 			    k->name, v);
+		/* Not echoed: a Redis URL may hold a password. */
+		if (k->ok != NULL && !k->ok(v))
+			return pw_failf(err, PW_EUSAGE, "%s: want %s",
+			    k->name, k->want);
 		*canon = pw_xstrdup(v);
 		return 0;
 	case T_USERS:
@@ -394,7 +596,10 @@ pw_config_load_env(struct pw_config *c, struct pw_err *err)
 
 	for (int i = 0; i < NKEYS; i++) {
 		env_name(keys[i].name, name, sizeof name);
-		if ((v = getenv(name)) == NULL)
+		if ((v = getenv(name)) == NULL && keys[i].env_alias != NULL &&
+		    (v = getenv(keys[i].env_alias)) != NULL)
+			snprintf(name, sizeof name, "%s", keys[i].env_alias);
+		if (v == NULL)
 			continue;
 		if ((r = check_value(&keys[i], v, &canon, err)) != 0)
 			return pw_err_prefix(err, "%s", name);
@@ -482,6 +687,9 @@ pw_config_int(struct pw_ctx *ctx, const char *key)
 	if (keys[i].type == T_DURATION) {
 		if (pw_parse_duration(v, &n) != 0)
 			pw_parse_duration(keys[i].def, &n);
+	} else if (keys[i].type == T_MS) {
+		if (pw_parse_ms(v, &n) != 0)
+			pw_parse_ms(keys[i].def, &n);
 	} else if (pw_parse_int(v, INT64_MIN, INT64_MAX, &n) != 0)
 		pw_parse_int(keys[i].def, INT64_MIN, INT64_MAX, &n);
 	return n;
@@ -498,15 +706,60 @@ pw_config_double(struct pw_ctx *ctx, const char *key)
 	return d;
 }
 
+/* The userinfo of a URL ("user:pass@"), or NULL; *n gets its length. */
+static const char *
+userinfo(const char *v, size_t *n)
+{
+	const char	*p = strstr(v, "://"), *at;
+
+	if (p == NULL)
+		return NULL;
+	p += 3;
+	at = p + strcspn(p, "@/");
+	if (*at != '@')
+		return NULL;
+	*n = at + 1 - p;
+	return p;
+}
+
+char *
+pw_config_shown(const char *key, const char *value)
+{
+	int		 i = key_index(key);
+	const char	*u;
+	size_t		 n;
+
+	if (value == NULL)
+		return NULL;
+	if (i >= 0 && keys[i].secret == SECRET_ALL && *value != '\0')
+		return pw_xstrdup("***");
+	if (i < 0 || keys[i].secret != SECRET_URL ||
+	    (u = userinfo(value, &n)) == NULL)
+		return pw_xstrdup(value);
+	return pw_xasprintf("%.*s***@%s", (int)(u - value), value, u + n);
+}
+
 int
 pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
 {
-	char	*canon;
-	int	 i, r;
+	char		*canon;
+	int		 i, r;
+	size_t		 n;
+	char		 env[128];
 
 	if ((r = pw_config_check(key, value, &canon, &ctx->err)) != 0)
 		return r;
 	i = key_index(key);
+	/* The state file keeps no secret in clear. */
+	if ((keys[i].secret == SECRET_URL && userinfo(canon, &n) != NULL) ||
+	    (keys[i].secret == SECRET_ALL && *canon != '\0')) {
+		free(canon);
+		env_name(keys[i].name, env, sizeof env);
+		return pw_failf(&ctx->err, PW_EUSAGE, "%s: a %s is not kept "
+		    "in the state file; give %s in $%s", key,
+		    keys[i].secret == SECRET_URL ? "password" : "secret",
+		    keys[i].secret == SECRET_URL ? "this URL" : "it", env);
+	}
 	if (keys[i].type == T_STRATEGY &&
 	    (r = pw_pool_strategy_check(ctx, canon)) != 0) {
 		free(canon);

@@ -227,6 +227,54 @@ pw_secret_free(char *s)
 	free(s);
 }
 
+int
+pw_crypto_apikey_new(char key[PW_APIKEY_LEN + 1], struct pw_err *err)
+{
+	unsigned char	b[(PW_APIKEY_LEN - 3) / 2];
+	int		r;
+
+	if ((r = crypto_init(err)) != 0)
+		return r;
+	randombytes_buf(b, sizeof b);
+	memcpy(key, "pw_", 3);
+	sodium_bin2hex(key + 3, PW_APIKEY_LEN - 3 + 1, b, sizeof b);
+	sodium_memzero(b, sizeof b);
+	return 0;
+}
+
+/*
+ * A plain (unkeyed) BLAKE2b-256 of the key. A key is 192 random bits, not
+ * a password a person chose: nobody can guess one from its hash or try a
+ * dictionary, so a slow password hash (Argon2) would only cost every
+ * request milliseconds for nothing. Unkeyed, it does not depend on the
+ * sealing key either: pw serve checks keys without $PW_SECRET_KEY, and
+ * keys outlive a new sealing key.
+ */
+int
+pw_crypto_apikey_hash(const char *key, size_t len,
+    unsigned char hash[PW_APIKEY_HASH_BYTES], struct pw_err *err)
+{
+	int	r;
+
+	if ((r = crypto_init(err)) != 0)
+		return r;
+	crypto_generichash(hash, PW_APIKEY_HASH_BYTES,
+	    (const unsigned char *)key, len, NULL, 0);
+	return 0;
+}
+
+int
+pw_crypto_equal(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	return sodium_memcmp(a, b, n) == 0;
+}
+
+void
+pw_crypto_wipe(void *p, size_t n)
+{
+	sodium_memzero(p, n);
+}
+
 /*
  * Gateway passwords: BLAKE2b-256 keyed with a random 16-byte salt. Not a
  * slow hash: the gateway checks a password on every connection, and

@@ -66,16 +66,30 @@ pw_log_set(pw_log_fn *fn, void *arg, int max_level)
 	log_max = max_level;
 }
 
+/* What this thread is doing (pw serve: the request), or NULL. */
+static _Thread_local const char *log_context;
+
+void
+pw_log_context(const char *ctx)
+{
+	log_context = ctx;
+}
+
 void
 pw_log(int level, const char *fmt, ...)
 {
 	char	msg[1024];
+	int	n = 0;
 	va_list	ap;
 
 	if (log_fn == NULL || level > log_max)
 		return;
+	if (log_context != NULL)
+		n = snprintf(msg, sizeof msg, "%s: ", log_context);
+	if (n < 0 || (size_t)n >= sizeof msg)
+		n = 0;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	vsnprintf(msg + n, sizeof msg - n, fmt, ap);
 	va_end(ap);
 	log_fn(log_arg, level, msg);
 }
@@ -248,6 +262,28 @@ pw_parse_duration(const char *s, int64_t *out)
 	if (v > INT64_MAX / mul / 1000)
 		return PW_EUSAGE;
 	*out = v * mul;
+	return 0;
+}
+
+int
+pw_parse_ms(const char *s, int64_t *out)
+{
+	char	*end;
+	double	 v;
+
+	if (s == NULL || ((*s < '0' || *s > '9') && *s != '.'))
+		return PW_EUSAGE;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || !(v >= 0 && v <= 1e9))
+		return PW_EUSAGE;
+	if (strcmp(end, "ms") == 0)
+		;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		v *= 1000;
+	else
+		return PW_EUSAGE;
+	*out = (int64_t)(v + 0.5);
 	return 0;
 }
 

@@ -8,11 +8,14 @@
  * is reported, not retried.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "net.h"
+#include "ratelimit.h"
 
 /* One attempt's transfer state, seen by the libcurl callbacks. */
 struct xfer {
@@ -318,8 +321,8 @@ attempt_add(struct pw_fetch_result *res, int64_t id, const char *proxy,
 
 /* The options every attempt shares. */
 static int
-setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
-    char *errbuf, struct pw_err *err)
+setup(CURL *h, const struct pw_fetch_opts *o, int kept,
+    struct curl_slist **hl, char *errbuf, struct pw_err *err)
 {
 	*hl = NULL;
 	for (size_t i = 0; i < o->nheaders; i++) {
@@ -370,9 +373,12 @@ setup(CURL *h, const struct pw_fetch_opts *o, struct curl_slist **hl,
 	curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	/*
 	 * The curl tool's receive buffer (100 KiB), not libcurl's 16 KiB: a
-	 * large body then takes a sixth of the reads and callbacks.
+	 * large body then takes a sixth of the reads and callbacks. Not for
+	 * pw serve's kept handles: there it would be allocated afresh for
+	 * every request (after curl_easy_reset), most of them small.
 	 */
-	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
+	if (!kept)
+		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	return 0;
@@ -395,6 +401,83 @@ check_url(const char *url, struct pw_err *err)
 	return 0;
 }
 
+static void
+nap(int64_t ms)
+{
+	struct timespec	ts = { ms / 1000, ms % 1000 * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * fetch.rate_per_host: wait until the target's host may take one more
+ * request from the pw processes sharing this state file, or, with
+ * no_wait, say when it could. The host of the URL counts; the hosts of
+ * redirects do not.
+ */
+static int
+polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
+{
+	struct pw_rl_opts	 ro = { .backend = PW_RL_SQLITE,
+	    .fail_open = 0 };
+	struct pw_rl_limit	 l;
+	struct pw_rl_verdict	 v;
+	struct pw_rl		*rl = NULL;
+	CURLU			*u;
+	char			*host = NULL, *key;
+	const char		*rate;
+	int			 r = 0;
+
+	rate = pw_config_get(ctx, "fetch.rate_per_host", NULL);
+	if (ctx->store == NULL || pw_parse_rate(rate, &l.limit,
+	    &l.window_ms) != 0 || l.limit == 0)
+		return 0;
+	if ((u = curl_url()) == NULL)
+		return pw_failf(&ctx->err, PW_ENOMEM, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, o->url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return pw_failf(&ctx->err, PW_EUSAGE, "'%s': bad URL", o->url);
+	}
+	curl_url_cleanup(u);
+	for (char *c = host; *c != '\0'; c++)
+		*c = (char)tolower((unsigned char)*c);
+	key = pw_xasprintf("host:%s", host);
+	if ((r = pw_rl_new(&ro, &rl, &ctx->err)) != 0)
+		goto out;
+	for (;;) {
+		const char *k = key;
+		char why[256];
+
+		if ((r = pw_rl_check(rl, ctx->store, &k, &l, 1, 1, &v,
+		    &ctx->err)) != 0)
+			break;
+		if (v.failed) {
+			r = pw_failf(&ctx->err, PW_ESTATE, "%s",
+			    pw_rl_last_error(rl, why, sizeof why));
+			break;
+		}
+		if (v.allowed)
+			break;
+		if (o->no_wait) {
+			r = pw_failf(&ctx->err, PW_ERATE, "%s: "
+			    "fetch.rate_per_host (%s) reached; the next "
+			    "request may go in %.1f s", host, rate,
+			    v.retry_ms / 1000.0);
+			break;
+		}
+		pw_log(PW_LOG_INFO, "%s: waiting %.1f s for "
+		    "fetch.rate_per_host (%s)", host, v.retry_ms / 1000.0,
+		    rate);
+		nap(v.retry_ms);
+	}
+out:
+	pw_rl_free(rl);
+	free(key);
+	curl_free(host);
+	return r;
+}
+
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
@@ -412,15 +495,19 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_addr		 forced;
 	struct xfer		 x;
 	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
-	int64_t			*tried = NULL;
-	int			 tries, r = 0, kind, outcome;
+	int64_t			*tried = NULL, *svc_tried = NULL, wait_ms = 0;
+	struct pw_service_ask	 ask;
+	struct pw_delegation	 dlg;
+	size_t			 ntried = 0, nsvc = 0;
+	int			 tries, r = 0, kind, outcome, delegate, path;
 	CURL			*h;
 	CURLcode		 rc;
 
 	memset(res, 0, sizeof *res);
 	memset(&forced, 0, sizeof forced);
 	if ((r = pw_net_init(&ctx->err)) != 0 ||
-	    (r = check_url(o->url, &ctx->err)) != 0)
+	    (r = check_url(o->url, &ctx->err)) != 0 ||
+	    (r = polite(ctx, o)) != 0)
 		return r;
 	tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
@@ -429,30 +516,79 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 			return pw_err_prefix(&ctx->err, "--proxy");
 		tries = 1;
 	}
-	if ((h = curl_easy_init()) == NULL) {
+	/*
+	 * A long-lived context (pw serve's workers) keeps its handle, and
+	 * with it libcurl's connections: the next request through the same
+	 * proxy need not connect again.
+	 */
+	if (ctx->view != NULL && ctx->curl != NULL) {
+		h = ctx->curl;
+		curl_easy_reset(h);
+	} else if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
 	}
-	if ((r = setup(h, o, &hl, errbuf, &ctx->err)) != 0)
+	if (ctx->view != NULL)
+		ctx->curl = h;
+	if ((r = setup(h, o, ctx->view != NULL, &hl, errbuf, &ctx->err)) != 0)
 		goto out;
 	tried = pw_xcalloc(tries, sizeof *tried);
+	svc_tried = pw_xcalloc(tries, sizeof *svc_tried);
 	pk.secrets = 1;
+	pk.rate_retry_ms = &wait_ms;
+	if (pw_parse_rate(pw_config_get(ctx, "fetch.rate_per_proxy", NULL),
+	    &pk.rate_limit, &pk.rate_window_ms) != 0)
+		pk.rate_limit = 0;
+	delegate = o->proxy == NULL && pw_service_delegable(ctx, &pk);
+	res->delegated = delegate;
+	memset(&ask, 0, sizeof ask);
+	ask.target = o->url;
+	ask.region = pk.filter.region;
 	for (int t = 0; t < tries; t++) {
 		const struct pw_addr *a;
 		int64_t id = 0;
 		double total = 0, start = 0;
 		long status = 0;
 
+		path = PW_PATH_LOCAL;
 		if (o->proxy == NULL) {
 			pk.exclude = tried;
-			pk.nexclude = t;
-			if ((r = pw_pool_next(ctx, &pk, &p)) != 0) {
+			pk.nexclude = ntried;
+			ask.exclude = svc_tried;
+			ask.nexclude = nsvc;
+			if (delegate) {
+				r = pw_service_next(ctx, &ask, &pk, &p, &dlg);
+				path = dlg.path;
+				/*
+				 * Unavailable once, the service is not asked
+				 * again by this fetch: each ask may cost most
+				 * of a second.
+				 */
+				if (path == PW_PATH_FALLBACK) {
+					delegate = 0;
+					res->fallback_why = pw_xstrdup(dlg.why);
+				}
+			} else
+				r = pw_pool_next(ctx, &pk, &p);
+			if (r == PW_ERATE && !o->no_wait) {
+				/* Every proxy over fetch.rate_per_proxy. */
+				pw_log(PW_LOG_INFO, "waiting %.1f s for "
+				    "fetch.rate_per_proxy", wait_ms / 1000.0);
+				nap(wait_ms);
+				t--;
+				continue;
+			}
+			if (r != 0) {
 				/* Some were tried: they all failed. */
 				if (r == PW_ENOPROXY && t > 0)
 					break;
 				goto out;
 			}
-			id = tried[t] = p.id;
+			id = p.id;
+			if (path == PW_PATH_SERVICE || path == PW_PATH_CACHE)
+				svc_tried[nsvc++] = id;
+			else
+				tried[ntried++] = id;
 			a = &p.addr;
 		} else
 			a = &forced;
@@ -508,7 +644,17 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		    total * 1000);
 		res->attempts[res->nattempts - 1].timed_out =
 		    rc == CURLE_OPERATION_TIMEDOUT;
-		if (id != 0) {
+		res->attempts[res->nattempts - 1].path = path;
+		res->path = path;
+		if (id != 0 && (path == PW_PATH_SERVICE ||
+		    path == PW_PATH_CACHE)) {
+			/* The service's proxy: the outcome is the service's. */
+			if (kind != PW_FAIL_TARGET && (r =
+			    pw_service_report(ctx, id, kind == PW_FAIL_NONE,
+			    kind == PW_FAIL_NONE ? start * 1000 : -1, kind ?
+			    errbuf : NULL)) != 0)
+				goto out;
+		} else if (id != 0) {
 			outcome = kind == PW_FAIL_NONE ? PW_REPORT_OK :
 			    kind == PW_FAIL_PROXY ? PW_REPORT_FAIL :
 			    PW_REPORT_NEUTRAL;
@@ -561,10 +707,22 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 out:
 	free(shown);
 	free(tried);
+	free(svc_tried);
 	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	if (h != ctx->curl)
+		curl_easy_cleanup(h);
+	else
+		curl_easy_reset(h);	/* nothing left pointing at our stack */
 	pw_addr_release(&forced);
 	return r;
+}
+
+void
+pw_fetch_release(struct pw_ctx *ctx)
+{
+	if (ctx->curl != NULL)
+		curl_easy_cleanup(ctx->curl);
+	ctx->curl = NULL;
 }
 
 void
@@ -578,5 +736,6 @@ pw_fetch_result_release(struct pw_fetch_result *res)
 	free(res->proxy);
 	free(res->url_effective);
 	free(res->content_type);
+	free(res->fallback_why);
 	memset(res, 0, sizeof *res);
 }

@@ -133,7 +133,7 @@ struct pw_gateway {
 	int			 loopback;
 	const char		*public_spec, *public_what;	/* start only */
 	int			 log;
-	struct pw_outcome	*rep;
+	struct pw_pool_outcome	*rep;
 	size_t			 nrep, caprep;
 	int64_t			 next_tick;
 	/* Metrics: written by the loop, read by the API's threads. */

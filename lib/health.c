@@ -900,6 +900,37 @@ run_release(struct run *run)
 }
 
 int
+pw_health_check_opts(struct pw_ctx *ctx, const struct pw_health_opts *o)
+{
+	struct run	run;
+	regex_t		re;
+	char		msg[256];
+	int		r;
+
+	memset(&run, 0, sizeof run);
+	run.ctx = ctx;
+	run.o = o;
+	r = judges_load(&run);
+	judges_free(&run);
+	if (r != 0)
+		return r;
+	if (o->expect_body != NULL) {
+		if ((r = regcomp(&re, o->expect_body, REG_EXTENDED |
+		    REG_NOSUB)) != 0) {
+			regerror(r, &re, msg, sizeof msg);
+			return pw_failf(&ctx->err, PW_EUSAGE, "expected body "
+			    "'%s': %s", o->expect_body, msg);
+		}
+		regfree(&re);
+	}
+	if (o->expect_status != 0 && (o->expect_status < 100 ||
+	    o->expect_status > 599))
+		return pw_failf(&ctx->err, PW_EUSAGE, "expected status %ld: "
+		    "want 100 to 599", o->expect_status);
+	return 0;
+}
+
+int
 pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
     const int64_t *ids, size_t n, struct pw_health_summary *sum)
 {

@@ -29,6 +29,7 @@ static const struct sym mhd_api[] = {
 	F("MHD_queue_response", queue_response),
 	F("MHD_destroy_response", destroy_response),
 	F("MHD_lookup_connection_value", lookup_connection_value),
+	F("MHD_get_connection_info", get_connection_info),
 #undef F
 };
 

@@ -37,6 +37,9 @@ struct pw_mhd_api {
 	void		 (*destroy_response)(struct MHD_Response *);
 	const char	*(*lookup_connection_value)(struct MHD_Connection *,
 			    enum MHD_ValueKind, const char *);
+	const union MHD_ConnectionInfo *(*get_connection_info)(
+			    struct MHD_Connection *,
+			    enum MHD_ConnectionInfoType, ...);
 };
 
 struct pw_cjson_api {
@@ -68,6 +71,7 @@ extern struct pw_cjson_api pw_cjson;
 #define MHD_queue_response		pw_mhd.queue_response
 #define MHD_destroy_response		pw_mhd.destroy_response
 #define MHD_lookup_connection_value	pw_mhd.lookup_connection_value
+#define MHD_get_connection_info		pw_mhd.get_connection_info
 
 #define cJSON_ParseWithLength		pw_cjson.ParseWithLength
 #define cJSON_Delete			pw_cjson.Delete

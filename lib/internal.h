@@ -22,6 +22,12 @@ struct pw_row {
 	size_t		 pass_len;
 };
 
+/*
+ * A rate, "N/DURATION": at most N (1 to 10^9) in DURATION (1 s to 1 day;
+ * a bare unit is one of it: "10/s"). "0" is no cap: *limit 0.
+ */
+int	 pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms);
+
 /* PW_OPEN_RW that makes a missing file at the first write, not at once. */
 #define PW_OPEN_DEFER	(PW_OPEN_RW + 1)
 
@@ -118,10 +124,10 @@ int	 pw_strategy_sample(const struct pw_strategy *s,
 int	 pw_store_window_reset(struct pw_store *st, struct pw_err *err);
 /*
  * Why nothing is eligible: counts[] = all proxies, unhealthy, cooling
- * down, expired (of those matching f), matching f.
+ * down, expired (of those matching f), matching f, pending validation.
  */
 int	 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
-	    int64_t now, int64_t counts[5], struct pw_err *err);
+	    int64_t now, int64_t counts[6], struct pw_err *err);
 /* Named integers: round-robin cursors, the least-used window. 0: unset. */
 int	 pw_store_rotation_get(struct pw_store *st, const char *name,
 	    int64_t *value, struct pw_err *err);
@@ -175,6 +181,9 @@ int	 pw_store_proxy_insert_many(struct pw_store *st,
 	    struct pw_err *err);
 int	 pw_store_max_id(struct pw_store *st, int64_t *max,
 	    struct pw_err *err);
+/* Make every proxy with an id above after pending (a validating warm). */
+int	 pw_store_proxy_pend(struct pw_store *st, int64_t after,
+	    struct pw_err *err);
 /* Add n to the named counter of the stats table. */
 int	 pw_store_stat_add(struct pw_store *st, const char *name, int64_t n,
 	    struct pw_err *err);
@@ -185,6 +194,130 @@ int	 pw_store_evict(struct pw_store *st, int what, int64_t now,
 	    int64_t limit, int64_t *n, struct pw_err *err);
 int	 pw_store_cache_stats(struct pw_store *st, int64_t now,
 	    struct pw_cache_stats *cs, struct pw_err *err);
+
+/* ----------------------------------------------------------- delegation */
+
+/* A circuit breaker of one service endpoint, as stored. */
+enum { PW_BREAKER_CLOSED, PW_BREAKER_OPEN, PW_BREAKER_HALF_OPEN };
+struct pw_breaker {
+	int	state;
+	int64_t	failures;	/* failed calls in a row */
+	int64_t	since_ms;	/* when it opened or went half-open */
+};
+/* An endpoint never seen reads as closed. */
+int	 pw_store_breaker_get(struct pw_store *st, const char *endpoint,
+	    struct pw_breaker *b, struct pw_err *err);
+int	 pw_store_breaker_put(struct pw_store *st, const char *endpoint,
+	    const struct pw_breaker *b, struct pw_err *err);
+/*
+ * Inside a transaction: make an endpoint's breaker half-open at now_ms
+ * when it opened (or went half-open) at or before older_ms; *won says
+ * whether this caller did, and so makes the one trial call.
+ */
+int	 pw_store_breaker_claim(struct pw_store *st, const char *endpoint,
+	    int64_t older_ms, int64_t now_ms, int *won, struct pw_err *err);
+
+/* A service's answer as cached; the full URL sealed when it has creds. */
+struct pw_svc_cached {
+	int64_t		 proxy_id;
+	char		*url;		/* without credentials */
+	unsigned char	*sealed;	/* full URL, or NULL */
+	size_t		 sealed_len;
+	char		*strategy;
+	char		*endpoint;
+	int64_t		 expires_at;	/* 0: invalidated */
+};
+int	 pw_store_svc_cache_get(struct pw_store *st, const char *key,
+	    struct pw_svc_cached *c, struct pw_err *err);
+int	 pw_store_svc_cache_put(struct pw_store *st, const char *key,
+	    const struct pw_svc_cached *c, struct pw_err *err);
+/* Invalidate every answer naming proxy_id; *n (may be NULL) how many. */
+int	 pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id,
+	    int64_t *n, struct pw_err *err);
+/* A proxy the service handed out, by URL (no creds) or, url NULL, id. */
+int	 pw_store_svc_cache_find(struct pw_store *st, const char *url,
+	    int64_t id, int64_t *proxy_id, struct pw_err *err);
+void	 pw_svc_cached_release(struct pw_svc_cached *c);
+
+/* Outcomes waiting in the outbox. */
+int	 pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
+	    int64_t max, int *added, int64_t *dropped, struct pw_err *err);
+/*
+ * Inside a transaction: lease the oldest limit outcomes no other flush
+ * holds at now_ms to this one until until_ms; *out is the caller's
+ * (pw_outcomes_free). Sent ones are deleted; release gives back the rest.
+ */
+int	 pw_store_outbox_claim(struct pw_store *st, size_t limit,
+	    int64_t now_ms, int64_t until_ms, struct pw_outcome **out,
+	    size_t *n, struct pw_err *err);
+int	 pw_store_outbox_release(struct pw_store *st,
+	    const struct pw_outcome *v, size_t n, struct pw_err *err);
+int	 pw_store_outbox_delete(struct pw_store *st,
+	    const struct pw_outcome *v, size_t n, struct pw_err *err);
+int	 pw_store_outbox_count(struct pw_store *st, int64_t *n,
+	    struct pw_err *err);
+
+/* API keys as stored: the hash, never the key; borrowed for a call. */
+struct pw_store_key {
+	int64_t			 id;
+	const char		*name;
+	const char		*tier;
+	const unsigned char	*hash;
+	size_t			 hash_len;
+	int64_t			 created_at;
+	int64_t			 last_used;	/* 0: never */
+};
+typedef int pw_key_row_fn(void *arg, const struct pw_store_key *k);
+/* Inside a transaction. PW_EEXIST when the name (or hash) is taken. */
+int	 pw_store_key_add(struct pw_store *st, const char *name,
+	    const char *tier, const unsigned char *hash, size_t len,
+	    int64_t now, struct pw_err *err);
+/* PW_ENOTFOUND when there is no key of that name. */
+int	 pw_store_key_delete(struct pw_store *st, const char *name,
+	    struct pw_err *err);
+/* fn on the key with that hash, or PW_ENOTFOUND. */
+int	 pw_store_key_find(struct pw_store *st, const unsigned char *hash,
+	    size_t len, pw_key_row_fn *fn, void *arg, struct pw_err *err);
+int	 pw_store_key_any(struct pw_store *st, int *any, struct pw_err *err);
+/*
+ * Record a use at now; writes only when the last is a minute old, and
+ * fails at once (not waiting) while another process holds the lock.
+ */
+int	 pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
+	    struct pw_err *err);
+/* Every key, by name. */
+int	 pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
+	    struct pw_err *err);
+
+/*
+ * What pw serve batches: a proxy's outcome counters and the state they
+ * drive, read and written whole inside one flush transaction. Times 0 and
+ * latency_ms < 0 are NULL in the file.
+ */
+struct pw_stats {
+	int64_t	started, completed, succeeded, failed, consec_fail;
+	double	latency_ms;
+	int64_t	cooldown_until, last_used, window_count, updated_at;
+};
+/* PW_ENOTFOUND when the proxy is gone. */
+int	 pw_store_proxy_stats_get(struct pw_store *st, int64_t id,
+	    struct pw_stats *s, struct pw_err *err);
+int	 pw_store_proxy_stats_put(struct pw_store *st, int64_t id,
+	    const struct pw_stats *s, struct pw_err *err);
+/* Write a session as given (nothing when its proxy is gone). */
+int	 pw_store_session_set(struct pw_store *st, const struct pw_session *s,
+	    struct pw_err *err);
+/* Every named integer whose name starts with prefix. */
+int	 pw_store_rotation_each(struct pw_store *st, const char *prefix,
+	    void (*fn)(void *, const char *, int64_t), void *arg,
+	    struct pw_err *err);
+/*
+ * PRAGMA data_version: it moves when another connection (any process)
+ * commits, never for this connection's own commits. 0 while the file
+ * does not exist.
+ */
+int	 pw_store_data_version(struct pw_store *st, int64_t *v,
+	    struct pw_err *err);
 
 /* --------------------------------------------------------------- crypto */
 
@@ -215,8 +348,20 @@ void	 pw_crypto_tag(const struct pw_key *k, const char *s, char hex[33]);
 int	 pw_crypto_pass_hash(const char *pass, char **out, struct pw_err *err);
 int	 pw_crypto_pass_is_hash(const char *s);
 int	 pw_crypto_pass_verify(const char *hash, const char *pass);
-/* Wipe and free a secret string. */
-void	 pw_secret_free(char *s);
+/*
+ * API keys: a new random key, "pw_" and 48 hex digits (192 bits), into
+ * key[PW_APIKEY_LEN + 1]; and the hash that is stored for one.
+ */
+#define PW_APIKEY_LEN		51
+#define PW_APIKEY_HASH_BYTES	32
+int	 pw_crypto_apikey_new(char key[PW_APIKEY_LEN + 1], struct pw_err *err);
+int	 pw_crypto_apikey_hash(const char *key, size_t len,
+	    unsigned char hash[PW_APIKEY_HASH_BYTES], struct pw_err *err);
+/* Constant-time equality of two hashes of n bytes: 1 when equal. */
+int	 pw_crypto_equal(const unsigned char *a, const unsigned char *b,
+	    size_t n);
+/* Wipe n bytes. */
+void	 pw_crypto_wipe(void *p, size_t n);
 
 /* ctx helper: load the key on first use. create: may make the key file. */
 int	 pw_ctx_key(struct pw_ctx *ctx, int create);
@@ -250,11 +395,137 @@ void	 pw_pool_row_release(struct pw_row *row);
  */
 int	 pw_pool_pass_update(struct pw_ctx *ctx, int64_t id,
 	    const struct pw_addr *a, int64_t now);
+/*
+ * Remove the proxies whose TTL has run out (what pw cache prune does
+ * first), in batches; *removed counts them.
+ */
+int	 pw_cache_prune_expired(struct pw_ctx *ctx, int64_t *removed);
 /* The name of the stats counter of an eviction reason. */
 const char *pw_evict_stat(int reason);
 
 /* Is name a strategy: built-in, sticky, geo, or a configured plugin's? */
 int	 pw_pool_strategy_check(struct pw_ctx *ctx, const char *name);
+
+/* ----------------------------------------------------------------- ssrf */
+
+/* What an address is, for the targets of POST /api/v1/request. */
+enum pw_addr_class { PW_ADDR_PUBLIC, PW_ADDR_LOOPBACK, PW_ADDR_PRIVATE,
+    PW_ADDR_SHARED, PW_ADDR_LINK_LOCAL, PW_ADDR_UNSPECIFIED,
+    PW_ADDR_MULTICAST, PW_ADDR_RESERVED, PW_ADDR_CLASS_COUNT };
+const char *pw_addr_class_name(int c);
+/* The class of an IPv4 (4 bytes) or IPv6 (16 bytes) address. */
+int	 pw_addr_class4(const unsigned char b[4]);
+int	 pw_addr_class6(const unsigned char b[16]);
+/*
+ * Whether a target of class c is refused. allow_private allows loopback,
+ * private, shared and link-local ones; unspecified, multicast and
+ * reserved addresses are never allowed.
+ */
+int	 pw_addr_forbidden(int c, int allow_private);
+/*
+ * Resolve the host of an http(s) URL and judge every address: 0 when
+ * all are allowed; 1, with why in err, when one is not; PW_ETARGET when
+ * the host does not resolve, PW_EUSAGE when the URL has no host.
+ */
+int	 pw_ssrf_check(const char *url, int allow_private, struct pw_err *err);
+
+/* --------------------------------------------------------------- assets */
+
+/* share/openapi.json and share/docs.*, built in (lib/assets.c). */
+extern const char	pw_asset_openapi[];
+extern const size_t	pw_asset_openapi_len;
+extern const char	pw_asset_docs_html[];
+extern const size_t	pw_asset_docs_html_len;
+extern const char	pw_asset_docs_js[];
+extern const size_t	pw_asset_docs_js_len;
+extern const char	pw_asset_docs_css[];
+extern const size_t	pw_asset_docs_css_len;
+/* What pw_pool_next and pw serve's view share. */
+int	 pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
+	    const struct pw_strategy **s, const struct pw_strategy **fallback);
+/* The rotation name of a strategy's cursor for f; caller frees. */
+char	*pw_pool_cursor_name(const struct pw_strategy *s,
+	    const struct pw_filter *f);
+void	 pw_pool_env_init(struct pw_ctx *ctx, struct pw_pick_env *env);
+/*
+ * Leave "no eligible proxy: ..." in ctx->err from the counts of
+ * pw_store_ineligible.
+ */
+void	 pw_pool_explain(struct pw_ctx *ctx, const struct pw_sel *sel,
+	    const int64_t counts[6]);
+
+/* ----------------------------------------------------------------- view */
+
+/*
+ * pw serve's L1 view of the pool (view.c): every proxy in memory, chosen
+ * from without SQL, with outcomes kept in memory and written to the state
+ * file in batches by pw_view_flush. A worker's context points at it
+ * (ctx->view) and then pw_pool_next and pw_pool_report use it.
+ */
+struct pw_view;
+/*
+ * Open a connection of the view's own on state and load every proxy.
+ * check_ms: how often at most pw_view_sync asks the file whether another
+ * connection changed it.
+ */
+int	 pw_view_open(const char *state, const struct pw_config *cfg,
+	    int64_t check_ms, struct pw_view **out, struct pw_err *err);
+/* Flush what is pending (errors are logged) and free v. NULL is fine. */
+void	 pw_view_close(struct pw_view *v);
+/*
+ * Reload when another connection (process) committed since the last
+ * check; checks at most every check_ms unless force. 0, or an error.
+ */
+int	 pw_view_sync(struct pw_view *v, int force, struct pw_err *err);
+/* Make the next pw_view_sync check, however recent the last one. */
+void	 pw_view_touch(struct pw_view *v);
+/* Bumped by every reload: what a worker compares to reload its config. */
+uint64_t pw_view_generation(struct pw_view *v);
+/* Write the outcomes, cursors, sessions and counters kept in memory. */
+int	 pw_view_flush(struct pw_view *v, struct pw_err *err);
+/* What is pending: outcome records not yet written. */
+size_t	 pw_view_pending(struct pw_view *v);
+/* pw_pool_next and pw_pool_report over the view. */
+int	 pw_view_next(struct pw_ctx *ctx, const struct pw_pick *pk,
+	    struct pw_proxy *out);
+int	 pw_view_report(struct pw_ctx *ctx, int64_t id, int outcome,
+	    double latency_ms);
+/* Replace p's counters by the view's, when it holds p. */
+void	 pw_view_overlay(struct pw_view *v, struct pw_proxy *p);
+/* What /api/v1/health and /status count: the pool as the view holds it. */
+struct pw_view_counts {
+	int64_t	total, usable, cooling, expired;
+	int64_t	by_status[PW_STATUS_COUNT];
+};
+void	 pw_view_counts(struct pw_view *v, int64_t now,
+	    struct pw_view_counts *c);
+/* Drop expired sessions from memory (the file's are pruned by flush). */
+void	 pw_view_prune(struct pw_view *v, int64_t now);
+
+/*
+ * pw serve's background work (housekeep.c), each on a connection of its
+ * own: a flusher that writes the view's batch at least every second and
+ * prunes expired proxies every serve.prune_interval, and, when
+ * serve.health_interval is set, a thread that health-checks the pool.
+ */
+struct pw_housekeep;
+int	 pw_housekeep_start(const char *state, const struct pw_config *cfg,
+	    struct pw_view *v, struct pw_housekeep **out, struct pw_err *err);
+/* Read the settings again now (SIGHUP). */
+void	 pw_housekeep_reload(struct pw_housekeep *h);
+/* Stop and join the threads (a health run stops at its next result). */
+void	 pw_housekeep_stop(struct pw_housekeep *h);
+
+/*
+ * Read through SQLite's page cache, not a memory map: for a long-lived
+ * process (pw serve) that scans the whole file now and then, the map
+ * would keep every page of it resident.
+ */
+int	 pw_store_no_mmap(struct pw_store *st, struct pw_err *err);
+/* How many rows this connection's statements changed, ever. */
+int64_t	 pw_store_total_changes(struct pw_store *st);
+/* Free the libcurl handle a long-lived context kept (ctx->curl). */
+void	 pw_fetch_release(struct pw_ctx *ctx);
 
 /* ---------------------------------------------------------------- utils */
 

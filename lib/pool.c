@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ratelimit.h"
 
 static const char *const status_names[PW_STATUS_COUNT] = {
 	[PW_UNKNOWN] = "unknown",
 	[PW_HEALTHY] = "healthy",
 	[PW_DEGRADED] = "degraded",
 	[PW_UNHEALTHY] = "unhealthy",
+	[PW_PENDING] = "pending",
 };
 
 /* ISO 3166-1 alpha-2, officially assigned codes. */
@@ -113,6 +115,7 @@ pw_open(struct pw_ctx *ctx, const char *path, int mode)
 void
 pw_close(struct pw_ctx *ctx)
 {
+	pw_fetch_release(ctx);
 	pw_store_close(ctx->store);
 	pw_crypto_key_free(ctx->key);
 	pw_config_free(ctx->cfg);
@@ -139,15 +142,16 @@ pw_ctx_key(struct pw_ctx *ctx, int create)
 /*
  * A proxy's identity: scheme, host and port, plus a keyed tag of the user
  * name when there is one (the same gateway with two accounts is two
- * proxies), so the user name is not stored in clear.
+ * proxies), so the user name is not stored in clear. Without a user it is
+ * the URL itself: the caller shares that string.
  */
 static char *
-identity(struct pw_ctx *ctx, const struct pw_addr *a, const char *url)
+identity(struct pw_ctx *ctx, const struct pw_addr *a, char *url)
 {
 	char	tag[33];
 
 	if (a->user == NULL)
-		return pw_xstrdup(url);
+		return url;
 	pw_crypto_tag(ctx->key, a->user, tag);
 	return pw_xasprintf("%s://%s@%s", pw_scheme_name(a->scheme), tag,
 	    url + strlen(pw_scheme_name(a->scheme)) + 3);
@@ -184,7 +188,8 @@ pw_pool_row(struct pw_ctx *ctx, const struct pw_addr *a,
 void
 pw_pool_row_release(struct pw_row *row)
 {
-	free((char *)row->key);
+	if (row->key != row->url)
+		free((char *)row->key);
 	free((char *)row->url);
 	free((unsigned char *)row->user);
 	free((unsigned char *)row->pass);
@@ -346,8 +351,9 @@ pw_pool_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id)
 		free(shown);
 	} else if (r == 0)
 		*id = v;
+	if (key != url)
+		free(key);
 	free(url);
-	free(key);
 	pw_addr_release(&a);
 	return r;
 }
@@ -434,6 +440,9 @@ each_row(void *arg, const struct pw_row *r)
 	char		*user = NULL, *pass = NULL;
 	int		 rc;
 
+	/* pw serve: counters not yet written are in its view. */
+	if (ea->ctx->view != NULL)
+		pw_view_overlay(ea->ctx->view, &p);
 	if (ea->secrets && r->user != NULL) {
 		/*
 		 * The key is loaded at the first sealed row, not before: most
@@ -568,9 +577,8 @@ pw_pool_strategy_check(struct pw_ctx *ctx, const char *name)
 	return find_strategy(ctx, name, &s);
 }
 
-/* The name under which a strategy keeps its cursor for these filters. */
-static char *
-cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
+char *
+pw_pool_cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 {
 	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g|%d", s->name,
 	    f->country ? f->country : "", f->region ? f->region : "",
@@ -578,17 +586,14 @@ cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 	    f->scheme, f->status, f->max_latency_ms, f->unmeasured);
 }
 
-static int
-no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
+void
+pw_pool_explain(struct pw_ctx *ctx, const struct pw_sel *sel,
+    const int64_t c[6])
 {
 	const struct pw_filter	*f = sel->f;
-	int64_t			 c[5];
 	struct pw_buf		 b;
-	int			 r, filtered;
+	int			 filtered;
 
-	if ((r = pw_store_ineligible(ctx->store, f, sel->now, c,
-	    &ctx->err)) != 0)
-		return r;
 	filtered = f->country || f->region || f->source || f->anonymity ||
 	    f->scheme >= 0 || f->status >= 0 || f->max_latency_ms > 0;
 	pw_buf_init(&b);
@@ -597,15 +602,29 @@ no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
 		pw_buf_addf(&b, ", %lld matching", (long long)c[4]);
 	pw_buf_addf(&b, ", %lld unhealthy, %lld cooling down, %lld expired",
 	    (long long)c[1], (long long)c[2], (long long)c[3]);
+	if (c[5] > 0)
+		pw_buf_addf(&b, ", %lld pending validation", (long long)c[5]);
 	if (sel->nex > 0)
 		pw_buf_addf(&b, ", %zu excluded", sel->nex);
 	pw_failf(&ctx->err, PW_ENOPROXY, "no eligible proxy: %s", b.data);
 	pw_buf_release(&b);
+}
+
+static int
+no_eligible(struct pw_ctx *ctx, const struct pw_sel *sel)
+{
+	int64_t	c[6];
+	int	r;
+
+	if ((r = pw_store_ineligible(ctx->store, sel->f, sel->now, c,
+	    &ctx->err)) != 0)
+		return r;
+	pw_pool_explain(ctx, sel, c);
 	return PW_ENOPROXY;
 }
 
-static void
-env_init(struct pw_ctx *ctx, struct pw_pick_env *env)
+void
+pw_pool_env_init(struct pw_ctx *ctx, struct pw_pick_env *env)
 {
 	if (!ctx->rng_seeded) {
 		pw_rng_seed(&ctx->rng, 0);
@@ -639,8 +658,8 @@ choose_scan(struct pw_ctx *ctx, const struct pw_strategy *s,
 		free(c);
 		return PW_ENOPROXY;
 	}
-	env_init(ctx, &env);
-	cname = cursor_name(s, sel->f);
+	pw_pool_env_init(ctx, &env);
+	cname = pw_pool_cursor_name(s, sel->f);
 	if ((r = pw_store_rotation_get(ctx->store, cname, &env.cursor,
 	    &ctx->err)) != 0)
 		goto out;
@@ -664,7 +683,7 @@ static int
 choose_round_robin(struct pw_ctx *ctx, const struct pw_strategy *s,
     const struct pw_sel *sel, int64_t *id)
 {
-	char	*cname = cursor_name(s, sel->f);
+	char	*cname = pw_pool_cursor_name(s, sel->f);
 	int64_t	 cursor;
 	int	 r;
 
@@ -745,7 +764,7 @@ choose(struct pw_ctx *ctx, const struct pw_strategy *s,
 	if ((r = pw_store_probe_new(ctx->store, sel, &pa.probe,
 	    &ctx->err)) != 0)
 		return r;
-	env_init(ctx, &env);
+	pw_pool_env_init(ctx, &env);
 	r = pw_strategy_sample(s, &b, probe_one, &pa, &env, SAMPLE_TRIES, id,
 	    &ctx->err);
 	pw_store_probe_free(pa.probe);
@@ -828,9 +847,8 @@ session_proxy(struct pw_ctx *ctx, const struct pw_pick *pk,
 	return 0;
 }
 
-/* Which strategies pk asks for; PW_EUSAGE when it cannot work. */
-static int
-resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
+int
+pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
     const struct pw_strategy **s, const struct pw_strategy **fallback)
 {
 	const char	*name = pk->strategy;
@@ -872,6 +890,66 @@ resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 	return 0;
 }
 
+/*
+ * The proxy's own cap (pk->rate_limit): one over it is left out and
+ * another chosen, in the same transaction, where the one that passes is
+ * counted. A session keeps its proxy: over the cap, it waits. PW_ERATE,
+ * with the wait, when every eligible proxy is over it.
+ */
+static int
+rate_pass(struct pw_ctx *ctx, const struct pw_pick *pk,
+    const struct pw_strategy *s, const struct pw_strategy *fallback,
+    struct pw_sel *sel, int64_t *id, int reused)
+{
+	struct pw_rl_limit	 l = { pk->rate_limit, pk->rate_window_ms };
+	struct pw_rl_verdict	 v;
+	const int64_t		*ex0 = sel->ex;
+	size_t			 nex0 = sel->nex;
+	int64_t			*ex = NULL, retry = -1, mono = pw_mono_ms();
+	char			 key[48];
+	const char		*k = key;
+	int			 r;
+
+	for (;;) {
+		snprintf(key, sizeof key, "proxy:%lld", (long long)*id);
+		if ((r = pw_store_rl_check_txn(ctx->store, &k, &l, 1, mono, 1,
+		    &v, &ctx->err)) != 0 || v.allowed)
+			break;
+		if (retry < 0 || v.retry_ms < retry)
+			retry = v.retry_ms;
+		if (reused) {
+			r = PW_ERATE;
+			break;
+		}
+		if (ex == NULL) {
+			ex = pw_xcalloc(nex0 + 1, sizeof *ex);
+			if (nex0 > 0)
+				memcpy(ex, ex0, nex0 * sizeof *ex);
+		} else
+			ex = pw_xrealloc(ex, (sel->nex + 1) * sizeof *ex);
+		ex[sel->nex++] = *id;
+		sel->ex = ex;
+		pw_err_clear(&ctx->err);
+		if ((r = choose_ranked(ctx, s, fallback, sel, id)) ==
+		    PW_ENOPROXY)
+			r = PW_ERATE;
+		if (r != 0)
+			break;
+	}
+	if (r == PW_ERATE) {
+		if (pk->rate_retry_ms != NULL)
+			*pk->rate_retry_ms = retry;
+		pw_failf(&ctx->err, PW_ERATE, "%s has had its "
+		    "fetch.rate_per_proxy; the next request may go in %.1f s",
+		    reused ? "the session's proxy" : "every eligible proxy",
+		    retry / 1000.0);
+	}
+	sel->ex = ex0;
+	sel->nex = nex0;
+	free(ex);
+	return r;
+}
+
 int
 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
     struct pw_proxy *out)
@@ -887,7 +965,10 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	int64_t				 id = 0;
 	int				 r, reused;
 
-	if ((r = resolve_pick(ctx, pk, &s, &fallback)) != 0)
+	/* A cap per proxy is counted in the file, with the pick itself. */
+	if (ctx->view != NULL && pk->rate_limit == 0)
+		return pw_view_next(ctx, pk, out);
+	if ((r = pw_pool_resolve_pick(ctx, pk, &s, &fallback)) != 0)
 		return r;
 	/* The key itself is loaded only if the proxy chosen needs it. */
 	if (pk->secrets && (r = pw_crypto_key_check(pw_config_secret_hex(),
@@ -940,6 +1021,9 @@ pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 	}
 	if (r != 0)
 		goto fail;
+	if (pk->rate_limit > 0 && (r = rate_pass(ctx, pk, s, fallback, &sel,
+	    &id, reused)) != 0)
+		goto fail;
 	if ((r = pw_store_proxy_started(ctx->store, id, sel.now,
 	    &ctx->err)) != 0 ||
 	    (r = pw_store_stat_add(ctx->store, "select.hits", 1,
@@ -974,6 +1058,8 @@ pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 {
 	int	r;
 
+	if (ctx->view != NULL)
+		return pw_view_report(ctx, id, outcome, latency_ms);
 	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
 		return r;
 	r = pw_store_proxy_report(ctx->store, id, outcome, latency_ms,
@@ -990,7 +1076,8 @@ pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 }
 
 int
-pw_pool_report_many(struct pw_ctx *ctx, const struct pw_outcome *o, size_t n)
+pw_pool_report_many(struct pw_ctx *ctx, const struct pw_pool_outcome *o,
+    size_t n)
 {
 	double	alpha = pw_config_double(ctx, "strategy.alpha");
 	int64_t	threshold = pw_config_int(ctx, "pool.failure_threshold");

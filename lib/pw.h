@@ -34,12 +34,13 @@ enum pw_code {
 	PW_EEXIST = -7,		/* already exists (exit 1) */
 	PW_ESTATE = -8,		/* state file unusable (exit 1) */
 	PW_EBUSY = -9,		/* lock held by another run (exit 75) */
-	PW_ENOMEM = -10		/* out of memory (exit 1) */
+	PW_ENOMEM = -10,	/* out of memory (exit 1) */
+	PW_ERATE = -11		/* over a rate cap, not waiting (exit 75) */
 };
 
 struct pw_err {
 	int	code;
-	char	msg[512];
+	char	msg[2048];
 };
 
 /*
@@ -60,6 +61,11 @@ void	pw_err_clear(struct pw_err *err);
 enum pw_log_level { PW_LOG_ERROR, PW_LOG_WARN, PW_LOG_INFO, PW_LOG_DEBUG };
 typedef void pw_log_fn(void *arg, int level, const char *msg);
 void	pw_log_set(pw_log_fn *fn, void *arg, int max_level);
+/*
+ * Put ctx (borrowed until it is set again; NULL: nothing) and ": " before
+ * every message this thread logs from now on: pw serve names the request.
+ */
+void	pw_log_context(const char *ctx);
 void	pw_log(int level, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
@@ -84,6 +90,8 @@ int	 pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 int	 pw_parse_double(const char *s, double min, double max, double *out);
 /* Parse "90", "90s", "15m", "2h", "7d" into seconds; 0 or PW_EUSAGE. */
 int	 pw_parse_duration(const char *s, int64_t *out);
+/* Parse "250ms", "0.5", "2s" (seconds unless "ms") into ms; 0 or PW_EUSAGE. */
+int	 pw_parse_ms(const char *s, int64_t *out);
 
 /*
  * Growable string: never NULL after pw_buf_init, always NUL-terminated.
@@ -150,6 +158,7 @@ char	*pw_redact_url(const char *url);
 struct pw_store;
 struct pw_config;
 struct pw_key;
+struct pw_view;
 
 /*
  * The library context: the state file, the settings and the last error.
@@ -171,6 +180,8 @@ struct pw_ctx {
 	struct pw_rng		 rng;
 	int			 rng_seeded;
 	struct pw_err		 err;
+	struct pw_view		*view;		/* pw serve's pool in memory */
+	void			*curl;		/* a handle kept for reuse */
 };
 
 enum pw_open_mode { PW_OPEN_NONE, PW_OPEN_RO, PW_OPEN_RW };
@@ -218,15 +229,22 @@ struct pw_config_key {
 	const char	*type;		/* "int", "real", "duration", ... */
 	const char	*def;
 	const char	*help;
+	int		 secret;	/* list it as "***" when set */
 };
 /* The table of known keys, NULL-terminated by name. */
 const struct pw_config_key *pw_config_keys(void);
 const char *pw_origin_name(int origin);
+/* value as it may be shown: a secret's password masked. Caller frees. */
+char	*pw_config_shown(const char *key, const char *value);
 
 /* ----------------------------------------------------------------- pool */
 
+/*
+ * PW_PENDING: imported by a validating warm and not checked yet; like
+ * unhealthy, never selected, until a health check passes.
+ */
 enum pw_status { PW_UNKNOWN, PW_HEALTHY, PW_DEGRADED, PW_UNHEALTHY,
-    PW_STATUS_COUNT };
+    PW_PENDING, PW_STATUS_COUNT };
 const char *pw_status_name(int s);
 int	 pw_status_parse(const char *s, int *out);
 
@@ -343,6 +361,15 @@ struct pw_pick {
 	const int64_t	*exclude;	/* ids not to use this time */
 	size_t		 nexclude;
 	int		 secrets;	/* unseal credentials into out */
+	/*
+	 * At most rate_limit requests through one proxy per rate_window_ms
+	 * (fetch.rate_per_proxy; 0: no cap), counted across processes: one
+	 * over it is passed over. When all are, PW_ERATE and, if set,
+	 * *rate_retry_ms says in how long one may go.
+	 */
+	int64_t		 rate_limit;
+	int64_t		 rate_window_ms;
+	int64_t		*rate_retry_ms;
 };
 
 /*
@@ -369,13 +396,13 @@ int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
  * them so that the state file sees one short write a second, not one per
  * request). A proxy removed meanwhile is skipped.
  */
-struct pw_outcome {
+struct pw_pool_outcome {
 	int64_t	 id;
 	int	 outcome;	/* enum pw_report */
 	double	 latency_ms;	/* < 0: none */
 };
-int	 pw_pool_report_many(struct pw_ctx *ctx, const struct pw_outcome *o,
-	    size_t n);
+int	 pw_pool_report_many(struct pw_ctx *ctx,
+	    const struct pw_pool_outcome *o, size_t n);
 
 struct pw_session {
 	const char	*id;
@@ -415,6 +442,8 @@ struct pw_fetch_opts {
 	size_t			  nretry_on;
 	const char		 *proxy;	/* use this one, not the pool */
 	struct pw_pick		  pick;		/* strategy, session, filters */
+	/* Over fetch.rate_per_host or _per_proxy: PW_ERATE, no wait. */
+	int			  no_wait;
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.
@@ -433,6 +462,7 @@ struct pw_attempt {
 	long		 status;	/* HTTP status, 0 when none */
 	double		 ms;
 	int		 timed_out;	/* the attempt ran out of time */
+	int		 path;		/* enum pw_path: who chose it */
 };
 
 struct pw_fetch_result {
@@ -447,6 +477,9 @@ struct pw_fetch_result {
 	long		 num_redirects;
 	char		*url_effective;
 	char		*content_type;
+	int		 delegated;	/* a service was configured */
+	int		 path;		/* enum pw_path of the last attempt */
+	char		*fallback_why;	/* why the service was not used */
 };
 
 /*
@@ -574,6 +607,13 @@ int	 pw_health_select(struct pw_ctx *ctx, const struct pw_filter *f,
  */
 int	 pw_health_run(struct pw_ctx *ctx, const struct pw_health_opts *o,
 	    const int64_t *ids, size_t n, struct pw_health_summary *sum);
+/*
+ * The checks pw_health_run makes of o before it starts, alone: for a
+ * caller that must refuse bad options before it writes anything.
+ * PW_EUSAGE with the same message, or 0.
+ */
+int	 pw_health_check_opts(struct pw_ctx *ctx,
+	    const struct pw_health_opts *o);
 
 /* --------------------------------------------------------------- ingest */
 
@@ -669,6 +709,12 @@ void	 pw_warm_input(struct pw_warm *w, int format,
 int	 pw_warm_feed(struct pw_warm *w, const void *p, size_t n);
 /* Flush this input; c gets its counts. */
 int	 pw_warm_input_end(struct pw_warm *w, struct pw_warm_counts *c);
+/*
+ * With on, the proxies this run adds are stored pending (PW_PENDING):
+ * never selected until a health check passes (pw_health_run on
+ * pw_warm_ids). Proxies already in the pool keep their status.
+ */
+void	 pw_warm_pending(struct pw_warm *w, int on);
 /* The format the current input turned out to be. */
 int	 pw_warm_format(const struct pw_warm *w);
 /*
@@ -716,6 +762,13 @@ struct pw_cache_stats {
 	int64_t		 evictions[PW_EVICT_COUNT];
 	int64_t		 last_warm, last_health;	/* 0: never */
 	int64_t		 file_bytes;	/* state file and its WAL */
+	/* Delegation (see pw_service_next); all 0 without a service. */
+	int64_t		 svc_calls, svc_errors, svc_cache_hits,
+			 svc_fallbacks, svc_breaker_opened,
+			 svc_breaker_half_opened, svc_breaker_closed,
+			 svc_outbox_depth, svc_outbox_sent, svc_outbox_dropped;
+	/* As a service: requests and outcomes received. */
+	int64_t		 dlg_requests, dlg_feedback;
 };
 int	 pw_cache_stats(struct pw_ctx *ctx, struct pw_cache_stats *s);
 void	 pw_cache_stats_release(struct pw_cache_stats *s);
@@ -752,6 +805,107 @@ int	 pw_download(const char *const *urls, size_t n, size_t max_bytes,
 	    struct pw_download *res);
 void	 pw_download_release(struct pw_download *d);
 
+/* -------------------------------------------------------------- service */
+
+/*
+ * Delegation: with service.endpoints set (and service.enabled), proxies
+ * are asked of a remote pw serve, which sees the outcomes of a whole
+ * fleet; the local pool stays the fallback, so that an outage of the
+ * service never stops a selection.
+ */
+enum pw_path { PW_PATH_LOCAL, PW_PATH_SERVICE, PW_PATH_CACHE,
+    PW_PATH_FALLBACK };
+/* "local", "service", "cache", "fallback". */
+const char *pw_path_name(int path);
+
+/* How a selection was made, for --json and verbose output. */
+struct pw_delegation {
+	int	 path;			/* enum pw_path */
+	char	 endpoint[256];		/* the service that chose; "" */
+	char	 strategy[64];		/* the service's strategy; "" */
+	char	 why[400];		/* why it fell back; "" */
+	int64_t	 ttl;			/* seconds the answer is reused */
+};
+
+/* Whether selection is delegated: service.endpoints set and enabled. */
+int	 pw_service_enabled(struct pw_ctx *ctx);
+/*
+ * Whether a selection as pk asks can go to the service: one is enabled
+ * and pk asks for nothing the service cannot honour (a strategy, plugin,
+ * session or filter other than the region).
+ */
+int	 pw_service_delegable(struct pw_ctx *ctx, const struct pw_pick *pk);
+
+/* What is asked of the service. Strings are borrowed for the call. */
+struct pw_service_ask {
+	const char	*target;	/* the URL the proxy is for, or NULL */
+	const char	*region;	/* or NULL */
+	const int64_t	*exclude;	/* the service's ids not to take */
+	size_t		 nexclude;
+};
+
+/*
+ * Choose a proxy through the service: a cached answer for (target's
+ * origin, connection type, region) while it lives, else the endpoints in
+ * order, each as its circuit breaker allows, with bounded retries; when
+ * none answers within BUDGET_MS (800 ms), the local pool with local
+ * (pw_pool_next), so that the call ends within a second. On the service
+ * and cache paths out->id is the service's id of the proxy and
+ * out->source "service". d says which path was taken (and why a
+ * fallback). Errors come only from the local path.
+ */
+int	 pw_service_next(struct pw_ctx *ctx, const struct pw_service_ask *ask,
+	    const struct pw_pick *local, struct pw_proxy *out,
+	    struct pw_delegation *d);
+
+/* An outcome waiting in the outbox. */
+struct pw_outcome {
+	int64_t	 id;		/* the outbox row */
+	int64_t	 proxy_id;	/* the service's id */
+	int	 success;
+	double	 latency_ms;	/* < 0: none */
+	char	*error;		/* or NULL */
+	int64_t	 ts_ms;
+};
+void	 pw_outcomes_free(struct pw_outcome *v, size_t n);
+
+/*
+ * The service's id of a proxy it handed out (by URL or id), or
+ * PW_ENOTFOUND when arg names none.
+ */
+int	 pw_service_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id);
+/*
+ * Queue the outcome of a request through the service's proxy_id for the
+ * service (never a network call); a failure also drops every cached
+ * answer naming that proxy. The outbox keeps service.outbox_max outcomes
+ * (the oldest go first) and the same outcome at the same millisecond
+ * once.
+ */
+int	 pw_service_report(struct pw_ctx *ctx, int64_t proxy_id, int ok,
+	    double latency_ms, const char *error);
+
+struct pw_flush_result {
+	int64_t	sent;		/* outcomes the service took */
+	int64_t	left;		/* still queued */
+};
+/*
+ * Send queued outcomes in batches for up to budget_ms; what is sent is
+ * removed. PW_EFAIL (with *fr filled) when no endpoint took them: they
+ * stay queued. PW_EUSAGE without a service.
+ */
+int	 pw_service_flush(struct pw_ctx *ctx, int64_t budget_ms,
+	    struct pw_flush_result *fr);
+
+/*
+ * pw serve's background flush: a thread with its own context on state
+ * that flushes the outbox every interval_ms while it has outcomes.
+ */
+struct pw_flusher;
+int	 pw_service_flusher_start(const char *state,
+	    const struct pw_config *cfg, int64_t interval_ms,
+	    struct pw_flusher **out, struct pw_err *err);
+void	 pw_service_flusher_stop(struct pw_flusher *f);
+
 /* ---------------------------------------------------------------- serve */
 
 /*
@@ -759,16 +913,65 @@ void	 pw_download_release(struct pw_download *d);
  * starts, serves from a pool of threads, and gives each thread its own
  * context on the state file (opened at its first request, closed when
  * the thread ends): a struct pw_ctx is never shared between threads.
+ * Selections come from the pool held in memory, and the outcomes of
+ * requests reach the state file in batches (see pw-serve(1)); background
+ * threads prune expired proxies and, when serve.health_interval is set,
+ * check the pool.
  */
 struct pw_server;
 
 struct pw_serve_opts {
 	const char	*listen;	/* "HOST:PORT"; NULL: serve.listen */
 	int		 insecure;	/* may listen on a non-loopback one */
-	unsigned int	 threads;	/* 0: two per core, at least 4 */
+	unsigned int	 threads;	/* 0: 32 per core, 32 to 256 */
 	size_t		 body_max;	/* request bodies; 0: 1 MiB */
 	int		 log_requests;	/* one PW_LOG_INFO line per request */
 };
+
+/*
+ * API keys of pw serve. A key is "pw_" and 48 hex digits, shown once by
+ * pw_apikey_add; the state file keeps a hash of it, its name (1 to 64
+ * letters, digits, '-', '_', '.') and its tier (1 to 32 lower-case
+ * letters, digits, '-', '_'; default "default"), which the rate limiter
+ * reads.
+ */
+#define PW_APIKEY_NAME_MAX	64
+#define PW_APIKEY_TIER_MAX	32
+#define PW_APIKEY_TIER_DEFAULT	"default"
+
+struct pw_apikey {
+	int64_t	id;
+	char	name[PW_APIKEY_NAME_MAX + 1];
+	char	tier[PW_APIKEY_TIER_MAX + 1];
+	int64_t	created_at;
+	int64_t	last_used;	/* 0: never; updated once a minute at most */
+};
+
+int	 pw_apikey_name_check(const char *name, struct pw_err *err);
+int	 pw_apikey_tier_check(const char *tier, struct pw_err *err);
+/*
+ * Make a key named name of tier (NULL: the default) and store its hash;
+ * *key gets the key itself (the caller prints it once and frees it with
+ * pw_secret_free). PW_EUSAGE for a bad name or tier, PW_EEXIST when the
+ * name is taken; nothing is stored then.
+ */
+int	 pw_apikey_add(struct pw_ctx *ctx, const char *name, const char *tier,
+	    char **key);
+/* PW_ENOTFOUND when there is no key of that name. */
+int	 pw_apikey_remove(struct pw_ctx *ctx, const char *name);
+/* Each key, by name; the key is borrowed for the call. */
+typedef int pw_apikey_fn(void *arg, const struct pw_apikey *k);
+int	 pw_apikey_each(struct pw_ctx *ctx, pw_apikey_fn *fn, void *arg);
+/* Whether any key exists. */
+int	 pw_apikey_any(struct pw_ctx *ctx, int *any);
+/*
+ * The key whose secret is key[0..len) into *out, its use recorded (once
+ * a minute); PW_ENOTFOUND when it is none (message without the key).
+ */
+int	 pw_apikey_check(struct pw_ctx *ctx, const char *key, size_t len,
+	    struct pw_apikey *out);
+/* Wipe and free a secret string (NULL: nothing). */
+void	 pw_secret_free(char *s);
 
 /*
  * Listen and serve the state file at state, with ctx's settings (ctx and
@@ -779,11 +982,23 @@ struct pw_serve_opts {
  */
 int	 pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    const struct pw_serve_opts *o, struct pw_server **out);
+/*
+ * Route i of the server's router (from 0): its path ("{id}" for a proxy
+ * id), method and whether it is open without an API key; NULL after the
+ * last. For the check that the OpenAPI document describes every route.
+ */
+const char *pw_serve_route(size_t i, const char **method, int *open);
 /* The address the server listens on ("127.0.0.1:8000"); borrowed. */
 const char *pw_serve_address(const struct pw_server *s);
 /*
+ * Read the settings in the state file again, on every thread, and the
+ * pool (SIGHUP); connections and requests in flight go on undisturbed.
+ */
+void	 pw_serve_reload(struct pw_server *s);
+/*
  * Stop accepting connections, let the requests in flight finish (for up
- * to grace_ms), then stop every thread and free s. s may be NULL.
+ * to grace_ms), then stop every thread, write the outcomes still held in
+ * memory to the state file, and free s. s may be NULL.
  */
 void	 pw_serve_stop(struct pw_server *s, int64_t grace_ms);
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "internal.h"
+#include "ratelimit.h"
 
 #define BUSY_TIMEOUT_MS	60000
 
@@ -32,7 +34,10 @@ enum stmt_id {
 	S_ROT_GET, S_ROT_PUT, S_STARTED, S_REPORT, S_SESSION_GET,
 	S_SESSION_PUT, S_SESSION_PRUNE, S_WINDOW_RESET, S_BOUNDS, S_PASS_GET,
 	S_PASS_PUT, S_HEALTH, S_REFRESH, S_STAT_ADD, S_META_PUT, S_EVICT_TTL,
-	S_EVICT_HEALTH, S_MAX_ID, S_SP_BEGIN, S_SP_RELEASE, S_SP_UNDO, S_COUNT
+	S_EVICT_HEALTH, S_MAX_ID, S_UNDO_ROWS, S_UNDO_SEQ, S_SEQ, S_PEND,
+	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_KEY_ADD, S_KEY_DEL, S_KEY_FIND,
+	S_KEY_ANY, S_KEY_USED, S_STATS_GET, S_STATS_PUT, S_SESSION_SET,
+	S_DATA_VERSION, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -59,7 +64,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_PASS_PUT] = "UPDATE proxies SET pass = ?2, updated_at = ?3 "
 	    "WHERE id = ?1",
 	[S_BOUNDS] = "SELECT (SELECT min(id) FROM proxies), "
-	    "(SELECT max(id) FROM proxies), (SELECT max(weight) FROM proxies), "
+	    "(SELECT max(id) FROM proxies), "
+	    "(SELECT max(weight) FROM proxies WHERE weight IS NOT NULL), "
 	    "(SELECT min(latency_ms) FROM proxies)",
 	/*
 	 * ?2 outcome (0 fail, 1 ok, 2 neutral), ?3 latency (NULL: none),
@@ -98,11 +104,16 @@ static const char *const stmt_sql[S_COUNT] = {
 	 * none), ?4 EMA alpha, ?5 failure threshold, ?6 now, ?7 anonymity
 	 * (NULL: keep). A pass makes the proxy healthy and clears its
 	 * failure run and cooldown; a failure makes it degraded, or
-	 * unhealthy at the threshold-th in a row.
+	 * unhealthy at the threshold-th in a row; an unhealthy one stays
+	 * so until it passes. A pending proxy (imported by a validating
+	 * warm, never checked) has nothing to its credit: its first
+	 * failure makes it unhealthy.
 	 */
 	[S_HEALTH] = "UPDATE proxies SET "
 	    "status = CASE WHEN ?2 THEN 'healthy' "
-	    "WHEN consec_fail + 1 >= ?5 THEN 'unhealthy' ELSE 'degraded' END, "
+	    "WHEN status = 'pending' OR status = 'unhealthy' OR "
+	    "consec_fail + 1 >= ?5 "
+	    "THEN 'unhealthy' ELSE 'degraded' END, "
 	    "consec_fail = CASE WHEN ?2 THEN 0 ELSE consec_fail + 1 END, "
 	    "cooldown_until = CASE WHEN ?2 THEN NULL ELSE cooldown_until END, "
 	    "latency_ms = CASE WHEN ?3 IS NULL THEN latency_ms "
@@ -116,6 +127,8 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "source = coalesce(?3, source), country = coalesce(?4, country), "
 	    "region = coalesce(?5, region), weight = coalesce(?6, weight), "
 	    "updated_at = ?7 WHERE id = ?1",
+	/* What a validating warm added waits for its first check. */
+	[S_PEND] = "UPDATE proxies SET status = 'pending' WHERE id > ?1",
 	[S_STAT_ADD] = "INSERT INTO stats(name, value) VALUES(?1, ?2) "
 	    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
 	[S_META_PUT] = "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -124,10 +137,51 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "proxies WHERE expires_at <= ?1 LIMIT ?2)",
 	[S_EVICT_HEALTH] = "DELETE FROM proxies WHERE id IN (SELECT id FROM "
 	    "proxies WHERE status = 'unhealthy' LIMIT ?2)",
-	[S_SP_BEGIN] = "SAVEPOINT pw_many",
-	[S_SP_RELEASE] = "RELEASE pw_many",
-	[S_SP_UNDO] = "ROLLBACK TO pw_many",
+	/* Take back what one insert of many rows did (see insert_many). */
+	[S_UNDO_ROWS] = "DELETE FROM proxies WHERE id > ?1",
+	[S_UNDO_SEQ] = "UPDATE sqlite_sequence SET seq = ?1 "
+	    "WHERE name = 'proxies'",
+	/* Every new id is above this one (AUTOINCREMENT). */
+	[S_SEQ] = "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+	    "WHERE name = 'proxies'), 0), "
+	    "coalesce((SELECT max(id) FROM proxies), 0))",
 	[S_MAX_ID] = "SELECT coalesce(max(id), 0) FROM proxies",
+	[S_RL_GET] = "SELECT win, cur, prev, window_ms FROM ratelimit "
+	    "WHERE key = ?1",
+	[S_RL_PUT] = "INSERT INTO ratelimit(key, win, cur, prev, window_ms) "
+	    "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET "
+	    "win = excluded.win, cur = excluded.cur, prev = excluded.prev, "
+	    "window_ms = excluded.window_ms",
+	/* Counters whose windows have both passed read 0 anyway. */
+	[S_RL_PRUNE] = "DELETE FROM ratelimit WHERE win + 2 * window_ms <= ?1 "
+	    "OR win > ?1",
+	[S_KEY_ADD] = "INSERT INTO api_keys(name, tier, hash, created_at) "
+	    "VALUES(?1, ?2, ?3, ?4)",
+	[S_KEY_DEL] = "DELETE FROM api_keys WHERE name = ?1",
+	[S_KEY_FIND] = "SELECT id, name, tier, hash, created_at, last_used "
+	    "FROM api_keys WHERE hash = ?1",
+	[S_KEY_ANY] = "SELECT EXISTS (SELECT 1 FROM api_keys)",
+	/* Once a minute at most: a key in use is not a write a request. */
+	[S_KEY_USED] = "UPDATE api_keys SET last_used = ?2 WHERE id = ?1 AND "
+	    "(last_used IS NULL OR last_used < ?2 - 60)",
+	/* pw serve's batched outcomes: read, combine in C, write back. */
+	[S_STATS_GET] = "SELECT started, completed, succeeded, failed, "
+	    "consec_fail, latency_ms, cooldown_until, last_used, "
+	    "window_count, updated_at FROM proxies WHERE id = ?1",
+	[S_STATS_PUT] = "UPDATE proxies SET started = ?2, completed = ?3, "
+	    "succeeded = ?4, failed = ?5, consec_fail = ?6, latency_ms = ?7, "
+	    "cooldown_until = ?8, last_used = ?9, window_count = ?10, "
+	    "updated_at = ?11 WHERE id = ?1",
+	/* A session as pw serve holds it in memory, written as it is. */
+	[S_SESSION_SET] = "INSERT INTO sessions(id, proxy_id, created_at, "
+	    "last_used, expires_at, requests, failovers) "
+	    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
+	    "WHERE EXISTS (SELECT 1 FROM proxies WHERE id = ?2) "
+	    "ON CONFLICT(id) DO UPDATE SET proxy_id = excluded.proxy_id, "
+	    "created_at = excluded.created_at, last_used = excluded.last_used, "
+	    "expires_at = excluded.expires_at, requests = excluded.requests, "
+	    "failovers = excluded.failovers",
+	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct pw_store {
@@ -136,8 +190,10 @@ struct pw_store {
 	char		*wal;		/* path of the WAL; NULL: leave it */
 	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
+	int64_t		 rl_pruned;	/* last prune of ratelimit */
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
+	sqlite3_stmt	*svc[8];	/* delegation's, by enum svc_stmt */
 };
 
 /* Rows per statement of pw_store_proxy_insert_many. */
@@ -161,8 +217,13 @@ static const char *const migrations[] = {
 	"  source TEXT,"
 	"  country TEXT,"
 	"  region TEXT,"
-	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status IN "
-	"    ('unknown', 'healthy', 'degraded', 'unhealthy')),"
+	/*
+	 * Comparisons, not IN (...): SQLite checks an IN list by building
+	 * a temporary b-tree of it, for every row written.
+	 */
+	"  status TEXT NOT NULL DEFAULT 'unknown' CHECK (status = 'unknown'"
+	"    OR status = 'healthy' OR status = 'degraded'"
+	"    OR status = 'unhealthy' OR status = 'pending'),"
 	"  anonymity TEXT,"
 	"  weight REAL,"
 	"  added_at INTEGER NOT NULL,"
@@ -198,18 +259,68 @@ static const char *const migrations[] = {
 	"CREATE TABLE rotation (name TEXT PRIMARY KEY,"
 	"  value INTEGER NOT NULL);"
 	/*
-	 * What selection reads. A full scan (plugins, rare fallbacks) walks
-	 * the narrow proxies_pick instead of the wide rows; the others let
-	 * least-used and the bounds of rejection sampling avoid any scan.
+	 * What selection reads: least-used, the bounds of rejection
+	 * sampling and the unmeasured proxies of performance come from
+	 * these without a scan; round-robin and the probes go by id. Every
+	 * index costs each row a warm writes (a warm of 1M: about 0.3 s
+	 * an index), so those that only need the rows where a value is set
+	 * (weight, country) hold only those rows: a list without weights
+	 * or countries costs them nothing. Plugins and rare fallbacks that
+	 * read every candidate scan the table.
 	 */
-	"CREATE INDEX proxies_pick ON proxies(id, status, cooldown_until,"
-	"  expires_at, weight, latency_ms, started, succeeded, failed,"
-	"  window_count);"
 	"CREATE INDEX proxies_least ON proxies(window_count, id);"
-	"CREATE INDEX proxies_weight ON proxies(weight);"
+	"CREATE INDEX proxies_weight ON proxies(weight)"
+	"  WHERE weight IS NOT NULL;"
 	"CREATE INDEX proxies_latency ON proxies(latency_ms);"
 	/* Geo selection finds a country's proxies, or that there are none. */
-	"CREATE INDEX proxies_geo ON proxies(country, region);",
+	"CREATE INDEX proxies_geo ON proxies(country, region)"
+	"  WHERE country IS NOT NULL;"
+	/*
+	 * Rate-limit counters of the sqlite backend (see ratelimit.h);
+	 * win on the host's monotonic clock.
+	 */
+	"CREATE TABLE ratelimit (key TEXT PRIMARY KEY,"
+	"  win INTEGER NOT NULL, cur INTEGER NOT NULL, prev INTEGER NOT NULL,"
+	"  window_ms INTEGER NOT NULL) WITHOUT ROWID;"
+	/*
+	 * Delegation to a remote pw serve (service.c): each endpoint's
+	 * circuit breaker, the answers it gave, and the outcomes it is yet
+	 * to be told, so that they hold across short processes.
+	 */
+	"CREATE TABLE breakers (endpoint TEXT PRIMARY KEY,"
+	"  state INTEGER NOT NULL DEFAULT 0,"
+	"  failures INTEGER NOT NULL DEFAULT 0,"
+	"  since_ms INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE service_cache (key TEXT PRIMARY KEY,"
+	"  proxy_id INTEGER NOT NULL,"
+	"  url TEXT NOT NULL,"
+	"  sealed BLOB,"
+	"  strategy TEXT,"
+	"  endpoint TEXT NOT NULL,"
+	"  expires_at INTEGER NOT NULL);"
+	"CREATE INDEX service_cache_proxy ON service_cache(proxy_id);"
+	"CREATE INDEX service_cache_url ON service_cache(url);"
+	"CREATE TABLE feedback_outbox ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  proxy_id INTEGER NOT NULL,"
+	"  success INTEGER NOT NULL,"
+	"  latency_ms REAL,"
+	"  error TEXT,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER,"	/* being sent by a flush until then */
+	"  UNIQUE (proxy_id, success, ts_ms));"
+	/*
+	 * API keys of pw serve: only a hash of each key (see
+	 * pw_crypto_apikey_hash), looked up by it on every request.
+	 */
+	"CREATE TABLE api_keys ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  tier TEXT NOT NULL,"
+	"  hash BLOB NOT NULL UNIQUE,"
+	"  created_at INTEGER NOT NULL,"
+	"  last_used INTEGER"
+	");",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -235,6 +346,9 @@ db_fail(struct pw_store *st, int rc, struct pw_err *err, const char *what)
 	case SQLITE_FULL:
 		return pw_failf(err, PW_ESTATE, "%s: disk full", st->path);
 	case SQLITE_CANTOPEN:
+		/* What the system said is clearer than SQLite's words. */
+		if (st->db != NULL && sqlite3_system_errno(st->db) != 0)
+			msg = strerror(sqlite3_system_errno(st->db));
 		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s",
 		    st->path, msg);
 	case SQLITE_BUSY:
@@ -311,26 +425,33 @@ pragma_int3(struct pw_store *st, const char *sql, int64_t *a, int64_t *b,
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read");
 }
 
-/* A non-empty file must start with the SQLite header, or it is not ours. */
+/*
+ * Whether the file is an SQLite database (1), empty (0), or neither (an
+ * error), read through SQLite's own handle, before SQLite reads it: to
+ * open and close the file here would drop every lock this process holds
+ * on it (POSIX locks belong to the process, not to the descriptor), under
+ * the feet of its other connections -- pw serve's threads.
+ */
 static int
-check_header(const char *path, struct pw_err *err)
+check_header(struct pw_store *st, struct pw_err *err)
 {
-	static const char	magic[16] = "SQLite format 3";
-	char			buf[16];
-	ssize_t			n;
-	int			fd;
+	static const char	 magic[16] = "SQLite format 3";
+	sqlite3_file		*f = NULL;
+	sqlite3_int64		 size = 0;
+	char			 buf[16];
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
-		    strerror(errno));
-	}
-	n = read(fd, buf, sizeof buf);
-	close(fd);
-	if (n == 0)
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_FILE_POINTER,
+	    &f) != SQLITE_OK || f == NULL || f->pMethods == NULL ||
+	    f->pMethods->xFileSize(f, &size) != SQLITE_OK)
+		return pw_failf(err, PW_ESTATE, "%s: cannot open: %s",
+		    st->path, strerror(errno));
+	if (size == 0)
 		return 0;
-	if (n != (ssize_t)sizeof buf || memcmp(buf, magic, sizeof buf) != 0)
+	if (size < (sqlite3_int64)sizeof buf ||
+	    f->pMethods->xRead(f, buf, sizeof buf, 0) != SQLITE_OK ||
+	    memcmp(buf, magic, sizeof buf) != 0)
 		return pw_failf(err, PW_ESTATE, "%s: not a pw state file (not "
-		    "an SQLite database)", path);
+		    "an SQLite database)", st->path);
 	return 1;
 }
 
@@ -501,8 +622,11 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		if (fd >= 0)
 			close(fd);
 	}
-	if ((r = check_header(path, err)) < 0)
+	if (access(path, R_OK) != 0) {
+		r = pw_failf(err, PW_ESTATE, "%s: cannot open: %s", path,
+		    strerror(errno));
 		goto fail;
+	}
 	writable = access(path, W_OK) == 0;
 	if (mode == PW_OPEN_RW && !writable) {
 		r = pw_failf(err, PW_ESTATE, "%s: state file is read-only",
@@ -518,6 +642,8 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		r = db_fail(st, r, err, "open");
 		goto fail;
 	}
+	if ((r = check_header(st, err)) < 0)
+		goto fail;
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
 	if ((r = check_schema(st, writable, err)) != 0)
@@ -569,6 +695,8 @@ pw_store_close(struct pw_store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->many);
+	for (int i = 0; i < 8; i++)
+		sqlite3_finalize(st->svc[i]);
 	if (!st->in_txn)
 		wal_trim(st);
 	sqlite3_close(st->db);
@@ -1075,7 +1203,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 
 /* ------------------------------------------------------------ selection */
 
-#define ELIGIBLE "status != 'unhealthy' AND " \
+#define ELIGIBLE "status != 'unhealthy' AND status != 'pending' AND " \
 	"(cooldown_until IS NULL OR cooldown_until <= ?1) AND " \
 	"(expires_at IS NULL OR expires_at > ?1)"
 
@@ -1255,7 +1383,7 @@ pw_store_window_reset(struct pw_store *st, struct pw_err *err)
 
 int
 pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
-    int64_t now, int64_t counts[5], struct pw_err *err)
+    int64_t now, int64_t counts[6], struct pw_err *err)
 {
 	struct pw_buf	 q;
 	sqlite3_stmt	*s;
@@ -1266,8 +1394,10 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	pw_buf_init(&q);
 	pw_buf_adds(&q, "SELECT (SELECT count(*) FROM proxies), "
 	    "coalesce(sum(status = 'unhealthy'), 0), "
-	    "coalesce(sum(status != 'unhealthy' AND cooldown_until > ?1), 0), "
-	    "coalesce(sum(expires_at <= ?1), 0), count(*) "
+	    "coalesce(sum(status != 'unhealthy' AND status != 'pending' AND "
+	    "cooldown_until > ?1), 0), "
+	    "coalesce(sum(expires_at <= ?1), 0), count(*), "
+	    "coalesce(sum(status = 'pending'), 0) "
 	    "FROM proxies WHERE 1");
 	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
 	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
@@ -1277,7 +1407,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	sqlite3_bind_int64(s, 1, now);
 	filter_bind(s, 2, texts, ntexts, maxlat);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 			counts[i] = sqlite3_column_int64(s, i);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW)
@@ -1545,6 +1675,35 @@ stat_source(void *arg, const char *name, int64_t n)
 	cs->by_source[cs->nsources++].n = n;
 }
 
+/* The delegation counters (service.c, delegate.c). */
+static void
+stat_service(struct pw_cache_stats *cs, const char *name, int64_t n)
+{
+	static const struct {
+		const char	*name;
+		size_t		 off;
+	} m[] = {
+#define M(n, f) { n, offsetof(struct pw_cache_stats, f) }
+		M("service.calls", svc_calls),
+		M("service.errors", svc_errors),
+		M("service.cache_hits", svc_cache_hits),
+		M("service.fallbacks", svc_fallbacks),
+		M("service.breaker.opened", svc_breaker_opened),
+		M("service.breaker.half_opened", svc_breaker_half_opened),
+		M("service.breaker.closed", svc_breaker_closed),
+		M("service.outbox.depth", svc_outbox_depth),
+		M("service.outbox.sent", svc_outbox_sent),
+		M("service.outbox.dropped", svc_outbox_dropped),
+		M("delegate.requests", dlg_requests),
+		M("delegate.feedback", dlg_feedback),
+#undef M
+	};
+
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+		if (strcmp(name, m[i].name) == 0)
+			*(int64_t *)((char *)cs + m[i].off) = n;
+}
+
 static void
 stat_one(void *arg, const char *name, int64_t n)
 {
@@ -1569,6 +1728,9 @@ stat_one(void *arg, const char *name, int64_t n)
 	for (int i = 0; i < PW_EVICT_COUNT; i++)
 		if (strcmp(name, ev[i]) == 0)
 			cs->evictions[i] = n;
+	if (strncmp(name, "service.", 8) == 0 ||
+	    strncmp(name, "delegate.", 9) == 0)
+		stat_service(cs, name, n);
 }
 
 int
@@ -1590,7 +1752,9 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 	    (r = each_pair(st, "SELECT name, value FROM stats", now, stat_one,
 	    cs, err)) != 0 ||
 	    (r = each_pair(st, "SELECT key, value FROM meta WHERE key IN "
-	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0) {
+	    "('last_warm', 'last_health')", now, stat_one, cs, err)) != 0 ||
+	    (r = each_pair(st, "SELECT 'service.outbox.depth', count(*) "
+	    "FROM feedback_outbox", now, stat_one, cs, err)) != 0) {
 		pw_store_rollback(st);
 		return r;
 	}
@@ -1601,8 +1765,13 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 int
 pw_store_bulk(struct pw_store *st, struct pw_err *err)
 {
-	/* Index pages of a large pool stay cached between batches. */
-	return exec_sql(st, "PRAGMA cache_size=-65536", err);
+	/*
+	 * Index pages of a large pool stay cached between batches. The
+	 * WAL is copied into the file (and both synced) once it holds 32
+	 * MiB, not 4: a few checkpoints for a large warm, not one a batch.
+	 */
+	return exec_sql(st, "PRAGMA cache_size=-65536;"
+	    "PRAGMA wal_autocheckpoint=8192", err);
 }
 
 /* "INSERT OR IGNORE ... VALUES (...), ..." of k rows, like S_INSERT. */
@@ -1630,17 +1799,35 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
 }
 
+/* The id every new proxy gets one above, at the least. */
+static int
+id_floor(struct pw_store *st, int64_t *floor, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_SEQ, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*floor = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
 int
 pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
     size_t n, int64_t *ids, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
 	size_t		 i, j, k;
-	int64_t		 last, changes;
+	int64_t		 before = 0, last, changes;
 	int		 rc, r, dup;
 
 	for (i = 0; i < n; i += k) {
 		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
+		if ((r = id_floor(st, &before, err)) != 0)
+			return r;
 		if (k == MANY_ROWS) {
 			if (st->many == NULL && (r = many_prepare(st, k,
 			    &st->many, err)) != 0)
@@ -1648,8 +1835,6 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			s = st->many;
 		} else if ((r = many_prepare(st, k, &s, err)) != 0)
 			return r;
-		if ((r = run_stmt(st, S_SP_BEGIN, err, "savepoint", "")) != 0)
-			goto out;
 		for (j = 0; j < k; j++)
 			bind_row(s, (int)j * 13, &rows[i + j]);
 		rc = sqlite3_step(s);
@@ -1665,15 +1850,21 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 			/* All new: their ids follow one another. */
 			for (j = 0; j < k; j++)
 				ids[i + j] = last - (int64_t)(k - 1 - j);
-			r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "");
+			r = 0;
 			goto out;
 		}
 		/*
 		 * Some were there already, and each refused row used up an
-		 * id: undo, and insert one at a time (no gaps in the ids).
+		 * id: take back the rows this statement added and the ids it
+		 * used (nobody else writes inside our transaction), and
+		 * insert one at a time, with no gaps in the ids. A savepoint
+		 * would do the same, at the price of copying every page the
+		 * statement touches first, on the path every row takes.
 		 */
-		if ((r = run_stmt(st, S_SP_UNDO, err, "savepoint", "")) != 0 ||
-		    (r = run_stmt(st, S_SP_RELEASE, err, "savepoint", "")) != 0)
+		if ((changes > 0 && (r = run_stmt(st, S_UNDO_ROWS, err,
+		    "add proxies", "i", before)) != 0) ||
+		    (r = run_stmt(st, S_UNDO_SEQ, err, "add proxies", "i",
+		    before)) != 0)
 			goto out;
 		for (j = 0; j < k && r == 0; j++)
 			r = pw_store_proxy_insert(st, &rows[i + j], &ids[i + j],
@@ -1700,4 +1891,744 @@ pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 		*max = sqlite3_column_int64(s, 0);
 	sqlite3_reset(s);
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+}
+
+/* --------------------------------------------------------- delegation */
+
+enum svc_stmt { V_BRK_GET, V_BRK_PUT, V_BRK_CLAIM, V_CACHE_GET, V_CACHE_PUT,
+    V_CACHE_DROP, V_OUTBOX_ADD, V_COUNT };
+
+static const char *const svc_sql[V_COUNT] = {
+	[V_BRK_GET] = "SELECT state, failures, since_ms FROM breakers "
+	    "WHERE endpoint = ?1",
+	[V_BRK_PUT] = "INSERT INTO breakers(endpoint, state, failures, "
+	    "since_ms) VALUES(?1, ?2, ?3, ?4) ON CONFLICT(endpoint) DO UPDATE "
+	    "SET state = ?2, failures = ?3, since_ms = ?4",
+	/*
+	 * One process wins the trial call: the breaker open for long
+	 * enough, or half-open for so long that its trial must have died.
+	 */
+	[V_BRK_CLAIM] = "UPDATE breakers SET state = 2, since_ms = ?3 "
+	    "WHERE endpoint = ?1 AND state != 0 AND since_ms <= ?2",
+	[V_CACHE_GET] = "SELECT proxy_id, url, sealed, strategy, endpoint, "
+	    "expires_at FROM service_cache WHERE key = ?1",
+	[V_CACHE_PUT] = "INSERT INTO service_cache(key, proxy_id, url, "
+	    "sealed, strategy, endpoint, expires_at) "
+	    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET "
+	    "proxy_id = ?2, url = ?3, sealed = ?4, strategy = ?5, "
+	    "endpoint = ?6, expires_at = ?7",
+	/* Kept, not deleted: pw pool report still knows whose it was. */
+	[V_CACHE_DROP] = "UPDATE service_cache SET expires_at = 0 "
+	    "WHERE proxy_id = ?1 AND expires_at != 0",
+	[V_OUTBOX_ADD] = "INSERT OR IGNORE INTO feedback_outbox(proxy_id, "
+	    "success, latency_ms, error, ts_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+};
+
+static sqlite3_stmt *
+svc_get(struct pw_store *st, enum svc_stmt id, struct pw_err *err)
+{
+	int	rc;
+
+	if (st->svc[id] == NULL) {
+		rc = sqlite3_prepare_v3(st->db, svc_sql[id], -1,
+		    SQLITE_PREPARE_PERSISTENT, &st->svc[id], NULL);
+		if (rc != SQLITE_OK) {
+			db_fail(st, rc, err, "prepare");
+			return NULL;
+		}
+	}
+	return st->svc[id];
+}
+
+int
+pw_store_breaker_get(struct pw_store *st, const char *endpoint,
+    struct pw_breaker *b, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = svc_get(st, V_BRK_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	memset(b, 0, sizeof *b);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		b->state = sqlite3_column_int(s, 0);
+		b->failures = sqlite3_column_int64(s, 1);
+		b->since_ms = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read breaker");
+	return 0;
+}
+
+int
+pw_store_breaker_put(struct pw_store *st, const char *endpoint,
+    const struct pw_breaker *b, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = svc_get(st, V_BRK_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, b->state);
+	sqlite3_bind_int64(s, 3, b->failures);
+	sqlite3_bind_int64(s, 4, b->since_ms);
+	return step_done(st, s, err, "write breaker");
+}
+
+int
+pw_store_breaker_claim(struct pw_store *st, const char *endpoint,
+    int64_t older_ms, int64_t now_ms, int *won, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((s = svc_get(st, V_BRK_CLAIM, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, older_ms);
+	sqlite3_bind_int64(s, 3, now_ms);
+	if ((r = step_done(st, s, err, "write breaker")) == 0)
+		*won = sqlite3_changes(st->db) == 1;
+	return r;
+}
+
+static char *
+dup_text(sqlite3_stmt *s, int i)
+{
+	const char	*t = col_text(s, i);
+
+	return t != NULL ? pw_xstrdup(t) : NULL;
+}
+
+int
+pw_store_svc_cache_get(struct pw_store *st, const char *key,
+    struct pw_svc_cached *c, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	if ((s = svc_get(st, V_CACHE_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(c, 0, sizeof *c);
+		c->proxy_id = sqlite3_column_int64(s, 0);
+		c->url = dup_text(s, 1);
+		if (sqlite3_column_type(s, 2) == SQLITE_BLOB) {
+			c->sealed_len = sqlite3_column_bytes(s, 2);
+			c->sealed = pw_xmalloc(c->sealed_len);
+			memcpy(c->sealed, sqlite3_column_blob(s, 2),
+			    c->sealed_len);
+		}
+		c->strategy = dup_text(s, 3);
+		c->endpoint = dup_text(s, 4);
+		c->expires_at = sqlite3_column_int64(s, 5);
+	} else if (rc == SQLITE_DONE)
+		r = PW_ENOTFOUND;
+	else
+		r = db_fail(st, rc, err, "read service cache");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+int
+pw_store_svc_cache_put(struct pw_store *st, const char *key,
+    const struct pw_svc_cached *c, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = svc_get(st, V_CACHE_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, c->proxy_id);
+	sqlite3_bind_text(s, 3, c->url, -1, SQLITE_STATIC);
+	if (c->sealed != NULL)
+		sqlite3_bind_blob(s, 4, c->sealed, (int)c->sealed_len,
+		    SQLITE_STATIC);
+	bind_opt_text(s, 5, c->strategy);
+	sqlite3_bind_text(s, 6, c->endpoint, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, c->expires_at);
+	return step_done(st, s, err, "write service cache");
+}
+
+int
+pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id, int64_t *n,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((s = svc_get(st, V_CACHE_DROP, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, proxy_id);
+	if ((r = step_done(st, s, err, "write service cache")) == 0 &&
+	    n != NULL)
+		*n = sqlite3_changes(st->db);
+	return r;
+}
+
+int
+pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
+    int64_t *proxy_id, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = PW_ENOTFOUND;
+
+	rc = sqlite3_prepare_v2(st->db, url != NULL ?
+	    "SELECT proxy_id FROM service_cache WHERE url = ?1 LIMIT 1" :
+	    "SELECT proxy_id FROM service_cache WHERE proxy_id = ?2 LIMIT 1",
+	    -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read service cache");
+	if (url != NULL)
+		sqlite3_bind_text(s, 1, url, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(s, 2, id);
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*proxy_id = sqlite3_column_int64(s, 0);
+		r = 0;
+	} else if (rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "read service cache");
+	sqlite3_finalize(s);
+	return r;
+}
+
+void
+pw_svc_cached_release(struct pw_svc_cached *c)
+{
+	free(c->url);
+	free(c->sealed);
+	free(c->strategy);
+	free(c->endpoint);
+	memset(c, 0, sizeof *c);
+}
+
+int
+pw_store_outbox_add(struct pw_store *st, const struct pw_outcome *o,
+    int64_t max, int *added, int64_t *dropped, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int64_t		 n = 0;
+	int		 r;
+
+	if ((s = svc_get(st, V_OUTBOX_ADD, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, o->proxy_id);
+	sqlite3_bind_int(s, 2, o->success != 0);
+	if (o->latency_ms >= 0)
+		sqlite3_bind_double(s, 3, o->latency_ms);
+	bind_opt_text(s, 4, o->error);
+	sqlite3_bind_int64(s, 5, o->ts_ms);
+	if ((r = step_done(st, s, err, "write outbox")) != 0)
+		return r;
+	*added = sqlite3_changes(st->db) == 1;
+	*dropped = 0;
+	if (!*added)
+		return 0;
+	/* Bounded: past max, the oldest outcomes go. */
+	if ((r = pragma_int(st, "SELECT count(*) FROM feedback_outbox", &n,
+	    err)) != 0)
+		return r;
+	if (n > max) {
+		char	sql[160];
+
+		snprintf(sql, sizeof sql, "DELETE FROM feedback_outbox WHERE "
+		    "id IN (SELECT id FROM feedback_outbox ORDER BY id "
+		    "LIMIT %lld)", (long long)(n - max));
+		if ((r = exec_sql(st, sql, err)) != 0)
+			return r;
+		*dropped = n - max;
+	}
+	return 0;
+}
+
+static int
+cmp_outcome(const void *a, const void *b)
+{
+	int64_t	x = ((const struct pw_outcome *)a)->id;
+	int64_t	y = ((const struct pw_outcome *)b)->id;
+
+	return (x > y) - (x < y);
+}
+
+int
+pw_store_outbox_claim(struct pw_store *st, size_t limit, int64_t now_ms,
+    int64_t until_ms, struct pw_outcome **out, size_t *n, struct pw_err *err)
+{
+	sqlite3_stmt		*s;
+	struct pw_outcome	*v = NULL;
+	size_t			 k = 0;
+	int			 rc;
+
+	/* Oldest first; one statement, so two flushes never share one. */
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = ?3 WHERE id IN (SELECT id FROM feedback_outbox "
+	    "WHERE coalesce(lease_until, 0) <= ?2 ORDER BY id LIMIT ?1) "
+	    "RETURNING id, proxy_id, success, latency_ms, error, ts_ms", -1,
+	    &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read outbox");
+	sqlite3_bind_int64(s, 1, (int64_t)limit);
+	sqlite3_bind_int64(s, 2, now_ms);
+	sqlite3_bind_int64(s, 3, until_ms);
+	v = pw_xcalloc(limit ? limit : 1, sizeof *v);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW && k < limit) {
+		v[k].id = sqlite3_column_int64(s, 0);
+		v[k].proxy_id = sqlite3_column_int64(s, 1);
+		v[k].success = sqlite3_column_int(s, 2);
+		v[k].latency_ms = col_real(s, 3);
+		v[k].error = dup_text(s, 4);
+		v[k].ts_ms = sqlite3_column_int64(s, 5);
+		k++;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		pw_outcomes_free(v, k);
+		return db_fail(st, rc, err, "read outbox");
+	}
+	/* RETURNING promises no order: the service hears them in order. */
+	qsort(v, k, sizeof *v, cmp_outcome);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+void
+pw_outcomes_free(struct pw_outcome *v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++)
+		free(v[i].error);
+	free(v);
+}
+
+int
+pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "DELETE FROM feedback_outbox "
+	    "WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "write outbox");
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_int64(s, 1, v[i].id);
+		r = step_done(st, s, err, "write outbox");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_outbox_release(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc, r = 0;
+
+	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	    "SET lease_until = NULL WHERE id = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "write outbox");
+	for (size_t i = 0; i < n && r == 0; i++) {
+		sqlite3_bind_int64(s, 1, v[i].id);
+		r = step_done(st, s, err, "write outbox");
+	}
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_outbox_count(struct pw_store *st, int64_t *n, struct pw_err *err)
+{
+	*n = 0;
+	return pragma_int(st, "SELECT count(*) FROM feedback_outbox", n, err);
+}
+
+/* ---------------------------------------------------------- ratelimit */
+
+#define RL_PRUNE_MS	60000
+
+static int
+rl_read(struct pw_store *st, const char *key, int64_t window_ms,
+    struct pw_rl_state *rs, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	memset(rs, 0, sizeof *rs);
+	if ((s = stmt_get(st, S_RL_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	/* A key's window follows its latest limit. */
+	if (rc == SQLITE_ROW && sqlite3_column_int64(s, 3) == window_ms) {
+		rs->win = sqlite3_column_int64(s, 0);
+		rs->cur = sqlite3_column_int64(s, 1);
+		rs->prev = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "read rate limit");
+	return 0;
+}
+
+/* The check, inside the caller's transaction; no pruning. */
+int
+pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
+    const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
+    struct pw_rl_verdict *v, struct pw_err *err)
+{
+	struct pw_rl_state	s[PW_RL_KEYS_MAX];
+	int			r;
+
+	if (n > PW_RL_KEYS_MAX)
+		return pw_failf(err, PW_EUSAGE, "too many counters");
+	for (size_t i = 0; i < n; i++) {
+		if ((r = rl_read(st, keys[i], l[i].window_ms, &s[i],
+		    err)) != 0)
+			return r;
+		pw_rl_roll(&s[i], now, l[i].window_ms);
+	}
+	pw_rl_apply(s, l, n, now, commit, v);
+	for (size_t i = 0; commit && v->allowed && i < n; i++)
+		if ((r = run_stmt(st, S_RL_PUT, err, "count", "tiiii", keys[i],
+		    s[i].win, s[i].cur, s[i].prev, l[i].window_ms)) != 0)
+			return r;
+	return 0;
+}
+
+int
+pw_store_rl_check(struct pw_store *st, const char *const *keys,
+    const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
+    struct pw_rl_verdict *v, struct pw_err *err)
+{
+	struct pw_rl_state	s[PW_RL_KEYS_MAX];
+	int			r;
+
+	if (n > PW_RL_KEYS_MAX)
+		return pw_failf(err, PW_EUSAGE, "too many counters");
+	/* A peek at a file not made yet: every counter is 0. */
+	if (!commit && st->pending) {
+		memset(s, 0, sizeof s);
+		for (size_t i = 0; i < n; i++)
+			pw_rl_roll(&s[i], now, l[i].window_ms);
+		pw_rl_apply(s, l, n, now, 0, v);
+		return 0;
+	}
+	if ((r = commit ? pw_store_begin(st, err) :
+	    exec_sql(st, "BEGIN", err)) != 0)
+		return r;
+	if ((r = pw_store_rl_check_txn(st, keys, l, n, now, commit, v,
+	    err)) != 0)
+		goto fail;
+	if (commit && (now - st->rl_pruned >= RL_PRUNE_MS ||
+	    now < st->rl_pruned)) {
+		if ((r = run_stmt(st, S_RL_PRUNE, err, "prune rate limits",
+		    "i", now)) != 0)
+			goto fail;
+		st->rl_pruned = now;
+	}
+	if (commit)
+		return pw_store_commit(st, err);
+	exec_sql(st, "COMMIT", err);
+	return 0;
+fail:
+	pw_store_rollback(st);
+	return r;
+}
+
+/* ------------------------------------------------------------- api keys */
+
+int
+pw_store_key_add(struct pw_store *st, const char *name, const char *tier,
+    const unsigned char *hash, size_t len, int64_t now, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_KEY_ADD, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, tier, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, hash, (int)len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT ||
+	    (rc & 0xff) == SQLITE_CONSTRAINT)
+		return PW_EEXIST;
+	if (rc != SQLITE_DONE)
+		return db_fail(st, rc, err, "add API key");
+	return 0;
+}
+
+int
+pw_store_key_delete(struct pw_store *st, const char *name,
+    struct pw_err *err)
+{
+	int	r;
+
+	if ((r = run_stmt(st, S_KEY_DEL, err, "remove API key", "t",
+	    name)) != 0)
+		return r;
+	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
+}
+
+static void
+key_row(sqlite3_stmt *s, struct pw_store_key *k)
+{
+	int	n;
+
+	k->id = sqlite3_column_int64(s, 0);
+	k->name = col_text(s, 1);
+	k->tier = col_text(s, 2);
+	n = sqlite3_column_bytes(s, 3);
+	k->hash = sqlite3_column_blob(s, 3);
+	k->hash_len = n > 0 ? (size_t)n : 0;
+	k->created_at = sqlite3_column_int64(s, 4);
+	k->last_used = sqlite3_column_int64(s, 5);
+}
+
+int
+pw_store_key_find(struct pw_store *st, const unsigned char *hash,
+    size_t len, pw_key_row_fn *fn, void *arg, struct pw_err *err)
+{
+	struct pw_store_key	 k;
+	sqlite3_stmt		*s;
+	int			 rc, r;
+
+	if (st->pending)
+		return PW_ENOTFOUND;
+	if ((s = stmt_get(st, S_KEY_FIND, err)) == NULL)
+		return err->code;
+	sqlite3_bind_blob(s, 1, hash, (int)len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		key_row(s, &k);
+		r = fn(arg, &k);
+	} else if (rc == SQLITE_DONE)
+		r = PW_ENOTFOUND;
+	else
+		r = db_fail(st, rc, err, "find API key");
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	return r;
+}
+
+int
+pw_store_key_any(struct pw_store *st, int *any, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (st->pending) {
+		*any = 0;
+		return 0;
+	}
+	if ((s = stmt_get(st, S_KEY_ANY, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*any = sqlite3_column_int(s, 0) != 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW)
+		return db_fail(st, rc, err, "count API keys");
+	return 0;
+}
+
+int
+pw_store_key_used(struct pw_store *st, int64_t id, int64_t now,
+    struct pw_err *err)
+{
+	int	r;
+
+	/*
+	 * Not worth waiting for: while another process holds the write
+	 * lock, the request goes on and a later one records the use.
+	 */
+	sqlite3_busy_timeout(st->db, 0);
+	r = run_stmt(st, S_KEY_USED, err, "mark API key used", "ii", id,
+	    now);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	return r;
+}
+
+int
+pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
+    struct pw_err *err)
+{
+	struct pw_store_key	 k;
+	sqlite3_stmt		*s;
+	int			 rc, r = 0;
+
+	if (st->pending)
+		return 0;
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, name, tier, hash, "
+	    "created_at, last_used FROM api_keys ORDER BY name", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "list API keys");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		key_row(s, &k);
+		if ((r = fn(arg, &k)) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		r = db_fail(st, rc, err, "list API keys");
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+pw_store_proxy_pend(struct pw_store *st, int64_t after, struct pw_err *err)
+{
+	return run_stmt(st, S_PEND, err, "update proxies", "i", after);
+}
+
+/* ------------------------------------------------------------ pw serve */
+
+int
+pw_store_proxy_stats_get(struct pw_store *st, int64_t id, struct pw_stats *o,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_STATS_GET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		o->started = col_i64(s, 0, 0);
+		o->completed = col_i64(s, 1, 0);
+		o->succeeded = col_i64(s, 2, 0);
+		o->failed = col_i64(s, 3, 0);
+		o->consec_fail = col_i64(s, 4, 0);
+		o->latency_ms = col_real(s, 5);
+		o->cooldown_until = col_i64(s, 6, 0);
+		o->last_used = col_i64(s, 7, 0);
+		o->window_count = col_i64(s, 8, 0);
+		o->updated_at = col_i64(s, 9, 0);
+	}
+	sqlite3_reset(s);
+	if (rc == SQLITE_DONE)
+		return PW_ENOTFOUND;
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read outcomes");
+}
+
+static void
+bind_opt_i64(sqlite3_stmt *s, int i, int64_t v)
+{
+	if (v != 0)
+		sqlite3_bind_int64(s, i, v);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int
+pw_store_proxy_stats_put(struct pw_store *st, int64_t id,
+    const struct pw_stats *o, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_STATS_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, id);
+	sqlite3_bind_int64(s, 2, o->started);
+	sqlite3_bind_int64(s, 3, o->completed);
+	sqlite3_bind_int64(s, 4, o->succeeded);
+	sqlite3_bind_int64(s, 5, o->failed);
+	sqlite3_bind_int64(s, 6, o->consec_fail);
+	if (o->latency_ms >= 0)
+		sqlite3_bind_double(s, 7, o->latency_ms);
+	else
+		sqlite3_bind_null(s, 7);
+	bind_opt_i64(s, 8, o->cooldown_until);
+	bind_opt_i64(s, 9, o->last_used);
+	sqlite3_bind_int64(s, 10, o->window_count);
+	sqlite3_bind_int64(s, 11, o->updated_at);
+	return step_done(st, s, err, "record outcomes");
+}
+
+int
+pw_store_session_set(struct pw_store *st, const struct pw_session *ss,
+    struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+
+	if ((s = stmt_get(st, S_SESSION_SET, err)) == NULL)
+		return err->code;
+	sqlite3_bind_text(s, 1, ss->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, ss->proxy_id);
+	sqlite3_bind_int64(s, 3, ss->created_at);
+	sqlite3_bind_int64(s, 4, ss->last_used);
+	sqlite3_bind_int64(s, 5, ss->expires_at);
+	sqlite3_bind_int64(s, 6, ss->requests);
+	sqlite3_bind_int64(s, 7, ss->failovers);
+	return step_done(st, s, err, "write session");
+}
+
+int
+pw_store_data_version(struct pw_store *st, int64_t *v, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (st->pending) {
+		/* No file yet: nothing anyone wrote. */
+		if (access(st->path, F_OK) != 0) {
+			*v = 0;
+			return 0;
+		}
+		if ((rc = materialize(st, err)) != 0)
+			return rc;
+	}
+	if ((s = stmt_get(st, S_DATA_VERSION, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read version");
+}
+
+int64_t
+pw_store_total_changes(struct pw_store *st)
+{
+	return st->pending ? 0 : sqlite3_total_changes64(st->db);
+}
+
+int
+pw_store_rotation_each(struct pw_store *st, const char *prefix,
+    void (*fn)(void *, const char *, int64_t), void *arg, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+	size_t		 n = strlen(prefix);
+
+	rc = sqlite3_prepare_v2(st->db, "SELECT name, value FROM rotation "
+	    "WHERE substr(name, 1, ?2) = ?1", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return db_fail(st, rc, err, "read cursors");
+	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (int64_t)n);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read cursors");
+}
+
+int
+pw_store_no_mmap(struct pw_store *st, struct pw_err *err)
+{
+	if (st->pending)
+		return 0;
+	return exec_sql(st, "PRAGMA mmap_size=0", err);
 }

@@ -2,7 +2,9 @@
 # cache.bats -- pw cache warm / export / prune / stats: every list format
 # and every kind of bad record, warming from a local URL and from the
 # configured sources, round trips, TTL, eviction counts, corruption, a
-# kill -9 during a large warm, and bad input that must change nothing.
+# kill -9 during a large warm, --validate with a live proxy (tinyproxy),
+# a refused port and a judge that never answers, and bad input that must
+# change nothing.
 
 bats_require_minimum_version 1.5.0
 
@@ -25,6 +27,13 @@ setup_file() {
 	wait_port "$FILES_PORT"
 	export FILES_PORT FILES_URL=http://127.0.0.1:$FILES_PORT
 	start_origin
+	export JUDGE=$ORIGIN_URL/echo
+	start_tinyproxy
+	export LIVE=$TINYPROXY_URL
+	refused_port >/dev/null
+	export DEAD=http://127.0.0.1:$REFUSED_PORT
+	start_blackhole
+	export HANG_JUDGE=http://127.0.0.1:$BLACKHOLE_PORT/
 }
 
 teardown_file() {
@@ -552,7 +561,7 @@ pool_view() {
 	PW_NOW=1700000000 pw -q cache warm l.csv
 	sqlite3 "$PW_STATE" "UPDATE proxies SET status = 'healthy' WHERE id = 1"
 	run -0 pw cache stats --json
-	[[ $output == '{"entries":3,"by_status":{"unknown":2,"healthy":1,"degraded":0,"unhealthy":0},"expired":0,"by_source":[{"source":null,"count":1},{"source":"a","count":2}],"hits":0,"misses":0,"evictions":{"ttl":0,"health":0,"manual":0,"corruption":0},"last_warm":"2023-11-14T22:13:20Z","last_health":null,"file_bytes":'[0-9]*'}' ]]
+	[[ $output == '{"entries":3,"by_status":{"unknown":2,"healthy":1,"degraded":0,"unhealthy":0,"pending":0},"expired":0,"by_source":[{"source":null,"count":1},{"source":"a","count":2}],"hits":0,"misses":0,"evictions":{"ttl":0,"health":0,"manual":0,"corruption":0},"last_warm":"2023-11-14T22:13:20Z","last_health":null,"file_bytes":'[0-9]*'}' ]]
 	run -0 pw cache stats
 	[[ ${lines[0]} == "entries                3" ]]
 	[[ $output == *"last warm              2023-11-14T22:13:20Z"* ]]
@@ -611,4 +620,102 @@ pool_view() {
 	# And the pool works on.
 	run -0 pw cache warm big.txt
 	[[ $output == *"${T}500000${T}$((500000 - n))${T}$n${T}0${T}0${T}-" ]]
+}
+
+# ------------------------------------------------------------ validate
+
+# statuses: "id status" of every proxy, in id order.
+statuses() {
+	sqlite3 "$PW_STATE" "SELECT id || ' ' || status FROM proxies ORDER BY id"
+}
+
+@test "warm --validate: the live proxy is healthy and selected, the dead one never" {
+	printf '%s\n' "$LIVE" "$DEAD" >l.txt
+	run -0 --separate-stderr pw cache warm --validate --url "$JUDGE" \
+	    --timeout 5 l.txt
+	is "$output" "l.txt${T}ok${T}2${T}2${T}0${T}0${T}0${T}-${T}2${T}1${T}1"
+	is "$(statuses)" "$(lines '1 healthy' '2 unhealthy')"
+	for i in 1 2 3 4; do
+		run -0 pw pool next --strategy round-robin
+		is "$output" "$LIVE"
+	done
+	run -0 pw cache stats --json
+	[[ $output == *'"last_warm":"'*'"last_health":"'* ]]
+}
+
+@test "warm --validate --evict --json: counts in the summary, the dead one removed" {
+	printf '%s\n' "$LIVE" "$DEAD" "$LIVE" >l.txt
+	run -0 --separate-stderr pw cache warm --validate --evict \
+	    --url "$JUDGE" --timeout 5 --concurrency 1 --json l.txt
+	is "$output" '[{"source":"l.txt","format":"txt","status":"ok","records":3,"added":2,"updated":0,"duplicate":1,"invalid":0,"error":null,"validated":2,"healthy":1,"failed":1}]'
+	is "$(statuses)" "1 healthy"
+	is "$(sqlite3 "$PW_STATE" "SELECT value FROM stats WHERE name = 'evict.health'")" 1
+}
+
+@test "warm --validate: known proxies keep their status; the judge from config" {
+	pw -q pool add "$LIVE"
+	pw -q config set health.url "$JUDGE"
+	printf '%s\n' "$LIVE" "$DEAD" >l.txt
+	# An ordinary warm adds a proxy that is selectable at once.
+	run -0 pw cache warm l.txt
+	is "$(statuses)" "$(lines '1 unknown' '2 unknown')"
+	pw -q pool rm 2
+	run -0 pw cache warm --validate --timeout 5 l.txt
+	is "$output" "l.txt${T}ok${T}2${T}1${T}1${T}0${T}0${T}-${T}2${T}1${T}1"
+	is "$(statuses)" "$(lines '1 healthy' '3 unhealthy')"
+	# Failing again, an unhealthy proxy stays unhealthy.
+	run -0 pw health --url "$JUDGE" --timeout 5
+	is "$(statuses)" "$(lines '1 healthy' '3 unhealthy')"
+}
+
+@test "warm --validate: nothing new is selected before its check; killed, pw health checks it" {
+	printf '%s\n' "$LIVE" "$DEAD" >l.txt
+	# A judge that never answers holds the live proxy's check.
+	pw cache warm --validate --url "$HANG_JUDGE" --timeout 60 l.txt \
+	    >/dev/null 2>&1 &
+	pid=$!
+	n=0
+	for i in $(seq 200); do
+		n=$(sqlite3 "$PW_STATE" "SELECT count(*) FROM proxies" \
+		    2>/dev/null || echo 0)
+		[ "$n" = 2 ] && break
+		sleep 0.05
+	done
+	is "$n" 2
+	run -3 --separate-stderr pw pool next
+	[[ $stderr == "pw: pool next: no eligible proxy: 2 in pool, "*", 1 pending validation" ||
+	    $stderr == "pw: pool next: no eligible proxy: 2 in pool, "*", 2 pending validation" ]]
+	kill -9 "$pid"
+	wait "$pid" || true
+	is "$(sqlite3 "$PW_STATE" "SELECT status FROM proxies WHERE id = 1")" pending
+	run -3 pw fetch "$ORIGIN_URL/"
+	# The next pw health checks what was left pending.
+	run -0 pw health --url "$JUDGE" --timeout 5
+	is "$(statuses)" "$(lines '1 healthy' '2 unhealthy')"
+	run -0 pw pool next
+	is "$output" "$LIVE"
+}
+
+@test "warm --validate: bad options are refused before anything is imported" {
+	two
+	printf '%s\n' "$LIVE" >l.txt
+	for o in "--url $JUDGE" "--timeout 5" "--concurrency 5" --evict; do
+		run -2 --separate-stderr pw cache warm $o l.txt
+		is "$stderr" "pw: cache warm: ${o%% *} needs --validate"
+	done
+	run -2 --separate-stderr pw cache warm --validate l.txt
+	is "$stderr" "pw: cache warm: --validate: no judge URL (set health.url or health.urls, or give --url)"
+	run -2 --separate-stderr pw cache warm --validate --url ftp://127.0.0.1/ l.txt
+	is "$stderr" "pw: cache warm: --validate: judge 'ftp://127.0.0.1/': want an http:// or https:// URL"
+	run -2 --separate-stderr pw cache warm --validate --url "$JUDGE" \
+	    --timeout 0 l.txt
+	is "$stderr" "pw: cache warm: --timeout: '0': want seconds from 0.001 to 3600"
+	run -2 --separate-stderr pw cache warm --validate --url "$JUDGE" \
+	    --concurrency 0 l.txt
+	is "$stderr" "pw: cache warm: --concurrency: '0': want an integer from 1 to 10000"
+	is "$(state_sum)" "$before"
+	# Without a state file, none is made.
+	rm -f "$PW_STATE"*
+	run -2 pw cache warm --validate l.txt
+	[ ! -e "$PW_STATE" ]
 }

@@ -116,6 +116,14 @@ stored() {
 	strategy|Least-Used|least-used
 	serve.listen|[::1]:9000|[::1]:9000
 	serve.listen|0.0.0.0:80|0.0.0.0:80
+	fetch.rate_per_host|10/s|10/s
+	fetch.rate_per_host|100/1m|100/1m
+	fetch.rate_per_host|5/10s|5/10s
+	fetch.rate_per_host|0|0
+	ratelimit.backend|Redis|redis
+	ratelimit.fail_mode|CLOSED|closed
+	ratelimit.redis_url|redis://[::1]:6380/2|redis://[::1]:6380/2
+	ratelimit.trusted_proxies|10.0.0.0/8, ::1|10.0.0.0/8, ::1
 	EOF
 }
 
@@ -183,10 +191,53 @@ stored() {
 	fetch.timeout|m|want a duration from 1s to 3600s (like 90, 90s, 15m, 2h, 7d)
 	pool.cooldown|31d|want a duration from 0s to 2592000s (like 90, 90s, 15m, 2h, 7d)
 	strategy|Not A Strategy!|want one of: round-robin random weighted least-used performance sticky geo
+	fetch.rate_per_host|10|want N/DURATION, like 10/s, 100/1m or 5/10s (0: no cap)
+	fetch.rate_per_host|0/s|want N/DURATION, like 10/s, 100/1m or 5/10s (0: no cap)
+	fetch.rate_per_host|10/x|want N/DURATION, like 10/s, 100/1m or 5/10s (0: no cap)
+	fetch.rate_per_host|10/2d|want N/DURATION, like 10/s, 100/1m or 5/10s (0: no cap)
+	fetch.rate_per_host|/s|want N/DURATION, like 10/s, 100/1m or 5/10s (0: no cap)
+	ratelimit.backend|disk|want one of: memory sqlite redis
 	EOF
 	run -2 --separate-stderr pw config set serve.listen $'127.0.0.1:80\n'
 	is "$stderr" "pw: config set: serve.listen: value contains a control character"
 	is "$(state_sum)" "$before"
+	# Not echoed: these may hold a password.
+	for v in http://h redis://h:0 'redis://:s3cret@h:99999' redis://h/x; do
+		run -2 --separate-stderr pw config set ratelimit.redis_url "$v"
+		is "$stderr" "pw: config set: ratelimit.redis_url: want redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"
+	done
+	run -2 --separate-stderr pw config set ratelimit.trusted_proxies '10.0.0.0/33'
+	is "$stderr" "pw: config set: ratelimit.trusted_proxies: want addresses or networks like 10.0.0.0/8, comma-separated"
+	is "$(state_sum)" "$before"
+}
+
+@test "config: a Redis password is not stored, and masked where settings are listed unless --show-secrets" {
+	stored
+	run -2 --separate-stderr pw config set ratelimit.redis_url 'redis://:s3cret@127.0.0.1:6379/0'
+	is "$stderr" "pw: config set: ratelimit.redis_url: a password is not kept in the state file; give this URL in \$PW_RATELIMIT__REDIS_URL"
+	is "$(state_sum)" "$before"
+	export PW_RATELIMIT__REDIS_URL='redis://pw:s3cret@127.0.0.1:6379/0'
+	run -0 pw config list
+	[[ $output != *s3cret* ]]
+	[[ $output == *'redis://***@127.0.0.1:6379/0'* ]]
+	run -0 pw config list --json
+	[[ $output != *s3cret* ]]
+	run -0 pw --show-secrets config list
+	[[ $output == *'redis://pw:s3cret@127.0.0.1:6379/0'* ]]
+	# Asked for by name, it is shown as it is.
+	run -0 pw config get ratelimit.redis_url
+	is "$output" "redis://pw:s3cret@127.0.0.1:6379/0"
+	# A URL without a password is kept as it is.
+	unset PW_RATELIMIT__REDIS_URL
+	pw config set ratelimit.redis_url redis://127.0.0.1:6390/1
+	is "$(pw config get ratelimit.redis_url)" "redis://127.0.0.1:6390/1"
+}
+
+@test "environment: PW_RATELIMIT_CONFIG is ratelimit.config, below PW_RATELIMIT__CONFIG" {
+	is "$(PW_RATELIMIT_CONFIG=/etc/a.json pw config get ratelimit.config)" /etc/a.json
+	is "$(PW_RATELIMIT_CONFIG=/etc/a.json PW_RATELIMIT__CONFIG=/etc/b.json pw config get ratelimit.config)" /etc/b.json
+	run -0 --separate-stderr env PW_RATELIMIT_CONFIG=/etc/a.json pw config list
+	[[ $output == *$'ratelimit.config\t/etc/a.json\tenv'* ]]
 }
 
 # -------------------------------------------------------- precedence

@@ -60,16 +60,11 @@ paths() {
 	dump | awk -F'\t' '$1 == "command" { print $2 }'
 }
 
-# leaf_paths: the command paths that run (have no verbs below them).
+# leaf_paths: the command paths that run: those with options (every one
+# that runs has --help), whether or not verbs are below them (pw serve).
 leaf_paths() {
-	local p
-	if [ ! -e "$DOCS_CACHE/leaves" ]; then
-		while IFS= read -r p; do
-			[ -z "$(children "$p")" ] && echo "$p"
-		done < <(paths) >"$DOCS_CACHE/leaves.$$"
-		mv "$DOCS_CACHE/leaves.$$" "$DOCS_CACHE/leaves"
-	fi
-	cat "$DOCS_CACHE/leaves"
+	dump | awk -F'\t' '$1 == "option" && $2 != "" && !seen[$2]++ {
+	    print $2 }'
 }
 
 # options PATH: "long|short|arg" of each option of PATH ("" for the
@@ -244,8 +239,9 @@ documents() {
 	for c in $(children ""); do
 		[ -n "$(children "$c")" ] || continue
 		titles=$(section "$MAN/pw-$c.1" VERBS | sed -n 's/^\.SS //p')
+		# verbs of verbs (pw serve keys add) have subsections each
 		same "$(echo "$titles" | awk -v c="$c" \
-		    '$1 == "pw" && $2 == c { print $3 }' | LC_ALL=C sort)" \
+		    '$1 == "pw" && $2 == c { print $3 }' | LC_ALL=C sort -u)" \
 		    "$(children "$c")"
 		same "$(echo "$titles" | awk -v c="$c" \
 		    '!($1 == "pw" && $2 == c)')" ""
@@ -478,7 +474,7 @@ two_proxies() {
 @test "bash: option values with fixed choices, and = forms" {
 	run -0 bash_complete pw pool ls --status ''
 	same "$output" "$(choices "$(help_of "pool ls" --status)")"
-	same "$output" "$(words unknown healthy degraded unhealthy)"
+	same "$output" "$(words unknown healthy degraded unhealthy pending)"
 	run -0 bash_complete pw pool ls --status = he
 	same "$output" healthy
 	run -0 bash_complete pw pool ls --scheme ''
@@ -499,7 +495,7 @@ two_proxies() {
 	run -0 bash_complete pw health --mode ''
 	same "$output" "$(words get connect)"
 	run -0 bash_complete pw health --status ''
-	same "$output" "$(words unknown healthy degraded unhealthy)"
+	same "$output" "$(words unknown healthy degraded unhealthy pending)"
 	run -0 bash_complete pw -c strategy = r
 	same "$output" "$(words random round-robin)"
 	# a free-form value gets nothing
@@ -726,4 +722,33 @@ fres() {
 	same "$(fres 7)" "$(choices "$(help_of "pool ls" --status)")"
 	same "$(fres 8)" "$(words --scheme=socks4 --scheme=socks4a \
 	    --scheme=socks5 --scheme=socks5h)"
+}
+
+@test "bash, zsh and fish: verbs of verbs (pw serve keys), and a command that runs itself too" {
+	run -0 bash_complete pw serve ''
+	same "$output" keys
+	run -0 bash_complete pw serve keys ''
+	same "$output" "$(words add ls rm)"
+	run -0 bash_complete pw serve k r
+	same "$output" rm
+	run -0 bash_complete pw serve --
+	same "$output" "$(longs serve)"
+	run -0 bash_complete pw serve keys add --
+	same "$output" "$(longs "serve keys add")"
+	run -0 bash_complete pw serve keys -
+	same "$output" --help
+	run -0 bash_complete pw help serve ''
+	same "$output" keys
+	zsh_complete 'pw serve ' 'pw serve keys ' 'pw serve --' \
+	    'pw serve keys add --'
+	same "$(zres 1)" keys
+	same "$(zres 2)" "$(words add ls rm)"
+	same "$(zres 3)" "$(longs serve)"
+	same "$(zres 4)" "$(longs "serve keys add")"
+	fish_complete 'pw serve ' 'pw serve keys ' 'pw serve --' \
+	    'pw serve keys add --'
+	same "$(fres 1)" keys
+	same "$(fres 2)" "$(words add ls rm)"
+	same "$(fres 3)" "$(longs serve)"
+	same "$(fres 4)" "$(longs "serve keys add")"
 }

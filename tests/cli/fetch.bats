@@ -717,6 +717,72 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 
 # ------------------------------------------------------------- bad input
 
+@test "fetch.rate_per_host: over the cap, --no-wait exits 75 and changes nothing; other hosts are free" {
+	add "$T1"
+	pw config set fetch.rate_per_host 2/1h
+	pw fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	pw fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	before=$(state_sum)
+	run -75 --separate-stderr pw fetch --no-wait "$ORIGIN_URL/ip"
+	like "$stderr" "pw: fetch: 127.0.0.1: fetch.rate_per_host (2/1h) reached; the next request may go in *s"
+	is "$output" ""
+	unchanged
+	is "$(stats 1)" "2 2 2 0 0"
+	# The host is what counts: localhost is another one.
+	pw fetch -s --no-wait -o /dev/null "http://localhost:$ORIGIN_PORT/ip"
+	# 0 lifts the cap, for one command through the environment.
+	PW_FETCH__RATE_PER_HOST=0 pw fetch -s --no-wait -o /dev/null "$ORIGIN_URL/ip"
+}
+
+@test "fetch.rate_per_host: held across processes; without --no-wait pw fetch waits its turn" {
+	add "$T1"
+	pw config set fetch.rate_per_host 3/1h
+	for i in 1 2 3 4 5 6; do
+		pw fetch -s --no-wait -o /dev/null "$ORIGIN_URL/ip" \
+		    2>/dev/null & pids+=($!)
+	done
+	ok=0 busy=0
+	for p in "${pids[@]}"; do
+		if wait "$p"; then ok=$((ok + 1)); else
+			[ $? -eq 75 ] && busy=$((busy + 1))
+		fi
+	done
+	is "$ok $busy" "3 3"
+	# A short window: the second request waits for it, then goes.
+	pw config set fetch.rate_per_host 1/1s
+	pw fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	run --separate-stderr pw -v fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	is "$status" 0
+	like "$stderr" "*127.0.0.1: waiting *s for fetch.rate_per_host (1/1s)*"
+}
+
+@test "fetch.rate_per_proxy: a proxy over its cap is passed over; all over it: wait, or exit 75 with --no-wait" {
+	add "$T1" "$T2" "$T3"
+	pw config set fetch.rate_per_proxy 1/1h
+	# Random would pick one twice in 78% of runs; the cap never lets it.
+	for i in 1 2 3; do
+		pw fetch -s --strategy random -o /dev/null -w '%{proxy_id}\n' "$ORIGIN_URL/ip"
+	done >"$W/ids"
+	is "$(sort -u "$W/ids" | tr '\n' ' ')" "1 2 3 "
+	before=$(state_sum)
+	run -75 --separate-stderr pw fetch --no-wait "$ORIGIN_URL/ip"
+	like "$stderr" "pw: fetch: every eligible proxy has had its fetch.rate_per_proxy; the next request may go in *.* s"
+	unchanged
+	# A short window: the next one waits for it, then goes.
+	pw config set fetch.rate_per_proxy 1/1s
+	pw pool rm 2 3 >/dev/null
+	pw fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	run --separate-stderr pw -v fetch -s -o /dev/null "$ORIGIN_URL/ip"
+	is "$status" 0
+	like "$stderr" "*waiting *s for fetch.rate_per_proxy*"
+	# A sticky session keeps its proxy, and waits for it too.
+	pw config set fetch.rate_per_proxy 1/1h
+	add "$T2"
+	pw fetch -s --session s1 -o /dev/null "$ORIGIN_URL/ip" || true
+	run -75 --separate-stderr pw fetch --no-wait --session s1 "$ORIGIN_URL/ip"
+	like "$stderr" "pw: fetch: the session's proxy has had its fetch.rate_per_proxy; *"
+}
+
 @test "bad input: one line on stderr, the documented exit code, the state file unchanged" {
 	add "$T1"
 	before=$(state_sum)

@@ -385,7 +385,7 @@ hold_lock() {
 	2|--url $JUDGE --fail-under 101|--fail-under: '101': want a percentage from 0 to 100
 	2|--url $JUDGE --older-than 0|--older-than: '0': want a duration such as 90s, 10m, 2h or 7d
 	2|--url $JUDGE --older-than later|--older-than: 'later': want a duration such as 90s, 10m, 2h or 7d
-	2|--url $JUDGE --status sick|--status: 'sick': want unknown, healthy, degraded or unhealthy
+	2|--url $JUDGE --status sick|--status: 'sick': want unknown, healthy, degraded, unhealthy or pending
 	2|--url $JUDGE --country XX|--country: 'XX': not an ISO 3166-1 alpha-2 country code
 	2|--url $JUDGE --source a 1|name proxies or select them with --status, --source, --country or --older-than, not both
 	2||no judge URL (set health.url or health.urls, or give --url)

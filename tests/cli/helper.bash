@@ -53,3 +53,14 @@ is() {
 lines() {
 	printf '%s\n' "$@"
 }
+
+# eventually CMD...: CMD succeeds within 3 s (tried every 0.1 s); for
+# what pw serve writes in batches, at least once a second.
+eventually() {
+	local i
+	for i in $(seq 30); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	"$@"
+}

@@ -114,7 +114,7 @@ field() {
 	done
 	run -0 --separate-stderr pw pool report -h
 	is "${lines[0]}" \
-	    "usage: pw pool report ID|URL --ok|--fail [--latency-ms MS]"
+	    "usage: pw pool report ID|URL ok|fail [--latency MS]"
 	run -0 --separate-stderr pw pool sessions -h
 	is "${lines[0]}" "usage: pw pool sessions [options]"
 }
@@ -266,7 +266,7 @@ measured() {
 	run -2 --separate-stderr pw pool next --scheme ftp
 	is "$stderr" "pw: pool next: --scheme: 'ftp': want http, https, socks4, socks4a, socks5 or socks5h"
 	run -2 --separate-stderr pw pool next --status sick
-	is "$stderr" "pw: pool next: --status: 'sick': want unknown, healthy, degraded or unhealthy"
+	is "$stderr" "pw: pool next: --status: 'sick': want unknown, healthy, degraded, unhealthy or pending"
 	run -2 --separate-stderr pw pool next --anonymity high
 	is "$stderr" "pw: pool next: --anonymity: 'high': want transparent, anonymous or elite"
 	unchanged
@@ -694,9 +694,9 @@ measured() {
 		is "$stderr" "pw: pool report: --latency-ms: '$ms': want milliseconds from 0 to 3600000"
 	done
 	run -2 --separate-stderr pw pool report --ok
-	is "$stderr" "pw: pool report: missing argument (usage: pw pool report ID|URL --ok|--fail [--latency-ms MS])"
-	run -2 --separate-stderr pw pool report 1 2 --ok
-	is "$stderr" "pw: pool report: unexpected argument '2' (usage: pw pool report ID|URL --ok|--fail [--latency-ms MS])"
+	is "$stderr" "pw: pool report: missing argument (usage: pw pool report ID|URL ok|fail [--latency MS])"
+	run -2 --separate-stderr pw pool report 1 ok 2
+	is "$stderr" "pw: pool report: unexpected argument '2' (usage: pw pool report ID|URL ok|fail [--latency MS])"
 	run -1 --separate-stderr pw pool report 9 --ok
 	is "$stderr" "pw: pool report: 9: no such proxy"
 	run -1 --separate-stderr pw pool report 0 --fail

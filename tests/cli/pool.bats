@@ -473,7 +473,7 @@ ids_of() {
 		is "$output" ""
 		is "$stderr" "pw: pool ls: $msg"
 	done <<-'EOF'
-	--status|sick|--status: 'sick': want unknown, healthy, degraded or unhealthy
+	--status|sick|--status: 'sick': want unknown, healthy, degraded, unhealthy or pending
 	--scheme|ftp|--scheme: 'ftp': want http, https, socks4, socks4a, socks5 or socks5h
 	--country|XX|--country: 'XX': not an ISO 3166-1 alpha-2 country code
 	EOF

@@ -141,6 +141,7 @@ command_paths() {
 	    "  clear       remove every proxy" \
 	    "  next        choose a proxy and print its URL" \
 	    "  report      record how a request through a proxy went" \
+	    "  flush       send the outcomes queued for the service" \
 	    "  sessions    list live sticky sessions" "" \
 	    "See 'pw help pool VERB' for one verb.")"
 	is "$stderr" ""
@@ -411,8 +412,12 @@ two() {
 	run -0 --separate-stderr pw config list --json
 	run -0 python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' /dev/stdin <<<"$output"
 	is "$output" "$n"
+	# the key column is as wide as the longest key
+	local w
+	w=$(pw config list --plain | cut -f1 | awk '{ if (length > m) m = length }
+	    END { print m }')
 	run -0 --separate-stderr pw config list --table
-	is "${lines[0]}" "KEY                       VALUE           ORIGIN"
+	[[ "${lines[0]}" =~ ^KEY\ +VALUE\ +ORIGIN$ ]]
 }
 
 # ------------------------------------------------------- -c overrides

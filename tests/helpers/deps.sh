@@ -9,7 +9,7 @@ libsqlite3-dev libsodium-dev libcurl4-openssl-dev libcjson-dev
 libmicrohttpd-dev libhiredis-dev libcmocka-dev
 bats sqlite3 curl python3 openssl tinyproxy microsocks redis-server
 hyperfine nginx-light wrk valgrind time prometheus
-groff-base man-db zsh fish"
+groff-base man-db zsh fish jq faketime"
 
 missing() {
 	for p in $PKGS; do

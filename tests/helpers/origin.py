@@ -29,7 +29,8 @@ Endpoints (any method; HEAD answers headers only):
   /gzip          JSON {"gzipped": ...}, gzip-encoded when Accept-Encoding
                  allows gzip
   /redirect/N    N redirects (302, or ?status=301|303|307|308; ?absolute=1
-                 for an absolute Location) then /redirect/0 answers as /echo
+                 for an absolute Location; ?delay=MS sleeps before each)
+                 then /redirect/0 answers as /echo
   /headers       each query pair NAME=VALUE becomes a response header;
                  body is JSON of the pairs
   /ip            the client address (the peer of this TCP connection), "\\n"
@@ -347,6 +348,7 @@ class Handler(BaseHTTPRequestHandler):
         status = self.number(self.arg("status", "302"))
         if status not in (301, 302, 303, 307, 308):
             raise BadRequest("not a redirect status: %d" % status)
+        time.sleep(self.number(self.arg("delay", "0")) / 1000.0)
         loc = "/redirect/%d" % (n - 1)
         if self.url.query:
             loc += "?" + self.url.query

@@ -123,6 +123,47 @@ test_not_loopback(void **state)
 	assert_int_equal(access(f->path, F_OK), -1);
 }
 
+/* With an API key, a non-loopback address needs no --insecure. */
+static void
+test_not_loopback_with_key(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_serve_opts	 o;
+	struct pw_server	*s = NULL;
+	char			*key = NULL, listen[32];
+
+	assert_int_equal(pw_apikey_add(&f->ctx, "ci", NULL, &key), 0);
+	pw_secret_free(key);
+	memset(&o, 0, sizeof o);
+	snprintf(listen, sizeof listen, "0.0.0.0:%d", free_port());
+	o.listen = listen;
+	assert_int_equal(pw_serve_start(&f->ctx, f->path, &o, &s), 0);
+	pw_serve_stop(s, 1000);
+}
+
+/* The router, as pw __routes shows it: every path once per method. */
+static void
+test_routes(void **state)
+{
+	const char	*path, *method, *prev_m = NULL, *prev_p = NULL;
+	int		 open, nopen = 0;
+	size_t		 i;
+
+	for (i = 0; (path = pw_serve_route(i, &method, &open)) != NULL; i++) {
+		assert_true(path[0] == '/');
+		assert_non_null(strstr("GET POST PUT DELETE", method));
+		nopen += open;
+		if (prev_p != NULL)
+			assert_false(strcmp(prev_p, path) == 0 &&
+			    strcmp(prev_m, method) == 0);
+		prev_p = path;
+		prev_m = method;
+	}
+	assert_true(i >= 18);
+	assert_int_equal(nopen, 7);
+	assert_null(pw_serve_route(i + 5, &method, &open));
+}
+
 static void
 test_start_serve_stop(void **state)
 {
@@ -166,6 +207,8 @@ main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_bad_addresses),
 		T(test_not_loopback),
+		T(test_not_loopback_with_key),
+		T(test_routes),
 		T(test_start_serve_stop),
 #undef T
 	};

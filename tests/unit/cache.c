@@ -1,8 +1,9 @@
 /*
  * cache.c -- unit tests for the cache (lib/cache.c): warming in batches
- * with added/updated/duplicate counts and ids, across inputs; export and
- * its credentials; prune by TTL, health and corruption; statistics and
- * the hit/miss counters of selection; cache.sources.
+ * with added/updated/duplicate counts and ids, across inputs, pending
+ * for a validating warm; export and its credentials; prune by TTL,
+ * health and corruption; statistics and the hit/miss counters of
+ * selection; cache.sources.
  */
 #include "unit.h"
 
@@ -139,6 +140,45 @@ test_warm_counts_and_ids(void **state)
 	    "'last_warm'"), NOW);
 }
 
+/*
+ * A validating warm stores what it adds pending, not what was there; a
+ * statement that meets a known proxy leaves no gap in the ids.
+ */
+static void
+test_warm_pending(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_warm		*w;
+	struct pw_warm_counts	 c;
+	const int64_t		*ids;
+	size_t			 n;
+
+	w = pw_warm_new(&f->ctx);
+	c = warm(w, PW_FMT_TXT, "a.example:1\nb.example:2\n", NULL);
+	assert_int_equal(c.added, 2);
+	pw_warm_free(w);
+
+	w = pw_warm_new(&f->ctx);
+	pw_warm_pending(w, 1);
+	c = warm(w, PW_FMT_TXT, "c.example:3\nb.example:2\nc.example:3\n"
+	    "d.example:4\n", NULL);
+	assert_int_equal(c.added, 2);
+	assert_int_equal(c.updated, 1);
+	assert_int_equal(c.duplicate, 1);
+	ids = pw_warm_ids(w, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(ids[0], 3);
+	assert_int_equal(ids[1], 2);
+	assert_int_equal(ids[2], 4);
+	pw_warm_free(w);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM proxies WHERE "
+	    "status = 'pending' AND id IN (3, 4)"), 2);
+	assert_int_equal(query_int(f, "SELECT count(*) FROM proxies WHERE "
+	    "status = 'unknown' AND id IN (1, 2)"), 2);
+	assert_int_equal(query_int(f, "SELECT seq FROM sqlite_sequence "
+	    "WHERE name = 'proxies'"), 4);
+}
+
 struct sink {
 	struct pw_buf	b;
 };
@@ -269,6 +309,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_warm_counts_and_ids,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(test_warm_pending, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_export, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_and_stats, setup,
 		    teardown),

@@ -106,7 +106,7 @@ test_key_table(void **state)
 {
 	const struct pw_config_key	*k = pw_config_keys();
 	static const char *const types =
-	    " int real duration enum string bool ";
+	    " int real duration enum string bool rate ";
 	char				 t[32];
 	int				 n = 0;
 

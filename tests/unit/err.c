@@ -2,6 +2,8 @@
  * err.c -- unit tests for errors, the growable buffer and the small
  * parsers every module shares (lib/err.c).
  */
+#include <pthread.h>
+
 #include "unit.h"
 
 /* ----------------------------------------------------------- pw_buf */
@@ -108,7 +110,7 @@ static void
 test_failf_and_prefix(void **state)
 {
 	struct pw_err	err = { 0 };
-	char		big[1000];
+	char		big[4 * sizeof err.msg];
 
 	assert_int_equal(pw_failf(&err, PW_ENOTFOUND, "%s: no such proxy",
 	    "7"), PW_ENOTFOUND);
@@ -295,6 +297,33 @@ test_log(void **state)
 	assert_int_equal(l.n, 1);
 }
 
+static void *
+log_other_thread(void *arg)
+{
+	pw_log(PW_LOG_WARN, "from %s", "elsewhere");
+	return arg;
+}
+
+static void
+test_log_context(void **state)
+{
+	struct logged	l = { 0 };
+	pthread_t	t;
+
+	pw_log_set(log_cb, &l, PW_LOG_WARN);
+	pw_log_context("serve: rid-1");
+	pw_log(PW_LOG_WARN, "proxy %d: %s", 3, "slow");
+	assert_string_equal(l.msg, "serve: rid-1: proxy 3: slow");
+	/* the context is this thread's only */
+	assert_int_equal(pthread_create(&t, NULL, log_other_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_string_equal(l.msg, "from elsewhere");
+	pw_log_context(NULL);
+	pw_log(PW_LOG_WARN, "plain");
+	assert_string_equal(l.msg, "plain");
+	pw_log_set(NULL, NULL, PW_LOG_WARN);
+}
+
 int
 main(void)
 {
@@ -310,6 +339,7 @@ main(void)
 		cmocka_unit_test(test_dirname),
 		cmocka_unit_test(test_mkdirs),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_log_context),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

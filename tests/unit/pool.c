@@ -762,11 +762,11 @@ static void
 test_status_names(void **state)
 {
 	static const char *const names[] = {
-		"unknown", "healthy", "degraded", "unhealthy",
+		"unknown", "healthy", "degraded", "unhealthy", "pending",
 	};
 	int	s;
 
-	assert_int_equal(PW_STATUS_COUNT, 4);
+	assert_int_equal(PW_STATUS_COUNT, 5);
 	for (int i = 0; i < PW_STATUS_COUNT; i++) {
 		assert_string_equal(pw_status_name(i), names[i]);
 		s = -1;

@@ -1803,7 +1803,7 @@ typedef int64_t step_fn(struct pw_ctx *ctx, const void *arg);
 
 struct step_out {
 	int64_t	v;
-	char	msg[512];
+	char	msg[sizeof ((struct pw_err *)0)->msg];
 };
 
 static struct step_out

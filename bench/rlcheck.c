@@ -1,0 +1,183 @@
+/*
+ * rlcheck.c -- the cost of one rate-limit check, p50 and p99, on each
+ * backend, beside what the backend's medium costs in the same run: a
+ * clock read for memory, a bare write transaction of SQLite on a file
+ * of its own for the state file, a PING for Redis.
+ *
+ * usage: bench-rlcheck DIR [REDIS_URL]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+#include <sqlite3.h>
+
+#include "../lib/ratelimit.h"
+
+#define N	20000		/* checks per figure */
+#define KEYS	1000		/* identifiers they spread over */
+
+static double
+now_us(void)
+{
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double	x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* p50 and p99 of t[0..n) in microseconds. */
+static void
+pct(double *t, int n, double *p50, double *p99)
+{
+	qsort(t, n, sizeof *t, cmp);
+	*p50 = t[n / 2];
+	*p99 = t[n * 99 / 100];
+}
+
+static void
+report(const char *what, double *t, const char *base, double *b)
+{
+	double	p50, p99, b50, b99;
+
+	pct(t, N, &p50, &p99);
+	pct(b, N, &b50, &b99);
+	printf("%-34s %9.1f us   %-26s %9.1f us   %6.1fx\n", what, p50, base,
+	    b50, p50 / b50);
+	printf("%-34s %9.1f us   %-26s %9.1f us   %6.1fx\n", "  p99", p99,
+	    "  p99", b99, p99 / b99);
+}
+
+/* N checks of tier and endpoint counters, as pw serve makes them. */
+static void
+run(struct pw_rl *rl, struct pw_store *st, double *t)
+{
+	struct pw_rl_limit	l[2] = { { 1000000000, 60000 },
+	    { 1000000000, 60000 } };
+	struct pw_rl_verdict	v;
+	struct pw_err		err;
+	char			k0[64], k1[64];
+	const char		*k[2] = { k0, k1 };
+
+	for (int i = 0; i < N; i++) {
+		double t0;
+
+		snprintf(k0, sizeof k0, "t:a:10.0.%d.%d", i % KEYS / 256,
+		    i % KEYS % 256);
+		snprintf(k1, sizeof k1, "e:/api/v1/proxies:a:10.0.%d.%d",
+		    i % KEYS / 256, i % KEYS % 256);
+		t0 = now_us();
+		if (pw_rl_check(rl, st, k, l, 2, 1, &v, &err) != 0 ||
+		    v.failed || !v.allowed) {
+			fprintf(stderr, "bench-rlcheck: check failed\n");
+			exit(1);
+		}
+		t[i] = now_us() - t0;
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static double		 t[N], b[N];
+	struct pw_rl_opts	 o = { 0 };
+	struct pw_rl		*rl;
+	struct pw_store		*st;
+	struct pw_err		 err;
+	sqlite3			*db;
+	sqlite3_stmt		*s;
+	char			*path;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: bench-rlcheck DIR [REDIS_URL]\n");
+		return 2;
+	}
+
+	/* memory */
+	o.backend = PW_RL_MEMORY;
+	pw_rl_new(&o, &rl, &err);
+	run(rl, NULL, t);
+	pw_rl_free(rl);
+	for (int i = 0; i < N; i++) {
+		double t0 = now_us();
+		(void)pw_mono_ms();
+		b[i] = now_us() - t0;
+		if (b[i] <= 0)
+			b[i] = 0.01;
+	}
+	report("ratelimit check, memory", t, "clock read", b);
+
+	/* the state file */
+	if (asprintf(&path, "%s/state.db", argv[1]) < 0 ||
+	    pw_store_open(path, PW_OPEN_RW, &st, &err) != 0) {
+		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
+		return 1;
+	}
+	o.backend = PW_RL_SQLITE;
+	pw_rl_new(&o, &rl, &err);
+	run(rl, st, t);
+	pw_rl_free(rl);
+	pw_store_close(st);
+	free(path);
+	if (asprintf(&path, "%s/bare.db", argv[1]) < 0 ||
+	    sqlite3_open(path, &db) != SQLITE_OK)
+		return 1;
+	sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	    "CREATE TABLE c (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID",
+	    NULL, NULL, NULL);
+	sqlite3_prepare_v2(db, "INSERT INTO c VALUES(?1, 1) ON CONFLICT(k) "
+	    "DO UPDATE SET v = v + 1", -1, &s, NULL);
+	for (int i = 0; i < N; i++) {
+		char k[32];
+		double t0 = now_us();
+		snprintf(k, sizeof k, "%d", i % KEYS);
+		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		sqlite3_bind_text(s, 1, k, -1, SQLITE_TRANSIENT);
+		sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		b[i] = now_us() - t0;
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(path);
+	report("ratelimit check, sqlite", t, "sqlite3 write txn", b);
+
+	/* Redis */
+	if (argc > 2) {
+		redisContext *c;
+		redisReply *rp;
+		int port = 6379;
+
+		sscanf(argv[2], "redis://127.0.0.1:%d", &port);
+		o.backend = PW_RL_REDIS;
+		o.redis_url = argv[2];
+		if (pw_rl_new(&o, &rl, &err) != 0) {
+			fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
+			return 1;
+		}
+		run(rl, NULL, t);
+		pw_rl_free(rl);
+		if ((c = redisConnect("127.0.0.1", port)) == NULL || c->err)
+			return 1;
+		for (int i = 0; i < N; i++) {
+			double t0 = now_us();
+			rp = redisCommand(c, "PING");
+			b[i] = now_us() - t0;
+			freeReplyObject(rp);
+		}
+		redisFree(c);
+		report("ratelimit check, redis", t, "redis PING", b);
+	}
+	return 0;
+}
