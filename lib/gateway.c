@@ -157,66 +157,6 @@ static void	rearm(struct conn *);
 
 /* ------------------------------------------------------------- helpers */
 
-static int
-parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *sl,
-    struct pw_err *err)
-{
-	struct addrinfo	 hints, *ai = NULL;
-	char		 host[256];
-	const char	*colon, *h = spec;
-	size_t		 hl;
-	int64_t		 port;
-	int		 e;
-
-	if (*spec == '[') {
-		const char *rb = strchr(spec, ']');
-		if (rb == NULL || rb[1] != ':')
-			goto bad;
-		h = spec + 1;
-		hl = (size_t)(rb - h);
-		colon = rb + 1;
-	} else {
-		if ((colon = strrchr(spec, ':')) == NULL)
-			goto bad;
-		hl = (size_t)(colon - spec);
-	}
-	if (hl == 0 || hl >= sizeof host)
-		goto bad;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	if (pw_parse_int(colon + 1, 1, 65535, &port) != 0)
-		return pw_failf(err, PW_EUSAGE, "'%s': want a port from 1 to "
-		    "65535", spec);
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if ((e = getaddrinfo(host, colon + 1, &hints, &ai)) != 0)
-		return pw_failf(err, PW_EUSAGE, "'%s': %s", spec,
-		    gai_strerror(e));
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*sl = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	return pw_failf(err, PW_EUSAGE, "'%s': want HOST:PORT (IPv6 as "
-	    "[ADDR]:PORT)", spec);
-}
-
-static int
-is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr)
-		    >> 24) == 127;
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)ss)->sin6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a))
-			return a->s6_addr[12] == 127;
-		return IN6_IS_ADDR_LOOPBACK(a);
-	}
-	return 0;
-}
 
 static void
 addr_text(const struct sockaddr_storage *ss, char *out, size_t n, int port)
@@ -1715,9 +1655,9 @@ listen_on(struct pw_gateway *g, int i, const char *spec, const char *what,
 	socklen_t		 sl = 0;
 	int			 fd, one = 1;
 
-	if (parse_listen(spec, &ss, &sl, err) != 0)
+	if (pw_listen_parse(spec, &ss, &sl, err) != 0)
 		return pw_err_prefix(err, "%s", what);
-	if (!is_loopback(&ss) && g->loopback) {
+	if (!pw_addr_is_loopback(&ss) && g->loopback) {
 		g->loopback = 0;
 		g->public_spec = spec;
 		g->public_what = what;

@@ -4,6 +4,8 @@
 #ifndef PW_INTERNAL_H
 #define PW_INTERNAL_H
 
+#include <sys/socket.h>
+
 #include "pw.h"
 
 #define PW_SCHEMA_VERSION	1
@@ -27,6 +29,14 @@ struct pw_row {
  * a bare unit is one of it: "10/s"). "0" is no cap: *limit 0.
  */
 int	 pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms);
+
+/*
+ * Parse "HOST:PORT" ("[::1]:8000" for IPv6) into an address to listen on,
+ * for pw serve and its gateway; PW_EUSAGE with the reason.
+ */
+int	 pw_listen_parse(const char *spec, struct sockaddr_storage *ss,
+	    socklen_t *sl, struct pw_err *err);
+int	 pw_addr_is_loopback(const struct sockaddr_storage *ss);
 
 /* PW_OPEN_RW that makes a missing file at the first write, not at once. */
 #define PW_OPEN_DEFER	(PW_OPEN_RW + 1)
