@@ -92,11 +92,13 @@ serve(struct pw_cmdctx *cc)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (go.listen != NULL &&
-	    (r = pw_gateway_start(cc->ctx, cc->state, &go, &g)) != 0)
+	if (api && (r = pw_serve_start(cc->ctx, cc->state, &o, &s)) != 0)
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
-	if (api && (r = pw_serve_start(cc->ctx, cc->state, &o, &s)) != 0) {
-		pw_gateway_stop(g);
+	/* Beside the API, the gateway shares its pool in memory. */
+	go.api = s;
+	if (go.listen != NULL &&
+	    (r = pw_gateway_start(cc->ctx, cc->state, &go, &g)) != 0) {
+		pw_serve_stop(s, 0);
 		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
 	}
 	if (!cc->quiet && g != NULL) {

@@ -13,7 +13,7 @@
  * Selections and outcomes go through the server's view of the pool
  * (view.c): in memory, no lock held across a request, outcomes written
  * in batches by the flusher (housekeep.c). Each request first lets the
- * view check (at most every VIEW_CHECK_MS) whether another process
+ * view check (at most every PW_VIEW_CHECK_MS) whether another process
  * changed the file; a request that wrote to it makes the view reload
  * before its response goes, so the next request sees the change. A
  * worker reads its settings again when the view reloaded or SIGHUP came.
@@ -45,8 +45,6 @@
 #define PAGE_SIZE_DEFAULT	50
 #define TIMEOUT_MAX		300
 #define RID_MAX			128
-/* How often at most the view asks the file what others changed. */
-#define VIEW_CHECK_MS		5
 
 /* What the server counts, for /api/v1/metrics and /metrics. */
 #define RATE_WINDOW	60		/* seconds of requests per second */
@@ -2636,7 +2634,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    cores * 32 < 32 ? 32 : (unsigned int)cores * 32;
 	s->started_ms = pw_mono_ms();
 	/* The pool in memory, before any request can ask for it. */
-	if ((r = pw_view_open(state, s->cfg, VIEW_CHECK_MS, &s->view,
+	if ((r = pw_view_open(state, s->cfg, PW_VIEW_CHECK_MS, &s->view,
 	    &ctx->err)) != 0)
 		goto fail;
 	if (pthread_key_create(&s->key, ctx_free) != 0) {
@@ -2679,6 +2677,12 @@ fail:
 	free(s->state);
 	free(s);
 	return r;
+}
+
+struct pw_view *
+pw_serve_view(struct pw_server *s)
+{
+	return s->view;
 }
 
 const char *

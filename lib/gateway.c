@@ -9,6 +9,9 @@
  * up the gateway takes the socket (CURLINFO_ACTIVESOCKET) and relays on
  * it itself, byte for byte. A connect that fails before the tunnel is up
  * is tried again through the next eligible proxy, up to the retries.
+ * Proxies are chosen from the pool in memory (view.c), the API server's
+ * when it runs beside the gateway, and outcomes go back to it: the state
+ * file is written in batches, not once a tunnel.
  *
  * Memory is bounded per connection: bytes read from one side are written
  * to the other at once; what the other side will not take now is kept
@@ -111,6 +114,12 @@ struct user {
 
 struct pw_gateway {
 	struct pw_ctx		 ctx;	/* the loop thread's own */
+	/*
+	 * The pool in memory (ctx.view): the API server's beside it, or
+	 * the gateway's own, with a flusher of its own.
+	 */
+	struct pw_view		*own_view;
+	struct pw_housekeep	*hk;
 	char			*state_path;
 	pthread_t		 thread;
 	int			 ep, wake;
@@ -133,8 +142,6 @@ struct pw_gateway {
 	int			 loopback;
 	const char		*public_spec, *public_what;	/* start only */
 	int			 log;
-	struct pw_pool_outcome	*rep;
-	size_t			 nrep, caprep;
 	int64_t			 next_tick;
 	/* Metrics: written by the loop, read by the API's threads. */
 	_Atomic int64_t		 m_active, m_opened, m_failed, m_failovers,
@@ -247,14 +254,8 @@ auth_check(struct pw_gateway *g, const char *name, const char *pass,
 static void
 report(struct pw_gateway *g, int64_t id, int outcome, double ms)
 {
-	if (g->nrep == g->caprep) {
-		g->caprep = g->caprep ? 2 * g->caprep : 64;
-		g->rep = pw_xrealloc(g->rep, g->caprep * sizeof *g->rep);
-	}
-	g->rep[g->nrep].id = id;
-	g->rep[g->nrep].outcome = outcome;
-	g->rep[g->nrep].latency_ms = ms;
-	g->nrep++;
+	/* In the view: the flusher writes it with the rest. */
+	pw_pool_report(&g->ctx, id, outcome, ms);
 	if (outcome == PW_REPORT_FAIL) {
 		size_t i;
 		pthread_mutex_lock(&g->mu);
@@ -270,22 +271,6 @@ report(struct pw_gateway *g, int64_t id, int outcome, double ms)
 			g->up_fail[i].n++;
 		pthread_mutex_unlock(&g->mu);
 	}
-}
-
-/* Write the outcomes gathered since the last flush, in one transaction. */
-static void
-flush_reports(struct pw_gateway *g)
-{
-	if (g->nrep == 0)
-		return;
-	if (pw_pool_report_many(&g->ctx, g->rep, g->nrep) != 0) {
-		pw_log(PW_LOG_WARN, "gateway: cannot record %zu outcomes: %s",
-		    g->nrep, g->ctx.err.msg);
-		/* Kept for the next flush, within reason. */
-		if (g->nrep < 100000)
-			return;
-	}
-	g->nrep = 0;
 }
 
 /* ----------------------------------------------------------- clients */
@@ -924,6 +909,11 @@ attempt(struct conn *c)
 	pk.exclude = c->tried;
 	pk.nexclude = (size_t)c->ntried;
 	pk.secrets = 1;
+	/* What other processes changed meanwhile, checked now and then. */
+	if (pw_view_sync(g->ctx.view, 0, &g->ctx.err) != 0) {
+		fail_client(c, 502, 1, g->ctx.err.msg);
+		return;
+	}
 	if ((r = pw_pool_next(&g->ctx, &pk, &c->px)) != 0) {
 		if (r == PW_EUSAGE)
 			fail_client(c, 400, 1, g->ctx.err.msg);
@@ -1577,7 +1567,6 @@ tick(struct pw_gateway *g)
 			break;
 		}
 	}
-	flush_reports(g);
 	if (pw_config_reload_state(&g->ctx) == 0) {
 		users = pw_config_get(&g->ctx, "serve.gateway_users", NULL);
 		if (strcmp(users, g->users_value) != 0)
@@ -1692,9 +1681,11 @@ gateway_free(struct pw_gateway *g)
 		close(g->wake);
 	if (g->ep >= 0)
 		close(g->ep);
+	pw_housekeep_stop(g->hk);
+	g->ctx.view = NULL;
+	pw_view_close(g->own_view);
 	users_load(g, "");
 	free(g->users_value);
-	free(g->rep);
 	free(g->scratch);
 	free(g->state_path);
 	pw_close(&g->ctx);
@@ -1735,6 +1726,16 @@ pw_gateway_start(struct pw_ctx *ctx, const char *state,
 		ctx->err = g->ctx.err;
 		goto fail;
 	}
+	/* Choices and outcomes in memory, written in batches. */
+	if (o->api != NULL)
+		g->ctx.view = pw_serve_view(o->api);
+	else if ((r = pw_view_open(state, g->ctx.cfg, PW_VIEW_CHECK_MS,
+	    &g->own_view, &ctx->err)) != 0 ||
+	    (r = pw_housekeep_start(state, g->ctx.cfg, g->own_view, &g->hk,
+	    &ctx->err)) != 0)
+		goto fail;
+	else
+		g->ctx.view = g->own_view;
 	g->tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
 	g->connect_ms = pw_config_int(ctx, "fetch.connect_timeout") * 1000;
@@ -1811,7 +1812,6 @@ pw_gateway_stop(struct pw_gateway *g)
 	while (g->conns != NULL)
 		conn_close(g->conns);
 	reap(g);
-	flush_reports(g);
 	curl_multi_cleanup(g->multi);
 	gateway_free(g);
 }

@@ -473,6 +473,8 @@ void	 pw_pool_explain(struct pw_ctx *ctx, const struct pw_sel *sel,
  * (ctx->view) and then pw_pool_next and pw_pool_report use it.
  */
 struct pw_view;
+/* How often at most pw serve's view asks the file what others changed. */
+#define PW_VIEW_CHECK_MS	5
 /*
  * Open a connection of the view's own on state and load every proxy.
  * check_ms: how often at most pw_view_sync asks the file whether another
@@ -511,6 +513,8 @@ void	 pw_view_counts(struct pw_view *v, int64_t now,
 	    struct pw_view_counts *c);
 /* Drop expired sessions from memory (the file's are pruned by flush). */
 void	 pw_view_prune(struct pw_view *v, int64_t now);
+/* The API server's view, which its gateway shares. */
+struct pw_view *pw_serve_view(struct pw_server *s);
 
 /*
  * pw serve's background work (housekeep.c), each on a connection of its

@@ -1074,32 +1074,3 @@ pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	}
 	return pw_store_commit(ctx->store, &ctx->err);
 }
-
-int
-pw_pool_report_many(struct pw_ctx *ctx, const struct pw_pool_outcome *o,
-    size_t n)
-{
-	double	alpha = pw_config_double(ctx, "strategy.alpha");
-	int64_t	threshold = pw_config_int(ctx, "pool.failure_threshold");
-	int64_t	cooldown = pw_config_int(ctx, "pool.cooldown");
-	int64_t	now = pw_now();
-	int	r;
-
-	if (n == 0)
-		return 0;
-	if ((r = pw_store_begin(ctx->store, &ctx->err)) != 0)
-		return r;
-	for (size_t i = 0; i < n; i++) {
-		r = pw_store_proxy_report(ctx->store, o[i].id, o[i].outcome,
-		    o[i].latency_ms, alpha, threshold, cooldown, now,
-		    &ctx->err);
-		/* Removed since it was chosen: nothing to count. */
-		if (r == PW_ENOTFOUND)
-			r = 0;
-		if (r != 0) {
-			pw_store_rollback(ctx->store);
-			return r;
-		}
-	}
-	return pw_store_commit(ctx->store, &ctx->err);
-}

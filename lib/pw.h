@@ -391,19 +391,6 @@ int	 pw_pool_next(struct pw_ctx *ctx, const struct pw_pick *pk,
 enum pw_report { PW_REPORT_FAIL, PW_REPORT_OK, PW_REPORT_NEUTRAL };
 int	 pw_pool_report(struct pw_ctx *ctx, int64_t id, int outcome,
 	    double latency_ms);
-/*
- * Record many outcomes in one transaction (a long-running caller batches
- * them so that the state file sees one short write a second, not one per
- * request). A proxy removed meanwhile is skipped.
- */
-struct pw_pool_outcome {
-	int64_t	 id;
-	int	 outcome;	/* enum pw_report */
-	double	 latency_ms;	/* < 0: none */
-};
-int	 pw_pool_report_many(struct pw_ctx *ctx,
-	    const struct pw_pool_outcome *o, size_t n);
-
 struct pw_session {
 	const char	*id;
 	int64_t		 proxy_id;
@@ -1026,6 +1013,11 @@ struct pw_gateway_opts {
 	int64_t		 max_per_client; /* one client address; 0: 1024 */
 	int64_t		 idle_ms;	/* nothing either way; 0: 5 min */
 	int64_t		 handshake_ms;	/* to say where it goes; 0: 10 s */
+	/*
+	 * The API server beside it in this process, whose pool in memory
+	 * the gateway shares; NULL: the gateway keeps one of its own.
+	 */
+	struct pw_server *api;
 };
 
 /*
@@ -1040,7 +1032,7 @@ int	 pw_gateway_start(struct pw_ctx *ctx, const char *state,
 const char *pw_gateway_address(const struct pw_gateway *g, int socks);
 /*
  * Stop: close every connection, record the outcomes not yet written,
- * free g. g may be NULL.
+ * free g. g may be NULL. Before pw_serve_stop of the server it shares.
  */
 void	 pw_gateway_stop(struct pw_gateway *g);
 /*

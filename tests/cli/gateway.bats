@@ -624,6 +624,22 @@ print("ok" if got >= 1000000 else "eof after %d" % got)' "$GW_PORT" "$ORIGIN_POR
 	like "$output" "*pw_gateway_tunnels_active 0*"
 }
 
+@test "beside the API, the gateway shares its pool in memory" {
+	add "$TP1" "$TP2"
+	pw -q config set strategy round-robin
+	pw -q config set serve.flush_interval 1h
+	start_gateway --listen "127.0.0.1:$(free_port)"
+	api=$(sed -n 's|.*listening on \(http://[^ ]*\)$|\1|p' "$GW_LOG")
+	through "$ORIGIN_URL/ip" >/dev/null
+	# One rotation: the gateway took proxy 1, the API's next is 2.
+	run -0 curl -sS -m 10 "$api/api/v1/proxies/next"
+	is "$(jq -r .data.id <<<"$output")" 2
+	# The gateway's outcome is in the API's answer, not yet in the file.
+	run -0 curl -sS -m 10 "$api/api/v1/proxies/1"
+	is "$(jq -r .data.stats.succeeded <<<"$output")" 1
+	is "$(stat 1 succeeded)" 0
+}
+
 @test "SIGTERM stops the gateway with open tunnels, and it exits 0" {
 	add "$TP1"
 	start_gateway
