@@ -184,6 +184,20 @@ static const char *const stmt_sql[S_COUNT] = {
 	[S_DATA_VERSION] = "PRAGMA data_version",
 };
 
+/*
+ * Statements whose SQL is built at run time (filters, exclusions) or
+ * used now and then, kept prepared by their text: preparing costs more
+ * than running most of them. The least recently used goes first.
+ */
+#define CACHED		32
+
+struct cached {
+	char		*sql;
+	sqlite3_stmt	*s;
+	uint64_t	 used;
+	int		 busy;		/* between cached_get and _put */
+};
+
 struct pw_store {
 	sqlite3		*db;
 	char		*path;
@@ -194,6 +208,8 @@ struct pw_store {
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
 	sqlite3_stmt	*svc[8];	/* delegation's, by enum svc_stmt */
+	struct cached	 cache[CACHED];	/* statements made of their SQL */
+	uint64_t	 cache_tick;
 };
 
 /* Rows per statement of pw_store_proxy_insert_many. */
@@ -382,6 +398,72 @@ stmt_get(struct pw_store *st, enum stmt_id id, struct pw_err *err)
 		}
 	}
 	return st->stmt[id];
+}
+
+/*
+ * The statement of sql, prepared once per connection. A statement still
+ * in use by a caller further up (the same SQL run again from inside its
+ * loop) is not shared: that caller gets one of its own. Give it back
+ * with cached_put.
+ */
+static int
+cached_get(struct pw_store *st, const char *sql, sqlite3_stmt **out)
+{
+	struct cached	*c, *lru = NULL;
+	int		 rc;
+
+	for (c = st->cache; c < st->cache + CACHED; c++) {
+		if (c->sql != NULL && !c->busy && strcmp(c->sql, sql) == 0) {
+			c->used = ++st->cache_tick;
+			c->busy = 1;
+			*out = c->s;
+			return SQLITE_OK;
+		}
+		if (!c->busy && (lru == NULL || c->used < lru->used))
+			lru = c;
+	}
+	if (lru == NULL)
+		return sqlite3_prepare_v2(st->db, sql, -1, out, NULL);
+	rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+	    out, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_finalize(lru->s);
+	free(lru->sql);
+	lru->sql = pw_xstrdup(sql);
+	lru->s = *out;
+	lru->used = ++st->cache_tick;
+	lru->busy = 1;
+	return SQLITE_OK;
+}
+
+static void
+cached_put(struct pw_store *st, sqlite3_stmt *s)
+{
+	for (struct cached *c = st->cache; c < st->cache + CACHED; c++) {
+		if (c->s == s) {
+			sqlite3_reset(s);
+			sqlite3_clear_bindings(s);
+			c->busy = 0;
+			return;
+		}
+	}
+	sqlite3_finalize(s);
+}
+
+/* Run one statement of SQL without parameters, prepared once. */
+static int
+cached_run(struct pw_store *st, const char *sql, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((rc = cached_get(st, sql, &s)) != SQLITE_OK)
+		return db_fail(st, rc, err, "query");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	cached_put(st, s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "query");
 }
 
 static int
@@ -697,6 +779,10 @@ pw_store_close(struct pw_store *st)
 	sqlite3_finalize(st->many);
 	for (int i = 0; i < 8; i++)
 		sqlite3_finalize(st->svc[i]);
+	for (int i = 0; i < CACHED; i++) {
+		sqlite3_finalize(st->cache[i].s);
+		free(st->cache[i].sql);
+	}
 	if (!st->in_txn)
 		wal_trim(st);
 	sqlite3_close(st->db);
@@ -734,7 +820,7 @@ pw_store_begin(struct pw_store *st, struct pw_err *err)
 
 	if (st->pending && (r = materialize(st, err)) != 0)
 		return r;
-	if ((r = exec_sql(st, "BEGIN IMMEDIATE", err)) == 0)
+	if ((r = cached_run(st, "BEGIN IMMEDIATE", err)) == 0)
 		st->in_txn = 1;
 	return r;
 }
@@ -742,7 +828,7 @@ pw_store_begin(struct pw_store *st, struct pw_err *err)
 int
 pw_store_commit(struct pw_store *st, struct pw_err *err)
 {
-	int	r = exec_sql(st, "COMMIT", err);
+	int	r = cached_run(st, "COMMIT", err);
 
 	if (r != 0)
 		pw_store_rollback(st);
@@ -753,8 +839,10 @@ pw_store_commit(struct pw_store *st, struct pw_err *err)
 void
 pw_store_rollback(struct pw_store *st)
 {
+	struct pw_err	ignored;
+
 	if (!sqlite3_get_autocommit(st->db))
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		cached_run(st, "ROLLBACK", &ignored);
 	st->in_txn = 0;
 }
 
@@ -767,8 +855,7 @@ pw_store_config_each(struct pw_store *st, pw_kv_fn *fn, void *arg,
 	sqlite3_stmt	*s;
 	int		 rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "SELECT key, value FROM config", -1,
-	    &s, NULL);
+	rc = cached_get(st, "SELECT key, value FROM config", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read config");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -779,7 +866,7 @@ pw_store_config_each(struct pw_store *st, pw_kv_fn *fn, void *arg,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "read config");
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -1017,11 +1104,11 @@ pw_store_proxy_update_meta(struct pw_store *st, int64_t id,
 	sqlite3_stmt	*s;
 	int		 rc;
 
-	rc = sqlite3_prepare_v2(st->db, "UPDATE proxies SET "
+	rc = cached_get(st, "UPDATE proxies SET "
 	    "source = coalesce(?2, source), country = coalesce(?3, country), "
 	    "region = coalesce(?4, region), weight = coalesce(?5, weight), "
 	    "expires_at = coalesce(?6, expires_at), updated_at = ?7 "
-	    "WHERE id = ?1", -1, &s, NULL);
+	    "WHERE id = ?1", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "update proxy");
 	sqlite3_bind_int64(s, 1, id);
@@ -1034,7 +1121,7 @@ pw_store_proxy_update_meta(struct pw_store *st, int64_t id,
 		sqlite3_bind_int64(s, 6, now + m->ttl);
 	sqlite3_bind_int64(s, 7, now);
 	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (rc != SQLITE_DONE)
 		return db_fail(st, rc, err, "update proxy");
 	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
@@ -1180,7 +1267,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 		pw_buf_adds(&q, " AND id = ?1");
 	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
 	pw_buf_adds(&q, " ORDER BY id");
-	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	rc = cached_get(st, q.data, &s);
 	pw_buf_release(&q);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "list proxies");
@@ -1195,7 +1282,7 @@ pw_store_proxy_each(struct pw_store *st, const struct pw_filter *f,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "list proxies");
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (r == 0 && id != 0 && n == 0)
 		r = PW_ENOTFOUND;
 	return r;
@@ -1249,7 +1336,7 @@ sel_prepare(struct pw_store *st, const char *cols, const struct pw_sel *sel,
 		pw_buf_addc(&q, ')');
 	}
 	pw_buf_addf(&q, " %s", tail);
-	rc = sqlite3_prepare_v2(st->db, q.data, -1, out, NULL);
+	rc = cached_get(st, q.data, out);
 	pw_buf_release(&q);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "select proxies");
@@ -1277,7 +1364,7 @@ pw_store_candidates(struct pw_store *st, const struct pw_sel *sel,
 		}
 		cand_read(s, &c[n++]);
 	}
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (rc != SQLITE_DONE) {
 		free(c);
 		return db_fail(st, rc, err, "select proxies");
@@ -1304,7 +1391,7 @@ pw_store_first(struct pw_store *st, const struct pw_sel *sel, int order,
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*id = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (rc == SQLITE_DONE)
 		return PW_ENOTFOUND;
 	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "select proxy");
@@ -1352,7 +1439,7 @@ pw_store_probe_free(struct pw_probe *p)
 {
 	if (p == NULL)
 		return;
-	sqlite3_finalize(p->s);
+	cached_put(p->st, p->s);
 	free(p);
 }
 
@@ -1400,7 +1487,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	    "coalesce(sum(status = 'pending'), 0) "
 	    "FROM proxies WHERE 1");
 	ntexts = filter_sql(&q, f, 2, texts, &maxlat);
-	rc = sqlite3_prepare_v2(st->db, q.data, -1, &s, NULL);
+	rc = cached_get(st, q.data, &s);
 	pw_buf_release(&q);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "count proxies");
@@ -1409,7 +1496,7 @@ pw_store_ineligible(struct pw_store *st, const struct pw_filter *f,
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		for (int i = 0; i < 6; i++)
 			counts[i] = sqlite3_column_int64(s, i);
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (rc != SQLITE_ROW)
 		return db_fail(st, rc, err, "count proxies");
 	return 0;
@@ -1526,9 +1613,9 @@ pw_store_session_each(struct pw_store *st, int64_t now, pw_session_fn *fn,
 	struct pw_session	 ss;
 	int			 rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "SELECT id, proxy_id, created_at, "
+	rc = cached_get(st, "SELECT id, proxy_id, created_at, "
 	    "last_used, expires_at, requests, failovers FROM sessions "
-	    "WHERE expires_at > ?1 ORDER BY id", -1, &s, NULL);
+	    "WHERE expires_at > ?1 ORDER BY id", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "list sessions");
 	sqlite3_bind_int64(s, 1, now);
@@ -1545,7 +1632,7 @@ pw_store_session_each(struct pw_store *st, int64_t now, pw_session_fn *fn,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "list sessions");
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -1642,14 +1729,14 @@ each_pair(struct pw_store *st, const char *sql, int64_t now,
 	sqlite3_stmt	*s;
 	int		 rc;
 
-	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	rc = cached_get(st, sql, &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read stats");
 	if (sqlite3_bind_parameter_count(s) > 0)
 		sqlite3_bind_int64(s, 1, now);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read stats");
 }
 
@@ -1740,7 +1827,7 @@ pw_store_cache_stats(struct pw_store *st, int64_t now,
 	int	r;
 
 	/* One snapshot for every figure. */
-	if ((r = exec_sql(st, "BEGIN", err)) != 0)
+	if ((r = cached_run(st, "BEGIN", err)) != 0)
 		return r;
 	if ((r = each_pair(st, "SELECT status, count(*) FROM proxies "
 	    "GROUP BY status", now, stat_status, cs, err)) != 0 ||
@@ -2078,10 +2165,10 @@ pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
 	sqlite3_stmt	*s;
 	int		 rc, r = PW_ENOTFOUND;
 
-	rc = sqlite3_prepare_v2(st->db, url != NULL ?
+	rc = cached_get(st, url != NULL ?
 	    "SELECT proxy_id FROM service_cache WHERE url = ?1 LIMIT 1" :
 	    "SELECT proxy_id FROM service_cache WHERE proxy_id = ?2 LIMIT 1",
-	    -1, &s, NULL);
+	    &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read service cache");
 	if (url != NULL)
@@ -2093,7 +2180,7 @@ pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
 		r = 0;
 	} else if (rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "read service cache");
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -2165,11 +2252,10 @@ pw_store_outbox_claim(struct pw_store *st, size_t limit, int64_t now_ms,
 	int			 rc;
 
 	/* Oldest first; one statement, so two flushes never share one. */
-	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
+	rc = cached_get(st, "UPDATE feedback_outbox "
 	    "SET lease_until = ?3 WHERE id IN (SELECT id FROM feedback_outbox "
 	    "WHERE coalesce(lease_until, 0) <= ?2 ORDER BY id LIMIT ?1) "
-	    "RETURNING id, proxy_id, success, latency_ms, error, ts_ms", -1,
-	    &s, NULL);
+	    "RETURNING id, proxy_id, success, latency_ms, error, ts_ms", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read outbox");
 	sqlite3_bind_int64(s, 1, (int64_t)limit);
@@ -2185,7 +2271,7 @@ pw_store_outbox_claim(struct pw_store *st, size_t limit, int64_t now_ms,
 		v[k].ts_ms = sqlite3_column_int64(s, 5);
 		k++;
 	}
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		pw_outcomes_free(v, k);
 		return db_fail(st, rc, err, "read outbox");
@@ -2212,15 +2298,15 @@ pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
 	sqlite3_stmt	*s;
 	int		 rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "DELETE FROM feedback_outbox "
-	    "WHERE id = ?1", -1, &s, NULL);
+	rc = cached_get(st, "DELETE FROM feedback_outbox "
+	    "WHERE id = ?1", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "write outbox");
 	for (size_t i = 0; i < n && r == 0; i++) {
 		sqlite3_bind_int64(s, 1, v[i].id);
 		r = step_done(st, s, err, "write outbox");
 	}
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -2231,15 +2317,15 @@ pw_store_outbox_release(struct pw_store *st, const struct pw_outcome *v,
 	sqlite3_stmt	*s;
 	int		 rc, r = 0;
 
-	rc = sqlite3_prepare_v2(st->db, "UPDATE feedback_outbox "
-	    "SET lease_until = NULL WHERE id = ?1", -1, &s, NULL);
+	rc = cached_get(st, "UPDATE feedback_outbox "
+	    "SET lease_until = NULL WHERE id = ?1", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "write outbox");
 	for (size_t i = 0; i < n && r == 0; i++) {
 		sqlite3_bind_int64(s, 1, v[i].id);
 		r = step_done(st, s, err, "write outbox");
 	}
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -2323,7 +2409,7 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 		return 0;
 	}
 	if ((r = commit ? pw_store_begin(st, err) :
-	    exec_sql(st, "BEGIN", err)) != 0)
+	    cached_run(st, "BEGIN", err)) != 0)
 		return r;
 	if ((r = pw_store_rl_check_txn(st, keys, l, n, now, commit, v,
 	    err)) != 0)
@@ -2337,7 +2423,7 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 	}
 	if (commit)
 		return pw_store_commit(st, err);
-	exec_sql(st, "COMMIT", err);
+	cached_run(st, "COMMIT", err);
 	return 0;
 fail:
 	pw_store_rollback(st);
@@ -2471,8 +2557,8 @@ pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
 
 	if (st->pending)
 		return 0;
-	rc = sqlite3_prepare_v2(st->db, "SELECT id, name, tier, hash, "
-	    "created_at, last_used FROM api_keys ORDER BY name", -1, &s, NULL);
+	rc = cached_get(st, "SELECT id, name, tier, hash, "
+	    "created_at, last_used FROM api_keys ORDER BY name", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "list API keys");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -2482,7 +2568,7 @@ pw_store_key_each(struct pw_store *st, pw_key_row_fn *fn, void *arg,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "list API keys");
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return r;
 }
 
@@ -2613,15 +2699,15 @@ pw_store_rotation_each(struct pw_store *st, const char *prefix,
 	int		 rc;
 	size_t		 n = strlen(prefix);
 
-	rc = sqlite3_prepare_v2(st->db, "SELECT name, value FROM rotation "
-	    "WHERE substr(name, 1, ?2) = ?1", -1, &s, NULL);
+	rc = cached_get(st, "SELECT name, value FROM rotation "
+	    "WHERE substr(name, 1, ?2) = ?1", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read cursors");
 	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (int64_t)n);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		fn(arg, col_text(s, 0), sqlite3_column_int64(s, 1));
-	sqlite3_finalize(s);
+	cached_put(st, s);
 	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "read cursors");
 }
 
