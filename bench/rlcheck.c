@@ -2,14 +2,19 @@
  * rlcheck.c -- the cost of one rate-limit check, p50 and p99, on each
  * backend, beside what the backend's medium costs in the same run: a
  * clock read for memory, a bare write transaction of SQLite on a file
- * of its own for the state file, a PING for Redis.
+ * of its own for the state file, a PING for Redis. The state file's
+ * connection is set up as pw serve's are, with the flusher's checkpoints
+ * in a thread beside it.
  *
  * usage: bench-rlcheck DIR [REDIS_URL]
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <sqlite3.h>
@@ -58,6 +63,31 @@ report(const char *what, double *t, const char *base, double *b)
 	    "  p99", b99, p99 / b99);
 }
 
+/*
+ * pw serve's flusher: checkpoints from a thread of its own, every 250
+ * ms, on a connection of its own (see pw_store_long_lived).
+ */
+static atomic_int	stop;
+
+static void *
+checkpointer(void *arg)
+{
+	struct pw_store	*st;
+	struct pw_err	 err;
+
+	if (pw_store_open(arg, PW_OPEN_RW, &st, &err) != 0 ||
+	    pw_store_long_lived(st, &err) != 0) {
+		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
+		exit(1);
+	}
+	while (!atomic_load(&stop)) {
+		usleep(250000);
+		pw_store_checkpoint(st);
+	}
+	pw_store_close(st);
+	return NULL;
+}
+
 /* N checks of tier and endpoint counters, as pw serve makes them. */
 static void
 run(struct pw_rl *rl, struct pw_store *st, double *t)
@@ -95,6 +125,7 @@ main(int argc, char **argv)
 	struct pw_store		*st;
 	struct pw_err		 err;
 	sqlite3			*db;
+	pthread_t		 ckpt;
 	sqlite3_stmt		*s;
 	char			*path;
 
@@ -123,10 +154,17 @@ main(int argc, char **argv)
 		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
 		return 1;
 	}
+	if (pw_store_long_lived(st, &err) != 0 ||
+	    pthread_create(&ckpt, NULL, checkpointer, path) != 0) {
+		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
+		return 1;
+	}
 	o.backend = PW_RL_SQLITE;
 	pw_rl_new(&o, &rl, &err);
 	run(rl, st, t);
 	pw_rl_free(rl);
+	atomic_store(&stop, 1);
+	pthread_join(ckpt, NULL);
 	pw_store_close(st);
 	free(path);
 	if (asprintf(&path, "%s/bare.db", argv[1]) < 0 ||

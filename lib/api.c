@@ -420,7 +420,7 @@ worker_ctx(struct pw_server *s, struct pw_err *err)
 		w->ctx.cfg = pw_config_dup(s->cfg);
 		w->gen = settings_gen(s);
 		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0 ||
-		    pw_store_no_mmap(w->ctx.store, &w->ctx.err) != 0) {
+		    pw_store_long_lived(w->ctx.store, &w->ctx.err) != 0) {
 			*err = w->ctx.err;
 			ctx_free(w);
 			return NULL;

@@ -4,9 +4,10 @@
  * - the flusher writes what the view holds in memory (outcomes, cursors,
  *   sessions, counters) in one short transaction every
  *   serve.flush_interval (a second unless set),
- *   keeps the view in step with the file when no request comes, and
- *   every serve.prune_interval removes the proxies whose TTL has run out
- *   (what pw cache prune does for them);
+ *   keeps the view in step with the file when no request comes,
+ *   checkpoints the WAL every FLUSH_MS (pw serve's other connections
+ *   leave that to it), and every serve.prune_interval removes the
+ *   proxies whose TTL has run out (what pw cache prune does for them);
  * - when serve.health_interval is set, the health thread runs pw health's
  *   checks over the whole pool that often, taking the run lock as
  *   pw health --lock does: a run from cron at the same time is not
@@ -59,7 +60,7 @@ open_ctx(struct pw_housekeep *h, struct pw_ctx *ctx)
 	memset(ctx, 0, sizeof *ctx);
 	ctx->cfg = pw_config_dup(h->cfg);
 	if (pw_open(ctx, h->state, PW_OPEN_RW) != 0 ||
-	    pw_store_no_mmap(ctx->store, &ctx->err) != 0) {
+	    pw_store_long_lived(ctx->store, &ctx->err) != 0) {
 		pw_log(PW_LOG_ERROR, "serve: %s", ctx->err.msg);
 		pw_close(ctx);
 		return -1;
@@ -119,6 +120,8 @@ flusher(void *arg)
 				    "%s", err.msg);
 			last_flush = now;
 		}
+		/* pw serve's connections leave this to the flusher. */
+		pw_store_checkpoint(ctx.store);
 		every = pw_config_int(&ctx, "serve.prune_interval") * 1000;
 		if (every > 0 && now - last_prune >= every) {
 			last_prune = now;

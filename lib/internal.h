@@ -328,6 +328,15 @@ int	 pw_store_rotation_each(struct pw_store *st, const char *prefix,
  */
 int	 pw_store_data_version(struct pw_store *st, int64_t *v,
 	    struct pw_err *err);
+/*
+ * The pool's generation: it moves with each commit that changed what the
+ * pool in memory holds (proxies, sessions, rotation, settings), not with
+ * rate-limit counters, the outbox and the like. 0 for a new file.
+ */
+int	 pw_store_pool_gen(struct pw_store *st, int64_t *gen,
+	    struct pw_err *err);
+/* The generation this connection's last commit made; 0 if none. */
+int64_t	 pw_store_bumped(struct pw_store *st);
 
 /* --------------------------------------------------------------- crypto */
 
@@ -531,11 +540,16 @@ void	 pw_housekeep_reload(struct pw_housekeep *h);
 void	 pw_housekeep_stop(struct pw_housekeep *h);
 
 /*
- * Read through SQLite's page cache, not a memory map: for a long-lived
- * process (pw serve) that scans the whole file now and then, the map
- * would keep every page of it resident.
+ * A connection of a long-lived process (pw serve). It reads through
+ * SQLite's page cache, not a memory map: a process that scans the whole
+ * file now and then would keep every page of it resident through the
+ * map. And it leaves checkpoints to pw_store_checkpoint, called by one
+ * thread in the background, instead of making the commit that crosses
+ * SQLite's threshold (one request in a thousand) pay for one.
  */
-int	 pw_store_no_mmap(struct pw_store *st, struct pw_err *err);
+int	 pw_store_long_lived(struct pw_store *st, struct pw_err *err);
+/* Copy what the WAL holds into the file, as far as readers allow. */
+void	 pw_store_checkpoint(struct pw_store *st);
 /* How many rows this connection's statements changed, ever. */
 int64_t	 pw_store_total_changes(struct pw_store *st);
 /* Free the libcurl handle a long-lived context kept (ctx->curl). */

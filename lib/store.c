@@ -37,7 +37,7 @@ enum stmt_id {
 	S_EVICT_HEALTH, S_MAX_ID, S_UNDO_ROWS, S_UNDO_SEQ, S_SEQ, S_PEND,
 	S_RL_GET, S_RL_PUT, S_RL_PRUNE, S_KEY_ADD, S_KEY_DEL, S_KEY_FIND,
 	S_KEY_ANY, S_KEY_USED, S_STATS_GET, S_STATS_PUT, S_SESSION_SET,
-	S_DATA_VERSION, S_COUNT
+	S_DATA_VERSION, S_GEN_GET, S_GEN_BUMP, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -182,6 +182,11 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "expires_at = excluded.expires_at, requests = excluded.requests, "
 	    "failovers = excluded.failovers",
 	[S_DATA_VERSION] = "PRAGMA data_version",
+	/* The pool's generation: see on_update. */
+	[S_GEN_GET] = "SELECT coalesce((SELECT value FROM meta "
+	    "WHERE key = 'pool_gen'), 0)",
+	[S_GEN_BUMP] = "INSERT INTO meta(key, value) VALUES('pool_gen', 1) "
+	    "ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value",
 };
 
 /*
@@ -204,6 +209,8 @@ struct pw_store {
 	char		*wal;		/* path of the WAL; NULL: leave it */
 	int		 pending;	/* not there yet: made at 1st write */
 	int		 in_txn;
+	int		 pool_dirty;	/* this transaction changed the pool */
+	int64_t		 bumped;	/* the generation it made; 0: none */
 	int64_t		 rl_pruned;	/* last prune of ratelimit */
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
@@ -464,6 +471,34 @@ cached_run(struct pw_store *st, const char *sql, struct pw_err *err)
 		;
 	cached_put(st, s);
 	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "query");
+}
+
+/*
+ * The pool's generation (meta 'pool_gen') moves with every commit that
+ * changed a table a reader of the pool in memory (view.c) holds, so that
+ * it reloads for those and not for the others: rate-limit counters (a
+ * WITHOUT ROWID table, which this hook never hears of), the delegation's
+ * cache, breakers and outbox, API keys, counters of the stats table.
+ * Every such change is made inside pw_store_begin and pw_store_commit.
+ */
+static void
+on_update(void *arg, int op, const char *db, const char *table,
+    sqlite3_int64 rowid)
+{
+	static const char *const quiet[] = { "feedback_outbox",
+	    "service_cache", "breakers", "api_keys", "stats",
+	    "sqlite_sequence", NULL };
+	struct pw_store	*st = arg;
+
+	(void)op;
+	(void)db;
+	(void)rowid;
+	if (st->pool_dirty)
+		return;
+	for (size_t i = 0; quiet[i] != NULL; i++)
+		if (strcmp(table, quiet[i]) == 0)
+			return;
+	st->pool_dirty = 1;
 }
 
 static int
@@ -728,6 +763,7 @@ pw_store_open(const char *path, int mode, struct pw_store **out,
 		goto fail;
 	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_update_hook(st->db, on_update, st);
 	if ((r = check_schema(st, writable, err)) != 0)
 		goto fail;
 	/*
@@ -809,6 +845,7 @@ materialize(struct pw_store *st, struct pw_err *err)
 	tmp = *st;
 	*st = *real;
 	*real = tmp;
+	sqlite3_update_hook(st->db, on_update, st);
 	pw_store_close(real);	/* the empty stand-in */
 	return 0;
 }
@@ -820,16 +857,40 @@ pw_store_begin(struct pw_store *st, struct pw_err *err)
 
 	if (st->pending && (r = materialize(st, err)) != 0)
 		return r;
-	if ((r = cached_run(st, "BEGIN IMMEDIATE", err)) == 0)
+	if ((r = cached_run(st, "BEGIN IMMEDIATE", err)) == 0) {
 		st->in_txn = 1;
+		st->pool_dirty = 0;
+	}
 	return r;
+}
+
+/* Move the pool's generation, inside the transaction that changed it. */
+static int
+gen_bump(struct pw_store *st, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, S_GEN_BUMP, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		st->bumped = sqlite3_column_int64(s, 0);
+	while (rc == SQLITE_ROW)
+		rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "count a change");
 }
 
 int
 pw_store_commit(struct pw_store *st, struct pw_err *err)
 {
-	int	r = cached_run(st, "COMMIT", err);
+	int	r;
 
+	st->bumped = 0;
+	if ((r = st->pool_dirty ? gen_bump(st, err) : 0) == 0)
+		r = cached_run(st, "COMMIT", err);
+	st->pool_dirty = 0;
 	if (r != 0)
 		pw_store_rollback(st);
 	st->in_txn = 0;
@@ -911,17 +972,25 @@ pw_store_config_put(struct pw_store *st, const char *key, const char *value,
     struct pw_err *err)
 {
 	sqlite3_stmt	*s;
-	int		 r;
+	int		 r, own = !st->in_txn;
 
-	if (st->pending && (r = materialize(st, err)) != 0)
+	/* In a transaction, its own if need be: see on_update. */
+	if (own && (r = pw_store_begin(st, err)) != 0)
 		return r;
-	s = stmt_get(st, value ? S_CONFIG_PUT : S_CONFIG_DEL, err);
-	if (s == NULL)
-		return err->code;
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-	if (value != NULL)
-		sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
-	return step_done(st, s, err, "write config");
+	if ((s = stmt_get(st, value ? S_CONFIG_PUT : S_CONFIG_DEL,
+	    err)) == NULL)
+		r = err->code;
+	else {
+		sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+		if (value != NULL)
+			sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+		r = step_done(st, s, err, "write config");
+	}
+	if (own && r == 0)
+		return pw_store_commit(st, err);
+	if (own)
+		pw_store_rollback(st);
+	return r;
 }
 
 /* ------------------------------------------------------------ proxies */
@@ -2662,6 +2731,30 @@ pw_store_session_set(struct pw_store *st, const struct pw_session *ss,
 }
 
 int
+pw_store_pool_gen(struct pw_store *st, int64_t *gen, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	*gen = 0;
+	if (st->pending)
+		return 0;
+	if ((s = stmt_get(st, S_GEN_GET, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*gen = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read generation");
+}
+
+int64_t
+pw_store_bumped(struct pw_store *st)
+{
+	return st->bumped;
+}
+
+int
 pw_store_data_version(struct pw_store *st, int64_t *v, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
@@ -2712,9 +2805,23 @@ pw_store_rotation_each(struct pw_store *st, const char *prefix,
 }
 
 int
-pw_store_no_mmap(struct pw_store *st, struct pw_err *err)
+pw_store_long_lived(struct pw_store *st, struct pw_err *err)
 {
 	if (st->pending)
 		return 0;
-	return exec_sql(st, "PRAGMA mmap_size=0", err);
+	/*
+	 * The WAL is kept up to 16 MiB, not cut back to nothing at each
+	 * reset (pw_store_open's setting for short processes): cutting it
+	 * would fall on a request.
+	 */
+	return exec_sql(st, "PRAGMA mmap_size=0;PRAGMA wal_autocheckpoint=0;"
+	    "PRAGMA journal_size_limit=16777216", err);
+}
+
+void
+pw_store_checkpoint(struct pw_store *st)
+{
+	if (!st->pending)
+		sqlite3_wal_checkpoint_v2(st->db, NULL,
+		    SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 }

@@ -24,10 +24,12 @@
  * Changes by others. The view's own connection is used for flushes and
  * for PRAGMA data_version, which moves only when another connection
  * commits: pw pool add/rm, pw health, pw config set in other processes,
- * and this server's own API writes on its workers' connections. Then the
- * snapshot is reloaded, and the generation bumped so that workers reload
- * their settings too. The connection (`conn`) is only ever used by one
- * thread at a time.
+ * and this server's own API writes on its workers' connections. Then, if
+ * the pool's generation (pw_store_pool_gen) moved too, the snapshot is
+ * reloaded, and the generation bumped so that workers reload their
+ * settings too; a commit of rate-limit counters or the like moves only
+ * data_version and costs no reload. The connection (`conn`) is only ever
+ * used by one thread at a time.
  */
 #include <math.h>
 #include <pthread.h>
@@ -110,8 +112,9 @@ struct vsess {
 
 struct pw_view {
 	struct pw_ctx		 ctx;		/* the view's own connection */
-	pthread_mutex_t		 conn;		/* guards ctx and dv */
+	pthread_mutex_t		 conn;		/* guards ctx, dv, pool_gen */
 	int64_t			 dv;
+	int64_t			 pool_gen;	/* the file's, as loaded */
 	int64_t			 check_ms;
 	atomic_llong		 checked_ms;
 	atomic_ullong		 gen;
@@ -695,9 +698,10 @@ pw_view_open(const char *state, const struct pw_config *cfg,
 		pthread_mutex_init(&v->stripes[i].mu, NULL);
 	v->check_ms = check_ms;
 	if ((r = pw_open(&v->ctx, state, PW_OPEN_RW)) != 0 ||
-	    (r = pw_store_no_mmap(v->ctx.store, &v->ctx.err)) != 0 ||
+	    (r = pw_store_long_lived(v->ctx.store, &v->ctx.err)) != 0 ||
 	    (r = pw_store_data_version(v->ctx.store, &v->dv,
-	    &v->ctx.err)) != 0 || (r = reload(v)) != 0) {
+	    &v->ctx.err)) != 0 || (r = pw_store_pool_gen(v->ctx.store,
+	    &v->pool_gen, &v->ctx.err)) != 0 || (r = reload(v)) != 0) {
 		*err = v->ctx.err;
 		v->ctx.err.code = 0;
 		pw_view_close(v);
@@ -740,7 +744,7 @@ int
 pw_view_sync(struct pw_view *v, int force, struct pw_err *err)
 {
 	long long	now = pw_mono_ms(), last = atomic_load(&v->checked_ms);
-	int64_t		dv;
+	int64_t		dv, gen;
 	int		r = 0;
 
 	/* One thread checks per interval; the others go on. */
@@ -754,7 +758,12 @@ pw_view_sync(struct pw_view *v, int force, struct pw_err *err)
 	r = pw_store_data_version(v->ctx.store, &dv, &v->ctx.err);
 	if (r == 0 && (dv != v->dv || force)) {
 		v->dv = dv;
-		r = reload(v);
+		/* Read before the reload: a change after it is seen next. */
+		r = pw_store_pool_gen(v->ctx.store, &gen, &v->ctx.err);
+		if (r == 0 && (gen != v->pool_gen || force)) {
+			v->pool_gen = gen;
+			r = reload(v);
+		}
 	}
 	if (r != 0)
 		*err = v->ctx.err;
@@ -953,7 +962,15 @@ batch_write(struct pw_view *v, struct batch *b, int64_t now)
 	    (r = pw_store_stat_add(st, "select.misses", b->misses,
 	    err)) != 0))
 		goto fail;
-	return pw_store_commit(st, err);
+	if ((r = pw_store_commit(st, err)) != 0)
+		return r;
+	/*
+	 * The generation this flush made is the view's own, unless another
+	 * connection moved it first: that change is yet to be loaded.
+	 */
+	if (pw_store_bumped(st) == v->pool_gen + 1)
+		v->pool_gen++;
+	return 0;
 fail:
 	pw_store_rollback(st);
 	return r;

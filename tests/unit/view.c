@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "unit.h"
+#include "../../lib/ratelimit.h"
 
 #define NPROXIES	5
 
@@ -285,6 +286,46 @@ test_removed_proxy(void **state)
 	pw_close(&other);
 }
 
+/*
+ * What others commit reloads the view only when it changed the pool:
+ * rate-limit counters do not; a proxy's outcome, a setting and the
+ * view's own flush followed by another's change do.
+ */
+static void
+test_reload_only_for_the_pool(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_ctx		 other;
+	struct pw_err		 err;
+	struct pw_rl_limit	 l = { 1000, 60000 };
+	struct pw_rl_verdict	 v;
+	const char		*key = "t:a:127.0.0.1";
+	uint64_t		 gen = pw_view_generation(f->view);
+
+	memset(&other, 0, sizeof other);
+	assert_int_equal(pw_open(&other, f->srv_path, PW_OPEN_RW), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pw_store_rl_check(other.store, &key, &l, 1,
+		    1000 + i, 1, &v, &err), 0);
+	assert_true(v.allowed);
+	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
+	assert_int_equal(pw_view_generation(f->view), gen);
+	assert_int_equal(pw_pool_report(&other, 2, PW_REPORT_OK, 5), 0);
+	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
+	assert_int_equal(pw_view_generation(f->view), ++gen);
+	/* Its own flush is no change to load; another's after it is. */
+	assert_int_equal(pw_pool_report(&f->srv, 1, PW_REPORT_OK, 5), 0);
+	assert_int_equal(pw_view_flush(f->view, &err), 0);
+	assert_int_equal(pw_store_rl_check(other.store, &key, &l, 1, 2000, 1,
+	    &v, &err), 0);
+	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
+	assert_int_equal(pw_view_generation(f->view), gen);
+	assert_int_equal(pw_config_store(&other, "pool.cooldown", "5"), 0);
+	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
+	assert_int_equal(pw_view_generation(f->view), ++gen);
+	pw_close(&other);
+}
+
 int
 main(void)
 {
@@ -299,6 +340,8 @@ main(void)
 		    test_flush_adds_to_what_others_wrote, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_removed_proxy, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_reload_only_for_the_pool,
+		    setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
