@@ -655,6 +655,71 @@ test_exists_delete_clear(void **state)
 	assert_int_equal(count_rows(f->st, NULL), 0);
 }
 
+/* Each row seen, the whole list again from inside the loop. */
+struct nested {
+	struct pw_store	*st;
+	int		 outer, inner;
+};
+
+static int
+nested_row(void *arg, const struct pw_row *r)
+{
+	struct nested	*n = arg;
+	struct pw_err	 err = { 0 };
+
+	(void)r;
+	n->outer++;
+	assert_int_equal(pw_store_proxy_each(n->st, NULL, 0, count_row,
+	    &n->inner, &err), 0);
+	return 0;
+}
+
+/*
+ * Statements are kept prepared by their SQL: the same SQL run again
+ * while it runs gets a statement of its own, and both finish; many
+ * different ones (more than are kept) all run.
+ */
+static void
+test_statements_kept(void **state)
+{
+	struct fix	*f = *state;
+	struct pw_err	 err = { 0 };
+	struct pw_filter flt;
+	struct nested	 n = { NULL, 0, 0 };
+	char		 key[32];
+	int64_t		 id;
+	int		 dup;
+
+	f->st = open_ok(f->path, PW_OPEN_RW);
+	assert_int_equal(pw_store_begin(f->st, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "http://h%d:1", i);
+		insert(f->st, key, &id, &dup);
+	}
+	assert_int_equal(pw_store_commit(f->st, &err), 0);
+	n.st = f->st;
+	for (int round = 0; round < 2; round++)
+		assert_int_equal(pw_store_proxy_each(f->st, NULL, 0,
+		    nested_row, &n, &err), 0);
+	assert_int_equal(n.outer, 6);
+	assert_int_equal(n.inner, 18);
+	/* Exclusions are written into the SQL: a text of its own each. */
+	pw_filter_init(&flt);
+	for (int64_t i = 0; i < 100; i++) {
+		int64_t			 ex[2] = { 1, 100 + i % 40 };
+		struct pw_sel		 sel = { &flt, ex, 2, 1000, 0 };
+		struct pw_candidate	*c;
+		size_t			 nc;
+
+		assert_int_equal(pw_store_candidates(f->st, &sel, &c, &nc,
+		    &err), 0);
+		assert_int_equal(nc, 2);
+		assert_int_equal(c[0].id, 2);
+		free(c);
+	}
+	assert_int_equal(count_rows(f->st, NULL), 3);
+}
+
 struct seen {
 	int64_t		 id;
 	char		 host[64];
@@ -984,6 +1049,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_create_modes),
+		T(test_statements_kept),
 		T(test_create_nested_dirs),
 		T(test_existing_dir_keeps_its_mode),
 		T(test_schema_and_pragmas),
