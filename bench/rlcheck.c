@@ -88,9 +88,9 @@ checkpointer(void *arg)
 	return NULL;
 }
 
-/* N checks of tier and endpoint counters, as pw serve makes them. */
-static void
-run(struct pw_rl *rl, struct pw_store *st, double *t)
+/* Check i of tier and endpoint counters, as pw serve makes them: us. */
+static double
+check(struct pw_rl *rl, struct pw_store *st, int i)
 {
 	struct pw_rl_limit	l[2] = { { 1000000000, 60000 },
 	    { 1000000000, 60000 } };
@@ -98,36 +98,68 @@ run(struct pw_rl *rl, struct pw_store *st, double *t)
 	struct pw_err		err;
 	char			k0[64], k1[64];
 	const char		*k[2] = { k0, k1 };
+	double			t0;
 
-	for (int i = 0; i < N; i++) {
-		double t0;
-
-		snprintf(k0, sizeof k0, "t:a:10.0.%d.%d", i % KEYS / 256,
-		    i % KEYS % 256);
-		snprintf(k1, sizeof k1, "e:/api/v1/proxies:a:10.0.%d.%d",
-		    i % KEYS / 256, i % KEYS % 256);
-		t0 = now_us();
-		if (pw_rl_check(rl, st, k, l, 2, 1, &v, &err) != 0 ||
-		    v.failed || !v.allowed) {
-			fprintf(stderr, "bench-rlcheck: check failed\n");
-			exit(1);
-		}
-		t[i] = now_us() - t0;
+	snprintf(k0, sizeof k0, "t:a:10.0.%d.%d", i % KEYS / 256,
+	    i % KEYS % 256);
+	snprintf(k1, sizeof k1, "e:/api/v1/proxies:a:10.0.%d.%d",
+	    i % KEYS / 256, i % KEYS % 256);
+	t0 = now_us();
+	if (pw_rl_check(rl, st, k, l, 2, 1, &v, &err) != 0 || v.failed ||
+	    !v.allowed) {
+		fprintf(stderr, "bench-rlcheck: check failed\n");
+		exit(1);
 	}
+	return now_us() - t0;
 }
 
+/* The baseline of the state file: one bare write transaction. */
+static double
+bare(sqlite3 *db, sqlite3_stmt *s, int i)
+{
+	char	k[32];
+	double	t0 = now_us();
+
+	snprintf(k, sizeof k, "%d", i % KEYS);
+	sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	sqlite3_bind_text(s, 1, k, -1, SQLITE_TRANSIENT);
+	sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	return now_us() - t0;
+}
+
+static struct pw_rl *
+rl_new(int backend, const char *url)
+{
+	struct pw_rl_opts	 o = { 0 };
+	struct pw_rl		*rl;
+	struct pw_err		 err;
+
+	o.backend = backend;
+	o.redis_url = url;
+	if (pw_rl_new(&o, &rl, &err) != 0) {
+		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
+		exit(1);
+	}
+	return rl;
+}
+
+/*
+ * Each check is followed by one operation of its baseline, so that
+ * whatever else the machine does falls on both alike.
+ */
 int
 main(int argc, char **argv)
 {
 	static double		 t[N], b[N];
-	struct pw_rl_opts	 o = { 0 };
 	struct pw_rl		*rl;
 	struct pw_store		*st;
 	struct pw_err		 err;
 	sqlite3			*db;
 	pthread_t		 ckpt;
 	sqlite3_stmt		*s;
-	char			*path;
+	char			*path, *bpath;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: bench-rlcheck DIR [REDIS_URL]\n");
@@ -135,86 +167,73 @@ main(int argc, char **argv)
 	}
 
 	/* memory */
-	o.backend = PW_RL_MEMORY;
-	pw_rl_new(&o, &rl, &err);
-	run(rl, NULL, t);
-	pw_rl_free(rl);
+	rl = rl_new(PW_RL_MEMORY, NULL);
 	for (int i = 0; i < N; i++) {
-		double t0 = now_us();
+		double t0;
+
+		t[i] = check(rl, NULL, i);
+		t0 = now_us();
 		(void)pw_mono_ms();
 		b[i] = now_us() - t0;
 		if (b[i] <= 0)
 			b[i] = 0.01;
 	}
+	pw_rl_free(rl);
 	report("ratelimit check, memory", t, "clock read", b);
 
-	/* the state file */
+	/* the state file, beside a bare SQLite file */
 	if (asprintf(&path, "%s/state.db", argv[1]) < 0 ||
-	    pw_store_open(path, PW_OPEN_RW, &st, &err) != 0) {
+	    asprintf(&bpath, "%s/bare.db", argv[1]) < 0)
+		return 1;
+	if (pw_store_open(path, PW_OPEN_RW, &st, &err) != 0 ||
+	    pw_store_long_lived(st, &err) != 0) {
 		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
 		return 1;
 	}
-	if (pw_store_long_lived(st, &err) != 0 ||
-	    pthread_create(&ckpt, NULL, checkpointer, path) != 0) {
-		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
-		return 1;
-	}
-	o.backend = PW_RL_SQLITE;
-	pw_rl_new(&o, &rl, &err);
-	run(rl, st, t);
-	pw_rl_free(rl);
-	atomic_store(&stop, 1);
-	pthread_join(ckpt, NULL);
-	pw_store_close(st);
-	free(path);
-	if (asprintf(&path, "%s/bare.db", argv[1]) < 0 ||
-	    sqlite3_open(path, &db) != SQLITE_OK)
+	if (pthread_create(&ckpt, NULL, checkpointer, path) != 0 ||
+	    sqlite3_open(bpath, &db) != SQLITE_OK)
 		return 1;
 	sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 	    "CREATE TABLE c (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID",
 	    NULL, NULL, NULL);
 	sqlite3_prepare_v2(db, "INSERT INTO c VALUES(?1, 1) ON CONFLICT(k) "
 	    "DO UPDATE SET v = v + 1", -1, &s, NULL);
+	rl = rl_new(PW_RL_SQLITE, NULL);
 	for (int i = 0; i < N; i++) {
-		char k[32];
-		double t0 = now_us();
-		snprintf(k, sizeof k, "%d", i % KEYS);
-		sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		sqlite3_bind_text(s, 1, k, -1, SQLITE_TRANSIENT);
-		sqlite3_step(s);
-		sqlite3_reset(s);
-		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-		b[i] = now_us() - t0;
+		t[i] = check(rl, st, i);
+		b[i] = bare(db, s, i);
 	}
+	pw_rl_free(rl);
+	atomic_store(&stop, 1);
+	pthread_join(ckpt, NULL);
+	pw_store_close(st);
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	free(path);
+	free(bpath);
 	report("ratelimit check, sqlite", t, "sqlite3 write txn", b);
 
 	/* Redis */
 	if (argc > 2) {
-		redisContext *c;
-		redisReply *rp;
-		int port = 6379;
+		redisContext	*c;
+		redisReply	*rp;
+		int		 port = 6379;
 
 		sscanf(argv[2], "redis://127.0.0.1:%d", &port);
-		o.backend = PW_RL_REDIS;
-		o.redis_url = argv[2];
-		if (pw_rl_new(&o, &rl, &err) != 0) {
-			fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
-			return 1;
-		}
-		run(rl, NULL, t);
-		pw_rl_free(rl);
+		rl = rl_new(PW_RL_REDIS, argv[2]);
 		if ((c = redisConnect("127.0.0.1", port)) == NULL || c->err)
 			return 1;
 		for (int i = 0; i < N; i++) {
-			double t0 = now_us();
+			double t0;
+
+			t[i] = check(rl, NULL, i);
+			t0 = now_us();
 			rp = redisCommand(c, "PING");
 			b[i] = now_us() - t0;
 			freeReplyObject(rp);
 		}
 		redisFree(c);
+		pw_rl_free(rl);
 		report("ratelimit check, redis", t, "redis PING", b);
 	}
 	return 0;
