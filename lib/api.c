@@ -81,6 +81,9 @@ struct pw_server {
 struct worker {
 	struct pw_ctx	ctx;		/* first: ctx_free takes either */
 	uint64_t	gen;
+	/* Whether any API key exists, as of view generation keys_gen. */
+	int		any_keys;
+	uint64_t	keys_gen;
 };
 
 struct req;
@@ -419,6 +422,7 @@ worker_ctx(struct pw_server *s, struct pw_err *err)
 		w = pw_xcalloc(1, sizeof *w);
 		w->ctx.cfg = pw_config_dup(s->cfg);
 		w->gen = settings_gen(s);
+		w->keys_gen = UINT64_MAX;
 		if (pw_open(&w->ctx, s->state, PW_OPEN_RW) != 0 ||
 		    pw_store_long_lived(w->ctx.store, &w->ctx.err) != 0) {
 			*err = w->ctx.err;
@@ -2279,11 +2283,19 @@ step_auth(struct req *q)
 		return 1;
 	if (k == NULL) {
 		if (!pw_config_int(q->ctx, "serve.require_auth")) {
-			if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
-				fail_lib(q, r);
-				return 1;
+			/* Keys added or removed reload the view. */
+			struct worker	*w = (struct worker *)q->ctx;
+			uint64_t	 gen = settings_gen(q->srv);
+
+			if (w->keys_gen != gen) {
+				if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
+					fail_lib(q, r);
+					return 1;
+				}
+				w->any_keys = any;
+				w->keys_gen = gen;
 			}
-			if (!any)
+			if (!w->any_keys)
 				return 0;
 		}
 		unauthorized(q, "an API key is needed (X-API-Key or "

@@ -478,8 +478,10 @@ cached_run(struct pw_store *st, const char *sql, struct pw_err *err)
  * changed a table a reader of the pool in memory (view.c) holds, so that
  * it reloads for those and not for the others: rate-limit counters (a
  * WITHOUT ROWID table, which this hook never hears of), the delegation's
- * cache, breakers and outbox, API keys, counters of the stats table.
- * Every such change is made inside pw_store_begin and pw_store_commit.
+ * cache, breakers and outbox, API keys' last use, counters of the stats
+ * table. A key added or removed moves it (pw serve then knows whether
+ * any key exists without asking each request). Every such change is
+ * made inside pw_store_begin and pw_store_commit.
  */
 static void
 on_update(void *arg, int op, const char *db, const char *table,
@@ -2510,6 +2512,8 @@ pw_store_key_add(struct pw_store *st, const char *name, const char *tier,
 
 	if ((s = stmt_get(st, S_KEY_ADD, err)) == NULL)
 		return err->code;
+	/* Whether any key exists is read with the pool (see on_update). */
+	st->pool_dirty = 1;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, tier, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(s, 3, hash, (int)len, SQLITE_STATIC);
@@ -2534,6 +2538,7 @@ pw_store_key_delete(struct pw_store *st, const char *name,
 	if ((r = run_stmt(st, S_KEY_DEL, err, "remove API key", "t",
 	    name)) != 0)
 		return r;
+	st->pool_dirty = 1;
 	return sqlite3_changes(st->db) == 1 ? 0 : PW_ENOTFOUND;
 }
 

@@ -214,6 +214,19 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	is "$(j '.error.message')" "the API key is not valid"
 }
 
+@test "one worker knows at once that a key was added, then that none is left" {
+	# One thread: the same worker answers before and after.
+	start_serve --threads 1
+	api GET /api/v1/status
+	is "$STATUS" 200
+	pw -q serve keys add ci >/dev/null
+	api GET /api/v1/status
+	envelope_error 401 UNAUTHORIZED
+	pw -q serve keys rm ci
+	api GET /api/v1/status
+	is "$STATUS" 200
+}
+
 @test "every route but the probes and the documentation needs the key" {
 	local key r m p
 	key=$(pw -q serve keys add ci)
