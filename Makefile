@@ -155,7 +155,10 @@ $(B)/bench-select: bench/select.c $(B)/libpw.a $(HDRS)
 $(B)/bench-rlcheck: bench/rlcheck.c $(B)/libpw.a $(HDRS)
 	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(B)/libpw.a $(CORE_LIBS)
 
-bench: need-deps all $(B)/bench-select $(B)/bench-rlcheck
+$(B)/bench-insert: bench/insert.c
+	$(CC) $(CFLAGS) $(PW_CFLAGS) -o $@ $< $(CORE_LIBS)
+
+bench: need-deps all $(B)/bench-select $(B)/bench-rlcheck $(B)/bench-insert
 	@PW_BUILD=$(abspath $(B)) bench/run
 
 check-style:
