@@ -290,6 +290,10 @@ classify(CURL *h, CURLcode rc, const struct pw_fetch_opts *o,
 			return PW_FAIL_TARGET;
 		}
 		return PW_FAIL_PROXY;
+	case CURLE_OUT_OF_MEMORY:
+		/* A header line over libcurl's limit, or out of memory. */
+		*why = pw_curl_strerror(rc, status);
+		return PW_FAIL_TARGET;
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		/* No HTTP from a plain HTTP proxy: not a proxy at all. */

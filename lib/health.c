@@ -580,7 +580,7 @@ finish(struct run *run, struct slot *s, CURLcode rc)
 	curl_easy_getinfo(s->h, CURLINFO_TOTAL_TIME_T, &us);
 	if (rc != CURLE_OK) {
 		snprintf(why, sizeof why, "%s", s->errbuf[0] ? s->errbuf :
-		    curl_easy_strerror(rc));
+		    pw_curl_strerror(rc, http));
 		retry = judge_fault(s->h, rc);
 	} else if (o->mode == PW_HEALTH_CONNECT)
 		ok = 1;
