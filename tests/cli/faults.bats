@@ -337,3 +337,143 @@ null"
 	run -0 pw pool next
 	is "$output" "$TP"
 }
+
+# ------------------------------------------------------------ slow clients
+
+# fast_requests URL N: N requests to URL one after another, each answered
+# within a second; prints their status codes on one line.
+fast_requests() {
+	local i codes=
+	for i in $(seq "$2"); do
+		codes+="$(curl -sS -m 1 -o /dev/null -w '%{http_code}' "$1") "
+		sleep 0.3
+	done
+	echo "${codes% }"
+}
+
+@test "pw serve: clients sending a byte a second are closed at --read-timeout, head or body, while others are served" {
+	pw -q pool add "$TP"
+	PW_RATELIMIT__ENABLED=false start_pw_serve --read-timeout 2
+	local i out=$BATS_TEST_TMPDIR/slow pids=()
+	for i in $(seq 10); do
+		slow_client "$SERVE_PORT" --give-up 8 >"$out.head.$i" &
+		pids+=($!)
+	done
+	slow_client "$SERVE_PORT" --give-up 8 --data "$(printf 'POST /api/v1/proxies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n%500s' '')" >"$out.body" &
+	pids+=($!)
+	run -0 fast_requests "$SERVE_URL/api/v1/status" 8
+	is "$output" "200 200 200 200 200 200 200 200"
+	for i in "${pids[@]}"; do wait "$i"; done
+	for i in $(seq 10); do
+		[[ $(cat "$out.head.$i") =~ ^closed\ after\ [0-9]+\ bytes\ in\ ([0-9]+)\ s$ ]]
+		[ "${BASH_REMATCH[1]}" -ge 2 ] && [ "${BASH_REMATCH[1]}" -le 4 ]
+	done
+	[[ $(cat "$out.body") =~ ^closed\ after\ ([0-9]+)\ bytes\ in\ ([0-9]+)\ s$ ]]
+	[ "${BASH_REMATCH[1]}" -gt 90 ] && [ "${BASH_REMATCH[1]}" -lt 200 ]
+	[ "${BASH_REMATCH[2]}" -ge 2 ] && [ "${BASH_REMATCH[2]}" -le 4 ]
+	is "$(grep -c 'serve: a client sent no whole request in 2s: closed' "$SERVE_LOG")" 11
+	# nothing was stored by the cut request, and the server serves on
+	is "$(pw pool ls --plain | wc -l)" 1
+	run -0 curl -sS -o /dev/null -w '%{http_code}' "$SERVE_URL/api/v1/status"
+	is "$output" 200
+}
+
+@test "pw serve: a request that takes long to answer is not cut by --read-timeout; a keep-alive client is not either" {
+	pw -q pool add "$TP"
+	start_pw_serve --read-timeout 1
+	run -0 curl -sS -m 10 -X POST --data-binary \
+	    "{\"url\": \"$ORIGIN_URL/slow/2500\"}" "$SERVE_URL/api/v1/request"
+	is "$(jq -r .data.body <<<"$output")" "slow 2500"
+	# one connection, a second request 1.5 s after the first
+	run -0 /usr/bin/python3 -c 'import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+for i in range(2):
+    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    print(s.recv(65536).split(b"\r\n")[0].decode())
+    time.sleep(1.5)' "$SERVE_PORT"
+	is "$output" "HTTP/1.1 200 OK
+HTTP/1.1 200 OK"
+}
+
+@test "pw serve --read-timeout: bad values are refused, exit 2" {
+	run -2 --separate-stderr pw serve --read-timeout 0
+	is "$stderr" "pw: serve: --read-timeout: '0': want a duration from 1s to 600s (like 90, 90s, 15m)"
+	run -2 --separate-stderr pw serve --read-timeout 11m
+	is "$stderr" "pw: serve: --read-timeout: '11m': want a duration from 1s to 600s (like 90, 90s, 15m)"
+	is "$(state_sum)" absent
+}
+
+@test "the gateway: clients sending a byte a second are closed at the handshake timeout, while others are served" {
+	pw -q pool add "$TP"
+	start_pw_gateway --gateway-handshake-timeout 2
+	local i out=$BATS_TEST_TMPDIR/slow pids=()
+	for i in $(seq 10); do
+		slow_client "$GW_PORT" --give-up 8 --data "$(printf 'GET %s/ip HTTP/1.1\r\nHost: x\r\nX-Slow: %500s' "$ORIGIN_URL" '')" >"$out.http.$i" &
+		pids+=($!)
+	done
+	# SOCKS5: a greeting, then its request a byte at a time
+	slow_client "$GW_PORT" --give-up 8 --data-hex "050100050100017f000001$(printf %04x "$ORIGIN_PORT")" >"$out.socks" &
+	pids+=($!)
+	local codes=
+	for i in $(seq 8); do
+		codes+="$(curl -sS -m 1 -x "$GW_URL" -o /dev/null -w '%{http_code}' "$ORIGIN_URL/ip") "
+		sleep 0.3
+	done
+	is "$codes" "200 200 200 200 200 200 200 200 "
+	for i in "${pids[@]}"; do wait "$i"; done
+	for i in $(seq 10); do
+		[[ $(cat "$out.http.$i") =~ ^closed\ after\ [0-9]+\ bytes\ in\ ([0-9]+)\ s$ ]]
+		[ "${BASH_REMATCH[1]}" -ge 2 ] && [ "${BASH_REMATCH[1]}" -le 4 ]
+	done
+	[[ $(cat "$out.socks") =~ ^closed\ after\ [0-9]+\ bytes\ in\ ([0-9]+)\ s$ ]]
+	[ "${BASH_REMATCH[1]}" -ge 2 ] && [ "${BASH_REMATCH[1]}" -le 4 ]
+}
+
+# ---------------------------------------------------- SIGKILL under load
+
+@test "pw serve killed with SIGKILL under load, then started again: the file sound, no outcome older than serve.flush_interval lost" {
+	pw -q pool add "$TP"
+	pw -q config set serve.flush_interval 1
+	PW_RATELIMIT__ENABLED=false start_pw_serve
+	local c pids=() ok=$BATS_TEST_TMPDIR/ok killed
+	# Four clients; each writes the time of every answer it got.
+	for c in 1 2 3 4; do
+		(
+			while code=$(curl -s -o /dev/null -w '%{http_code}' \
+			    -X POST --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
+			    "$SERVE_URL/api/v1/request") && [ "$code" = 200 ]; do
+				echo "$EPOCHREALTIME"
+			done >"$ok.$c"
+		) &
+		pids+=($!)
+	done
+	sleep 4
+	kill -KILL "$SERVE_PID"
+	killed=$EPOCHREALTIME
+	for c in "${pids[@]}"; do wait "$c"; done
+	local total old
+	total=$(cat "$ok".* | wc -l)
+	# answered more than a flush interval (and half a second) before
+	old=$(cat "$ok".* | awk -v k="$killed" '$1 < k - 1.5' | wc -l)
+	[ "$old" -gt 5 ]
+	is "$(integrity)" ok
+	run -0 pw pool ls --json
+	local succeeded completed
+	succeeded=$(jq '.[0].succeeded' <<<"$output")
+	completed=$(jq '.[0].completed' <<<"$output")
+	echo "total $total old $old succeeded $succeeded" >&2
+	[ "$succeeded" -ge "$old" ]
+	[ "$succeeded" -le "$total" ]
+	is "$completed" "$succeeded"
+	is "$(jq '.[0].failed' <<<"$output")" 0
+	# started again on the same file: it serves, and counts on from there
+	stop_peers
+	start_pw_serve
+	run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
+	    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" "$SERVE_URL/api/v1/request"
+	is "$output" 200
+	eventually succeeded_is 1 $((succeeded + 1))
+	kill -TERM "$SERVE_PID"
+	wait "$SERVE_PID"
+	is "$(integrity)" ok
+}

@@ -3,7 +3,8 @@
 tests (python3 stdlib only, loopback only).
 
   badpeer.py --mode MODE [--port-file FILE] [--count-file FILE]
-  badpeer.py --slow-client HOST PORT [--data TEXT] [--rate SECS]
+  badpeer.py --slow-client HOST PORT [--data TEXT|--data-hex HEX]
+             [--rate SECS] [--give-up SECS]
 
 As a server it reads one request head (a proxy request, a CONNECT or an
 origin request: it does not care which, so it serves as a bad proxy and as
@@ -19,10 +20,12 @@ Each connection is counted in --count-file (the number, rewritten),
 so a test can tell whether a peer was used at all. The bytes sent are
 never held in memory: the endless streams write one block again and again.
 
---slow-client connects to HOST PORT and sends TEXT (default a request
-head that never ends) one byte every SECS seconds (default 1); it prints
+--slow-client connects to HOST PORT and sends TEXT (or the bytes HEX;
+default a request head that never ends) one byte every SECS seconds
+(default 1); it prints
 "closed after N bytes in S s" when the server closes the connection,
-and exits 0 then.
+and exits 0 then; or "still open after N bytes in S s" after --give-up
+seconds (default 20), and exits 1.
 """
 
 import argparse
@@ -110,17 +113,27 @@ def slow_client(a):
     ip = socket.getaddrinfo(host, None)[0][4][0]
     if not (ip.startswith("127.") or ip == "::1"):
         sys.exit("badpeer: refusing a non-loopback address: %s" % host)
-    data = (a.data if a.data is not None else
-            "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + "s" * 100000).encode()
+    if a.data_hex is not None:
+        data = bytes.fromhex(a.data_hex)
+    elif a.data is not None:
+        data = a.data.encode()
+    else:
+        data = ("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " +
+                "s" * 100000).encode()
     s = socket.create_connection((host, int(port)))
     start = time.monotonic()
     sent = 0
-    for i in range(len(data)):
-        try:
-            s.sendall(data[i:i + 1])
-        except OSError:
-            break
-        sent += 1
+    while True:
+        if time.monotonic() - start >= a.give_up:
+            print("still open after %d bytes in %.0f s" %
+                  (sent, time.monotonic() - start))
+            return 1
+        if sent < len(data):
+            try:
+                s.sendall(data[sent:sent + 1])
+            except OSError:
+                break
+            sent += 1
         # A close by the server shows as a readable end of stream.
         s.settimeout(a.rate)
         try:
@@ -142,7 +155,9 @@ def main():
     p.add_argument("--count-file")
     p.add_argument("--slow-client", nargs=2, metavar=("HOST", "PORT"))
     p.add_argument("--data")
+    p.add_argument("--data-hex")
     p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--give-up", type=float, default=20.0)
     a = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if a.slow_client:
