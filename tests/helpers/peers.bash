@@ -43,7 +43,9 @@
 #       MICROSOCKS_PORT MICROSOCKS_SRC MICROSOCKS_PORTS MICROSOCKS_SRCS,
 #       MICROSOCKS_USER MICROSOCKS_PASS (empty without auth)
 #   start_blackhole            BLACKHOLE_PORT: accepts, reads, never answers
-#   start_redis                REDIS_PORT REDIS_URL (no persistence)
+#   start_redis [--pass P]     REDIS_PORT REDIS_URL (no persistence; with
+#                              --pass, requirepass P, and REDIS_URL
+#                              carries no password)
 #   start_badpeer MODE         tests/helpers/badpeer.py: a peer that
 #       misbehaves (malformed, endless, huge-header, close-head,
 #       close-body; see there), as a proxy or an origin alike;
@@ -488,16 +490,30 @@ start_microsocks() {
 	export MICROSOCKS_SRCS="${MICROSOCKS_SRCS:+$MICROSOCKS_SRCS }${src:-127.0.0.1}"
 }
 
+_REDIS_PASS=
 _peers_redis_launch() {
-	local port=$1
+	local port=$1 auth=()
 	_PEER_LOG=$_PD/redis.$port.log
 	mkdir -p "$_PD/redis.$port"
+	if [ -n "$_REDIS_PASS" ]; then
+		auth=(--requirepass "$_REDIS_PASS")
+	fi
 	_peers_spawn redis "$_PEER_LOG" redis-server \
 	    --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-	    --daemonize no --dir "$_PD/redis.$port" --logfile ''
+	    --daemonize no --dir "$_PD/redis.$port" --logfile '' "${auth[@]}"
 }
 
 start_redis() {
+	_REDIS_PASS=
+	case ${1:-} in
+	'') ;;
+	--pass)
+		[ -n "${2:-}" ] ||
+		    { _peers_err "start_redis: --pass needs a value"; return; }
+		_REDIS_PASS=$2
+		;;
+	*) _peers_err "start_redis: unknown option $1"; return ;;
+	esac
 	_peers_retry redis _peers_redis_launch || return
 	export REDIS_PORT=$_PEER_PORT REDIS_URL=redis://127.0.0.1:$_PEER_PORT
 }
