@@ -472,9 +472,14 @@ pool_next(struct pw_cmdctx *cc)
 	    strncasecmp(v, "http://", 7) != 0 &&
 	    strncasecmp(v, "https://", 8) != 0 &&
 	    strncasecmp(v, "ws://", 5) != 0 &&
-	    strncasecmp(v, "wss://", 6) != 0)
-		return cmd_usagef(cc, "--target: '%s': want an http, https, "
-		    "ws or wss URL", v);
+	    strncasecmp(v, "wss://", 6) != 0) {
+		char *shown = pw_redact_url(v);
+
+		r = cmd_usagef(cc, "--target: '%s': want an http, https, ws "
+		    "or wss URL", shown);
+		free(shown);
+		return r;
+	}
 	ask.target = v;
 	pk.strategy = arg_get(cc->args, "strategy");
 	pk.plugin = arg_get(cc->args, "strategy-plugin");

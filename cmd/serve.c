@@ -65,7 +65,8 @@ serve(struct pw_cmdctx *cc)
 	    (r = duration_opt(cc, "gateway-idle-timeout", 86400,
 	    &go.idle_ms)) != 0 ||
 	    (r = duration_opt(cc, "gateway-handshake-timeout", 600,
-	    &go.handshake_ms)) != 0)
+	    &go.handshake_ms)) != 0 ||
+	    (r = duration_opt(cc, "read-timeout", 600, &o.read_ms)) != 0)
 		return r;
 	for (size_t i = 0; gateway_only[i] != NULL; i++)
 		if (go.listen == NULL && arg_has(cc->args, gateway_only[i]))
@@ -141,6 +142,8 @@ static const struct pw_opt serve_opts[] = {
 	  "loopback and private addresses" },
 	{ "threads", 0, "N", 0, "worker threads (default 32 per core, from 32 "
 	  "to 256)" },
+	{ "read-timeout", 0, "DURATION", 0, "close an API client that does "
+	  "not send a whole request in this long (default 30s)" },
 	{ "gateway", 'g', "ADDR:PORT", 0, "run the gateway, a local proxy "
 	  "(HTTP and SOCKS5), on this address; the API too only with "
 	  "--listen" },

@@ -48,6 +48,9 @@
 
 /* What the server counts, for /api/v1/metrics and /metrics. */
 #define RATE_WINDOW	60		/* seconds of requests per second */
+#define IDLE_S		60		/* an idle connection is closed */
+#define READ_MS_DEFAULT	(30 * 1000)	/* to send a whole request */
+#define WATCH_TICK_MS	200		/* how often deadlines are checked */
 struct metrics {
 	int64_t	completed;
 	int64_t	by_class[6];		/* 1xx .. 5xx; [0]: none sent */
@@ -75,6 +78,25 @@ struct pw_server {
 	atomic_uint		 hup;		/* SIGHUPs seen */
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
+	/*
+	 * Connections reading a request, and their deadlines: libmicrohttpd
+	 * only closes a connection idle for IDLE_S, which a client sending
+	 * a byte now and then never is.
+	 */
+	int64_t			 read_ms;
+	pthread_t		 watcher;
+	int			 watching;	/* the thread runs */
+	pthread_mutex_t		 wmu;		/* guards what follows */
+	pthread_cond_t		 wcv;
+	int			 wstop;
+	struct watch		*watched;
+};
+
+/* A connection of the server, as the watcher sees it. */
+struct watch {
+	struct watch	*prev, *next;
+	int		 fd;
+	int64_t		 deadline;	/* pw_mono_ms(); 0: none */
 };
 
 /* A worker's context, and the settings generation it has read. */
@@ -1318,9 +1340,14 @@ h_request(struct req *q)
 		return 0;
 	if (url == NULL)
 		return invalid(q, "url", "url: required");
-	if (!url_is_http(url))
-		return invalid(q, "url", "url: '%.200s': want an http or https "
-		    "URL", url);
+	if (!url_is_http(url)) {
+		char *shown = pw_redact_url(url);
+
+		r = invalid(q, "url", "url: '%.200s': want an http or https "
+		    "URL", shown);
+		free(shown);
+		return r;
+	}
 	if (method == NULL)
 		method = "GET";
 	for (r = 0; methods[r] != NULL && strcmp(methods[r], method); r++)
@@ -2424,6 +2451,129 @@ after_write(struct req *q, int64_t changes)
 		pw_log(PW_LOG_WARN, "serve: %s", err.msg);
 }
 
+/* ------------------------------------------------------------ watcher */
+
+/* The watch of connection c, when it has one. */
+static struct watch *
+watch_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo	*i;
+
+	i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return i != NULL ? i->socket_context : NULL;
+}
+
+/* Connection c must have sent a whole request by deadline (0: need not). */
+static void
+watch_set(struct pw_server *s, struct MHD_Connection *c, int64_t deadline)
+{
+	struct watch	*w = watch_of(c);
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&s->wmu);
+	w->deadline = deadline;
+	pthread_mutex_unlock(&s->wmu);
+}
+
+/*
+ * A connection opens: it has read_ms to send its first request. It
+ * closes: libmicrohttpd closes its descriptor only after this returns,
+ * so the watcher never shuts down a descriptor reused meanwhile.
+ */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct pw_server		*s = cls;
+	struct watch			*w;
+	const union MHD_ConnectionInfo	*i;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		i = MHD_get_connection_info(c,
+		    MHD_CONNECTION_INFO_CONNECTION_FD);
+		if (i == NULL)
+			return;
+		w = pw_xcalloc(1, sizeof *w);
+		w->fd = i->connect_fd;
+		w->deadline = pw_mono_ms() + s->read_ms;
+		pthread_mutex_lock(&s->wmu);
+		w->next = s->watched;
+		if (s->watched != NULL)
+			s->watched->prev = w;
+		s->watched = w;
+		pthread_mutex_unlock(&s->wmu);
+		*socket_context = w;
+		return;
+	}
+	if ((w = *socket_context) == NULL)
+		return;
+	pthread_mutex_lock(&s->wmu);
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		s->watched = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&s->wmu);
+	free(w);
+	*socket_context = NULL;
+}
+
+/*
+ * Every WATCH_TICK_MS: a connection past its deadline is shut down (its
+ * worker sees the end of the stream and closes it). A slow client holds
+ * a connection read_ms at most, however it spaces its bytes.
+ */
+static void *
+watcher(void *arg)
+{
+	struct pw_server	*s = arg;
+	struct watch		*w;
+	struct timespec		 ts;
+	int64_t			 now;
+
+	pthread_mutex_lock(&s->wmu);
+	while (!s->wstop) {
+		now = pw_mono_ms();
+		for (w = s->watched; w != NULL; w = w->next) {
+			if (w->deadline == 0 || now < w->deadline)
+				continue;
+			w->deadline = 0;
+			shutdown(w->fd, SHUT_RDWR);
+			if (s->log)
+				pw_log(PW_LOG_INFO, "serve: a client sent no "
+				    "whole request in %llds: closed",
+				    (long long)(s->read_ms / 1000));
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += WATCH_TICK_MS * 1000L * 1000L;
+		if (ts.tv_nsec >= 1000L * 1000L * 1000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000L * 1000L * 1000L;
+		}
+		pthread_cond_timedwait(&s->wcv, &s->wmu, &ts);
+	}
+	pthread_mutex_unlock(&s->wmu);
+	return NULL;
+}
+
+/* End the watcher, if it runs, and what it used. */
+static void
+watcher_stop(struct pw_server *s)
+{
+	if (s->watching) {
+		pthread_mutex_lock(&s->wmu);
+		s->wstop = 1;
+		pthread_cond_signal(&s->wcv);
+		pthread_mutex_unlock(&s->wmu);
+		pthread_join(s->watcher, NULL);
+		s->watching = 0;
+	}
+	pthread_cond_destroy(&s->wcv);
+	pthread_mutex_destroy(&s->wmu);
+}
+
 static void
 run(struct req *q)
 {
@@ -2477,6 +2627,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		if (len != NULL && strtoull(len, NULL, 10) > s->body_max) {
 			/* Refused before it is read; the connection closes. */
 			q->too_big = 1;
+			watch_set(s, c, 0);
 			run(q);
 		}
 		return q->send_failed ? MHD_NO : MHD_YES;
@@ -2493,6 +2644,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	/* The request is in: what it does may take its time. */
+	watch_set(s, c, 0);
 	run(q);
 	/* No response could be queued: MHD closes the connection. */
 	return q->send_failed ? MHD_NO : MHD_YES;
@@ -2507,7 +2660,10 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	int64_t			 ms, sec;
 	int			 slot;
 
-	(void)c;
+	/* A keep-alive connection: its next request, in the same time. */
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		watch_set(s, c, pw_mono_ms() + (s->read_ms > IDLE_S * 1000 ?
+		    s->read_ms : IDLE_S * 1000));
 	if (q == NULL)
 		return;
 	ms = pw_mono_ms() - q->t0;
@@ -2568,6 +2724,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	char			 host[INET6_ADDRSTRLEN];
 	int			 one = 1, r;
 	long			 cores;
+	pthread_condattr_t	 ca;
 
 	if (spec == NULL)
 		spec = pw_config_get(ctx, "serve.listen", NULL);
@@ -2600,6 +2757,12 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		return r;
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->wmu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wcv, &ca);
+	pthread_condattr_destroy(&ca);
+	s->read_ms = o->read_ms > 0 ? o->read_ms : READ_MS_DEFAULT;
 	if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof one) != 0 || bind(s->fd, (struct sockaddr *)&ss, sl) != 0) {
@@ -2653,6 +2816,12 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		r = pw_failf(&ctx->err, PW_EFAIL, "cannot create a thread key");
 		goto fail;
 	}
+	if (pthread_create(&s->watcher, NULL, watcher, s) != 0) {
+		pthread_key_delete(s->key);
+		r = pw_failf(&ctx->err, PW_EFAIL, "cannot start a thread");
+		goto fail;
+	}
+	s->watching = 1;
 	/* epoll, and reads and writes tried before readiness is polled. */
 	s->d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD |
 	    MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
@@ -2662,7 +2831,8 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)s->fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, s->threads,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_S,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)1000,
 	    MHD_OPTION_END);
 	if (s->d == NULL) {
@@ -2683,6 +2853,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 fail:
 	if (s->fd >= 0)
 		close(s->fd);
+	watcher_stop(s);
 	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	pw_rl_server_free(s->rl);
@@ -2725,6 +2896,7 @@ pw_serve_stop(struct pw_server *s, int64_t grace_ms)
 	pthread_key_delete(s->key);
 	/* Then what the requests left in memory goes to the file. */
 	pw_housekeep_stop(s->hk);
+	watcher_stop(s);
 	pw_view_close(s->view);
 	pthread_mutex_destroy(&s->mu);
 	pw_rl_server_free(s->rl);

@@ -130,10 +130,14 @@ pw_delegate_request(struct pw_ctx *ctx, const cJSON *body, cJSON **data,
 	if (*cid == '\0')
 		return refuse(f, 422, "VALIDATION_ERROR", "client_id",
 		    "client_id: empty");
-	if (*target != '\0' && !url_scheme_ok(target))
-		return refuse(f, 422, "VALIDATION_ERROR", "target",
-		    "target: '%.80s': want an http, https, ws or wss URL",
-		    target);
+	if (*target != '\0' && !url_scheme_ok(target)) {
+		char *shown = pw_redact_url(target);
+
+		refuse(f, 422, "VALIDATION_ERROR", "target", "target: '%.80s': "
+		    "want an http, https, ws or wss URL", shown);
+		free(shown);
+		return f->status;
+	}
 	if (ct != NULL && strcmp(ct, "http") && strcmp(ct, "https") &&
 	    strcmp(ct, "ws") && strcmp(ct, "wss"))
 		return refuse(f, 422, "VALIDATION_ERROR", "connection_type",

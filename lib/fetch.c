@@ -290,6 +290,10 @@ classify(CURL *h, CURLcode rc, const struct pw_fetch_opts *o,
 			return PW_FAIL_TARGET;
 		}
 		return PW_FAIL_PROXY;
+	case CURLE_OUT_OF_MEMORY:
+		/* A header line over libcurl's limit, or out of memory. */
+		*why = pw_curl_strerror(rc, status);
+		return PW_FAIL_TARGET;
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_UNSUPPORTED_PROTOCOL:
 		/* No HTTP from a plain HTTP proxy: not a proxy at all. */
@@ -384,9 +388,12 @@ setup(CURL *h, const struct pw_fetch_opts *o, int kept,
 	return 0;
 }
 
-/* A URL libcurl will take, checked before any proxy is picked. */
+/*
+ * A URL libcurl will take, checked before any proxy is picked; shown is
+ * url as a message may quote it (its password masked).
+ */
 static int
-check_url(const char *url, struct pw_err *err)
+check_url(const char *url, const char *shown, struct pw_err *err)
 {
 	CURLU		*u;
 	CURLUcode	 uc;
@@ -396,7 +403,7 @@ check_url(const char *url, struct pw_err *err)
 	uc = curl_url_set(u, CURLUPART_URL, url, 0);
 	curl_url_cleanup(u);
 	if (uc != CURLUE_OK)
-		return pw_failf(err, PW_EUSAGE, "'%s': bad URL: %s", url,
+		return pw_failf(err, PW_EUSAGE, "'%s': bad URL: %s", shown,
 		    curl_url_strerror(uc));
 	return 0;
 }
@@ -416,7 +423,7 @@ nap(int64_t ms)
  * redirects do not.
  */
 static int
-polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
+polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o, const char *shown)
 {
 	struct pw_rl_opts	 ro = { .backend = PW_RL_SQLITE,
 	    .fail_open = 0 };
@@ -437,7 +444,7 @@ polite(struct pw_ctx *ctx, const struct pw_fetch_opts *o)
 	if (curl_url_set(u, CURLUPART_URL, o->url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
 		curl_url_cleanup(u);
-		return pw_failf(&ctx->err, PW_EUSAGE, "'%s': bad URL", o->url);
+		return pw_failf(&ctx->err, PW_EUSAGE, "'%s': bad URL", shown);
 	}
 	curl_url_cleanup(u);
 	for (char *c = host; *c != '\0'; c++)
@@ -495,6 +502,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_addr		 forced;
 	struct xfer		 x;
 	char			 errbuf[CURL_ERROR_SIZE], *shown = NULL;
+	char			*url;	/* o->url for messages */
 	int64_t			*tried = NULL, *svc_tried = NULL, wait_ms = 0;
 	struct pw_service_ask	 ask;
 	struct pw_delegation	 dlg;
@@ -505,15 +513,21 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 
 	memset(res, 0, sizeof *res);
 	memset(&forced, 0, sizeof forced);
-	if ((r = pw_net_init(&ctx->err)) != 0 ||
-	    (r = check_url(o->url, &ctx->err)) != 0 ||
-	    (r = polite(ctx, o)) != 0)
+	if ((r = pw_net_init(&ctx->err)) != 0)
 		return r;
+	url = pw_redact_url(o->url);
+	if ((r = check_url(o->url, url, &ctx->err)) != 0 ||
+	    (r = polite(ctx, o, url)) != 0) {
+		free(url);
+		return r;
+	}
 	tries = o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
 	if (o->proxy != NULL) {
-		if (pw_addr_parse(o->proxy, &forced, &ctx->err) != 0)
+		if (pw_addr_parse(o->proxy, &forced, &ctx->err) != 0) {
+			free(url);
 			return pw_err_prefix(&ctx->err, "--proxy");
+		}
 		tries = 1;
 	}
 	/*
@@ -526,6 +540,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		curl_easy_reset(h);
 	} else if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
+		free(url);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
 	}
 	if (ctx->view != NULL)
@@ -694,17 +709,18 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		goto out;
 	kind = res->attempts[res->nattempts - 1].kind;
 	if (kind == PW_FAIL_TARGET)
-		r = pw_failf(&ctx->err, PW_ETARGET, "%s: %s", o->url,
+		r = pw_failf(&ctx->err, PW_ETARGET, "%s: %s", url,
 		    res->attempts[res->nattempts - 1].error);
 	else if (kind == PW_FAIL_PROXY && res->body_started)
 		r = pw_failf(&ctx->err, PW_EALLFAILED, "%s: transfer broke "
-		    "off after output began: %s", o->url,
+		    "off after output began: %s", url,
 		    res->attempts[res->nattempts - 1].error);
 	else if (kind == PW_FAIL_PROXY)
 		r = pw_failf(&ctx->err, PW_EALLFAILED, "%s: every proxy "
-		    "tried failed (%zu %s)", o->url, res->nattempts,
+		    "tried failed (%zu %s)", url, res->nattempts,
 		    res->nattempts == 1 ? "attempt" : "attempts");
 out:
+	free(url);
 	free(shown);
 	free(tried);
 	free(svc_tried);

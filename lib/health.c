@@ -230,12 +230,17 @@ pw_health_unlock(struct pw_health_lock *l)
 static int
 judge_ok(struct pw_ctx *ctx, const char *u)
 {
+	char	*shown;
+
 	if (strncasecmp(u, "http://", 7) == 0 && u[7] != '\0')
 		return 0;
 	if (strncasecmp(u, "https://", 8) == 0 && u[8] != '\0')
 		return 0;
-	return pw_failf(&ctx->err, PW_EUSAGE, "judge '%s': want an http:// or "
-	    "https:// URL", u);
+	shown = pw_redact_url(u);
+	pw_failf(&ctx->err, PW_EUSAGE, "judge '%s': want an http:// or "
+	    "https:// URL", shown);
+	free(shown);
+	return PW_EUSAGE;
 }
 
 static void
@@ -580,7 +585,7 @@ finish(struct run *run, struct slot *s, CURLcode rc)
 	curl_easy_getinfo(s->h, CURLINFO_TOTAL_TIME_T, &us);
 	if (rc != CURLE_OK) {
 		snprintf(why, sizeof why, "%s", s->errbuf[0] ? s->errbuf :
-		    curl_easy_strerror(rc));
+		    pw_curl_strerror(rc, http));
 		retry = judge_fault(s->h, rc);
 	} else if (o->mode == PW_HEALTH_CONNECT)
 		ok = 1;

@@ -82,6 +82,18 @@ static const char *const curl_schemes[PW_SCHEME_COUNT] = {
 	[PW_SOCKS5H] = "socks5h",
 };
 
+const char *
+pw_curl_strerror(CURLcode rc, long status)
+{
+	/*
+	 * After a status line, libcurl before 8.6 says "Out of memory" of a
+	 * header line over its limit (CURL_MAX_HTTP_HEADER).
+	 */
+	if (rc == CURLE_OUT_OF_MEMORY && status > 0)
+		return "a response header line over libcurl's limit (100 KiB)";
+	return curl_easy_strerror(rc);
+}
+
 void
 pw_curl_use_proxy(CURL *h, const struct pw_addr *a)
 {

@@ -94,5 +94,11 @@ int	 pw_net_init(struct pw_err *err);
 
 /* Point h at the proxy a, credentials apart from the URL. */
 void	 pw_curl_use_proxy(CURL *h, const struct pw_addr *a);
+/*
+ * What went wrong, for a transfer that ended with rc after a status line
+ * of status (0: none): curl_easy_strerror(rc), except where libcurl's
+ * words mislead. Static storage.
+ */
+const char *pw_curl_strerror(CURLcode rc, long status);
 
 #endif /* PW_NET_H */

@@ -913,6 +913,7 @@ struct pw_serve_opts {
 	unsigned int	 threads;	/* 0: 32 per core, 32 to 256 */
 	size_t		 body_max;	/* request bodies; 0: 1 MiB */
 	int		 log_requests;	/* one PW_LOG_INFO line per request */
+	int64_t		 read_ms;	/* to send a whole request; 0: 30 s */
 };
 
 /*

@@ -508,6 +508,8 @@ EOF
 	}
 	out=$(req '{"client_id":"c1","target":"https://a.example/","connection_type":"https"}')
 	is "$(jq -c .data <<<"$out")" '{"proxy_url":"http://10.0.0.1:3128","proxy_id":1,"strategy":"round-robin","ttl_seconds":60,"fallback_policy":"local"}'
+	# counted as started, in a batch: the sum after it reached the file
+	eventually svc_is 1 .started 1
 	sum=$(state_sum "$S1_STATE")
 	for c in 'client_id|{"target":""}' \
 	    'client_id|{"client_id":"","target":""}' \

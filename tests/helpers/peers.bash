@@ -43,7 +43,21 @@
 #       MICROSOCKS_PORT MICROSOCKS_SRC MICROSOCKS_PORTS MICROSOCKS_SRCS,
 #       MICROSOCKS_USER MICROSOCKS_PASS (empty without auth)
 #   start_blackhole            BLACKHOLE_PORT: accepts, reads, never answers
-#   start_redis                REDIS_PORT REDIS_URL (no persistence)
+#   start_redis [--pass P]     REDIS_PORT REDIS_URL (no persistence; with
+#                              --pass, requirepass P, and REDIS_URL
+#                              carries no password)
+#   start_badpeer MODE         tests/helpers/badpeer.py: a peer that
+#       misbehaves (malformed, endless, huge-header, close-head,
+#       close-body; see there), as a proxy or an origin alike;
+#       BADPEER_PORT BADPEER_URL, BADPEER_COUNT (a file: the connections
+#       it took so far)
+#   slow_client PORT [ARGS...] badpeer.py --slow-client 127.0.0.1 PORT: a
+#                              client sending one byte a second; prints
+#                              "closed after N bytes in S s"
+#   start_pw_serve [ARGS...]   pw serve -v --allow-private on a free port,
+#       with ARGS; SERVE_PORT SERVE_URL SERVE_PID SERVE_LOG (its stderr)
+#   start_pw_gateway [ARGS...] pw serve -v --gateway on a free port, with
+#       ARGS; GW_PORT GW_URL GW_PID GW_LOG
 #   stop_peers                 end every peer of this context, and wait
 #   pid_alive PID              PID runs (a zombie does not count)
 #   origin_bytes N             the N bytes the origin's /bytes/N sends
@@ -64,6 +78,7 @@ case ${BASH_SOURCE[0]} in
 *) PEERS_HELPERS=$PWD ;;
 esac
 PEERS_ORIGIN=$PEERS_HELPERS/origin.py
+PEERS_BADPEER=$PEERS_HELPERS/badpeer.py
 # A pyenv shim costs a second per start: prefer the system python3.
 if [ -z "${PEERS_PYTHON:-}" ]; then
 	if [ -x /usr/bin/python3 ]; then
@@ -475,18 +490,79 @@ start_microsocks() {
 	export MICROSOCKS_SRCS="${MICROSOCKS_SRCS:+$MICROSOCKS_SRCS }${src:-127.0.0.1}"
 }
 
+_REDIS_PASS=
 _peers_redis_launch() {
-	local port=$1
+	local port=$1 auth=()
 	_PEER_LOG=$_PD/redis.$port.log
 	mkdir -p "$_PD/redis.$port"
+	if [ -n "$_REDIS_PASS" ]; then
+		auth=(--requirepass "$_REDIS_PASS")
+	fi
 	_peers_spawn redis "$_PEER_LOG" redis-server \
 	    --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-	    --daemonize no --dir "$_PD/redis.$port" --logfile ''
+	    --daemonize no --dir "$_PD/redis.$port" --logfile '' "${auth[@]}"
 }
 
 start_redis() {
+	_REDIS_PASS=
+	case ${1:-} in
+	'') ;;
+	--pass)
+		[ -n "${2:-}" ] ||
+		    { _peers_err "start_redis: --pass needs a value"; return; }
+		_REDIS_PASS=$2
+		;;
+	*) _peers_err "start_redis: unknown option $1"; return ;;
+	esac
 	_peers_retry redis _peers_redis_launch || return
 	export REDIS_PORT=$_PEER_PORT REDIS_URL=redis://127.0.0.1:$_PEER_PORT
+}
+
+start_badpeer() {
+	local mode=${1:?usage: start_badpeer MODE} pf log cf
+	_peers_dirs || return
+	pf=$(mktemp "$_PD/badpeer.XXXXXX.port") || return
+	log=${pf%.port}.log
+	cf=${pf%.port}.count
+	_peers_spawn badpeer "$log" "$PEERS_PYTHON" "$PEERS_BADPEER" \
+	    --mode "$mode" --port-file "$pf" --count-file "$cf" || return
+	_peers_wait badpeer "$log" test -s "$pf" || return
+	read -r _PEER_PORT <"$pf"
+	export BADPEER_PORT=$_PEER_PORT
+	export BADPEER_URL=http://127.0.0.1:$_PEER_PORT BADPEER_COUNT=$cf
+}
+
+slow_client() {
+	local port=${1:?usage: slow_client PORT [ARGS...]}
+	shift
+	"$PEERS_PYTHON" "$PEERS_BADPEER" --slow-client 127.0.0.1 "$port" "$@"
+}
+
+_PW_SERVE_ARGS=()
+_peers_pw_serve_launch() {
+	_PEER_LOG=$_PD/serve.$1.log
+	_peers_spawn serve "$_PEER_LOG" pw -v serve --allow-private \
+	    --listen "127.0.0.1:$1" "${_PW_SERVE_ARGS[@]}"
+}
+
+start_pw_serve() {
+	_PW_SERVE_ARGS=("$@")
+	_peers_retry serve _peers_pw_serve_launch || return
+	export SERVE_PORT=$_PEER_PORT SERVE_PID=$_PEER_PID
+	export SERVE_URL=http://127.0.0.1:$_PEER_PORT SERVE_LOG=$_PEER_LOG
+}
+
+_peers_pw_gateway_launch() {
+	_PEER_LOG=$_PD/gateway.$1.log
+	_peers_spawn gateway "$_PEER_LOG" pw -v serve \
+	    --gateway "127.0.0.1:$1" "${_PW_SERVE_ARGS[@]}"
+}
+
+start_pw_gateway() {
+	_PW_SERVE_ARGS=("$@")
+	_peers_retry gateway _peers_pw_gateway_launch || return
+	export GW_PORT=$_PEER_PORT GW_PID=$_PEER_PID
+	export GW_URL=http://127.0.0.1:$_PEER_PORT GW_LOG=$_PEER_LOG
 }
 
 # _peers_ppid PID: _PPID, the parent of PID.
