@@ -35,14 +35,6 @@ teardown() {
 	stop_peers
 }
 
-like() {
-	# shellcheck disable=SC2053
-	if [[ $1 != $2 ]]; then
-		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 # _svc_launch PORT: pw serve on PORT over $_SVC_STATE.
 _svc_launch() {
 	_PEER_LOG=$BATS_TEST_TMPDIR/serve.$1.log

@@ -105,7 +105,7 @@ count() {
 @test "disk full under pw serve: requests answer, the outcomes wait in memory and reach the file when there is room" {
 	small_fs 2m
 	pw -q pool add "$TP"
-	start_pw_serve
+	start_serve -v --allow-private
 	# fill the file system to the last byte beside the state file
 	dd if=/dev/zero of="$MNT/filler" bs=64k 2>/dev/null || :
 	local i
@@ -353,7 +353,7 @@ fast_requests() {
 
 @test "pw serve: clients sending a byte a second are closed at --read-timeout, head or body, while others are served" {
 	pw -q pool add "$TP"
-	PW_RATELIMIT__ENABLED=false start_pw_serve --read-timeout 2
+	PW_RATELIMIT__ENABLED=false start_serve -v --allow-private --read-timeout 2
 	local i out=$BATS_TEST_TMPDIR/slow pids=()
 	for i in $(seq 10); do
 		slow_client "$SERVE_PORT" --give-up 8 >"$out.head.$i" &
@@ -380,7 +380,7 @@ fast_requests() {
 
 @test "pw serve: a request that takes long to answer is not cut by --read-timeout; a keep-alive client is not either" {
 	pw -q pool add "$TP"
-	start_pw_serve --read-timeout 1
+	start_serve -v --allow-private --read-timeout 1
 	run -0 curl -sS -m 10 -X POST --data-binary \
 	    "{\"url\": \"$ORIGIN_URL/slow/2500\"}" "$SERVE_URL/api/v1/request"
 	is "$(jq -r .data.body <<<"$output")" "slow 2500"
@@ -405,7 +405,7 @@ HTTP/1.1 200 OK"
 
 @test "the gateway: clients sending a byte a second are closed at the handshake timeout, while others are served" {
 	pw -q pool add "$TP"
-	start_pw_gateway --gateway-handshake-timeout 2
+	start_gateway --gateway-handshake-timeout 2
 	local i out=$BATS_TEST_TMPDIR/slow pids=()
 	for i in $(seq 10); do
 		slow_client "$GW_PORT" --give-up 8 --data "$(printf 'GET %s/ip HTTP/1.1\r\nHost: x\r\nX-Slow: %500s' "$ORIGIN_URL" '')" >"$out.http.$i" &
@@ -434,7 +434,7 @@ HTTP/1.1 200 OK"
 @test "pw serve killed with SIGKILL under load, then started again: the file sound, no outcome older than serve.flush_interval lost" {
 	pw -q pool add "$TP"
 	pw -q config set serve.flush_interval 1
-	PW_RATELIMIT__ENABLED=false start_pw_serve
+	PW_RATELIMIT__ENABLED=false start_serve -v --allow-private
 	local c pids=() ok=$BATS_TEST_TMPDIR/ok killed
 	# Four clients; each writes the time of every answer it got.
 	for c in 1 2 3 4; do
@@ -468,7 +468,7 @@ HTTP/1.1 200 OK"
 	is "$(jq '.[0].failed' <<<"$output")" 0
 	# started again on the same file: it serves, and counts on from there
 	stop_peers
-	start_pw_serve
+	start_serve -v --allow-private
 	run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" "$SERVE_URL/api/v1/request"
 	is "$output" 200

@@ -49,15 +49,6 @@ teardown() {
 	stop_peers
 }
 
-# like ACTUAL PATTERN: a glob match that shows both on failure.
-like() {
-	# shellcheck disable=SC2053
-	if [[ $1 != $2 ]]; then
-		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 add() {
 	pw -q pool add "$@"
 }

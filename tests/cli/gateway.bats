@@ -47,34 +47,8 @@ teardown() {
 	stop_peers
 }
 
-like() {
-	# shellcheck disable=SC2053
-	if [[ $1 != $2 ]]; then
-		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 add() {
 	pw -q pool add "$@"
-}
-
-# _gw_launch PORT: spawn pw serve --gateway on PORT; GW_ARGS are added.
-_gw_launch() {
-	_PEER_LOG=$BATS_TEST_TMPDIR/gateway.$1.log
-	_peers_spawn gateway "$_PEER_LOG" pw serve -v \
-	    --gateway "127.0.0.1:$1" "${GW_ARGS[@]}"
-}
-
-# start_gateway [ARGS...]: the gateway on a free port; GW GW_PORT GW_PID
-# GW_LOG.
-start_gateway() {
-	GW_ARGS=("$@")
-	_peers_retry gateway _gw_launch || return
-	GW_PORT=$_PEER_PORT
-	GW_PID=$_PEER_PID
-	GW=http://127.0.0.1:$GW_PORT
-	GW_LOG=$_PEER_LOG
 }
 
 # through URL [CURL ARGS...]: GET URL through the gateway as an HTTP proxy.

@@ -40,13 +40,6 @@ teardown() {
 	stop_peers
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
 lines() {
 	printf '%s\n' "$@"
 }

@@ -49,6 +49,15 @@ is() {
 	fi
 }
 
+# like ACTUAL PATTERN: a glob match that shows both on failure.
+like() {
+	# shellcheck disable=SC2053
+	if [[ $1 != $2 ]]; then
+		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
+		return 1
+	fi
+}
+
 # lines LINE...: the arguments as newline-separated lines.
 lines() {
 	printf '%s\n' "$@"

@@ -22,45 +22,6 @@ teardown() {
 	stop_peers
 }
 
-like() {
-	# shellcheck disable=SC2053
-	if [[ $1 != $2 ]]; then
-		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# _serve_launch PORT: pw serve on PORT with SERVE_ARGS, SERVE_ENV.
-_serve_launch() {
-	_PEER_LOG=$BATS_TEST_TMPDIR/serve.$1.log
-	_peers_spawn serve "$_PEER_LOG" env "${SERVE_ENV[@]}" \
-	    "$PW_BUILD/pw" serve --listen "127.0.0.1:$1" "${SERVE_ARGS[@]}"
-}
-
-# start_serve [ARGS...]: SERVE_URL SERVE_PID SERVE_LOG.
-start_serve() {
-	SERVE_ARGS=("$@")
-	[ ${#SERVE_ENV[@]} -gt 0 ] || SERVE_ENV=(PW_X=1)
-	_peers_retry serve _serve_launch || return
-	SERVE_URL=http://127.0.0.1:$_PEER_PORT
-	SERVE_PID=$_PEER_PID
-	SERVE_LOG=$_PEER_LOG
-}
-
-# api METHOD PATH [CURL ARGS...]: STATUS, BODY, HDRS (of $URL or SERVE_URL).
-api() {
-	local m=$1 p=$2
-	shift 2
-	STATUS=$(curl -sS -o "$W/body" -D "$W/hdrs" -w '%{http_code}' \
-	    -X "$m" "$@" "${URL:-$SERVE_URL}$p") || return
-	BODY=$(cat "$W/body")
-	HDRS=$(tr -d '\r' <"$W/hdrs")
-}
-
-j() {
-	jq -r "$1" <<<"$BODY"
-}
-
 header() {
 	printf '%s\n' "$HDRS" | sed -n "s/^$1: //Ip" | tail -n 1
 }
@@ -70,7 +31,7 @@ codes() {
 	local n=$1 p=$2
 	shift 2
 	for _ in $(seq "$n"); do
-		curl -s -o /dev/null -w '%{http_code}\n' "$@" "${URL:-$SERVE_URL}$p"
+		curl -s -o /dev/null -w '%{http_code}\n' "$@" "${API_URL:-$SERVE_URL}$p"
 	done | sort | uniq -c | awk '{ printf "%s%sx%s", sep, $2, $1; sep = " " }'
 }
 
@@ -270,9 +231,9 @@ tiers() {
 	start_serve
 	B=$SERVE_URL
 	{
-		URL=$A codes 3 /api/v1/proxies
+		API_URL=$A codes 3 /api/v1/proxies
 		echo
-		URL=$B codes 3 /api/v1/proxies
+		API_URL=$B codes 3 /api/v1/proxies
 	} >"$W/c"
 	is "$(cat "$W/c")" $'200x3\n200x2 429x1'
 	api GET /api/v1/rate-limit/config
@@ -298,10 +259,10 @@ tiers() {
 	is "$(redis-cli -p "$REDIS_PORT" -n 2 hget pw:rl:t:addr:127.0.0.1 c)" 5
 	kill -9 "$rpid"
 	for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || break; sleep 0.1; done
-	URL=$A api GET /api/v1/proxies
+	API_URL=$A api GET /api/v1/proxies
 	is "$STATUS" 503
 	is "$(j .error.code)" RATE_LIMIT_UNAVAILABLE
-	URL=$B api GET /api/v1/proxies
+	API_URL=$B api GET /api/v1/proxies
 	is "$STATUS" 200
 	api GET /api/v1/rate-limit/metrics
 	[ "$(j .data.backend_failures)" -ge 1 ]
@@ -311,8 +272,8 @@ tiers() {
 	rpid=$!
 	for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 	sleep 1.1
-	is "$(URL=$A codes 5 /api/v1/proxies)" "200x5"
-	is "$(URL=$A codes 1 /api/v1/proxies)" "429x1"
+	is "$(API_URL=$A codes 5 /api/v1/proxies)" "200x5"
+	is "$(API_URL=$A codes 1 /api/v1/proxies)" "429x1"
 	kill "$rpid"
 }
 

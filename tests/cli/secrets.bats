@@ -252,7 +252,7 @@ send() {
 	pw -q config set serve.gateway_users "gw:$GW_PASS"
 	export PW_SERVICE__KEY=$SVC_KEY
 	export PW_RATELIMIT__REDIS_URL=redis://:$REDIS_PASS@127.0.0.1:$REDIS_PORT/0
-	start_pw_serve -v
+	start_serve -v --allow-private -v
 	local p
 	for p in /api/v1/health /api/v1/ready /api/v1/status /api/v1/proxies \
 	    '/api/v1/proxies?page_size=1&page=2' /api/v1/proxies/1 \
@@ -309,7 +309,7 @@ send() {
 	pw -q pool add "$TPA" "socks5://msu:S3cr3tWrong@127.0.0.1:$MICROSOCKS_PORT" \
 	    "http://x:S3cr3tDead@127.0.0.1:1"
 	pw -q config set serve.gateway_users "gw:$GW_PASS"
-	start_pw_gateway --retries 3
+	start_gateway --retries 3
 	local i
 	for i in 1 2 3 4; do
 		keep curl -sS -i -x "http://gw:$GW_PASS@127.0.0.1:$GW_PORT" \

@@ -34,61 +34,6 @@ teardown() {
 	stop_peers
 }
 
-is() {
-	if [ "$1" != "$2" ]; then
-		printf -- '--- expected\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-like() {
-	# shellcheck disable=SC2053
-	if [[ $1 != $2 ]]; then
-		printf -- '--- expected like\n%s\n--- actual\n%s\n---\n' "$2" "$1"
-		return 1
-	fi
-}
-
-# _serve_launch PORT: spawn pw serve on PORT (a peer, so stop_peers ends
-# it); SERVE_ARGS are added.
-_serve_launch() {
-	_PEER_LOG=$BATS_TEST_TMPDIR/serve.$1.log
-	_peers_spawn serve "$_PEER_LOG" pw serve \
-	    --listen "127.0.0.1:$1" "${SERVE_ARGS[@]}"
-}
-
-# start_serve [ARGS...]: pw serve on a free port; SERVE_PORT SERVE_URL
-# SERVE_PID SERVE_LOG.
-start_serve() {
-	SERVE_ARGS=("$@")
-	_peers_retry serve _serve_launch || return
-	SERVE_PORT=$_PEER_PORT
-	SERVE_PID=$_PEER_PID
-	SERVE_URL=http://127.0.0.1:$SERVE_PORT
-	SERVE_LOG=$_PEER_LOG
-}
-
-# api METHOD PATH [CURL ARGS...]: STATUS, BODY, and the headers in HDRS.
-api() {
-	local m=$1 p=$2
-	shift 2
-	STATUS=$(curl -sS -o "$BATS_TEST_TMPDIR/body" \
-	    -D "$BATS_TEST_TMPDIR/hdrs" -w '%{http_code}' -X "$m" "$@" \
-	    "$SERVE_URL$p") || return
-	BODY=$(cat "$BATS_TEST_TMPDIR/body")
-	HDRS=$(tr -d '\r' <"$BATS_TEST_TMPDIR/hdrs")
-}
-
-# post PATH JSON: POST a JSON body.
-post() {
-	api POST "$1" -H 'Content-Type: application/json' --data-binary "$2"
-}
-
-# j FILTER: jq -r FILTER over BODY.
-j() {
-	jq -r "$1" <<<"$BODY"
-}
-
 header() {
 	printf '%s\n' "$HDRS" | sed -n "s/^$1: //Ip" | tail -n 1
 }

@@ -32,35 +32,6 @@ teardown() {
 	stop_peers
 }
 
-_serve_launch() {
-	_PEER_LOG=$BATS_TEST_TMPDIR/serve.$1.log
-	_peers_spawn serve "$_PEER_LOG" pw serve --allow-private \
-	    --listen "127.0.0.1:$1" "${SERVE_ARGS[@]}"
-}
-
-# start_serve [ARGS...]: pw serve on a free port; SERVE_URL SERVE_PID
-# SERVE_LOG.
-start_serve() {
-	SERVE_ARGS=("$@")
-	_peers_retry serve _serve_launch || return
-	SERVE_PID=$_PEER_PID
-	SERVE_URL=http://127.0.0.1:$_PEER_PORT
-	SERVE_LOG=$_PEER_LOG
-}
-
-# api METHOD PATH [CURL ARGS...]: STATUS and BODY.
-api() {
-	local m=$1 p=$2
-	shift 2
-	STATUS=$(curl -sS -o "$BATS_TEST_TMPDIR/body" -w '%{http_code}' \
-	    -X "$m" "$@" "$SERVE_URL$p") || return
-	BODY=$(cat "$BATS_TEST_TMPDIR/body")
-}
-
-j() {
-	jq -r "$1" <<<"$BODY"
-}
-
 # next [QUERY]: the id GET /api/v1/proxies/next chose (or its error code).
 next() {
 	api GET "/api/v1/proxies/next${1:+?$1}"
@@ -99,7 +70,7 @@ stop_serve() {
 
 @test "outcomes of requests through pw serve reach pw pool ls of another process within a second or two" {
 	pw -q pool add "$TP"
-	start_serve -v
+	start_serve --allow-private -v
 	for _ in 1 2 3; do
 		request "$ORIGIN_URL/ip"
 		is "$STATUS" 200
@@ -122,7 +93,7 @@ stop_serve() {
 	pw -q pool add "$TP"
 	# no flush but the last one: whatever reaches the file, SIGTERM wrote
 	pw config set serve.flush_interval 1h
-	start_serve -v
+	start_serve --allow-private -v
 	for _ in 1 2 3 4; do
 		request "$ORIGIN_URL/ip"
 		is "$STATUS" 200
@@ -138,7 +109,7 @@ stop_serve() {
 @test "SIGINT writes them too" {
 	pw -q pool add "$TP"
 	pw config set serve.flush_interval 1h
-	start_serve -v
+	start_serve --allow-private -v
 	request "$ORIGIN_URL/ip"
 	is "$STATUS" 200
 	local rc=0
@@ -153,7 +124,7 @@ stop_serve() {
 	# file sees: the server's batch comes after the report here.
 	pw -q pool add "$TP"
 	pw config set serve.flush_interval 1h
-	start_serve -v
+	start_serve --allow-private -v
 	request "$ORIGIN_URL/ip"
 	request "$ORIGIN_URL/ip"
 	# another process reports on the same proxy before the flush
@@ -170,7 +141,7 @@ stop_serve() {
 
 @test "a proxy added by pw pool add in another process becomes selectable" {
 	pw -q pool add http://10.0.0.1:3128
-	start_serve -v
+	start_serve --allow-private -v
 	is "$(next)" 1
 	is "$(next)" 1
 	pw -q pool add http://10.0.0.2:3128
@@ -183,7 +154,7 @@ stop_serve() {
 
 @test "a proxy removed by pw pool rm in another process is no longer selected" {
 	pw -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128
-	start_serve -v
+	start_serve --allow-private -v
 	is "$(next)" 1
 	pw -q pool rm 2
 	for _ in 1 2 3; do
@@ -198,7 +169,7 @@ stop_serve() {
 @test "health results of pw health in another process are seen: an unhealthy proxy is not chosen" {
 	pw -q pool add "$TP" "http://127.0.0.1:$REFUSED_PORT"
 	pw config set health.failure_threshold 1
-	start_serve -v
+	start_serve --allow-private -v
 	run -0 pw health -q -u "$ORIGIN_URL/"
 	for _ in 1 2 3 4; do
 		is "$(next)" 1
@@ -212,7 +183,7 @@ stop_serve() {
 	pw -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128 \
 	    http://10.0.0.3:3128
 	# one worker: its settings were read before the change
-	start_serve -v --threads 1
+	start_serve --allow-private -v --threads 1
 	is "$(next)" 1
 	pw config set strategy least-used
 	api GET /api/v1/status
@@ -223,7 +194,7 @@ stop_serve() {
 }
 
 @test "PUT /config and POST/DELETE /proxies are seen by the very next request" {
-	start_serve -v
+	start_serve --allow-private -v
 	api POST /api/v1/proxies -H 'Content-Type: application/json' \
 	    --data-binary '{"url": "http://10.0.0.1:3128"}'
 	is "$STATUS" 201
@@ -241,7 +212,7 @@ stop_serve() {
 }
 
 @test "a write through the API is seen by a request right behind it on the same connection" {
-	start_serve -v --threads 1
+	start_serve --allow-private -v --threads 1
 	# two requests on one connection, far closer than the 5 ms between
 	# checks of the file: the write itself makes the view reload
 	run -0 curl -sS -H 'Content-Type: application/json' \
@@ -260,7 +231,7 @@ stop_serve() {
 	pw -q pool add "http://127.0.0.1:$REFUSED_PORT" "$TP"
 	pw config set pool.failure_threshold 2
 	pw config set fetch.retries 1
-	start_serve -v
+	start_serve --allow-private -v
 	# round-robin: 1 fails (1st failure), 2 works, 1 fails (2nd: cooldown)
 	request "$ORIGIN_URL/ip"
 	is "$STATUS" 502
@@ -289,7 +260,7 @@ stop_serve() {
 @test "a success clears the failure run and the cooldown, in the view and the file" {
 	pw -q pool add "$TP"
 	pw config set pool.failure_threshold 1
-	start_serve -v
+	start_serve --allow-private -v
 	pw pool report 1 --fail
 	api GET /api/v1/proxies/next
 	is "$STATUS" 503
@@ -306,7 +277,7 @@ stop_serve() {
 @test "round-robin turns through the pool and shares its cursor with the CLI" {
 	pw -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128 \
 	    http://10.0.0.3:3128
-	start_serve -v
+	start_serve --allow-private -v
 	is "$(next)" 1
 	is "$(next)" 2
 	# the cursor reaches the file with the outcomes
@@ -323,7 +294,7 @@ stop_serve() {
 	pw -q pool add --country DE http://10.0.0.1:3128 http://10.0.0.2:3128
 	pw -q pool add --country FR --weight 0 http://10.0.0.3:3128
 	pw -q pool add --weight 0 http://10.0.0.4:3128
-	start_serve -v
+	start_serve --allow-private -v
 	for _ in 1 2 3; do
 		is "$(next country=FR)" 3
 	done
@@ -361,7 +332,7 @@ stop_serve() {
 
 @test "a sticky session made by the CLI is followed by the server" {
 	pw -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128
-	start_serve -v
+	start_serve --allow-private -v
 	run -0 pw pool next --format json
 	run -0 pw pool next --strategy sticky --session cli --format json
 	is "$(jq -r '.id' <<<"$output")" 2
@@ -374,7 +345,7 @@ stop_serve() {
 	echo http://10.0.0.1:3128 | PW_NOW=1000000000 pw -q cache warm --ttl 10 -
 	pw -q pool add http://10.0.0.2:3128
 	pw config set serve.prune_interval 0
-	start_serve -v
+	start_serve --allow-private -v
 	for _ in 1 2 3; do
 		is "$(next)" 2
 	done
@@ -388,7 +359,7 @@ stop_serve() {
 	echo http://10.0.0.1:3128 | PW_NOW=1000000000 pw -q cache warm --ttl 10 -
 	pw -q pool add http://10.0.0.2:3128
 	pw config set serve.prune_interval 1s
-	start_serve -v
+	start_serve --allow-private -v
 	gone() {
 		[ "$(pw pool ls --json | jq -r '[.[].id] | join(" ")')" = 2 ]
 	}
@@ -404,7 +375,7 @@ stop_serve() {
 	pw -q pool add "$TP" "http://127.0.0.1:$REFUSED_PORT"
 	pw config set health.url "$ORIGIN_URL/"
 	pw config set health.timeout 2
-	start_serve -v
+	start_serve --allow-private -v
 	sleep 1.5
 	is "$(field 1 .status)" unknown
 	pw config set serve.health_interval 1s
@@ -420,7 +391,7 @@ stop_serve() {
 @test "a background health check without a judge is logged, and the server serves on" {
 	pw -q pool add http://10.0.0.1:3128
 	pw config set serve.health_interval 1s
-	start_serve -v
+	start_serve --allow-private -v
 	logged() {
 		grep -q 'pw: warning: serve: health: no judge URL' "$SERVE_LOG"
 	}
@@ -438,7 +409,7 @@ stop_serve() {
 	local hpid=$!
 	sleep 0.5
 	pw config set serve.health_interval 1s
-	start_serve -v
+	start_serve --allow-private -v
 	skipped() {
 		grep -q 'serve: health: .*skipped' "$SERVE_LOG"
 	}
@@ -451,7 +422,7 @@ stop_serve() {
 
 @test "SIGHUP reads the settings again without dropping a request in flight" {
 	pw -q pool add "$TP"
-	start_serve -v
+	start_serve --allow-private -v
 	curl -sS -o "$BATS_TEST_TMPDIR/slow" -w '%{http_code}' -X POST \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/slow/1000\"}" \
 	    "$SERVE_URL/api/v1/request" >"$BATS_TEST_TMPDIR/slow.code" &

@@ -54,10 +54,14 @@
 #   slow_client PORT [ARGS...] badpeer.py --slow-client 127.0.0.1 PORT: a
 #                              client sending one byte a second; prints
 #                              "closed after N bytes in S s"
-#   start_pw_serve [ARGS...]   pw serve -v --allow-private on a free port,
-#       with ARGS; SERVE_PORT SERVE_URL SERVE_PID SERVE_LOG (its stderr)
-#   start_pw_gateway [ARGS...] pw serve -v --gateway on a free port, with
-#       ARGS; GW_PORT GW_URL GW_PID GW_LOG
+#   start_serve [ARGS...]      pw serve --listen on a free port, with ARGS
+#       and the environment in the array SERVE_ENV (NAME=VALUE, if set);
+#       SERVE_PORT SERVE_URL SERVE_PID SERVE_LOG (its stderr)
+#   api METHOD PATH [CURL ARGS...]  a request to SERVE_URL (or API_URL):
+#       STATUS, BODY, HDRS (headers, no CRs); post PATH JSON [CURL ARGS...]
+#       the same with a JSON body; j FILTER: jq -r FILTER over BODY
+#   start_gateway [ARGS...]    pw serve -v --gateway on a free port, with
+#       ARGS; GW (its URL) GW_URL GW_PORT GW_PID GW_LOG
 #   stop_peers                 end every peer of this context, and wait
 #   pid_alive PID              PID runs (a zombie does not count)
 #   origin_bytes N             the N bytes the origin's /bytes/N sends
@@ -538,31 +542,56 @@ slow_client() {
 	"$PEERS_PYTHON" "$PEERS_BADPEER" --slow-client 127.0.0.1 "$port" "$@"
 }
 
-_PW_SERVE_ARGS=()
-_peers_pw_serve_launch() {
+_serve_launch() {
 	_PEER_LOG=$_PD/serve.$1.log
-	_peers_spawn serve "$_PEER_LOG" pw -v serve --allow-private \
-	    --listen "127.0.0.1:$1" "${_PW_SERVE_ARGS[@]}"
+	_peers_spawn serve "$_PEER_LOG" env ${SERVE_ENV[@]+"${SERVE_ENV[@]}"} \
+	    pw serve --listen "127.0.0.1:$1" "${SERVE_ARGS[@]}"
 }
 
-start_pw_serve() {
-	_PW_SERVE_ARGS=("$@")
-	_peers_retry serve _peers_pw_serve_launch || return
-	export SERVE_PORT=$_PEER_PORT SERVE_PID=$_PEER_PID
-	export SERVE_URL=http://127.0.0.1:$_PEER_PORT SERVE_LOG=$_PEER_LOG
+start_serve() {
+	SERVE_ARGS=("$@")
+	_peers_retry serve _serve_launch || return
+	SERVE_PORT=$_PEER_PORT
+	SERVE_PID=$_PEER_PID
+	SERVE_URL=http://127.0.0.1:$_PEER_PORT
+	SERVE_LOG=$_PEER_LOG
 }
 
-_peers_pw_gateway_launch() {
+api() {
+	local m=$1 p=$2
+	shift 2
+	STATUS=$(curl -sS -o "$BATS_TEST_TMPDIR/body" \
+	    -D "$BATS_TEST_TMPDIR/hdrs" -w '%{http_code}' -X "$m" "$@" \
+	    "${API_URL:-$SERVE_URL}$p") || return
+	BODY=$(cat "$BATS_TEST_TMPDIR/body")
+	HDRS=$(tr -d '\r' <"$BATS_TEST_TMPDIR/hdrs")
+}
+
+post() {
+	local p=$1 b=$2
+	shift 2
+	api POST "$p" -H 'Content-Type: application/json' --data-binary "$b" \
+	    "$@"
+}
+
+j() {
+	jq -r "$1" <<<"$BODY"
+}
+
+_gateway_launch() {
 	_PEER_LOG=$_PD/gateway.$1.log
-	_peers_spawn gateway "$_PEER_LOG" pw -v serve \
-	    --gateway "127.0.0.1:$1" "${_PW_SERVE_ARGS[@]}"
+	_peers_spawn gateway "$_PEER_LOG" pw serve -v \
+	    --gateway "127.0.0.1:$1" "${GW_ARGS[@]}"
 }
 
-start_pw_gateway() {
-	_PW_SERVE_ARGS=("$@")
-	_peers_retry gateway _peers_pw_gateway_launch || return
-	export GW_PORT=$_PEER_PORT GW_PID=$_PEER_PID
-	export GW_URL=http://127.0.0.1:$_PEER_PORT GW_LOG=$_PEER_LOG
+start_gateway() {
+	GW_ARGS=("$@")
+	_peers_retry gateway _gateway_launch || return
+	GW_PORT=$_PEER_PORT
+	GW_PID=$_PEER_PID
+	GW_URL=http://127.0.0.1:$_PEER_PORT
+	GW=$GW_URL
+	GW_LOG=$_PEER_LOG
 }
 
 # _peers_ppid PID: _PPID, the parent of PID.
