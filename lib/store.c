@@ -2362,16 +2362,15 @@ pw_outcomes_free(struct pw_outcome *v, size_t n)
 	free(v);
 }
 
-int
-pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
+/* Run sql, whose one parameter is an outbox id, for each of v[0..n). */
+static int
+outbox_each(struct pw_store *st, const char *sql, const struct pw_outcome *v,
     size_t n, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
 	int		 rc, r = 0;
 
-	rc = cached_get(st, "DELETE FROM feedback_outbox "
-	    "WHERE id = ?1", &s);
-	if (rc != SQLITE_OK)
+	if ((rc = cached_get(st, sql, &s)) != SQLITE_OK)
 		return db_fail(st, rc, err, "write outbox");
 	for (size_t i = 0; i < n && r == 0; i++) {
 		sqlite3_bind_int64(s, 1, v[i].id);
@@ -2382,22 +2381,19 @@ pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
 }
 
 int
+pw_store_outbox_delete(struct pw_store *st, const struct pw_outcome *v,
+    size_t n, struct pw_err *err)
+{
+	return outbox_each(st, "DELETE FROM feedback_outbox WHERE id = ?1", v,
+	    n, err);
+}
+
+int
 pw_store_outbox_release(struct pw_store *st, const struct pw_outcome *v,
     size_t n, struct pw_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc, r = 0;
-
-	rc = cached_get(st, "UPDATE feedback_outbox "
-	    "SET lease_until = NULL WHERE id = ?1", &s);
-	if (rc != SQLITE_OK)
-		return db_fail(st, rc, err, "write outbox");
-	for (size_t i = 0; i < n && r == 0; i++) {
-		sqlite3_bind_int64(s, 1, v[i].id);
-		r = step_done(st, s, err, "write outbox");
-	}
-	cached_put(st, s);
-	return r;
+	return outbox_each(st, "UPDATE feedback_outbox SET lease_until = NULL "
+	    "WHERE id = ?1", v, n, err);
 }
 
 int
