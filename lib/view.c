@@ -1325,6 +1325,21 @@ dup_or_null(const char *s)
 	return s != NULL ? pw_xstrdup(s) : NULL;
 }
 
+/* A proxy's counters as the view holds them (updated_at aside). */
+static void
+stats_put(const struct pw_stats *st, struct pw_proxy *p)
+{
+	p->started = st->started;
+	p->completed = st->completed;
+	p->succeeded = st->succeeded;
+	p->failed = st->failed;
+	p->consec_fail = st->consec_fail;
+	p->latency_ms = st->latency_ms;
+	p->cooldown_until = st->cooldown_until;
+	p->last_used = st->last_used;
+	p->window_count = st->window_count;
+}
+
 /* A proxy of the caller's from e; credentials unsealed when asked. */
 static int
 fill(struct pw_ctx *ctx, struct pw_view *v, const struct ventry *e,
@@ -1349,15 +1364,7 @@ fill(struct pw_ctx *ctx, struct pw_view *v, const struct ventry *e,
 	p->expires_at = e->expires_at;
 	p->last_checked = e->last_checked;
 	stats_of(v, e, &st);
-	p->started = st.started;
-	p->completed = st.completed;
-	p->succeeded = st.succeeded;
-	p->failed = st.failed;
-	p->consec_fail = st.consec_fail;
-	p->latency_ms = st.latency_ms;
-	p->cooldown_until = st.cooldown_until;
-	p->last_used = st.last_used;
-	p->window_count = st.window_count;
+	stats_put(&st, p);
 	p->updated_at = st.updated_at;
 	if (!secrets || e->user == NULL)
 		return 0;
@@ -1556,15 +1563,7 @@ pw_view_overlay(struct pw_view *v, struct pw_proxy *p)
 	pthread_rwlock_rdlock(&v->lk);
 	if ((e = find(v->snap, p->id)) != NULL) {
 		stats_of(v, e, &st);
-		p->started = st.started;
-		p->completed = st.completed;
-		p->succeeded = st.succeeded;
-		p->failed = st.failed;
-		p->consec_fail = st.consec_fail;
-		p->latency_ms = st.latency_ms;
-		p->cooldown_until = st.cooldown_until;
-		p->last_used = st.last_used;
-		p->window_count = st.window_count;
+		stats_put(&st, p);
 		if (st.updated_at > p->updated_at)
 			p->updated_at = st.updated_at;
 	}
