@@ -67,7 +67,12 @@ test_parse_ms(void **state)
 	assert_int_equal(pw_parse_ms("5m", &ms), PW_EUSAGE);
 	assert_int_equal(pw_parse_ms("1e12", &ms), PW_EUSAGE);
 	assert_int_equal(pw_parse_ms("ms", &ms), PW_EUSAGE);
+	/* The cap is 10^9 ms in either unit: 10^9 s once passed. */
+	assert_int_equal(pw_parse_ms("22250250", &ms), PW_EUSAGE);
+	assert_int_equal(pw_parse_ms("1000001s", &ms), PW_EUSAGE);
 	assert_int_equal(ms, 7);
+	assert_int_equal(pw_parse_ms("1000000s", &ms), 0);
+	assert_int_equal(ms, 1000000000);
 }
 
 static void
