@@ -1044,7 +1044,7 @@ headers_json(const char *p, size_t n)
 	struct pw_buf	 name, val;
 
 	for (const char *s = p; s < e; s++)
-		if ((s == p || s[-1] == '\n') && e - s > 5 &&
+		if ((s == p || s[-1] == '\n') && e - s >= 5 &&
 		    memcmp(s, "HTTP/", 5) == 0)
 			last = s;
 	pw_buf_init(&name);
@@ -1068,6 +1068,11 @@ headers_json(const char *p, size_t n)
 			for (const char *c = s; c < colon; c++)
 				pw_buf_addc(&name, (*c >= 'A' && *c <= 'Z') ?
 				    *c + 32 : *c);
+			/* A name is UTF-8 too (fuzz_response found one not). */
+			if (!pw_utf8_text(name.data, name.len))
+				for (char *c = name.data; *c; c++)
+					if ((unsigned char)*c >= 0x80)
+						*c = '?';
 			old = cJSON_GetObjectItemCaseSensitive(o, name.data);
 			/* JSON strings are UTF-8: other bytes become '?'. */
 			if (!pw_utf8_text(v, ve - v)) {
@@ -1131,6 +1136,19 @@ base64(const unsigned char *p, size_t n)
 	}
 	*o = '\0';
 	return out;
+}
+
+char *
+pw_api_headers_text(const char *p, size_t n)
+{
+	cJSON	*o = headers_json(p, n);
+	char	*text = cJSON_PrintUnformatted(o), *r;
+
+	cJSON_Delete(o);
+	/* cJSON's allocator is not necessarily ours. */
+	r = text != NULL ? pw_xstrdup(text) : NULL;
+	cJSON_free(text);
+	return r;
 }
 
 static const char *const methods[] = {
@@ -1265,6 +1283,18 @@ url_join(const char *base, const char *loc)
 	if (pl == 0)
 		return pw_xasprintf("%.*s/%s", (int)ol, base, loc);
 	return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
+}
+
+char *
+pw_api_url_join(const char *base, const char *loc)
+{
+	return url_join(base, loc);
+}
+
+char *
+pw_api_url_masked(const char *url)
+{
+	return url_masked(url);
 }
 
 /* A header the client sent for one host that must not go to another. */
