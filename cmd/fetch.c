@@ -331,9 +331,14 @@ fetch_exec(struct pw_cmdctx *cc)
 	pw_buf_init(&s.body);
 	o.url = cc->args->argv[0];
 	if (strncasecmp(o.url, "http://", 7) != 0 &&
-	    strncasecmp(o.url, "https://", 8) != 0)
-		return cmd_usagef(cc, "'%s': want an http:// or https:// URL",
-		    o.url);
+	    strncasecmp(o.url, "https://", 8) != 0) {
+		/* A password in the URL is not repeated on stderr. */
+		char *shown = pw_redact_url(o.url);
+		r = cmd_usagef(cc, "'%s': want an http:// or https:// URL",
+		    shown);
+		free(shown);
+		return r;
+	}
 	if (wfmt != NULL && (r = write_out(cc, wfmt, NULL, 0, 1)) != 0)
 		return r;
 	o.method = arg_get(cc->args, "request");

@@ -1346,9 +1346,14 @@ h_request(struct req *q)
 		return 0;
 	if (url == NULL)
 		return invalid(q, "url", "url: required");
-	if (!url_is_http(url))
-		return invalid(q, "url", "url: '%.200s': want an http or https "
-		    "URL", url);
+	if (!url_is_http(url)) {
+		/* Found by fuzz_api: the URL came back with its password. */
+		char *shown = url_masked(url);
+		r = invalid(q, "url", "url: '%.200s': want an http or https "
+		    "URL", shown);
+		free(shown);
+		return r;
+	}
 	if (method == NULL)
 		method = "GET";
 	for (r = 0; methods[r] != NULL && strcmp(methods[r], method); r++)

@@ -395,9 +395,14 @@ check_url(const char *url, struct pw_err *err)
 		return pw_failf(err, PW_ENOMEM, "out of memory");
 	uc = curl_url_set(u, CURLUPART_URL, url, 0);
 	curl_url_cleanup(u);
-	if (uc != CURLUE_OK)
-		return pw_failf(err, PW_EUSAGE, "'%s': bad URL: %s", url,
+	if (uc != CURLUE_OK) {
+		/* A password in the URL stays out of the message. */
+		char *shown = pw_redact_url(url);
+		pw_failf(err, PW_EUSAGE, "'%s': bad URL: %s", shown,
 		    curl_url_strerror(uc));
+		free(shown);
+		return PW_EUSAGE;
+	}
 	return 0;
 }
 
