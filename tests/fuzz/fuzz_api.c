@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -39,6 +40,7 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../lib/httpd.h"
@@ -262,6 +264,22 @@ quiet(void *arg, int level, const char *msg)
 	(void)arg;
 }
 
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* The state directory goes at exit (a crash leaves it, for a look). */
+static void
+remove_state(void)
+{
+	nftw(state_dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 int
@@ -280,6 +298,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	state_dir = pw_xstrdup(tmpl);
 	state_path = pw_xasprintf("%s/state.db", state_dir);
+	atexit(remove_state);
 	setenv("PW_SECRET_KEY", "000102030405060708090a0b0c0d0e0f"
 	    "101112131415161718191a1b1c1d1e1f", 1);
 	pw_log_set(quiet, NULL, 0);
