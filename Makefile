@@ -6,6 +6,9 @@
 #   make demo       pw's main job, end to end, on loopback
 #   make bench      speed and memory beside baselines
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)
+#   make valgrind   the unit tests under valgrind memcheck
+#   make soak       pw serve and the gateway under load, SOAK_SECONDS
+#                   (default 600): crashes, locks, RSS and fd growth
 #   make install    PREFIX=/usr/local DESTDIR= (systemd units: SYSTEMDDIR)
 #   make deps       install the Debian packages the build and tests need
 
@@ -146,6 +149,25 @@ fuzz: need-deps $(FUZZ_TARGETS)
 	        2>&1 | tail -n 12 || exit 1; \
 	done
 
+# Memcheck over every unit test: no error and no byte definitely lost
+# (what a library keeps until exit is "still reachable", not a leak).
+VALGRIND	= valgrind --quiet --leak-check=full \
+		  --errors-for-leak-kinds=definite --error-exitcode=1
+valgrind: need-deps units
+	@mkdir -p $(B)/valgrind; fail=0; \
+	for t in $(UNIT_TESTS); do \
+	    name=$$(basename $$t); log=$(B)/valgrind/$$name.log; \
+	    if $(VALGRIND) $$t >$$log 2>&1; then \
+	        echo "valgrind: $$name ok"; \
+	    else \
+	        echo "valgrind: $$name FAILED"; cat $$log; fail=1; \
+	    fi; \
+	done; exit $$fail
+
+# Not part of test: SOAK_SECONDS (default 600) of load on one state file.
+soak: need-deps all
+	@PW_BUILD=$(abspath $(B)) bench/soak
+
 demo: need-deps all
 	@PW_BUILD=$(abspath $(B)) share/demo.sh
 
@@ -207,5 +229,5 @@ uninstall:
 clean:
 	rm -rf build
 
-.PHONY: all units plugins test sanitize fuzz demo bench check-style need-deps deps \
-	install uninstall clean
+.PHONY: all units plugins test sanitize fuzz valgrind soak demo bench \
+	check-style need-deps deps install uninstall clean

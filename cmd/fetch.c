@@ -332,8 +332,8 @@ fetch_exec(struct pw_cmdctx *cc)
 	o.url = cc->args->argv[0];
 	if (strncasecmp(o.url, "http://", 7) != 0 &&
 	    strncasecmp(o.url, "https://", 8) != 0) {
+		/* A password in the URL is not repeated on stderr. */
 		char *shown = pw_redact_url(o.url);
-
 		r = cmd_usagef(cc, "'%s': want an http:// or https:// URL",
 		    shown);
 		free(shown);

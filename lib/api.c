@@ -1068,7 +1068,7 @@ headers_json(const char *p, size_t n)
 	struct pw_buf	 name, val;
 
 	for (const char *s = p; s < e; s++)
-		if ((s == p || s[-1] == '\n') && e - s > 5 &&
+		if ((s == p || s[-1] == '\n') && e - s >= 5 &&
 		    memcmp(s, "HTTP/", 5) == 0)
 			last = s;
 	pw_buf_init(&name);
@@ -1092,6 +1092,11 @@ headers_json(const char *p, size_t n)
 			for (const char *c = s; c < colon; c++)
 				pw_buf_addc(&name, (*c >= 'A' && *c <= 'Z') ?
 				    *c + 32 : *c);
+			/* A name is UTF-8 too (fuzz_response found one not). */
+			if (!pw_utf8_text(name.data, name.len))
+				for (char *c = name.data; *c; c++)
+					if ((unsigned char)*c >= 0x80)
+						*c = '?';
 			old = cJSON_GetObjectItemCaseSensitive(o, name.data);
 			/* JSON strings are UTF-8: other bytes become '?'. */
 			if (!pw_utf8_text(v, ve - v)) {
@@ -1157,6 +1162,19 @@ base64(const unsigned char *p, size_t n)
 	return out;
 }
 
+char *
+pw_api_headers_text(const char *p, size_t n)
+{
+	cJSON	*o = headers_json(p, n);
+	char	*text = cJSON_PrintUnformatted(o), *r;
+
+	cJSON_Delete(o);
+	/* cJSON's allocator is not necessarily ours. */
+	r = text != NULL ? pw_xstrdup(text) : NULL;
+	cJSON_free(text);
+	return r;
+}
+
 static const char *const methods[] = {
 	"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL
 };
@@ -1191,27 +1209,6 @@ body_bool(struct req *q, const char *k, int *out)
 }
 
 /*
- * url with any user information shown as "***:***" (what a proxy URL
- * shows), for responses: the URL of a redirect may carry some.
- */
-static char *
-url_masked(const char *url)
-{
-	const char	*a = strstr(url, "://"), *e, *at = NULL;
-
-	if (a == NULL)
-		return pw_xstrdup(url);
-	a += 3;
-	e = a + strcspn(a, "/?#\\");
-	for (const char *c = a; c < e; c++)
-		if (*c == '@')
-			at = c;
-	if (at == NULL)
-		return pw_xstrdup(url);
-	return pw_xasprintf("%.*s***:***%s", (int)(a - url), url, at);
-}
-
-/*
  * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
  * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
  * Loopback and private targets are allowed by
@@ -1226,7 +1223,7 @@ target_check(struct req *q, const char *url)
 	if ((r = pw_ssrf_check(url, allow, &q->ctx->err)) == 0)
 		return 0;
 	if (r == 1) {
-		char *shown = url_masked(url);
+		char *shown = pw_redact_url(url);
 
 		d = cJSON_CreateObject();
 		add_str(d, "url", shown);
@@ -1291,6 +1288,12 @@ url_join(const char *base, const char *loc)
 	return pw_xasprintf("%.*s%s", (int)(ol + pl), base, loc);
 }
 
+char *
+pw_api_url_join(const char *base, const char *loc)
+{
+	return url_join(base, loc);
+}
+
 /* A header the client sent for one host that must not go to another. */
 static int
 header_private(const char *line)
@@ -1341,8 +1344,8 @@ h_request(struct req *q)
 	if (url == NULL)
 		return invalid(q, "url", "url: required");
 	if (!url_is_http(url)) {
+		/* Found by fuzz_api: the URL came back with its password. */
 		char *shown = pw_redact_url(url);
-
 		r = invalid(q, "url", "url: '%.200s': want an http or https "
 		    "URL", shown);
 		free(shown);
@@ -1502,7 +1505,7 @@ h_request(struct req *q)
 			add_str(d, "body_encoding", "base64");
 			free(b64);
 		}
-		next = url_masked(cur);
+		next = pw_redact_url(cur);
 		add_str(d, "url", next);
 		free(next);
 		add_num(d, "redirects", hops);

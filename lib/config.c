@@ -409,6 +409,15 @@ check_value(const struct key *k, const char *v, char **canon,
 	int64_t	i, d2;
 	double	d;
 
+	/*
+	 * Whatever the type: a refusal quotes the value, and a control
+	 * character in a message would reach the terminal (fuzz_config).
+	 */
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return pw_failf(err, PW_EUSAGE, "%s: value contains a "
+			    "%scontrol character", k->name, k->type == T_USERS ?
+			    "space or " : "");
 	switch (k->type) {
 	case T_INT:
 		if (pw_parse_int(v, (int64_t)k->min, (int64_t)k->max, &i) != 0)
@@ -497,10 +506,6 @@ check_value(const struct key *k, const char *v, char **canon,
 		/* FALLTHROUGH */
 	case T_STRING:
 	case T_URLS:
-		for (const char *p = v; *p; p++)
-			if ((unsigned char)*p < 0x20)
-				return pw_failf(err, PW_EUSAGE, "%s: value "
-				    "contains a control character", k->name);
 		if (k->type == T_URLS && !urls_ok(v))
 			return pw_failf(err, PW_EUSAGE, "%s: '%s': want "
 			    "http:// or https:// URLs, separated by spaces",
@@ -512,11 +517,9 @@ check_value(const struct key *k, const char *v, char **canon,
 		*canon = pw_xstrdup(v);
 		return 0;
 	case T_USERS:
-		for (const char *p = v; *p; p++)
-			if ((unsigned char)*p <= 0x20)
-				return pw_failf(err, PW_EUSAGE, "%s: value "
-				    "contains a space or control character",
-				    k->name);
+		if (strchr(v, ' ') != NULL)
+			return pw_failf(err, PW_EUSAGE, "%s: value contains a "
+			    "space or control character", k->name);
 		return check_users(k, v, canon, err);
 	}
 	return PW_EFAIL;

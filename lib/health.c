@@ -354,8 +354,8 @@ has_addr(const char *s, const char *addr)
  * anonymous when a header announces a proxy; elite otherwise. NULL when
  * the answer is not such an echo.
  */
-static const char *
-grade(const char *body, size_t len, const char *local_ip)
+const char *
+pw_health_grade(const char *body, size_t len, const char *local_ip)
 {
 	cJSON		*doc, *h, *e;
 	int		 leak = 0, proxy = 0;
@@ -622,7 +622,7 @@ finish(struct run *run, struct slot *s, CURLcode rc)
 	}
 	if (ok && o->anonymity) {
 		curl_easy_getinfo(s->h, CURLINFO_LOCAL_IP, &ip);
-		anon = grade(s->body.data, s->body.len, ip);
+		anon = pw_health_grade(s->body.data, s->body.len, ip);
 		if (anon == NULL && !run->ungraded_warned) {
 			pw_log(PW_LOG_WARN, "health: %s does not echo the "
 			    "request headers as JSON: anonymity not graded",

@@ -260,14 +260,18 @@ reject(struct pw_ingest *in, long line, const char *fmt, ...)
 		in->reject(in->arg, line, why);
 }
 
-/* "2026-11-29T18:00:00Z" or epoch seconds. */
+/* The last second of 9999: a later time is not written back as it came. */
+#define TIME_MAX	INT64_C(253402300799)
+
+/* "2026-11-29T18:00:00Z" or epoch seconds, up to the end of 9999. */
 static int
 parse_time(const char *s, int64_t *out)
 {
 	struct tm	tm;
 	int		y, mo, d, h, mi, se, n = 0;
 
-	if (pw_parse_int(s, 1, INT64_MAX / 2, out) == 0)
+	/* Found by fuzz_ingest: 18934560056000 was written as year 601982. */
+	if (pw_parse_int(s, 1, TIME_MAX, out) == 0)
 		return 0;
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se,
 	    &n) != 6 || s[n] != '\0' || mo < 1 || mo > 12 || d < 1 ||

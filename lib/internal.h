@@ -555,6 +555,52 @@ int64_t	 pw_store_total_changes(struct pw_store *st);
 /* Free the libcurl handle a long-lived context kept (ctx->curl). */
 void	 pw_fetch_release(struct pw_ctx *ctx);
 
+/*
+ * What pw reads of a remote pw serve's answers (service.c); external for
+ * tests/fuzz/fuzz_response.c.
+ *
+ * pw_service_answer_parse: an HTTP answer in in[0..n) as read so far, eof
+ * when the peer closed. 1 when it is whole (its Content-Length read, or
+ * eof): *status (100 to 999) and the body at in + *body_off, *body_len
+ * bytes. 0 when more is to come; -1 when it is not an HTTP answer.
+ *
+ * pw_service_offer_parse: the proxy in the answer to POST
+ * /api/v1/proxy/request. 0 with *p (pw_proxy_release), *url (the proxy
+ * URL as given, credentials and all: pw_secret_free), *ttl (seconds, 0
+ * to a year) and strategy (NUL-terminated, cut to sn; left alone when
+ * the answer has none); or -1 with why, one line.
+ *
+ * pw_service_reply_why: "HTTP <status>", and the envelope's error
+ * message when the body has one.
+ */
+int	 pw_service_answer_parse(const char *in, size_t n, int eof,
+	    long *status, size_t *body_off, size_t *body_len);
+int	 pw_service_offer_parse(const char *body, size_t len,
+	    struct pw_proxy *p, char **url, int64_t *ttl, char *strategy,
+	    size_t sn, char *why, size_t wn);
+void	 pw_service_reply_why(long status, const char *body, size_t len,
+	    char *why, size_t n);
+
+/*
+ * The anonymity grade of a proxy from a judge's echo of the request it
+ * received ({"headers": {...}}), local_ip the address we connected from
+ * (may be NULL): "transparent", "anonymous", "elite", or NULL when the
+ * answer is not such an echo (health.c; needs cJSON loaded).
+ */
+const char *pw_health_grade(const char *body, size_t len,
+	    const char *local_ip);
+
+/*
+ * What POST /api/v1/request makes of a target's answer (api.c; needs
+ * cJSON loaded). pw_api_headers_text: the header fields of the last
+ * response in a block of them, as the JSON object the API answers with
+ * (caller frees). pw_api_url_join: where a redirect from base to
+ * Location loc goes, or NULL when that is not an http(s) URL (caller
+ * frees).
+ */
+char	*pw_api_headers_text(const char *p, size_t n);
+char	*pw_api_url_join(const char *base, const char *loc);
+
 /* ---------------------------------------------------------------- utils */
 
 int	 pw_mkdirs(const char *dir, int mode, struct pw_err *err);

@@ -153,6 +153,39 @@ content_length(const char *h, size_t n)
 	return -1;
 }
 
+int
+pw_service_answer_parse(const char *in, size_t n, int eof, long *status,
+    size_t *body_off, size_t *body_len)
+{
+	const char	*hend = n ? memmem(in, n, "\r\n\r\n", 4) : NULL;
+	size_t		 off, rest;
+	long		 clen, st = 0;
+
+	if (hend == NULL)
+		return eof || n > REPLY_MAX ? -1 : 0;
+	/* "HTTP/1.x NNN": three digits, then a space or the line's end. */
+	if (n < 16 || strncmp(in, "HTTP/1.", 7) != 0 || in[8] != ' ')
+		return -1;
+	for (int i = 9; i < 12; i++) {
+		if (in[i] < '0' || in[i] > '9')
+			return -1;
+		st = st * 10 + (in[i] - '0');
+	}
+	if (st < 100 || (in[12] != ' ' && in[12] != '\r'))
+		return -1;
+	off = hend + 4 - in;
+	rest = n - off;
+	clen = content_length(in, hend - in + 2);
+	if (clen >= 0 && rest < (size_t)clen && !eof)
+		return 0;
+	if (clen < 0 && !eof)
+		return 0;
+	*status = st;
+	*body_off = off;
+	*body_len = clen >= 0 && (size_t)clen < rest ? (size_t)clen : rest;
+	return 1;
+}
+
 /* POST body to url over a socket of our own (plain http). */
 static void
 post_plain(struct pw_ctx *ctx, const char *url, const char *path,
@@ -160,12 +193,11 @@ post_plain(struct pw_ctx *ctx, const char *url, const char *path,
 {
 	struct addrinfo	 hints, *ai = NULL;
 	struct pw_buf	 req, in;
-	const char	*prefix, *hend;
+	const char	*prefix;
 	char		 host[256], port[16], buf[8192];
-	int		 fd = -1, soerr = 0;
+	int		 fd = -1, soerr = 0, k = 0;
 	socklen_t	 sl = sizeof soerr;
-	size_t		 off = 0, plen;
-	long		 clen = -1;
+	size_t		 off = 0, plen, boff = 0, blen = 0;
 	ssize_t		 n;
 
 	pw_buf_init(&req);
@@ -226,11 +258,8 @@ post_plain(struct pw_ctx *ctx, const char *url, const char *path,
 			off += n;
 	}
 	for (;;) {
-		hend = in.len ? memmem(in.data, in.len, "\r\n\r\n", 4) : NULL;
-		if (hend != NULL && clen < 0)
-			clen = content_length(in.data, hend - in.data + 2);
-		if (hend != NULL && clen >= 0 &&
-		    in.len >= (size_t)(hend + 4 - in.data) + (size_t)clen)
+		if ((k = pw_service_answer_parse(in.data, in.len, 0,
+		    &rp->status, &boff, &blen)) != 0)
 			break;
 		if (wait_fd(fd, POLLIN, deadline) <= 0) {
 			snprintf(rp->why, sizeof rp->why, "timed out waiting "
@@ -245,23 +274,23 @@ post_plain(struct pw_ctx *ctx, const char *url, const char *path,
 			    strerror(errno));
 			goto done;
 		}
-		if (n == 0)
+		if (n == 0) {
+			k = pw_service_answer_parse(in.data, in.len, 1,
+			    &rp->status, &boff, &blen);
 			break;
+		}
 		if (in.len + n > REPLY_MAX) {
 			snprintf(rp->why, sizeof rp->why, "answer too large");
 			goto done;
 		}
 		pw_buf_add(&in, buf, n);
 	}
-	hend = in.len ? memmem(in.data, in.len, "\r\n\r\n", 4) : NULL;
-	if (hend == NULL || in.len < 12 ||
-	    strncmp(in.data, "HTTP/1.", 7) != 0) {
+	if (k < 0) {
+		rp->status = 0;
 		snprintf(rp->why, sizeof rp->why, "not an HTTP answer");
 		goto done;
 	}
-	rp->status = strtol(in.data + 9, NULL, 10);
-	hend += 4;
-	pw_buf_add(&rp->body, hend, in.len - (hend - in.data));
+	pw_buf_add(&rp->body, in.data + boff, blen);
 done:
 	if (fd >= 0)
 		close(fd);
@@ -480,21 +509,11 @@ classify(const struct reply *rp)
 static void
 reply_why(const struct reply *rp, char *why, size_t n)
 {
-	cJSON	*j, *e, *m;
-
 	if (rp->status == 0) {
 		snprintf(why, n, "%s", rp->why);
 		return;
 	}
-	snprintf(why, n, "HTTP %ld", rp->status);
-	if (rp->body.len == 0 || (j = cJSON_ParseWithLength(rp->body.data,
-	    rp->body.len)) == NULL)
-		return;
-	if ((e = cJSON_GetObjectItemCaseSensitive(j, "error")) != NULL &&
-	    (m = cJSON_GetObjectItemCaseSensitive(e, "message")) != NULL &&
-	    (m->type & 0xff) == cJSON_String)
-		snprintf(why, n, "HTTP %ld: %s", rp->status, m->valuestring);
-	cJSON_Delete(j);
+	pw_service_reply_why(rp->status, rp->body.data, rp->body.len, why, n);
 }
 
 /* Sleep for a full-jitter backoff before retry number i, within deadline. */
@@ -734,6 +753,61 @@ proxy_from(struct pw_proxy *p, int64_t id, const char *url)
 	return 0;
 }
 
+int
+pw_service_offer_parse(const char *body, size_t len, struct pw_proxy *p,
+    char **url, int64_t *ttl, char *strategy, size_t sn, char *why,
+    size_t wn)
+{
+	cJSON	*j, *d, *u, *id, *s, *t;
+	int	 r = -1;
+
+	if ((j = cJSON_ParseWithLength(body, len)) == NULL) {
+		snprintf(why, wn, "answer is not JSON");
+		return -1;
+	}
+	d = cJSON_GetObjectItemCaseSensitive(j, "data");
+	u = cJSON_GetObjectItemCaseSensitive(d, "proxy_url");
+	id = cJSON_GetObjectItemCaseSensitive(d, "proxy_id");
+	s = cJSON_GetObjectItemCaseSensitive(d, "strategy");
+	t = cJSON_GetObjectItemCaseSensitive(d, "ttl_seconds");
+	if (u == NULL || (u->type & 0xff) != cJSON_String || id == NULL ||
+	    (id->type & 0xff) != cJSON_Number || !(id->valuedouble >= 1 &&
+	    id->valuedouble <= 9007199254740992.0) ||
+	    proxy_from(p, (int64_t)id->valuedouble, u->valuestring) != 0) {
+		snprintf(why, wn, "answer has no usable proxy_url and "
+		    "proxy_id");
+		goto done;
+	}
+	*ttl = 0;
+	if (t != NULL && (t->type & 0xff) == cJSON_Number &&
+	    t->valuedouble > 0)
+		*ttl = t->valuedouble < 86400.0 * 365 ?
+		    (int64_t)t->valuedouble : 86400 * 365;
+	if (s != NULL && (s->type & 0xff) == cJSON_String)
+		snprintf(strategy, sn, "%s", s->valuestring);
+	*url = pw_xstrdup(u->valuestring);
+	r = 0;
+done:
+	cJSON_Delete(j);
+	return r;
+}
+
+void
+pw_service_reply_why(long status, const char *body, size_t len, char *why,
+    size_t n)
+{
+	cJSON	*j, *e, *m;
+
+	snprintf(why, n, "HTTP %ld", status);
+	if (len == 0 || (j = cJSON_ParseWithLength(body, len)) == NULL)
+		return;
+	if ((e = cJSON_GetObjectItemCaseSensitive(j, "error")) != NULL &&
+	    (m = cJSON_GetObjectItemCaseSensitive(e, "message")) != NULL &&
+	    (m->type & 0xff) == cJSON_String)
+		snprintf(why, n, "HTTP %ld: %s", status, m->valuestring);
+	cJSON_Delete(j);
+}
+
 /* A good answer to POST /api/v1/proxy/request: use it and cache it. */
 static int
 take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
@@ -743,42 +817,25 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	struct pw_ctx		*ctx = w->ctx;
 	struct pw_svc_cached	 c;
 	struct pw_proxy		 p;
-	cJSON			*j, *d, *u, *id, *s, *ttl;
+	char			*url = NULL, strat[sizeof w->d->strategy] = "";
 	int64_t			 cttl = pw_config_int(ctx, "service.cache_ttl");
 	int64_t			 life = 0;
 	int			 r = -1;
 
-	if ((j = cJSON_ParseWithLength(rp->body.data, rp->body.len)) == NULL) {
-		snprintf(why, wn, "answer is not JSON");
+	if (pw_service_offer_parse(rp->body.data, rp->body.len, &p, &url,
+	    &life, strat, sizeof strat, why, wn) != 0)
 		return -1;
-	}
-	d = cJSON_GetObjectItemCaseSensitive(j, "data");
-	u = cJSON_GetObjectItemCaseSensitive(d, "proxy_url");
-	id = cJSON_GetObjectItemCaseSensitive(d, "proxy_id");
-	s = cJSON_GetObjectItemCaseSensitive(d, "strategy");
-	ttl = cJSON_GetObjectItemCaseSensitive(d, "ttl_seconds");
-	if (u == NULL || (u->type & 0xff) != cJSON_String || id == NULL ||
-	    (id->type & 0xff) != cJSON_Number || id->valuedouble < 1 ||
-	    proxy_from(&p, (int64_t)id->valuedouble, u->valuestring) != 0) {
-		snprintf(why, wn, "answer has no usable proxy_url and "
-		    "proxy_id");
-		goto done;
-	}
 	if (excluded(w->ask, p.id)) {
 		snprintf(why, wn, "offered proxy %lld again", (long long)p.id);
 		pw_proxy_release(&p);
 		r = 1;
 		goto done;
 	}
-	if (ttl != NULL && (ttl->type & 0xff) == cJSON_Number &&
-	    ttl->valuedouble > 0)
-		life = (int64_t)ttl->valuedouble;
 	if (life > cttl)
 		life = cttl;
 	snprintf(w->d->endpoint, sizeof w->d->endpoint, "%s", ep);
-	if (s != NULL && (s->type & 0xff) == cJSON_String)
-		snprintf(w->d->strategy, sizeof w->d->strategy, "%s",
-		    s->valuestring);
+	if (strat[0] != '\0')
+		memcpy(w->d->strategy, strat, sizeof strat);
 	w->d->ttl = life;
 	*w->out = p;
 	r = 0;
@@ -792,8 +849,8 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	c.expires_at = pw_now() + life;
 	/* A password never touches the file in clear. */
 	if (p.addr.user != NULL && (pw_ctx_key(ctx, 1) != 0 ||
-	    pw_crypto_seal(ctx->key, u->valuestring, strlen(u->valuestring),
-	    &c.sealed, &c.sealed_len, &ctx->err) != 0)) {
+	    pw_crypto_seal(ctx->key, url, strlen(url), &c.sealed,
+	    &c.sealed_len, &ctx->err) != 0)) {
 		free(c.url);
 		goto done;
 	}
@@ -806,7 +863,7 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	free(c.url);
 	free(c.sealed);
 done:
-	cJSON_Delete(j);
+	pw_secret_free(url);
 	return r;
 }
 

@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -167,9 +168,13 @@ pw_ssrf_check(const char *url, int allow_private, struct pw_err *err)
 	char		 host[256], shown[INET6_ADDRSTRLEN];
 	int		 e, c;
 
-	if (url_host(url, host, sizeof host) != 0)
-		return pw_failf(err, PW_EUSAGE, "'%.200s': no host in the URL",
-		    url);
+	if (url_host(url, host, sizeof host) != 0) {
+		/* A password in the URL stays out of the message. */
+		char *red = pw_redact_url(url);
+		pw_failf(err, PW_EUSAGE, "'%.200s': no host in the URL", red);
+		free(red);
+		return PW_EUSAGE;
+	}
 	/* curl would decode it; nothing legitimate needs it. */
 	if (strchr(host, '%') != NULL && strchr(host, ':') == NULL)
 		return pw_failf(err, PW_EFAIL, "%s: a percent-encoded host "

@@ -794,6 +794,11 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	bad 2 "'http://127.0.0.1:99999/': bad URL: Port number was not a decimal number between 0 and 65535" \
 	    http://127.0.0.1:99999/
 	bad 2 "'http://[::1/': bad URL: Bad IPv6 address" 'http://[::1/'
+	# a password in a refused URL is not repeated
+	bad 2 "'ftp://***:***@127.0.0.1/': want an http:// or https:// URL" \
+	    ftp://u:s3cret@127.0.0.1/
+	bad 2 "'http://***:***@127.0.0.1:99999/': bad URL: Port number was not a decimal number between 0 and 65535" \
+	    http://u:s3cret@127.0.0.1:99999/
 	bad 2 "--retries: '0': want an integer from 1 to 100" --retries 0 "$U"
 	bad 2 "--retries: 'x': want an integer from 1 to 100" --retries x "$U"
 	bad 2 "--retry-on: 'junk': want HTTP statuses like 429,503" --retry-on junk "$U"

@@ -542,6 +542,10 @@ body|{"url": "http://127.0.0.1/", "body": {"a": 1}}
 strategy|{"url": "http://127.0.0.1/", "strategy": "nope"}
 country|{"url": "http://127.0.0.1/", "country": "XX"}
 EOF
+	# found by fuzz_api: a refused URL came back with its password
+	post /api/v1/request '{"url": "ftp://u:s3cret@127.0.0.1/x"}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(j '.error.message')" "url: 'ftp://***:***@127.0.0.1/x': want an http or https URL"
 	is "$(state_sum)" "$before"
 }
 

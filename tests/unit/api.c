@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "unit.h"
+#include "../../lib/httpd.h"
 
 struct fix {
 	char		*dir;
@@ -200,6 +201,29 @@ test_start_serve_stop(void **state)
 	pw_serve_stop(NULL, 0);
 }
 
+/* What POST /api/v1/request makes of a target's header block. */
+static void
+test_headers_text(void **state)
+{
+	static const char	block[] =
+	    "HTTP/1.1 301 Moved\r\nLocation: /a\r\n\r\n"
+	    "HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nCaf\xe9: b\xe9\r\n\r\n";
+	struct pw_err		err;
+	char			*t;
+
+	(void)state;
+	assert_int_equal(pw_cjson_init(&err), 0);
+	t = pw_api_headers_text(block, sizeof block - 1);
+	/* Found by fuzz_response: a name not in UTF-8 went out as it was. */
+	assert_string_equal(t, "{\"x-a\":\"1, 2\",\"caf?\":\"b?\"}");
+	free(t);
+	/* Found by fuzz_response: "HTTP/" at the very end starts a block. */
+	t = pw_api_headers_text("HTTP/1.1 302 Found\r\nX-B: 1\r\n\r\nHTTP/",
+	    37);
+	assert_string_equal(t, "{}");
+	free(t);
+}
+
 int
 main(void)
 {
@@ -210,6 +234,7 @@ main(void)
 		T(test_not_loopback_with_key),
 		T(test_routes),
 		T(test_start_serve_stop),
+		T(test_headers_text),
 #undef T
 	};
 

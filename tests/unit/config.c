@@ -314,6 +314,13 @@ test_string_values(void **state)
 	    "control character");
 	check_bad("serve.listen", "\t", "serve.listen: value contains a "
 	    "control character");
+	/* Found by fuzz_config: a refusal quoted the byte as it came. */
+	check_bad("fetch.rate_per_host", "010\001/s", "fetch.rate_per_host: "
+	    "value contains a control character");
+	check_bad("fetch.timeout", "\0339", "fetch.timeout: value contains "
+	    "a control character");
+	check_bad("strategy", "random\x7f", "strategy: value contains a "
+	    "control character");
 }
 
 static char *

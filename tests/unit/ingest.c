@@ -170,6 +170,13 @@ test_json(void **state)
 	    "1! \"source\": wrong type (want a string)\n"
 	    "1! \"expires_at\": wrong type (want a number or a date "
 	    "string)\n");
+	/* Up to the end of 9999: what is read is written back alike. */
+	check(PW_FMT_JSON, "[{\"url\":\"http://a:1\",\"expires_at\":"
+	    "253402300799},{\"url\":\"http://a:2\",\"expires_at\":"
+	    "18934560056000}]",
+	    "1 http://a:1|||||253402300799\n"
+	    "1! expires_at '18934560056000': want epoch seconds or "
+	    "YYYY-MM-DDTHH:MM:SSZ\n");
 	check(PW_FMT_JSON, "[\"http://a:1\",\n\"b\" \"c\"]",
 	    "1 http://a:1|||||0\n2 http://b:80|||||0\n"
 	    "2! JSON syntax error: want ',' or ']'; rest "

@@ -5,6 +5,7 @@
  * service side is driven end to end by tests/cli/delegate.bats.
  */
 #include "unit.h"
+#include "../../lib/httpd.h"
 
 struct fix {
 	char		*dir;
@@ -67,7 +68,75 @@ test_parse_ms(void **state)
 	assert_int_equal(pw_parse_ms("5m", &ms), PW_EUSAGE);
 	assert_int_equal(pw_parse_ms("1e12", &ms), PW_EUSAGE);
 	assert_int_equal(pw_parse_ms("ms", &ms), PW_EUSAGE);
+	/* The cap is 10^9 ms in either unit: 10^9 s once passed. */
+	assert_int_equal(pw_parse_ms("22250250", &ms), PW_EUSAGE);
+	assert_int_equal(pw_parse_ms("1000001s", &ms), PW_EUSAGE);
 	assert_int_equal(ms, 7);
+	assert_int_equal(pw_parse_ms("1000000s", &ms), 0);
+	assert_int_equal(ms, 1000000000);
+}
+
+/* The answer of a service read over a plain socket. */
+static void
+test_answer_parse(void **state)
+{
+	static const char	ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2"
+				    "\r\n\r\n{}junk";
+	long			st = 0;
+	size_t			off = 0, len = 0;
+
+	(void)state;
+	/* Whole once Content-Length bytes came; the junk is not body. */
+	assert_int_equal(pw_service_answer_parse(ok, 39, 0, &st, &off, &len),
+	    0);
+	assert_int_equal(pw_service_answer_parse(ok, sizeof ok - 1, 0, &st,
+	    &off, &len), 1);
+	assert_int_equal(st, 200);
+	assert_int_equal(off, 38);
+	assert_int_equal(len, 2);
+	/* Without a length, at the close. */
+	assert_int_equal(pw_service_answer_parse("HTTP/1.0 503 x\r\n\r\nab",
+	    20, 0, &st, &off, &len), 0);
+	assert_int_equal(pw_service_answer_parse("HTTP/1.0 503 x\r\n\r\nab",
+	    20, 1, &st, &off, &len), 1);
+	assert_int_equal(st, 503);
+	assert_int_equal(len, 2);
+	/* Not an answer: a status that is not three digits. */
+	assert_int_equal(pw_service_answer_parse("HTTP/1.1 2000 OK\r\n\r\n",
+	    21, 1, &st, &off, &len), -1);
+	assert_int_equal(pw_service_answer_parse("HTTP/1.1 -12 OK\r\n\r\n",
+	    20, 1, &st, &off, &len), -1);
+	assert_int_equal(pw_service_answer_parse("SSH-2.0\r\n\r\n", 11, 1,
+	    &st, &off, &len), -1);
+}
+
+/* A service's offer: a huge id is refused, not cast. */
+static void
+test_offer_parse(void **state)
+{
+	static const char	huge[] = "{\"data\":{\"proxy_url\":"
+	    "\"http://127.0.0.1:3128\",\"proxy_id\":1e300}}";
+	static const char	good[] = "{\"data\":{\"proxy_url\":"
+	    "\"http://u:p@127.0.0.1:3128\",\"proxy_id\":7,"
+	    "\"ttl_seconds\":1e300,\"strategy\":\"random\"}}";
+	struct pw_proxy		p;
+	struct pw_err		err;
+	char			*url = NULL, strat[16] = "", why[100];
+	int64_t			ttl;
+
+	(void)state;
+	assert_int_equal(pw_cjson_init(&err), 0);
+	assert_int_equal(pw_service_offer_parse(huge, sizeof huge - 1, &p,
+	    &url, &ttl, strat, sizeof strat, why, sizeof why), -1);
+	assert_string_equal(why, "answer has no usable proxy_url and proxy_id");
+	assert_int_equal(pw_service_offer_parse(good, sizeof good - 1, &p,
+	    &url, &ttl, strat, sizeof strat, why, sizeof why), 0);
+	assert_int_equal(p.id, 7);
+	assert_int_equal(ttl, 86400 * 365);
+	assert_string_equal(strat, "random");
+	assert_string_equal(url, "http://u:p@127.0.0.1:3128");
+	pw_proxy_release(&p);
+	pw_secret_free(url);
 }
 
 static void
@@ -281,6 +350,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 		T(test_parse_ms),
+		T(test_answer_parse),
+		T(test_offer_parse),
 		T(test_delegable),
 		T(test_breaker_rows),
 		T(test_outbox),
