@@ -121,6 +121,14 @@ fake_start(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
 			completed = va_arg(ap, MHD_RequestCompletedCallback);
 			completed_cls = va_arg(ap, void *);
 			break;
+		case MHD_OPTION_NOTIFY_CONNECTION:
+			/*
+			 * The slow-client watch: a fake connection has no
+			 * descriptor to watch, and no socket context.
+			 */
+			(void)va_arg(ap, MHD_NotifyConnectionCallback);
+			(void)va_arg(ap, void *);
+			break;
 		case MHD_OPTION_LISTEN_SOCKET:
 			/* Nothing listens: a fetch of it is refused. */
 			close(va_arg(ap, int));
