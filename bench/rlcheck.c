@@ -4,7 +4,9 @@
  * clock read for memory, a bare write transaction of SQLite on a file
  * of its own for the state file, a PING for Redis. The state file's
  * connection is set up as pw serve's are, with the flusher's checkpoints
- * in a thread beside it.
+ * in a thread beside it. The shared backends are measured twice: each
+ * check on the backend (ratelimit.batch 1), and as pw serve checks by
+ * default, in batches (ratelimit.batch 128).
  *
  * usage: bench-rlcheck DIR [REDIS_URL]
  */
@@ -130,7 +132,7 @@ bare(sqlite3 *db, sqlite3_stmt *s, int i)
 }
 
 static struct pw_rl *
-rl_new(int backend, const char *url)
+rl_new(int backend, const char *url, int64_t batch)
 {
 	struct pw_rl_opts	 o = { 0 };
 	struct pw_rl		*rl;
@@ -138,6 +140,7 @@ rl_new(int backend, const char *url)
 
 	o.backend = backend;
 	o.redis_url = url;
+	o.batch = batch;
 	if (pw_rl_new(&o, &rl, &err) != 0) {
 		fprintf(stderr, "bench-rlcheck: %s\n", err.msg);
 		exit(1);
@@ -167,7 +170,7 @@ main(int argc, char **argv)
 	}
 
 	/* memory */
-	rl = rl_new(PW_RL_MEMORY, NULL);
+	rl = rl_new(PW_RL_MEMORY, NULL, 0);
 	for (int i = 0; i < N; i++) {
 		double t0;
 
@@ -198,12 +201,17 @@ main(int argc, char **argv)
 	    NULL, NULL, NULL);
 	sqlite3_prepare_v2(db, "INSERT INTO c VALUES(?1, 1) ON CONFLICT(k) "
 	    "DO UPDATE SET v = v + 1", -1, &s, NULL);
-	rl = rl_new(PW_RL_SQLITE, NULL);
-	for (int i = 0; i < N; i++) {
-		t[i] = check(rl, st, i);
-		b[i] = bare(db, s, i);
+	for (int batch = 1; batch <= 128; batch *= 128) {
+		rl = rl_new(PW_RL_SQLITE, NULL, batch);
+		for (int i = 0; i < N; i++) {
+			t[i] = check(rl, st, i);
+			b[i] = bare(db, s, i);
+		}
+		pw_rl_free(rl);
+		report(batch == 1 ? "ratelimit check, sqlite, batch 1" :
+		    "ratelimit check, sqlite, batch 128", t,
+		    "sqlite3 write txn", b);
 	}
-	pw_rl_free(rl);
 	atomic_store(&stop, 1);
 	pthread_join(ckpt, NULL);
 	pw_store_close(st);
@@ -211,7 +219,6 @@ main(int argc, char **argv)
 	sqlite3_close(db);
 	free(path);
 	free(bpath);
-	report("ratelimit check, sqlite", t, "sqlite3 write txn", b);
 
 	/* Redis */
 	if (argc > 2) {
@@ -220,21 +227,25 @@ main(int argc, char **argv)
 		int		 port = 6379;
 
 		sscanf(argv[2], "redis://127.0.0.1:%d", &port);
-		rl = rl_new(PW_RL_REDIS, argv[2]);
 		if ((c = redisConnect("127.0.0.1", port)) == NULL || c->err)
 			return 1;
-		for (int i = 0; i < N; i++) {
-			double t0;
+		for (int batch = 1; batch <= 128; batch *= 128) {
+			rl = rl_new(PW_RL_REDIS, argv[2], batch);
+			for (int i = 0; i < N; i++) {
+				double t0;
 
-			t[i] = check(rl, NULL, i);
-			t0 = now_us();
-			rp = redisCommand(c, "PING");
-			b[i] = now_us() - t0;
-			freeReplyObject(rp);
+				t[i] = check(rl, NULL, i);
+				t0 = now_us();
+				rp = redisCommand(c, "PING");
+				b[i] = now_us() - t0;
+				freeReplyObject(rp);
+			}
+			pw_rl_free(rl);
+			report(batch == 1 ? "ratelimit check, redis, batch 1" :
+			    "ratelimit check, redis, batch 128", t,
+			    "redis PING", b);
 		}
 		redisFree(c);
-		pw_rl_free(rl);
-		report("ratelimit check, redis", t, "redis PING", b);
 	}
 	return 0;
 }

@@ -3311,6 +3311,7 @@ h_rl_metrics(struct req *q)
 	add_num(d, "throttled", (double)st.throttled);
 	add_num(d, "exempt", (double)st.exempt);
 	add_num(d, "backend_failures", (double)st.failures);
+	add_num(d, "backend_checks", (double)st.backend_checks);
 	add_num(d, "mean_check_us", st.checks ? st.seconds * 1e6 /
 	    (double)st.checks : 0);
 	cJSON_AddItemToObject(d, "by_tier", rl_counts_json(st.tiers,

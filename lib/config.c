@@ -165,6 +165,10 @@ static const struct key keys[] = {
 	{ "ratelimit.fail_mode", T_ENUM, "open", 0, 0, "open closed",
 	  "when the backend fails: let requests through (open) or refuse "
 	  "them (closed)" },
+	{ "ratelimit.batch", T_INT, "128", 1, 10000, NULL,
+	  "sqlite and redis backends: at most this many requests a server "
+	  "counts at once far below a limit (1: each request is checked "
+	  "there)" },
 	{ "ratelimit.config", T_STRING, "", 0, 0, NULL,
 	  "JSON file of tiers, endpoint limits and whitelist "
 	  "(also $PW_RATELIMIT_CONFIG)", NULL, NULL, "PW_RATELIMIT_CONFIG" },

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,15 +36,32 @@ pw_rl_roll(struct pw_rl_state *s, int64_t now, int64_t w)
 	s->win = ws;
 }
 
-int
-pw_rl_allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
-    int64_t now)
+void
+pw_rl_unspend(struct pw_rl_state *s, int64_t w, int64_t win, int64_t n)
+{
+	if (s->win == win)
+		s->cur = s->cur > n ? s->cur - n : 0;
+	else if (s->win - w == win)
+		s->prev = s->prev > n ? s->prev - n : 0;
+}
+
+/* Whether s allows k more under l. */
+static int
+allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
+    int64_t now, int64_t k)
 {
 	int64_t	w = l->window_ms, e = now - s->win;
 
 	if (l->limit == 0)
 		return 1;
-	return s->prev * (w - e) + (s->cur + 1) * w <= l->limit * w;
+	return s->prev * (w - e) + (s->cur + k) * w <= l->limit * w;
+}
+
+int
+pw_rl_allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
+    int64_t now)
+{
+	return allows(s, l, now, 1);
 }
 
 /* Milliseconds from now until s allows one more under l. */
@@ -72,6 +91,7 @@ pw_rl_verdict(const struct pw_rl_state *s, const struct pw_rl_limit *l,
 	for (size_t i = 0; i < n; i++) {
 		int64_t w = l[i].window_ms, e = now - s[i].win, left, retry;
 
+		v->win[i] = s[i].win;
 		if (l[i].limit == 0)
 			continue;
 		left = (l[i].limit * w - s[i].prev * (w - e) - s[i].cur * w) /
@@ -98,11 +118,11 @@ pw_rl_apply(struct pw_rl_state *s, const struct pw_rl_limit *l, size_t n,
 	int	ok = 1;
 
 	for (size_t i = 0; i < n; i++)
-		if (!pw_rl_allows(&s[i], &l[i], now))
+		if (!allows(&s[i], &l[i], now, commit > 0 ? commit : 1))
 			ok = 0;
-	if (ok && commit)
+	if (ok)
 		for (size_t i = 0; i < n; i++)
-			s[i].cur++;
+			s[i].cur += commit;
 	pw_rl_verdict(s, l, n, now, ok, v);
 }
 
@@ -120,6 +140,12 @@ struct mentry {
 	uint64_t		 hash;
 	int64_t			 window_ms;
 	struct pw_rl_state	 s;
+	/* A lease (sqlite and redis backends; see lease_check). */
+	int64_t			 tokens;	/* counted, not yet used */
+	int64_t			 granted;	/* the last batch */
+	int64_t			 until;		/* when what is left lapses */
+	int64_t			 asked;		/* the backend's last check */
+	struct pw_rl_verdict	 v;		/* and its verdict */
 	char			 key[];
 };
 
@@ -200,7 +226,8 @@ stripe_get(struct stripe *sp, const char *key, uint64_t h, int64_t w,
 	memcpy(e->key, key, len + 1);
 	e->hash = h;
 	e->window_ms = w;
-	memset(&e->s, 0, sizeof e->s);
+	memset(&e->s, 0, offsetof(struct mentry, key) -
+	    offsetof(struct mentry, s));
 	e->next = sp->b[(h / STRIPES) % sp->nb];
 	sp->b[(h / STRIPES) % sp->nb] = e;
 	sp->n++;
@@ -211,17 +238,20 @@ stripe_get(struct stripe *sp, const char *key, uint64_t h, int64_t w,
 
 /*
  * One check, atomic on the server: roll each counter to Redis's clock,
- * allow when every counter allows one more, then count it in each. It
- * returns {allowed, now, win1, cur1, prev1, ...} for the verdict. ARGV[1]
- * is 1 to count, then limit and window (ms) of each key.
+ * take back ARGV[2] requests counted in window GW (a lapsed batch), allow
+ * when every counter allows ARGV[1] more (one, for a peek: 0), then count
+ * them in each. It returns {allowed, now, win1, cur1, prev1, ...} for the
+ * verdict. After ARGV[2], the limit L, window W (ms) and GW of each key.
  */
 static const char lua_check[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 +\n"
 	"    math.floor(tonumber(t[2]) / 1000)\n"
+	"local k, g = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
 	"local ok, st = 1, {}\n"
 	"for i = 1, #KEYS do\n"
-	"  local L, W = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])\n"
+	"  local L, W = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])\n"
+	"  local GW = tonumber(ARGV[3 * i + 2])\n"
 	"  local h = redis.call('HMGET', KEYS[i], 'w', 'c', 'p')\n"
 	"  local win, cur, prev = tonumber(h[1]), tonumber(h[2]) or 0,\n"
 	"      tonumber(h[3]) or 0\n"
@@ -230,12 +260,20 @@ static const char lua_check[] =
 	"    if win == ws - W then prev = cur else prev = 0 end\n"
 	"    cur = 0\n"
 	"  end\n"
-	"  if prev * (W - (now - ws)) + (cur + 1) * W > L * W then ok = 0 end\n"
+	"  if g > 0 and GW == ws then\n"
+	"    cur = math.max(cur - g, 0)\n"
+	"  elseif g > 0 and GW == ws - W then\n"
+	"    prev = math.max(prev - g, 0)\n"
+	"  end\n"
+	"  local need = math.max(k, 1)\n"
+	"  if prev * (W - (now - ws)) + (cur + need) * W > L * W then\n"
+	"    ok = 0\n"
+	"  end\n"
 	"  st[i] = {ws, cur, prev, W}\n"
 	"end\n"
-	"if ok == 1 and ARGV[1] == '1' then\n"
+	"if (ok == 1 and k > 0) or g > 0 then\n"
 	"  for i = 1, #KEYS do\n"
-	"    st[i][2] = st[i][2] + 1\n"
+	"    if ok == 1 then st[i][2] = st[i][2] + k end\n"
 	"    redis.call('HSET', KEYS[i], 'w', st[i][1], 'c', st[i][2],\n"
 	"        'p', st[i][3])\n"
 	"    redis.call('PEXPIRE', KEYS[i], 2 * st[i][4])\n"
@@ -279,6 +317,7 @@ struct pw_rl {
 	char			 sha[41];	/* of lua_check, once loaded */
 	int64_t			 down_until;	/* monotonic ms */
 	char			 why[256];	/* the last failure */
+	atomic_llong		 calls;		/* checks on the backend */
 };
 
 /*
@@ -446,15 +485,15 @@ redis_load(struct pw_rl *rl, redisContext *c)
 static int
 redis_check(struct pw_rl *rl, const char *const *keys,
     const struct pw_rl_limit *l, size_t n, int commit,
-    struct pw_rl_verdict *v)
+    const struct pw_rl_giveback *gb, struct pw_rl_verdict *v)
 {
 	struct pw_rl_state	 s[PW_RL_KEYS_MAX];
 	redisContext		*c = NULL;
 	redisReply		*rp = NULL;
-	const char		*argv[4 + 3 * PW_RL_KEYS_MAX];
-	char			 nums[2 * PW_RL_KEYS_MAX][24];
+	const char		*argv[5 + 4 * PW_RL_KEYS_MAX];
+	char			 nums[3 * PW_RL_KEYS_MAX][24];
 	char			 names[PW_RL_KEYS_MAX][256];
-	char			 nk[24], sha[41];
+	char			 nk[24], nc[24], ng[24], sha[41];
 	int			 argc = 0, tries;
 	int64_t			 now = pw_mono_ms();
 
@@ -485,14 +524,19 @@ redis_check(struct pw_rl *rl, const char *const *keys,
 		    keys[i]);
 		argv[argc++] = names[i];
 	}
-	argv[argc++] = commit ? "1" : "0";
+	snprintf(nc, sizeof nc, "%d", commit);
+	snprintf(ng, sizeof ng, "%lld", gb ? (long long)gb->n : 0LL);
+	argv[argc++] = nc;
+	argv[argc++] = ng;
 	for (size_t i = 0; i < n; i++) {
-		snprintf(nums[2 * i], sizeof nums[0], "%lld",
+		snprintf(nums[3 * i], sizeof nums[0], "%lld",
 		    (long long)l[i].limit);
-		snprintf(nums[2 * i + 1], sizeof nums[0], "%lld",
+		snprintf(nums[3 * i + 1], sizeof nums[0], "%lld",
 		    (long long)l[i].window_ms);
-		argv[argc++] = nums[2 * i];
-		argv[argc++] = nums[2 * i + 1];
+		snprintf(nums[3 * i + 2], sizeof nums[0], "%lld",
+		    gb ? (long long)gb->win[i] : -1LL);
+		for (int j = 0; j < 3; j++)
+			argv[argc++] = nums[3 * i + j];
 	}
 	for (tries = 0; tries < 2; tries++) {
 		rp = redisCommandArgv(c, argc, argv, NULL);
@@ -706,6 +750,153 @@ memory_check(struct pw_rl *rl, const char *const *keys,
 		pthread_mutex_unlock(&rl->stripes[order[j]].mu);
 }
 
+/*
+ * A check of count requests on the state file or Redis, after taking gb
+ * (or NULL) back.
+ */
+static void
+shared_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
+    const struct pw_rl_limit *l, size_t m, int count,
+    const struct pw_rl_giveback *gb, struct pw_rl_verdict *v)
+{
+	struct pw_err	e = { 0, "" };
+	int		r;
+
+	atomic_fetch_add(&rl->calls, 1);
+	if (rl->o.backend == PW_RL_SQLITE) {
+		pthread_mutex_lock(&rl->file_mu);
+		r = pw_store_rl_check(st, k, l, m, pw_mono_ms(), count, gb, v,
+		    &e);
+		pthread_mutex_unlock(&rl->file_mu);
+		if (r != 0) {
+			pthread_mutex_lock(&rl->mu);
+			snprintf(rl->why, sizeof rl->why, "%.200s", e.msg);
+			pthread_mutex_unlock(&rl->mu);
+		}
+	} else
+		r = redis_check(rl, k, l, m, count, gb, v);
+	if (r != 0) {
+		/* Down: the configured mode decides, and says so. */
+		memset(v, 0, sizeof *v);
+		v->failed = 1;
+		v->allowed = rl->o.fail_open;
+		v->limit = l[0].limit;
+		v->remaining = rl->o.fail_open ? l[0].limit : 0;
+		v->reset_ms = l[0].window_ms;
+		v->retry_ms = rl->o.fail_open ? 0 : REDIS_BACKOFF;
+	}
+}
+
+/*
+ * On the state file or Redis, each check is a round trip that costs a
+ * server about as much as the request it guards. Far from a limit that
+ * is not needed: a server counts a batch of requests there in one atomic
+ * check, and lets them through from memory until the batch is used or
+ * LEASE_MS has passed. A batch is what the server let through in the
+ * LEASE_MS before, at most ratelimit.batch and 1% of each limit, and
+ * none in the last tenth of a limit: there each request is checked on
+ * the backend. So no more than the limit ever pass, on however many
+ * servers; what a lapsed batch left is taken back with the next check
+ * (which is for one request).
+ */
+#define LEASE_MS	500
+
+static void
+lease_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
+    const struct pw_rl_limit *l, size_t m, struct pw_rl_verdict *v)
+{
+	char			 key[PW_RL_KEYS_MAX * 320];
+	struct pw_rl_giveback	 gb = { 0 };
+	struct stripe		*sp;
+	struct mentry		*e;
+	uint64_t		 h;
+	int64_t			 now = pw_mono_ms(), want = 1, w = 0;
+	size_t			 len = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		int n = snprintf(key + len, sizeof key - len, "%s\x1f%lld/%lld"
+		    "\x1e", k[i], (long long)l[i].limit,
+		    (long long)l[i].window_ms);
+
+		if (n < 0 || (size_t)n >= sizeof key - len) {
+			shared_check(rl, st, k, l, m, 1, NULL, v);
+			return;
+		}
+		len += n;
+		if (l[i].window_ms > w)
+			w = l[i].window_ms;
+	}
+	h = hash_key(key);
+	sp = &rl->stripes[h % STRIPES];
+	pthread_mutex_lock(&sp->mu);
+	e = stripe_get(sp, key, h, w, now, 1);
+	e->s.win = now;		/* swept when idle for two windows */
+	if (e->tokens > 0 && now < e->until) {
+		e->tokens--;
+		*v = e->v;
+		v->remaining += e->tokens;
+		v->reset_ms -= now - e->asked;
+		if (v->reset_ms < 0)
+			v->reset_ms = 0;
+		pthread_mutex_unlock(&sp->mu);
+		return;
+	}
+	if (e->tokens > 0) {
+		/* Lapsed: this check takes them back (no other will). */
+		gb.n = e->tokens;
+		memcpy(gb.win, e->v.win, sizeof gb.win);
+		e->tokens = 0;
+	} else if (e->asked != 0) {
+		want = e->granted * LEASE_MS / (now - e->asked > 1 ?
+		    now - e->asked : 1);
+		if (want > rl->o.batch)
+			want = rl->o.batch;
+		if (want > e->v.remaining - e->v.limit / 10)
+			want = e->v.remaining - e->v.limit / 10;
+		for (size_t i = 0; i < m; i++)
+			if (want > l[i].limit / 100)
+				want = l[i].limit / 100;
+		if (want < 1)
+			want = 1;
+	}
+	pthread_mutex_unlock(&sp->mu);
+
+	shared_check(rl, st, k, l, m, (int)want, gb.n ? &gb : NULL, v);
+	if (!v->failed && !v->allowed && want > 1) {
+		want = 1;
+		shared_check(rl, st, k, l, m, 1, NULL, v);
+	}
+	pthread_mutex_lock(&sp->mu);
+	e = stripe_get(sp, key, h, w, now, 1);
+	e->s.win = now;
+	if (v->failed) {
+		/* Not taken back: the next check tries again. */
+		if (gb.n > 0 && e->tokens == 0 && e->until <= now) {
+			e->tokens = gb.n;
+			memcpy(e->v.win, gb.win, sizeof gb.win);
+		}
+		pthread_mutex_unlock(&sp->mu);
+		return;
+	}
+	/* Another thread's batch may still run: it keeps what it has. */
+	if (now >= e->until)
+		e->tokens = 0;
+	e->granted = v->allowed ? want : 0;
+	e->tokens += v->allowed ? want - 1 : 0;
+	e->until = now + (v->reset_ms < LEASE_MS ? v->reset_ms : LEASE_MS);
+	e->asked = now;
+	e->v = *v;
+	if (v->allowed)
+		v->remaining += e->tokens;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+int64_t
+pw_rl_backend_checks(struct pw_rl *rl)
+{
+	return atomic_load(&rl->calls);
+}
+
 int
 pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
     const struct pw_rl_limit *lims, size_t n, int commit,
@@ -713,9 +904,7 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 {
 	const char		*k[PW_RL_KEYS_MAX];
 	struct pw_rl_limit	 l[PW_RL_KEYS_MAX];
-	struct pw_err		 e = { 0, "" };
 	size_t			 m = 0;
-	int			 r = 0;
 
 	memset(v, 0, sizeof *v);
 	if (n > PW_RL_KEYS_MAX)
@@ -735,34 +924,12 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 		v->allowed = 1;
 		return 0;
 	}
-	switch (rl->o.backend) {
-	case PW_RL_MEMORY:
+	if (rl->o.backend == PW_RL_MEMORY)
 		memory_check(rl, k, l, m, commit, v);
-		return 0;
-	case PW_RL_SQLITE:
-		pthread_mutex_lock(&rl->file_mu);
-		r = pw_store_rl_check(st, k, l, m, pw_mono_ms(), commit, v, &e);
-		pthread_mutex_unlock(&rl->file_mu);
-		if (r != 0) {
-			pthread_mutex_lock(&rl->mu);
-			snprintf(rl->why, sizeof rl->why, "%.200s", e.msg);
-			pthread_mutex_unlock(&rl->mu);
-		}
-		break;
-	case PW_RL_REDIS:
-		r = redis_check(rl, k, l, m, commit, v);
-		break;
-	}
-	if (r != 0) {
-		/* Down: the configured mode decides, and says so. */
-		memset(v, 0, sizeof *v);
-		v->failed = 1;
-		v->allowed = rl->o.fail_open;
-		v->limit = l[0].limit;
-		v->remaining = rl->o.fail_open ? l[0].limit : 0;
-		v->reset_ms = l[0].window_ms;
-		v->retry_ms = rl->o.fail_open ? 0 : REDIS_BACKOFF;
-	}
+	else if (commit && rl->o.batch > 1)
+		lease_check(rl, st, k, l, m, v);
+	else
+		shared_check(rl, st, k, l, m, commit, NULL, v);
 	return 0;
 }
 
@@ -1215,6 +1382,7 @@ pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
 	o.redis_url = pw_config_get(ctx, "ratelimit.redis_url", NULL);
 	o.fail_open = strcmp(pw_config_get(ctx, "ratelimit.fail_mode", NULL),
 	    "open") == 0;
+	o.batch = pw_config_int(ctx, "ratelimit.batch");
 	/* The setting was checked when it was set. */
 	v = pw_config_get(ctx, "ratelimit.trusted_proxies", NULL);
 	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
@@ -1514,6 +1682,7 @@ pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out)
 {
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
+	out->backend_checks = pw_rl_backend_checks(s->rl);
 	out->tiers = counts_dup(s->st.tiers, s->st.ntiers);
 	out->endpoints = counts_dup(s->st.endpoints, s->st.nendpoints);
 	if (s->nthr > 1)

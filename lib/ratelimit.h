@@ -29,6 +29,9 @@
 
 #include "internal.h"
 
+/* At most this many counters in one check (a tier and an endpoint). */
+#define PW_RL_KEYS_MAX	4
+
 struct pw_rl_limit {
 	int64_t		 limit;		/* requests per window; 0: none */
 	int64_t		 window_ms;
@@ -47,10 +50,24 @@ struct pw_rl_verdict {
 	int64_t		 remaining;
 	int64_t		 reset_ms;	/* until its window rolls over */
 	int64_t		 retry_ms;	/* refused: until one would pass */
+	int64_t		 win[PW_RL_KEYS_MAX];	/* each counter's window */
+};
+
+/*
+ * Requests counted ahead that were not let through (a batch that
+ * lapsed), taken back from each counter whose window is still win[i] or
+ * the one after it.
+ */
+struct pw_rl_giveback {
+	int64_t		 n;
+	int64_t		 win[PW_RL_KEYS_MAX];
 };
 
 /* Bring s to the window holding now. */
 void	 pw_rl_roll(struct pw_rl_state *s, int64_t now, int64_t window_ms);
+/* Take back n requests counted in the window starting at win (rolled s). */
+void	 pw_rl_unspend(struct pw_rl_state *s, int64_t window_ms, int64_t win,
+	    int64_t n);
 /* Whether s, rolled to now, allows one more under l. */
 int	 pw_rl_allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
 	    int64_t now);
@@ -62,8 +79,9 @@ void	 pw_rl_verdict(const struct pw_rl_state *s,
 	    const struct pw_rl_limit *l, size_t n, int64_t now, int allowed,
 	    struct pw_rl_verdict *v);
 /*
- * The whole check over n rolled counters: allowed when each allows one
- * more; then, with commit, each counts it. Fills v.
+ * The whole check over n rolled counters: allowed when each allows
+ * commit more (one, for a peek: commit 0); then each counts them. Fills
+ * v.
  */
 void	 pw_rl_apply(struct pw_rl_state *s, const struct pw_rl_limit *l,
 	    size_t n, int64_t now, int commit, struct pw_rl_verdict *v);
@@ -77,10 +95,14 @@ struct pw_rl_opts {
 	const char		*redis_url;	/* redis://HOST[:PORT][/DB] */
 	int64_t			 timeout_ms;	/* of a Redis call */
 	int			 fail_open;	/* backend down: allow */
+	/*
+	 * sqlite and redis: at most this many requests counted at once on
+	 * the backend, far below a limit (see lease_check); 0 or 1: each
+	 * request is checked there.
+	 */
+	int64_t			 batch;
 };
 
-/* At most this many counters in one check (a tier and an endpoint). */
-#define PW_RL_KEYS_MAX	4
 
 struct pw_rl;
 /* Whether url is a Redis URL pw_rl_new takes. */
@@ -98,14 +120,21 @@ void	 pw_rl_free(struct pw_rl *rl);
 int	 pw_rl_check(struct pw_rl *rl, struct pw_store *st,
 	    const char *const *keys, const struct pw_rl_limit *lims, size_t n,
 	    int commit, struct pw_rl_verdict *v, struct pw_err *err);
+/* How many checks went to the state file or Redis (not batched). */
+int64_t	 pw_rl_backend_checks(struct pw_rl *rl);
 /* Why the backend last failed ("" if it never did); borrowed. */
 const char *pw_rl_last_error(struct pw_rl *rl, char *buf, size_t n);
 enum pw_rl_backend pw_rl_backend(const struct pw_rl *rl);
 
-/* The state-file backend, in store.c: the same check in one transaction. */
+/*
+ * The state-file backend, in store.c: the same check in one transaction;
+ * commit is how many requests to count (0: a peek), gb (or NULL) what to
+ * take back first.
+ */
 int	 pw_store_rl_check(struct pw_store *st, const char *const *keys,
 	    const struct pw_rl_limit *lims, size_t n, int64_t now, int commit,
-	    struct pw_rl_verdict *v, struct pw_err *err);
+	    const struct pw_rl_giveback *gb, struct pw_rl_verdict *v,
+	    struct pw_err *err);
 /* The same inside a transaction of the caller's (no monotonic check). */
 int	 pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
 	    const struct pw_rl_limit *lims, size_t n, int64_t now, int commit,
@@ -202,6 +231,7 @@ struct pw_rl_stats {
 	int64_t			 throttled;
 	int64_t			 exempt;
 	int64_t			 failures;	/* backend down */
+	int64_t			 backend_checks; /* on the file or Redis */
 	int64_t			 hist[PW_RL_HIST + 1];	/* last: +Inf */
 	double			 seconds;	/* sum of check durations */
 	struct pw_rl_count	*tiers;

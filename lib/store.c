@@ -2433,10 +2433,11 @@ rl_read(struct pw_store *st, const char *key, int64_t window_ms,
 }
 
 /* The check, inside the caller's transaction; no pruning. */
-int
-pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
+static int
+rl_txn(struct pw_store *st, const char *const *keys,
     const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
-    struct pw_rl_verdict *v, struct pw_err *err)
+    const struct pw_rl_giveback *gb, struct pw_rl_verdict *v,
+    struct pw_err *err)
 {
 	struct pw_rl_state	s[PW_RL_KEYS_MAX];
 	int			r;
@@ -2448,9 +2449,13 @@ pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
 		    err)) != 0)
 			return r;
 		pw_rl_roll(&s[i], now, l[i].window_ms);
+		if (gb != NULL)
+			pw_rl_unspend(&s[i], l[i].window_ms, gb->win[i],
+			    gb->n);
 	}
 	pw_rl_apply(s, l, n, now, commit, v);
-	for (size_t i = 0; commit && v->allowed && i < n; i++)
+	for (size_t i = 0; ((commit && v->allowed) || gb != NULL) && i < n;
+	    i++)
 		if ((r = run_stmt(st, S_RL_PUT, err, "count", "tiiii", keys[i],
 		    s[i].win, s[i].cur, s[i].prev, l[i].window_ms)) != 0)
 			return r;
@@ -2458,9 +2463,18 @@ pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
 }
 
 int
-pw_store_rl_check(struct pw_store *st, const char *const *keys,
+pw_store_rl_check_txn(struct pw_store *st, const char *const *keys,
     const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
     struct pw_rl_verdict *v, struct pw_err *err)
+{
+	return rl_txn(st, keys, l, n, now, commit, NULL, v, err);
+}
+
+int
+pw_store_rl_check(struct pw_store *st, const char *const *keys,
+    const struct pw_rl_limit *l, size_t n, int64_t now, int commit,
+    const struct pw_rl_giveback *gb, struct pw_rl_verdict *v,
+    struct pw_err *err)
 {
 	struct pw_rl_state	s[PW_RL_KEYS_MAX];
 	int			r;
@@ -2475,11 +2489,10 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 		pw_rl_apply(s, l, n, now, 0, v);
 		return 0;
 	}
-	if ((r = commit ? pw_store_begin(st, err) :
+	if ((r = commit || gb != NULL ? pw_store_begin(st, err) :
 	    cached_run(st, "BEGIN", err)) != 0)
 		return r;
-	if ((r = pw_store_rl_check_txn(st, keys, l, n, now, commit, v,
-	    err)) != 0)
+	if ((r = rl_txn(st, keys, l, n, now, commit, gb, v, err)) != 0)
 		goto fail;
 	if (commit && (now - st->rl_pruned >= RL_PRUNE_MS ||
 	    now < st->rl_pruned)) {
@@ -2488,7 +2501,7 @@ pw_store_rl_check(struct pw_store *st, const char *const *keys,
 			goto fail;
 		st->rl_pruned = now;
 	}
-	if (commit)
+	if (commit || gb != NULL)
 		return pw_store_commit(st, err);
 	cached_run(st, "COMMIT", err);
 	return 0;

@@ -277,6 +277,52 @@ tiers() {
 	kill "$rpid"
 }
 
+# burst URL N: the statuses of N GETs of URL from one curl (one
+# connection, one after another), one per line.
+burst() {
+	local args=()
+	for _ in $(seq "$2"); do args+=(-o /dev/null "$1"); done
+	curl -s -w '%{http_code}\n' "${args[@]}"
+}
+
+# Far from a limit the shared backends count in batches; near it, each
+# request: two servers, bursts in turn, exactly the limit passes.
+batched() {
+	echo '{"default_tier": "t", "tiers": [{"name": "t", "limit": 2000}]}' \
+	    >"$W/rl.json"
+	SERVE_ENV+=(PW_RATELIMIT_CONFIG="$W/rl.json")
+	start_serve
+	A=$SERVE_URL
+	start_serve
+	B=$SERVE_URL
+	for _ in 1 2 3 4 5 6 7; do
+		burst "$A/api/v1/proxies?page_size=1" 160
+		burst "$B/api/v1/proxies?page_size=1" 160
+	done >"$W/c"
+	is "$(sort "$W/c" | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')" "200x2000 429x240 "
+}
+
+@test "sqlite backend in batches: two servers share a limit of 2000 exactly, asking the file for a fraction" {
+	SERVE_ENV=(PW_RATELIMIT__BACKEND=sqlite)
+	batched
+	# 2240 checks; one by one they would be 2240 writes.
+	n=0
+	for u in "$A" "$B"; do
+		API_URL=$u api GET /api/v1/rate-limit/metrics
+		n=$(( n + $(j .data.backend_checks) ))
+	done
+	[ "$n" -gt 0 ] && [ "$n" -lt 1120 ]
+}
+
+@test "redis backend in batches: two servers share a limit of 2000 exactly" {
+	start_redis
+	SERVE_ENV=(PW_RATELIMIT__BACKEND=redis PW_RATELIMIT__REDIS_URL="$REDIS_URL/4")
+	batched
+	is "$(redis-cli -p "$REDIS_PORT" -n 4 hget pw:rl:t:addr:127.0.0.1 c)" 2000
+	API_URL=$A api GET /api/v1/rate-limit/metrics
+	[ "$(j .data.backend_checks)" -lt "$(j .data.checks)" ]
+}
+
 # ------------------------------------------------------------ clocks
 
 @test "a step of the wall clock neither resets nor stretches a window" {

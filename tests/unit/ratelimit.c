@@ -282,6 +282,106 @@ sqlite_run(const char *path, const char *key, int count, int64_t limit)
 	return passed;
 }
 
+/* count checks of key under limit a window; how many passed. */
+static int
+burst(struct pw_rl *rl, struct pw_store *st, const char *key, int count,
+    int64_t limit, int *failed)
+{
+	struct pw_rl_limit	l = { limit, BIG };
+	struct pw_rl_verdict	v;
+	struct pw_err		err = { 0 };
+	int			passed = 0;
+
+	for (int i = 0; i < count; i++) {
+		assert_int_equal(pw_rl_check(rl, st, &key, &l, 1, 1, &v,
+		    &err), 0);
+		passed += v.allowed;
+		*failed += v.failed;
+	}
+	return passed;
+}
+
+/* What the backend has counted for key: a peek of a limiter of its own. */
+static int64_t
+counted(const struct pw_rl_opts *o, struct pw_store *st, const char *key,
+    int64_t limit)
+{
+	struct pw_rl_opts	 one = *o;
+	struct pw_rl		*rl;
+	struct pw_rl_limit	 l = { limit, BIG };
+	struct pw_rl_verdict	 v;
+	struct pw_err		 err = { 0 };
+
+	one.batch = 0;
+	assert_int_equal(pw_rl_new(&one, &rl, &err), 0);
+	assert_int_equal(pw_rl_check(rl, st, &key, &l, 1, 0, &v, &err), 0);
+	assert_false(v.failed);
+	pw_rl_free(rl);
+	return limit - v.remaining;
+}
+
+/*
+ * Two servers (limiters) sharing a limit on the backend o names: in
+ * batches far from it, they ask the backend a small part of the time,
+ * and exactly the limit passes.
+ */
+static void
+batches(const struct pw_rl_opts *o, struct pw_store *sa, struct pw_store *sb)
+{
+	struct pw_rl		*a, *b;
+	struct pw_err		 err = { 0 };
+	struct timespec		 lapse = { 0, 600 * 1000 * 1000 };
+	int64_t			 before, changes = 0;
+	int			 passed = 0, failed = 0;
+
+	assert_int_equal(pw_rl_new(o, &a, &err), 0);
+	assert_int_equal(pw_rl_new(o, &b, &err), 0);
+	if (sa != NULL)
+		changes = pw_store_total_changes(sa) +
+		    pw_store_total_changes(sb);
+	for (int i = 0; i < 40; i++) {
+		passed += burst(a, sa, "batch", 300, 10000, &failed);
+		passed += burst(b, sb, "batch", 300, 10000, &failed);
+	}
+	assert_int_equal(failed, 0);
+	assert_int_equal(passed, 10000);
+	assert_int_equal(counted(o, sa, "batch", 10000), 10000);
+	if (sa != NULL) {
+		changes = pw_store_total_changes(sa) +
+		    pw_store_total_changes(sb) - changes;
+		/* 10000 let through; most of them counted in batches. */
+		assert_true(changes < 10000 / 4);
+	}
+	/*
+	 * A batch counts ahead; when it lapses, the next check takes back
+	 * what it left.
+	 */
+	passed = burst(a, sa, "lapse", 2000, 1000000, &failed);
+	assert_int_equal(passed, 2000);
+	before = counted(o, sa, "lapse", 1000000);
+	assert_true(before > passed && before <= passed + o->batch);
+	nanosleep(&lapse, NULL);
+	assert_int_equal(burst(a, sa, "lapse", 1, 1000000, &failed), 1);
+	assert_int_equal(counted(o, sa, "lapse", 1000000), passed + 1);
+	pw_rl_free(a);
+	pw_rl_free(b);
+}
+
+static void
+test_sqlite_batches(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_rl_opts	 o = { .backend = PW_RL_SQLITE, .batch = 128 };
+	struct pw_store		*sa, *sb;
+	struct pw_err		 err = { 0 };
+
+	assert_int_equal(pw_store_open(f->path, PW_OPEN_RW, &sa, &err), 0);
+	assert_int_equal(pw_store_open(f->path, PW_OPEN_RW, &sb, &err), 0);
+	batches(&o, sa, sb);
+	pw_store_close(sa);
+	pw_store_close(sb);
+}
+
 /* Counts persist in the file and hold across processes. */
 static void
 test_sqlite_processes(void **state)
@@ -447,20 +547,8 @@ static int
 redis_burst(struct pw_rl *rl, const char *key, int count, int64_t limit,
     int *failed)
 {
-	struct pw_rl_limit	l = { limit, BIG };
-	struct pw_rl_verdict	v;
-	struct pw_err		err = { 0 };
-	int			passed = 0;
-
-	for (int i = 0; i < count; i++) {
-		assert_int_equal(pw_rl_check(rl, NULL, &key, &l, 1, 1, &v,
-		    &err), 0);
-		passed += v.allowed;
-		*failed += v.failed;
-	}
-	return passed;
+	return burst(rl, NULL, key, count, limit, failed);
 }
-
 /*
  * Two limiters on one Redis (two hosts) share one limit exactly; the
  * script comes back after SCRIPT FLUSH; a dead Redis fails as configured
@@ -500,6 +588,10 @@ test_redis_shared(void **state)
 	rp = redisCommand(c, "PTTL pw:rl:shared");
 	assert_true(rp->integer > 0);
 	freeReplyObject(rp);
+	/* In batches, far below a larger limit. */
+	o.batch = 64;
+	batches(&o, NULL, NULL);
+	o.batch = 0;
 	/* NOSCRIPT: loaded again, the answer unchanged. */
 	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
 	redisFree(c);
@@ -736,6 +828,8 @@ main(void)
 		cmocka_unit_test(test_memory_exact),
 		cmocka_unit_test(test_memory_unlimited_and_bad),
 		cmocka_unit_test_setup_teardown(test_sqlite_processes, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_sqlite_batches, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_sqlite_peek, setup,
 		    teardown),

@@ -306,7 +306,7 @@ test_reload_only_for_the_pool(void **state)
 	assert_int_equal(pw_open(&other, f->srv_path, PW_OPEN_RW), 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(pw_store_rl_check(other.store, &key, &l, 1,
-		    1000 + i, 1, &v, &err), 0);
+		    1000 + i, 1, NULL, &v, &err), 0);
 	assert_true(v.allowed);
 	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
 	assert_int_equal(pw_view_generation(f->view), gen);
@@ -317,7 +317,7 @@ test_reload_only_for_the_pool(void **state)
 	assert_int_equal(pw_pool_report(&f->srv, 1, PW_REPORT_OK, 5), 0);
 	assert_int_equal(pw_view_flush(f->view, &err), 0);
 	assert_int_equal(pw_store_rl_check(other.store, &key, &l, 1, 2000, 1,
-	    &v, &err), 0);
+	    NULL, &v, &err), 0);
 	assert_int_equal(pw_view_sync(f->view, 0, &err), 0);
 	assert_int_equal(pw_view_generation(f->view), gen);
 	assert_int_equal(pw_config_store(&other, "pool.cooldown", "5"), 0);
