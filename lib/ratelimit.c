@@ -1245,7 +1245,7 @@ struct pw_rl_server {
 	char			*file;		/* ratelimit.config, or NULL */
 	struct timespec		 mtime;
 	off_t			 size;
-	int64_t			 next_look;	/* under lock */
+	atomic_llong		 next_look;	/* written under lock */
 	struct pw_rl_net	*set_trusted;	/* ratelimit.trusted_proxies */
 	size_t			 nset_trusted;
 	pthread_mutex_t		 mu;		/* guards the counts */
@@ -1335,14 +1335,15 @@ maybe_reload(struct pw_rl_server *s)
 	int64_t		now = pw_mono_ms();
 	int		changed;
 
-	if (s->file == NULL)
+	/* Most requests come between two looks: no lock for them. */
+	if (s->file == NULL || now < atomic_load(&s->next_look))
 		return;
 	pthread_rwlock_wrlock(&s->lock);
-	if (now < s->next_look) {
+	if (now < atomic_load(&s->next_look)) {
 		pthread_rwlock_unlock(&s->lock);
 		return;
 	}
-	s->next_look = now + LOOK_EVERY_MS;
+	atomic_store(&s->next_look, now + LOOK_EVERY_MS);
 	changed = stat(s->file, &sb) == 0 && (sb.st_size != s->size ||
 	    sb.st_mtim.tv_sec != s->mtime.tv_sec ||
 	    sb.st_mtim.tv_nsec != s->mtime.tv_nsec);
@@ -1413,7 +1414,7 @@ pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
 		pw_rl_server_free(s);
 		return r;
 	}
-	s->next_look = pw_mono_ms() + LOOK_EVERY_MS;
+	atomic_store(&s->next_look, pw_mono_ms() + LOOK_EVERY_MS);
 	*out = s;
 	return 0;
 }
