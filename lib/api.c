@@ -76,6 +76,8 @@ struct pw_server {
 	struct pw_view		*view;		/* the pool in memory */
 	struct pw_housekeep	*hk;		/* flusher, pruning, health */
 	atomic_uint		 hup;		/* SIGHUPs seen */
+	/* The settings generation the rate limiter took up (use_ctx). */
+	atomic_ullong		 rl_gen;
 	pthread_mutex_t		 mu;		/* guards what follows */
 	struct metrics		 m;
 	/*
@@ -487,6 +489,11 @@ use_ctx(struct req *q)
 			return -1;
 		}
 		w->gen = gen;
+	}
+	/* Once for the server: a fresh worker's settings are new too. */
+	if (atomic_load(&s->rl_gen) != gen) {
+		pw_rl_server_settings(s->rl, ctx);
+		atomic_store(&s->rl_gen, gen);
 	}
 	pw_err_clear(&ctx->err);
 	q->ctx = ctx;
@@ -2354,6 +2361,9 @@ step_ratelimit(struct req *q)
 	struct pw_rl_who		 who;
 	char				 client[INET6_ADDRSTRLEN];
 
+	/* First: a change of settings may have turned limiting on or off. */
+	if (use_ctx(q) != 0)
+		return 1;
 	if (!pw_rl_server_enabled(q->srv->rl))
 		return 0;
 	ci = MHD_get_connection_info(q->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -2370,8 +2380,6 @@ step_ratelimit(struct req *q)
 	who.tier = q->key.id != 0 && q->key.tier[0] != '\0' ? q->key.tier :
 	    NULL;
 	who.client = client;
-	if (use_ctx(q) != 0)
-		return 1;
 	q->rl_changes = pw_store_total_changes(q->ctx->store);
 	pw_rl_server_check(q->srv->rl, q->ctx->store, &who, q->route->path,
 	    &q->rl, &q->limited);

@@ -318,6 +318,9 @@ struct pw_rl {
 	int64_t			 down_until;	/* monotonic ms */
 	char			 why[256];	/* the last failure */
 	atomic_llong		 calls;		/* checks on the backend */
+	/* What a change of settings may change (see pw_rl_tune). */
+	atomic_int		 fail_open;
+	atomic_llong		 batch;
 };
 
 /*
@@ -642,6 +645,7 @@ pw_rl_new(const struct pw_rl_opts *o, struct pw_rl **out,
 		free(rl);
 		return r;
 	}
+	pw_rl_tune(rl, o->fail_open, o->batch);
 	pthread_mutex_init(&rl->mu, NULL);
 	pthread_mutex_init(&rl->file_mu, NULL);
 	for (int i = 0; i < STRIPES; i++) {
@@ -779,11 +783,13 @@ shared_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
 		/* Down: the configured mode decides, and says so. */
 		memset(v, 0, sizeof *v);
 		v->failed = 1;
-		v->allowed = rl->o.fail_open;
+		int open = atomic_load(&rl->fail_open);
+
+		v->allowed = open;
 		v->limit = l[0].limit;
-		v->remaining = rl->o.fail_open ? l[0].limit : 0;
+		v->remaining = open ? l[0].limit : 0;
 		v->reset_ms = l[0].window_ms;
-		v->retry_ms = rl->o.fail_open ? 0 : REDIS_BACKOFF;
+		v->retry_ms = open ? 0 : REDIS_BACKOFF;
 	}
 }
 
@@ -849,8 +855,8 @@ lease_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
 	} else if (e->asked != 0) {
 		want = e->granted * LEASE_MS / (now - e->asked > 1 ?
 		    now - e->asked : 1);
-		if (want > rl->o.batch)
-			want = rl->o.batch;
+		if (want > atomic_load(&rl->batch))
+			want = atomic_load(&rl->batch);
 		if (want > e->v.remaining - e->v.limit / 10)
 			want = e->v.remaining - e->v.limit / 10;
 		for (size_t i = 0; i < m; i++)
@@ -891,6 +897,13 @@ lease_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
 	pthread_mutex_unlock(&sp->mu);
 }
 
+void
+pw_rl_tune(struct pw_rl *rl, int fail_open, int64_t batch)
+{
+	atomic_store(&rl->fail_open, fail_open);
+	atomic_store(&rl->batch, batch);
+}
+
 int64_t
 pw_rl_backend_checks(struct pw_rl *rl)
 {
@@ -926,7 +939,7 @@ pw_rl_check(struct pw_rl *rl, struct pw_store *st, const char *const *keys,
 	}
 	if (rl->o.backend == PW_RL_MEMORY)
 		memory_check(rl, k, l, m, commit, v);
-	else if (commit && rl->o.batch > 1)
+	else if (commit && atomic_load(&rl->batch) > 1)
 		lease_check(rl, st, k, l, m, v);
 	else
 		shared_check(rl, st, k, l, m, commit, NULL, v);
@@ -1238,7 +1251,7 @@ struct throttled {
 
 struct pw_rl_server {
 	struct pw_rl		*rl;
-	int			 enabled;
+	atomic_int		 enabled;
 	const char		*backend;
 	pthread_rwlock_t	 lock;		/* guards cfg and the file's */
 	struct pw_rl_config	 cfg;
@@ -1457,7 +1470,16 @@ pw_rl_server_free(struct pw_rl_server *s)
 int
 pw_rl_server_enabled(const struct pw_rl_server *s)
 {
-	return s->enabled;
+	return atomic_load(&s->enabled);
+}
+
+void
+pw_rl_server_settings(struct pw_rl_server *s, struct pw_ctx *ctx)
+{
+	atomic_store(&s->enabled, pw_config_int(ctx, "ratelimit.enabled") !=
+	    0);
+	pw_rl_tune(s->rl, strcmp(pw_config_get(ctx, "ratelimit.fail_mode",
+	    NULL), "open") == 0, pw_config_int(ctx, "ratelimit.batch"));
 }
 
 const char *
@@ -1528,7 +1550,7 @@ pw_rl_server_check(struct pw_rl_server *s, struct pw_store *st,
 	*limited = 0;
 	memset(v, 0, sizeof *v);
 	v->allowed = 1;
-	if (!s->enabled)
+	if (!atomic_load(&s->enabled))
 		return;
 	maybe_reload(s);
 	pthread_rwlock_rdlock(&s->lock);

@@ -120,6 +120,8 @@ void	 pw_rl_free(struct pw_rl *rl);
 int	 pw_rl_check(struct pw_rl *rl, struct pw_store *st,
 	    const char *const *keys, const struct pw_rl_limit *lims, size_t n,
 	    int commit, struct pw_rl_verdict *v, struct pw_err *err);
+/* Change fail_open and batch of a limiter in use. */
+void	 pw_rl_tune(struct pw_rl *rl, int fail_open, int64_t batch);
 /* How many checks went to the state file or Redis (not batched). */
 int64_t	 pw_rl_backend_checks(struct pw_rl *rl);
 /* Why the backend last failed ("" if it never did); borrowed. */
@@ -272,6 +274,12 @@ int	 pw_rl_server_reload(struct pw_rl_server *s, struct pw_err *err);
 const struct pw_rl_config *pw_rl_server_config_get(struct pw_rl_server *s);
 void	 pw_rl_server_config_put(struct pw_rl_server *s);
 int	 pw_rl_server_enabled(const struct pw_rl_server *s);
+/*
+ * Take up what the settings of ctx (after a change) say of limiting:
+ * ratelimit.enabled, fail_mode and batch. The backend, its Redis and the
+ * configuration file stay those the server started with.
+ */
+void	 pw_rl_server_settings(struct pw_rl_server *s, struct pw_ctx *ctx);
 const char *pw_rl_server_backend(const struct pw_rl_server *s);
 /* A copy of the counts; release with pw_rl_stats_release. */
 void	 pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out);

@@ -90,6 +90,21 @@ codes() {
 	is "$(j .data.enabled)" false
 }
 
+@test "ratelimit.enabled changed while pw serve runs: in force for the next request, on every thread" {
+	start_serve
+	is "$(codes 50 /api/v1/proxies)" "200x50"
+	api PUT /api/v1/config -H 'Content-Type: application/json' \
+	    --data-binary '{"ratelimit.enabled": false}'
+	is "$STATUS" 200
+	# 64 threads: most of these land on one that had no request yet.
+	is "$(codes 120 /api/v1/proxies)" "200x120"
+	api GET /api/v1/proxies
+	is "$(header X-RateLimit-Limit)" ""
+	# From another process, as pw config does it: 51 counted so far.
+	pw config unset ratelimit.enabled
+	is "$(codes 50 /api/v1/proxies)" "200x49 429x1"
+}
+
 # ------------------------------------------------------------ the file
 
 tiers() {
