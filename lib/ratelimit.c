@@ -764,7 +764,7 @@ shared_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
     const struct pw_rl_giveback *gb, struct pw_rl_verdict *v)
 {
 	struct pw_err	e = { 0, "" };
-	int		r;
+	int		r, open;
 
 	atomic_fetch_add(&rl->calls, 1);
 	if (rl->o.backend == PW_RL_SQLITE) {
@@ -782,9 +782,8 @@ shared_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
 	if (r != 0) {
 		/* Down: the configured mode decides, and says so. */
 		memset(v, 0, sizeof *v);
+		open = atomic_load(&rl->fail_open);
 		v->failed = 1;
-		int open = atomic_load(&rl->fail_open);
-
 		v->allowed = open;
 		v->limit = l[0].limit;
 		v->remaining = open ? l[0].limit : 0;
