@@ -3407,6 +3407,11 @@ rl_prometheus(struct pw_server *s, struct pw_buf *b)
 		pw_buf_addf(b, "pw_ratelimit_throttled_total{tier=\"%s\"} "
 		    "%lld\n", st.tiers[i].name,
 		    (long long)st.tiers[i].throttled);
+	pw_buf_addf(b, "# HELP pw_ratelimit_backend_checks_total Checks that "
+	    "went to the state file or Redis (not counted in a batch).\n"
+	    "# TYPE pw_ratelimit_backend_checks_total counter\n"
+	    "pw_ratelimit_backend_checks_total %lld\n",
+	    (long long)st.backend_checks);
 	pw_buf_adds(b, "# HELP pw_ratelimit_check_duration_seconds Time of "
 	    "one rate-limit check.\n"
 	    "# TYPE pw_ratelimit_check_duration_seconds histogram\n");

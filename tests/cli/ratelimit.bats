@@ -317,6 +317,23 @@ batched() {
 	is "$(sort "$W/c" | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')" "200x2000 429x240 "
 }
 
+@test "/metrics: requests and refusals by tier, checks on the backend, the check-time histogram" {
+	tiers
+	SERVE_ENV=(PW_RATELIMIT_CONFIG="$W/rl.json" PW_RATELIMIT__BACKEND=sqlite)
+	start_serve
+	is "$(codes 7 /api/v1/proxies)" "200x5 429x2"
+	api GET /metrics
+	is "$STATUS" 200
+	m() { printf '%s\n' "$BODY" | awk -v k="$1" '$1 == k { print $2 }'; }
+	is "$(m 'pw_ratelimit_requests_total{tier="free"}')" 7
+	is "$(m 'pw_ratelimit_throttled_total{tier="free"}')" 2
+	# A limit of 5 is never counted in batches: each check on the file.
+	is "$(m pw_ratelimit_backend_checks_total)" 7
+	is "$(m pw_ratelimit_check_duration_seconds_count)" 7
+	is "$(m 'pw_ratelimit_check_duration_seconds_bucket{le="+Inf"}')" 7
+	printf '%s\n' "$BODY" | grep -q '^# TYPE pw_ratelimit_check_duration_seconds histogram$'
+}
+
 @test "sqlite backend in batches: two servers share a limit of 2000 exactly, asking the file for a fraction" {
 	SERVE_ENV=(PW_RATELIMIT__BACKEND=sqlite)
 	batched
