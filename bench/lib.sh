@@ -20,6 +20,20 @@ sync
 
 now_ns() { date +%s%N; }
 
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+# port: a free TCP port on 127.0.0.1.
+port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT [ADDR]: until something listens there (at most 10 s).
+wait_port() {
+	for _ in $(seq 200); do
+		(exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "bench: port $1 never opened" >&2
+	exit 1
+}
+
 # best_ms SETUP CMD: best wall time of $RUNS runs of CMD (a shell string),
 # each after running SETUP; prints milliseconds with one decimal.
 best_ms() {

@@ -318,7 +318,7 @@ struct pw_rl {
 	int64_t			 down_until;	/* monotonic ms */
 	char			 why[256];	/* the last failure */
 	atomic_llong		 calls;		/* checks on the backend */
-	/* What a change of settings may change (see pw_rl_tune). */
+	/* What a change of settings may change (pw_rl_server_settings). */
 	atomic_int		 fail_open;
 	atomic_llong		 batch;
 };
@@ -645,7 +645,8 @@ pw_rl_new(const struct pw_rl_opts *o, struct pw_rl **out,
 		free(rl);
 		return r;
 	}
-	pw_rl_tune(rl, o->fail_open, o->batch);
+	atomic_store(&rl->fail_open, o->fail_open);
+	atomic_store(&rl->batch, o->batch);
 	pthread_mutex_init(&rl->mu, NULL);
 	pthread_mutex_init(&rl->file_mu, NULL);
 	for (int i = 0; i < STRIPES; i++) {
@@ -894,19 +895,6 @@ lease_check(struct pw_rl *rl, struct pw_store *st, const char *const *k,
 	if (v->allowed)
 		v->remaining += e->tokens;
 	pthread_mutex_unlock(&sp->mu);
-}
-
-void
-pw_rl_tune(struct pw_rl *rl, int fail_open, int64_t batch)
-{
-	atomic_store(&rl->fail_open, fail_open);
-	atomic_store(&rl->batch, batch);
-}
-
-int64_t
-pw_rl_backend_checks(struct pw_rl *rl)
-{
-	return atomic_load(&rl->calls);
 }
 
 int
@@ -1388,14 +1376,10 @@ pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
 	s = pw_xcalloc(1, sizeof *s);
 	pthread_rwlock_init(&s->lock, NULL);
 	pthread_mutex_init(&s->mu, NULL);
-	s->enabled = pw_config_int(ctx, "ratelimit.enabled") != 0;
 	s->backend = pw_config_get(ctx, "ratelimit.backend", NULL);
 	o.backend = strcmp(s->backend, "redis") == 0 ? PW_RL_REDIS :
 	    strcmp(s->backend, "sqlite") == 0 ? PW_RL_SQLITE : PW_RL_MEMORY;
 	o.redis_url = pw_config_get(ctx, "ratelimit.redis_url", NULL);
-	o.fail_open = strcmp(pw_config_get(ctx, "ratelimit.fail_mode", NULL),
-	    "open") == 0;
-	o.batch = pw_config_int(ctx, "ratelimit.batch");
 	/* The setting was checked when it was set. */
 	v = pw_config_get(ctx, "ratelimit.trusted_proxies", NULL);
 	for (v += strspn(v, " \t,"); *v != '\0'; v += strspn(v, " \t,")) {
@@ -1426,6 +1410,7 @@ pw_rl_server_new(struct pw_ctx *ctx, struct pw_rl_server **out)
 		pw_rl_server_free(s);
 		return r;
 	}
+	pw_rl_server_settings(s, ctx);
 	atomic_store(&s->next_look, pw_mono_ms() + LOOK_EVERY_MS);
 	*out = s;
 	return 0;
@@ -1477,8 +1462,9 @@ pw_rl_server_settings(struct pw_rl_server *s, struct pw_ctx *ctx)
 {
 	atomic_store(&s->enabled, pw_config_int(ctx, "ratelimit.enabled") !=
 	    0);
-	pw_rl_tune(s->rl, strcmp(pw_config_get(ctx, "ratelimit.fail_mode",
-	    NULL), "open") == 0, pw_config_int(ctx, "ratelimit.batch"));
+	atomic_store(&s->rl->fail_open, strcmp(pw_config_get(ctx,
+	    "ratelimit.fail_mode", NULL), "open") == 0);
+	atomic_store(&s->rl->batch, pw_config_int(ctx, "ratelimit.batch"));
 }
 
 const char *
@@ -1704,7 +1690,7 @@ pw_rl_server_stats(struct pw_rl_server *s, struct pw_rl_stats *out)
 {
 	pthread_mutex_lock(&s->mu);
 	*out = s->st;
-	out->backend_checks = pw_rl_backend_checks(s->rl);
+	out->backend_checks = atomic_load(&s->rl->calls);
 	out->tiers = counts_dup(s->st.tiers, s->st.ntiers);
 	out->endpoints = counts_dup(s->st.endpoints, s->st.nendpoints);
 	if (s->nthr > 1)

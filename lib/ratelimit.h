@@ -120,10 +120,6 @@ void	 pw_rl_free(struct pw_rl *rl);
 int	 pw_rl_check(struct pw_rl *rl, struct pw_store *st,
 	    const char *const *keys, const struct pw_rl_limit *lims, size_t n,
 	    int commit, struct pw_rl_verdict *v, struct pw_err *err);
-/* Change fail_open and batch of a limiter in use. */
-void	 pw_rl_tune(struct pw_rl *rl, int fail_open, int64_t batch);
-/* How many checks went to the state file or Redis (not batched). */
-int64_t	 pw_rl_backend_checks(struct pw_rl *rl);
 /* Why the backend last failed ("" if it never did); borrowed. */
 const char *pw_rl_last_error(struct pw_rl *rl, char *buf, size_t n);
 enum pw_rl_backend pw_rl_backend(const struct pw_rl *rl);

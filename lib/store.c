@@ -407,6 +407,23 @@ stmt_get(struct pw_store *st, enum stmt_id id, struct pw_err *err)
 	return st->stmt[id];
 }
 
+/* The one integer that statement id, without parameters, answers. */
+static int
+stmt_int(struct pw_store *st, enum stmt_id id, int64_t *out,
+    const char *what, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if ((s = stmt_get(st, id, err)) == NULL)
+		return err->code;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, what);
+}
+
 /*
  * The statement of sql, prepared once per connection. A statement still
  * in use by a caller further up (the same SQL run again from inside its
@@ -1961,16 +1978,7 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 static int
 id_floor(struct pw_store *st, int64_t *floor, struct pw_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc;
-
-	if ((s = stmt_get(st, S_SEQ, err)) == NULL)
-		return err->code;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*floor = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+	return stmt_int(st, S_SEQ, floor, "read ids", err);
 }
 
 int
@@ -2039,16 +2047,7 @@ out:
 int
 pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc;
-
-	if ((s = stmt_get(st, S_MAX_ID, err)) == NULL)
-		return err->code;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*max = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read ids");
+	return stmt_int(st, S_MAX_ID, max, "read ids", err);
 }
 
 /* --------------------------------------------------------- delegation */
@@ -2747,19 +2746,10 @@ pw_store_session_set(struct pw_store *st, const struct pw_session *ss,
 int
 pw_store_pool_gen(struct pw_store *st, int64_t *gen, struct pw_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc;
-
 	*gen = 0;
 	if (st->pending)
 		return 0;
-	if ((s = stmt_get(st, S_GEN_GET, err)) == NULL)
-		return err->code;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*gen = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read generation");
+	return stmt_int(st, S_GEN_GET, gen, "read generation", err);
 }
 
 int64_t
@@ -2771,8 +2761,7 @@ pw_store_bumped(struct pw_store *st)
 int
 pw_store_data_version(struct pw_store *st, int64_t *v, struct pw_err *err)
 {
-	sqlite3_stmt	*s;
-	int		 rc;
+	int	rc;
 
 	if (st->pending) {
 		/* No file yet: nothing anyone wrote. */
@@ -2783,13 +2772,7 @@ pw_store_data_version(struct pw_store *st, int64_t *v, struct pw_err *err)
 		if ((rc = materialize(st, err)) != 0)
 			return rc;
 	}
-	if ((s = stmt_get(st, S_DATA_VERSION, err)) == NULL)
-		return err->code;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*v = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	return rc == SQLITE_ROW ? 0 : db_fail(st, rc, err, "read version");
+	return stmt_int(st, S_DATA_VERSION, v, "read version", err);
 }
 
 int64_t

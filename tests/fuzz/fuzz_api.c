@@ -54,6 +54,15 @@ struct kv {
 	char	*v;
 };
 
+static void
+kv_free(struct kv *kv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(kv[i].k);
+		free(kv[i].v);
+	}
+}
+
 /* What libmicrohttpd would hold for one connection. */
 struct MHD_Connection {
 	struct kv		 hdr[NKV_MAX];
@@ -191,10 +200,7 @@ fake_queue(struct MHD_Connection *c, unsigned int status,
 static void
 fake_destroy(struct MHD_Response *r)
 {
-	for (size_t i = 0; i < r->nhdr; i++) {
-		free(r->hdr[i].k);
-		free(r->hdr[i].v);
-	}
+	kv_free(r->hdr, r->nhdr);
 	free(r->body);
 	free(r);
 }
@@ -383,18 +389,9 @@ add_arg(struct MHD_Connection *c, const char *s, size_t n)
 static void
 conn_free(struct MHD_Connection *c)
 {
-	for (size_t i = 0; i < c->nhdr; i++) {
-		free(c->hdr[i].k);
-		free(c->hdr[i].v);
-	}
-	for (size_t i = 0; i < c->narg; i++) {
-		free(c->arg[i].k);
-		free(c->arg[i].v);
-	}
-	for (size_t i = 0; i < c->nrhdr; i++) {
-		free(c->rhdr[i].k);
-		free(c->rhdr[i].v);
-	}
+	kv_free(c->hdr, c->nhdr);
+	kv_free(c->arg, c->narg);
+	kv_free(c->rhdr, c->nrhdr);
 	free(c->body);
 	free(c);
 }

@@ -543,12 +543,6 @@ redis_stop(pid_t pid)
 	waitpid(pid, NULL, 0);
 }
 
-static int
-redis_burst(struct pw_rl *rl, const char *key, int count, int64_t limit,
-    int *failed)
-{
-	return burst(rl, NULL, key, count, limit, failed);
-}
 /*
  * Two limiters on one Redis (two hosts) share one limit exactly; the
  * script comes back after SCRIPT FLUSH; a dead Redis fails as configured
@@ -573,8 +567,8 @@ test_redis_shared(void **state)
 	assert_int_equal(pw_rl_new(&o, &a, &err), 0);
 	assert_int_equal(pw_rl_new(&o, &b, &err), 0);
 	for (int i = 0; i < 6; i++) {
-		passed += redis_burst(a, "shared", 10, 100, &failed);
-		passed += redis_burst(b, "shared", 10, 100, &failed);
+		passed += burst(a, NULL, "shared", 10, 100, &failed);
+		passed += burst(b, NULL, "shared", 10, 100, &failed);
 	}
 	assert_int_equal(failed, 0);
 	assert_int_equal(passed, 100);
@@ -595,16 +589,16 @@ test_redis_shared(void **state)
 	/* NOSCRIPT: loaded again, the answer unchanged. */
 	freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
 	redisFree(c);
-	assert_int_equal(redis_burst(a, "other", 5, 3, &failed), 3);
+	assert_int_equal(burst(a, NULL, "other", 5, 3, &failed), 3);
 	assert_int_equal(failed, 0);
 	/* Killed: closed refuses at once; back: counted again. */
 	redis_stop(pid);
-	assert_int_equal(redis_burst(a, "k", 3, 100, &failed), 0);
+	assert_int_equal(burst(a, NULL, "k", 3, 100, &failed), 0);
 	assert_int_equal(failed, 3);
 	pid = redis_start(&port);
 	nanosleep(&backoff, NULL);
 	failed = 0;
-	assert_int_equal(redis_burst(a, "k", 3, 100, &failed), 3);
+	assert_int_equal(burst(a, NULL, "k", 3, 100, &failed), 3);
 	assert_int_equal(failed, 0);
 	pw_rl_free(a);
 	pw_rl_free(b);
