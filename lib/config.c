@@ -5,6 +5,7 @@
  * This is the only module that reads the environment.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,12 +231,40 @@ pw_origin_name(int origin)
 	return names[origin];
 }
 
+/* Indexes of keys[] in the order of their names, for key_index. */
+static int		by_name[NKEYS];
+static pthread_once_t	by_name_once = PTHREAD_ONCE_INIT;
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(keys[*(const int *)a].name, keys[*(const int *)b].name);
+}
+
+static void
+by_name_make(void)
+{
+	for (int i = 0; i < NKEYS; i++)
+		by_name[i] = i;
+	qsort(by_name, NKEYS, sizeof by_name[0], name_cmp);
+}
+
+/* A binary search: pw serve looks up a dozen keys for every request. */
 static int
 key_index(const char *name)
 {
-	for (int i = 0; i < NKEYS; i++)
-		if (strcmp(keys[i].name, name) == 0)
-			return i;
+	int	lo = 0, hi = NKEYS - 1, mid, c;
+
+	pthread_once(&by_name_once, by_name_make);
+	while (lo <= hi) {
+		mid = lo + (hi - lo) / 2;
+		if ((c = strcmp(name, keys[by_name[mid]].name)) == 0)
+			return by_name[mid];
+		if (c < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
 	return -1;
 }
 
@@ -657,13 +686,10 @@ pw_config_reload_state(struct pw_ctx *ctx)
 	return pw_config_load_state(ctx);
 }
 
-const char *
-pw_config_get(struct pw_ctx *ctx, const char *key, int *origin)
+/* The value of keys[i] in effect, and where it comes from. */
+static const char *
+value_of(struct pw_ctx *ctx, int i, int *origin)
 {
-	int	i = key_index(key);
-
-	if (i < 0)
-		return NULL;
 	for (int l = 2; l >= 0; l--) {
 		if (ctx->cfg != NULL && ctx->cfg->layer[l][i] != NULL) {
 			if (origin != NULL)
@@ -676,6 +702,14 @@ pw_config_get(struct pw_ctx *ctx, const char *key, int *origin)
 	return keys[i].def;
 }
 
+const char *
+pw_config_get(struct pw_ctx *ctx, const char *key, int *origin)
+{
+	int	i = key_index(key);
+
+	return i < 0 ? NULL : value_of(ctx, i, origin);
+}
+
 /*
  * Values were checked when they entered a layer, so parsing cannot fail
  * here except for a hand-edited state file; then the default holds.
@@ -683,12 +717,13 @@ pw_config_get(struct pw_ctx *ctx, const char *key, int *origin)
 int64_t
 pw_config_int(struct pw_ctx *ctx, const char *key)
 {
-	const char	*v = pw_config_get(ctx, key, NULL);
 	int		 i = key_index(key);
+	const char	*v;
 	int64_t		 n = 0;
 
-	if (v == NULL)
+	if (i < 0)
 		return 0;
+	v = value_of(ctx, i, NULL);
 	if (keys[i].type == T_BOOL)
 		return strcmp(v, "true") == 0;
 	if (keys[i].type == T_DURATION) {
@@ -705,11 +740,12 @@ pw_config_int(struct pw_ctx *ctx, const char *key)
 double
 pw_config_double(struct pw_ctx *ctx, const char *key)
 {
-	const char	*v = pw_config_get(ctx, key, NULL);
-	double		 d = 0;
+	int	 i = key_index(key);
+	double	 d = 0;
 
-	if (v != NULL && pw_parse_double(v, -1e300, 1e300, &d) != 0)
-		pw_parse_double(keys[key_index(key)].def, -1e300, 1e300, &d);
+	if (i >= 0 && pw_parse_double(value_of(ctx, i, NULL), -1e300, 1e300,
+	    &d) != 0)
+		pw_parse_double(keys[i].def, -1e300, 1e300, &d);
 	return d;
 }
 
