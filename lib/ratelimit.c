@@ -57,13 +57,6 @@ allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
 	return s->prev * (w - e) + (s->cur + k) * w <= l->limit * w;
 }
 
-int
-pw_rl_allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
-    int64_t now)
-{
-	return allows(s, l, now, 1);
-}
-
 /* Milliseconds from now until s allows one more under l. */
 static int64_t
 retry_after(const struct pw_rl_state *s, const struct pw_rl_limit *l,
@@ -71,7 +64,7 @@ retry_after(const struct pw_rl_state *s, const struct pw_rl_limit *l,
 {
 	int64_t	w = l->window_ms, e = now - s->win, L = l->limit;
 
-	if (pw_rl_allows(s, l, now))
+	if (allows(s, l, now, 1))
 		return 0;
 	/* Later in this window, once enough of prev has slid out. */
 	if (s->cur + 1 <= L && s->prev > 0)

@@ -68,9 +68,6 @@ void	 pw_rl_roll(struct pw_rl_state *s, int64_t now, int64_t window_ms);
 /* Take back n requests counted in the window starting at win (rolled s). */
 void	 pw_rl_unspend(struct pw_rl_state *s, int64_t window_ms, int64_t win,
 	    int64_t n);
-/* Whether s, rolled to now, allows one more under l. */
-int	 pw_rl_allows(const struct pw_rl_state *s, const struct pw_rl_limit *l,
-	    int64_t now);
 /*
  * Fill v from n counters rolled to now (after the increment, if there
  * was one): the binding counter is the one with the fewest remaining.
@@ -102,7 +99,6 @@ struct pw_rl_opts {
 	 */
 	int64_t			 batch;
 };
-
 
 struct pw_rl;
 /* Whether url is a Redis URL pw_rl_new takes. */
