@@ -183,7 +183,8 @@ give_user() {
 	make_state
 	local i max=0 size
 	# Each add leaves its pages in the WAL (no checkpoint per process);
-	# whoever finds it past 256 KiB checkpoints and empties it.
+	# whoever finds it past 256 KiB on opening checkpoints and empties
+	# it, before its own write.
 	for i in $(seq 120); do
 		pw -q pool add "http://w$i.example:$((1000 + i))" --source "s$i"
 		size=$(stat -c %s "$PW_STATE-wal")
@@ -195,6 +196,17 @@ give_user() {
 	is "$output" 122
 	run -0 sqlite3 "$PW_STATE" "PRAGMA integrity_check"
 	is "$output" ok
+}
+
+@test "a command that wrote much empties the WAL on its way out" {
+	make_state
+	seq 20000 | sed 's|.*|http://p&.example:8080|' | pw -q pool add -
+	is "$(stat -c %s "$PW_STATE-wal")" 0
+	# A short command after it leaves its pages in the WAL.
+	pw -q pool add http://c.example:3
+	[ "$(stat -c %s "$PW_STATE-wal")" -gt 0 ]
+	run -0 sqlite3 "$PW_STATE" "SELECT count(*) FROM proxies"
+	is "$output" 20003
 }
 
 @test "create: an existing empty file becomes a state file" {
