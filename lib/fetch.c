@@ -513,8 +513,14 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 
 	memset(res, 0, sizeof *res);
 	memset(&forced, 0, sizeof forced);
-	if ((r = pw_net_init(&ctx->err)) != 0)
+	if ((r = pw_net_init_lazy(&ctx->err)) != 0)
 		return r;
+	/*
+	 * TLS to the target, or to where it may redirect; to a proxy, see
+	 * pw_curl_use_proxy.
+	 */
+	if (strncasecmp(o->url, "https:", 6) == 0 || o->follow)
+		pw_net_tls();
 	url = pw_redact_url(o->url);
 	if ((r = check_url(o->url, url, &ctx->err)) != 0 ||
 	    (r = polite(ctx, o, url)) != 0) {

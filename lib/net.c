@@ -49,8 +49,59 @@ static const struct {
 #undef F
 };
 
+/*
+ * OpenSSL's configuration (openssl.cnf or $OPENSSL_CONF: the system's TLS
+ * policy, providers, engines) is read by libcurl's initialisation, TLS or
+ * not: 1 million instructions, a fifth of libcurl's start outside the
+ * loader. When libcurl's TLS library is OpenSSL 3, pw_net_init_lazy
+ * tells OpenSSL not to, and pw_net_tls reads it the way OpenSSL would
+ * have (the default file and section, a missing file or a bad line not
+ * fatal), before the first TLS handshake, which is what it configures.
+ * The values are OpenSSL's ABI (<openssl/crypto.h>, <openssl/conf.h>);
+ * pw does not build against OpenSSL.
+ */
+#define OPENSSL_INIT_NO_LOAD_CONFIG	0x80ULL
+#define OPENSSL_CONF_FLAGS		(0x20 | 0x10 | 0x02)
+
+static int	(*conf_load)(const char *, const char *, unsigned long);
+
+static void
+defer_openssl_config(void)
+{
+	int	(*init_crypto)(unsigned long long, const void *);
+	void	*c;
+
+	/* Loaded with libcurl, if libcurl uses it. */
+	if ((c = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD)) == NULL)
+		return;
+	*(void **)&init_crypto = dlsym(c, "OPENSSL_init_crypto");
+	*(void **)&conf_load = dlsym(c, "CONF_modules_load_file");
+	if (init_crypto == NULL || conf_load == NULL ||
+	    init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL) != 1)
+		conf_load = NULL;
+	dlclose(c);	/* libcurl holds it */
+}
+
+void
+pw_net_tls(void)
+{
+	if (conf_load != NULL)
+		(void)conf_load(NULL, NULL, OPENSSL_CONF_FLAGS);
+	conf_load = NULL;
+}
+
 int
 pw_net_init(struct pw_err *err)
+{
+	int	r;
+
+	if ((r = pw_net_init_lazy(err)) == 0)
+		pw_net_tls();
+	return r;
+}
+
+int
+pw_net_init_lazy(struct pw_err *err)
 {
 	static int	 done;
 	CURLcode	(*global_init)(long);
@@ -68,6 +119,7 @@ pw_net_init(struct pw_err *err)
 			    "7.80 or later is needed)", LIBCURL, api[i].name);
 		memcpy((char *)&pw_curl + api[i].off, &sym, sizeof sym);
 	}
+	defer_openssl_config();
 	*(void **)&global_init = dlsym(h, "curl_global_init");
 	if (global_init == NULL || global_init(CURL_GLOBAL_DEFAULT) != 0)
 		return pw_failf(err, PW_EFAIL, "%s: cannot initialise",
@@ -99,6 +151,8 @@ pw_curl_use_proxy(CURL *h, const struct pw_addr *a)
 {
 	char	*url;
 
+	if (a->scheme == PW_HTTPS)
+		pw_net_tls();
 	url = pw_xasprintf(strchr(a->host, ':') ? "%s://[%s]:%d" :
 	    "%s://%s:%d", curl_schemes[a->scheme], a->host, a->port);
 	curl_easy_setopt(h, CURLOPT_PROXY, url);

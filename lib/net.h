@@ -91,6 +91,15 @@ extern struct pw_curl_api pw_curl;
  * Every module calls this before its first curl_* call.
  */
 int	 pw_net_init(struct pw_err *err);
+/*
+ * The same, except that OpenSSL's configuration is left unread until
+ * pw_net_tls(), which the caller calls before any transfer that may use
+ * TLS: an https URL, one that may redirect, a proxy reached over TLS.
+ * For a one-request command (pw fetch): reading it costs a plain-HTTP
+ * fetch a fifth of libcurl's start.
+ */
+int	 pw_net_init_lazy(struct pw_err *err);
+void	 pw_net_tls(void);
 
 /* Point h at the proxy a, credentials apart from the URL. */
 void	 pw_curl_use_proxy(CURL *h, const struct pw_addr *a);

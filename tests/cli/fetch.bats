@@ -322,6 +322,44 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	is "$(json_get tls server_port <<<"$output")" "$(lines true "$ORIGIN_TLS_PORT")"
 }
 
+@test "https: OpenSSL's configuration rules TLS (read only for transfers that may use it)" {
+	add "$T1"
+	# A system policy no server can meet: TLS 1.3 ciphers it does not
+	# offer, no TLS 1.2.
+	cat >"$W/openssl.cnf" <<-EOF
+	openssl_conf = pw_test
+	[pw_test]
+	ssl_conf = ssl_sect
+	[ssl_sect]
+	system_default = policy
+	[policy]
+	MinProtocol = TLSv1.3
+	Ciphersuites = TLS_AES_128_CCM_8_SHA256
+	EOF
+	export OPENSSL_CONF=$W/openssl.cnf
+	run -5 --separate-stderr pw fetch --cacert "$ORIGIN_CA" "$ORIGIN_TLS_URL/ip"
+	like "${stderr_lines[0]}" "pw: fetch: attempt 1 via $T1: target failed: *"
+	# So does a fetch that may be redirected to https, and an https proxy.
+	run -5 --separate-stderr pw fetch -L --cacert "$ORIGIN_CA" \
+	    "$ORIGIN_URL/status/302?Location=$ORIGIN_TLS_URL/ip"
+	like "${stderr_lines[0]}" "pw: fetch: attempt 1 via $T1: target failed: *"
+	local tp="https://127.0.0.1:$ORIGIN_TLS_PORT"	# the TLS origin
+	run -4 --separate-stderr pw fetch --cacert "$ORIGIN_CA" --proxy "$tp" "$ORIGIN_URL/ip"
+	like "${stderr_lines[0]}" "pw: fetch: attempt 1 via $tp: proxy failed: *: TLS to the proxy failed"
+	# Plain HTTP has nothing to configure.
+	run -0 pw fetch "$ORIGIN_URL/ip"
+	is "$output" "$SRC1"
+	# Without the policy, each of the three goes through.
+	unset OPENSSL_CONF
+	run -0 pw fetch --cacert "$ORIGIN_CA" "$ORIGIN_TLS_URL/ip"
+	is "$output" "$SRC1"
+	run -0 pw fetch -L --cacert "$ORIGIN_CA" \
+	    "$ORIGIN_URL/status/302?Location=$ORIGIN_TLS_URL/ip"
+	is "$output" "$SRC1"
+	run -0 pw fetch --cacert "$ORIGIN_CA" --proxy "$tp" "$ORIGIN_URL/ip"
+	is "$output" "127.0.0.1"
+}
+
 @test "https: a certificate that does not verify is the target's failure (exit 5); -k passes" {
 	add "$T1" "$SOCKS"
 	for shown in "$T1" "$SOCKS_SHOWN"; do
