@@ -156,6 +156,12 @@ pw_curl_use_proxy(CURL *h, const struct pw_addr *a)
 	url = pw_xasprintf(strchr(a->host, ':') ? "%s://[%s]:%d" :
 	    "%s://%s:%d", curl_schemes[a->scheme], a->host, a->port);
 	curl_easy_setopt(h, CURLOPT_PROXY, url);
+	/*
+	 * Through a, whatever the host: libcurl would otherwise let
+	 * $no_proxy or $NO_PROXY send the request around it, straight from
+	 * this machine, as if a had carried it.
+	 */
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "");
 	curl_easy_setopt(h, CURLOPT_PROXYUSERNAME, a->user);
 	curl_easy_setopt(h, CURLOPT_PROXYPASSWORD, a->pass);
 	curl_easy_setopt(h, CURLOPT_HTTPPROXYTUNNEL, 0L);

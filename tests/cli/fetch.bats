@@ -108,6 +108,24 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 
 # ------------------------------------------------------------- failover
 
+@test "no_proxy and NO_PROXY in the environment never send a fetch around the proxy chosen" {
+	add "$T1"
+	local dead
+	dead=$(refused_port)
+	for v in no_proxy NO_PROXY; do
+		# The origin sees tinyproxy's address, not this machine's.
+		run -0 env "$v=*" pw fetch -w '%{proxy}' "$ORIGIN_URL/ip"
+		is "$output" "$SRC1"$'\n'"$T1"
+		run -0 env "$v=127.0.0.1" pw fetch --proxy "$T1" "$ORIGIN_URL/ip"
+		is "$output" "$SRC1"
+		# A dead proxy stays dead: no direct request passes for it.
+		run -4 --separate-stderr env "$v=*" pw fetch \
+		    --proxy "http://127.0.0.1:$dead" "$ORIGIN_URL/ip"
+		is "$output" ""
+	done
+	is "$(stats 1)" "2 2 2 0 0"
+}
+
 @test "failover: a refused proxy, then a live one: attempts=2, the failure recorded" {
 	add "$REFUSED" "$T1"
 	run -0 --separate-stderr pw fetch -w '%{proxy} %{attempts}' "$ORIGIN_URL/ip"

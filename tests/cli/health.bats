@@ -86,6 +86,13 @@ four() {
 	is "$(q 'SELECT sum(started + completed + succeeded + failed) FROM proxies')" 0
 }
 
+@test "health: no_proxy and NO_PROXY in the environment do not check around the proxy" {
+	four
+	# A judge reached directly would pass the dead ones.
+	run -0 env no_proxy='*' NO_PROXY='*' pw health --url "$JUDGE" --timeout 1
+	is "$(statuses)" "$(lines '1 healthy 0' '2 healthy 0' '3 degraded 1' '4 degraded 1')"
+}
+
 @test "health --jsonl: one result per proxy, why the dead ones failed, no secret" {
 	four
 	run -0 --separate-stderr pw health --url "$JUDGE" --timeout 1 --jsonl
