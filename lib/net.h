@@ -95,8 +95,8 @@ int	 pw_net_init(struct pw_err *err);
  * The same, except that OpenSSL's configuration is left unread until
  * pw_net_tls(), which the caller calls before any transfer that may use
  * TLS: an https URL, one that may redirect, a proxy reached over TLS.
- * For a one-request command (pw fetch): reading it costs a plain-HTTP
- * fetch a fifth of libcurl's start.
+ * For a one-request command (pw fetch): reading it is nearly half of
+ * libcurl's initialisation, wasted on a plain-HTTP fetch.
  */
 int	 pw_net_init_lazy(struct pw_err *err);
 void	 pw_net_tls(void);
