@@ -474,6 +474,15 @@ add() {
 	eventually succeeded_is 2
 }
 
+@test "POST /request: no_proxy in the server's environment sends nothing around the proxy" {
+	SERVE_ENV=("no_proxy=*" "NO_PROXY=*")
+	start_serve --allow-private
+	add "$TP"
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
+	is "$STATUS" 200
+	is "$(j '.data.body')" "$TP_SRC"
+}
+
 @test "POST /request: binary bodies come back as base64, HEAD without one" {
 	start_serve --allow-private
 	add "$TP"
