@@ -120,6 +120,16 @@ EOF
 	like "$output" "*Re-using existing connection*"
 }
 
+@test "no_proxy in the gateway's environment sends nothing around the upstream" {
+	add "$TP1"
+	GW_ENV=("no_proxy=*" "NO_PROXY=*")
+	start_gateway
+	run -0 through "$ORIGIN_URL/ip"
+	is "$output" "$TP1_SRC"
+	run -0 through "$ORIGIN_TLS_URL/ip"
+	is "$output" "$TP1_SRC"
+}
+
 @test "CONNECT tunnels to an HTTPS origin rotate across three upstreams" {
 	add "$TP1" "$TP2" "$MS"
 	start_gateway

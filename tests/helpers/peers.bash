@@ -580,8 +580,8 @@ j() {
 
 _gateway_launch() {
 	_PEER_LOG=$_PD/gateway.$1.log
-	_peers_spawn gateway "$_PEER_LOG" pw serve -v \
-	    --gateway "127.0.0.1:$1" "${GW_ARGS[@]}"
+	_peers_spawn gateway "$_PEER_LOG" env ${GW_ENV[@]+"${GW_ENV[@]}"} \
+	    pw serve -v --gateway "127.0.0.1:$1" "${GW_ARGS[@]}"
 }
 
 start_gateway() {
