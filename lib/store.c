@@ -898,31 +898,18 @@ pw_store_begin(struct pw_store *st, struct pw_err *err)
 	return r;
 }
 
-/* Move the pool's generation, inside the transaction that changed it. */
-static int
-gen_bump(struct pw_store *st, struct pw_err *err)
-{
-	sqlite3_stmt	*s;
-	int		 rc;
-
-	if ((s = stmt_get(st, S_GEN_BUMP, err)) == NULL)
-		return err->code;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		st->bumped = sqlite3_column_int64(s, 0);
-	while (rc == SQLITE_ROW)
-		rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	return rc == SQLITE_DONE ? 0 : db_fail(st, rc, err, "count a change");
-}
-
 int
 pw_store_commit(struct pw_store *st, struct pw_err *err)
 {
 	int	r;
 
+	/*
+	 * Move the pool's generation, inside the transaction that changed
+	 * it (an upsert: its change is made at the first step).
+	 */
 	st->bumped = 0;
-	if ((r = st->pool_dirty ? gen_bump(st, err) : 0) == 0)
+	if ((r = st->pool_dirty ? stmt_int(st, S_GEN_BUMP, &st->bumped,
+	    "count a change", err) : 0) == 0)
 		r = cached_run(st, "COMMIT", err);
 	st->pool_dirty = 0;
 	if (r != 0)
@@ -1989,13 +1976,6 @@ many_prepare(struct pw_store *st, size_t k, sqlite3_stmt **out,
 	return rc == SQLITE_OK ? 0 : db_fail(st, rc, err, "prepare");
 }
 
-/* The id every new proxy gets one above, at the least. */
-static int
-id_floor(struct pw_store *st, int64_t *floor, struct pw_err *err)
-{
-	return stmt_int(st, S_SEQ, floor, "read ids", err);
-}
-
 int
 pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
     size_t n, int64_t *ids, struct pw_err *err)
@@ -2007,7 +1987,8 @@ pw_store_proxy_insert_many(struct pw_store *st, const struct pw_row *rows,
 
 	for (i = 0; i < n; i += k) {
 		k = n - i < MANY_ROWS ? n - i : MANY_ROWS;
-		if ((r = id_floor(st, &before, err)) != 0)
+		/* The id every new proxy gets one above, at the least. */
+		if ((r = stmt_int(st, S_SEQ, &before, "read ids", err)) != 0)
 			return r;
 		if (k == MANY_ROWS) {
 			if (st->many == NULL && (r = many_prepare(st, k,
