@@ -39,27 +39,11 @@ out_json_str(FILE *f, const char *s)
 void
 out_json_strn(FILE *f, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	static struct pw_buf	b;	/* kept: one command, many strings */
 
-	putc('"', f);
-	for (; p < end; p++) {
-		switch (*p) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
-		default:
-			if (*p < 0x20) {
-				fputs("\\u00", f);
-				putc(hex[*p >> 4], f);
-				putc(hex[*p & 15], f);
-			} else
-				putc(*p, f);
-		}
-	}
-	putc('"', f);
+	pw_buf_reset(&b);
+	pw_buf_json(&b, s, n);
+	fwrite(b.data, 1, b.len, f);
 }
 
 /* Times are carried as epoch seconds and shown as ISO 8601 UTC. */

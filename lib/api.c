@@ -228,61 +228,80 @@ add_time(cJSON *o, const char *k, int64_t t)
 	cJSON_AddItemToObject(o, k, cJSON_CreateString(buf));
 }
 
+static int	send_body(struct req *, unsigned int, const char *, size_t,
+		    const char *, const char *, const char *);
+
 /*
- * Queue the response: the envelope around data and, when code is set,
- * the error code/message/details (data and details are taken). An error
- * may carry data too (an unhealthy health check). 204 has no body at
- * all, as HTTP wants.
+ * Queue the response: the envelope around data, JSON text (NULL: null)
+ * and, when code is set, the error code/message/details (details JSON
+ * text, NULL: {}). An error may carry data too (an unhealthy health
+ * check). 204 has no body at all, as HTTP wants.
  */
+static int
+reply_text(struct req *q, unsigned int status, const char *data,
+    const char *code, const char *message, const char *details,
+    const char *allow, const char *location)
+{
+	struct pw_buf	b;
+	char		ts[40];
+	int		ok;
+
+	if (status == 204)
+		return send_body(q, status, "", 0, NULL, allow, location);
+	pw_buf_init(&b);
+	pw_buf_grow(&b, (data != NULL ? strlen(data) : 0) + (details != NULL ?
+	    strlen(details) : 0) + 512);
+	pw_buf_adds(&b, code == NULL ? "{\"status\":\"success\",\"data\":" :
+	    "{\"status\":\"error\",\"data\":");
+	pw_buf_adds(&b, data != NULL ? data : "null");
+	if (code != NULL) {
+		pw_buf_adds(&b, ",\"error\":{\"code\":");
+		pw_buf_json(&b, code, strlen(code));
+		pw_buf_adds(&b, ",\"message\":");
+		if (message != NULL)
+			pw_buf_json(&b, message, strlen(message));
+		else
+			pw_buf_adds(&b, "null");
+		pw_buf_adds(&b, ",\"details\":");
+		pw_buf_adds(&b, details != NULL ? details : "{}");
+		pw_buf_adds(&b, "}");
+	} else
+		pw_buf_adds(&b, ",\"error\":null");
+	iso_time_ms(pw_now_ms(), ts, sizeof ts);
+	pw_buf_adds(&b, ",\"meta\":{\"timestamp\":");
+	pw_buf_json(&b, ts, strlen(ts));
+	pw_buf_adds(&b, ",\"request_id\":");
+	pw_buf_json(&b, q->rid, strlen(q->rid));
+	pw_buf_adds(&b, ",\"version\":\"" PW_VERSION "\"}}");
+	ok = send_body(q, status, b.data, b.len, "application/json", allow,
+	    location);
+	pw_buf_release(&b);
+	return ok;
+}
+
+/* reply_text with data and details as cJSON (both taken). */
 static int
 reply_full(struct req *q, unsigned int status, cJSON *data, const char *code,
     const char *message, cJSON *details, const char *allow,
     const char *location)
 {
-	cJSON			*env, *meta, *err;
-	char			*text = NULL, ts[40];
-	size_t			 len = 0;
-	int			 ok;
+	char	*dt = NULL, *et = NULL;
+	int	 ok = -1;
 
-	q->replied = 1;
-	q->status = status;
-	if (status != 204) {
-		env = cJSON_CreateObject();
-		add_str(env, "status", code == NULL ? "success" : "error");
-		cJSON_AddItemToObject(env, "data", data != NULL ? data :
-		    cJSON_CreateNull());
-		if (code != NULL) {
-			err = cJSON_CreateObject();
-			add_str(err, "code", code);
-			add_str(err, "message", message);
-			cJSON_AddItemToObject(err, "details", details != NULL ?
-			    details : cJSON_CreateObject());
-			cJSON_AddItemToObject(env, "error", err);
-		} else {
-			cJSON_AddItemToObject(env, "error", cJSON_CreateNull());
-			if (details != NULL)
-				cJSON_Delete(details);
-		}
-		meta = cJSON_CreateObject();
-		iso_time_ms(pw_now_ms(), ts, sizeof ts);
-		add_str(meta, "timestamp", ts);
-		add_str(meta, "request_id", q->rid);
-		add_str(meta, "version", PW_VERSION);
-		cJSON_AddItemToObject(env, "meta", meta);
-		text = cJSON_PrintUnformatted(env);
-		cJSON_Delete(env);
-		if (text == NULL) {
-			q->send_failed = 1;
-			return -1;
-		}
-		len = strlen(text);
-	} else {
-		cJSON_Delete(data);
-		cJSON_Delete(details);
-	}
-	ok = send_body(q, status, text != NULL ? text : "", len, status !=
-	    204 ? "application/json" : NULL, allow, location);
-	cJSON_free(text);
+	if (status != 204 && ((data != NULL &&
+	    (dt = cJSON_PrintUnformatted(data)) == NULL) || (code != NULL &&
+	    details != NULL && (et = cJSON_PrintUnformatted(details)) ==
+	    NULL))) {
+		q->replied = 1;
+		q->status = status;
+		q->send_failed = 1;
+	} else
+		ok = reply_text(q, status, dt, code, message, et, allow,
+		    location);
+	cJSON_Delete(data);
+	cJSON_Delete(details);
+	cJSON_free(dt);
+	cJSON_free(et);
 	return ok;
 }
 
@@ -1063,81 +1082,197 @@ sink_body(void *arg, const void *p, size_t n)
 	return 0;
 }
 
+/* s as a JSON string, or null. */
+static void
+json_strz(struct pw_buf *b, const char *s)
+{
+	if (s != NULL)
+		pw_buf_json(b, s, strlen(s));
+	else
+		pw_buf_adds(b, "null");
+}
+
 /*
  * The header fields of the last response in a block (redirects and 100
- * Continue come first), as an object; a repeated name is joined by ", ".
+ * Continue come first): names in lower case, and a repeated name's
+ * values joined by ", " in its first place. JSON strings are UTF-8: a
+ * name or value that is not has its other bytes as '?'. A NUL ends one.
  */
-static cJSON *
-headers_json(const char *p, size_t n)
-{
-	cJSON		*o = cJSON_CreateObject();
-	const char	*last = p, *e = p + n;
-	struct pw_buf	 name, val;
+struct hfield {
+	size_t		 name;		/* in names */
+	size_t		 nlen;
+	const char	*v;		/* in the block */
+	size_t		 vlen;
+	size_t		 next;		/* the next of this name; 0: none */
+	size_t		 last;		/* (the first) the last of its name */
+	int		 dup;		/* not the first of its name */
+};
 
-	for (const char *s = p; s < e; s++)
-		if ((s == p || s[-1] == '\n') && e - s >= 5 &&
-		    memcmp(s, "HTTP/", 5) == 0)
+struct hfields {
+	struct pw_buf	 names;
+	struct hfield	*f;
+	size_t		 n;
+};
+
+static void
+hfields_parse(struct hfields *h, const char *p, size_t n)
+{
+	const char	*last = p, *e = p + n;
+	size_t		 lines = 1, *tab, mask;
+
+	pw_buf_init(&h->names);
+	h->n = 0;
+	for (const char *s = p, *eol; s < e; s = eol + 1) {
+		if (e - s >= 5 && memcmp(s, "HTTP/", 5) == 0)
 			last = s;
-	pw_buf_init(&name);
-	pw_buf_init(&val);
+		lines++;
+		if ((eol = memchr(s, '\n', e - s)) == NULL)
+			break;
+	}
+	h->f = pw_xcalloc(lines, sizeof *h->f);
+	/* Names by a hash of them: a block may hold thousands. */
+	for (mask = 1; mask < lines * 2; mask <<= 1)
+		;
+	tab = pw_xcalloc(mask--, sizeof *tab);
 	for (const char *s = last; s < e;) {
 		const char *eol = memchr(s, '\n', e - s), *colon, *v, *ve;
-		cJSON *old;
+		struct hfield *f;
+		uint32_t hash = 2166136261u;	/* FNV-1a */
+		size_t at, k;
+		char *name;
+		int utf8;
 
 		if (eol == NULL)
 			eol = e;
 		colon = memchr(s, ':', eol - s);
-		if (colon != NULL && !(eol - s >= 5 &&
+		if (colon == NULL || (eol - s >= 5 &&
 		    memcmp(s, "HTTP/", 5) == 0)) {
-			v = colon + 1;
-			ve = eol;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
-				ve--;
-			pw_buf_reset(&name);
-			for (const char *c = s; c < colon; c++)
-				pw_buf_addc(&name, (*c >= 'A' && *c <= 'Z') ?
-				    *c + 32 : *c);
-			/* A name is UTF-8 too (fuzz_response found one not). */
-			if (!pw_utf8_text(name.data, name.len))
-				for (char *c = name.data; *c; c++)
-					if ((unsigned char)*c >= 0x80)
-						*c = '?';
-			old = cJSON_GetObjectItemCaseSensitive(o, name.data);
-			/* JSON strings are UTF-8: other bytes become '?'. */
-			if (!pw_utf8_text(v, ve - v)) {
-				char *fix = pw_xstrndup(v, ve - v);
-				for (char *c = fix; *c; c++)
-					if ((unsigned char)*c >= 0x80)
-						*c = '?';
-				pw_buf_reset(&val);
-				pw_buf_adds(&val, fix);
-				free(fix);
-				v = val.data;
-				ve = v + val.len;
-			}
-			if (old != NULL && json_is(old, cJSON_String)) {
-				char *j = pw_xasprintf("%s, %.*s",
-				    old->valuestring, (int)(ve - v), v);
-				/* cJSON frees with its own allocator. */
-				cJSON_Delete(cJSON_DetachItemViaPointer(o,
-				    old));
-				cJSON_AddItemToObject(o, name.data,
-				    cJSON_CreateString(j));
-				free(j);
-			} else {
-				char *one = pw_xstrndup(v, ve - v);
-				cJSON_AddItemToObject(o, name.data,
-				    cJSON_CreateString(one));
-				free(one);
-			}
+			s = eol + 1;
+			continue;
 		}
+		v = colon + 1;
+		ve = eol;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+			ve--;
+		f = &h->f[h->n];
+		f->v = v;
+		f->vlen = strnlen(v, ve - v);
+		f->name = h->names.len;
+		f->nlen = strnlen(s, colon - s);
+		pw_buf_add(&h->names, s, f->nlen);
+		name = h->names.data + f->name;
+		utf8 = pw_utf8_text(name, f->nlen);
+		for (k = 0; k < f->nlen; k++) {
+			if (name[k] >= 'A' && name[k] <= 'Z')
+				name[k] += 32;
+			else if (!utf8 && (unsigned char)name[k] >= 0x80)
+				name[k] = '?';
+			hash = (hash ^ (unsigned char)name[k]) * 16777619u;
+		}
+		for (at = hash & mask; tab[at] != 0; at = (at + 1) & mask) {
+			struct hfield *g = &h->f[tab[at] - 1];
+			if (g->nlen == f->nlen && memcmp(h->names.data +
+			    g->name, h->names.data + f->name, f->nlen) == 0)
+				break;
+		}
+		if (tab[at] == 0) {
+			tab[at] = h->n + 1;
+			f->last = h->n;
+		} else {
+			struct hfield *g = &h->f[tab[at] - 1];
+			h->f[g->last].next = h->n;
+			g->last = h->n;
+			f->dup = 1;
+		}
+		h->n++;
 		s = eol + 1;
 	}
-	pw_buf_release(&name);
+	free(tab);
+}
+
+static void
+hfields_release(struct hfields *h)
+{
+	pw_buf_release(&h->names);
+	free(h->f);
+}
+
+/* The value of field i and the rest of its name, joined, into b. */
+static void
+hfield_value(const struct hfields *h, size_t i, struct pw_buf *b)
+{
+	pw_buf_reset(b);
+	for (;;) {
+		const struct hfield *f = &h->f[i];
+		size_t at = b->len;
+
+		pw_buf_add(b, f->v, f->vlen);
+		if (!pw_utf8_text(b->data + at, f->vlen))
+			for (char *c = b->data + at; *c; c++)
+				if ((unsigned char)*c >= 0x80)
+					*c = '?';
+		if ((i = f->next) == 0)
+			break;
+		pw_buf_add(b, ", ", 2);
+	}
+}
+
+/* The fields as a JSON object, appended to out. */
+static void
+headers_json(struct pw_buf *out, const char *p, size_t n)
+{
+	struct hfields	h;
+	struct pw_buf	val;
+	int		first = 1;
+
+	hfields_parse(&h, p, n);
+	pw_buf_init(&val);
+	pw_buf_addc(out, '{');
+	for (size_t i = 0; i < h.n; i++) {
+		const struct hfield *f = &h.f[i];
+
+		if (f->dup)
+			continue;
+		if (!first)
+			pw_buf_addc(out, ',');
+		first = 0;
+		pw_buf_json(out, h.names.data + f->name, f->nlen);
+		pw_buf_addc(out, ':');
+		/* One, in UTF-8: straight from the block. */
+		if (f->next == 0 && pw_utf8_text(f->v, f->vlen))
+			pw_buf_json(out, f->v, f->vlen);
+		else {
+			hfield_value(&h, i, &val);
+			pw_buf_json(out, val.data, val.len);
+		}
+	}
+	pw_buf_addc(out, '}');
 	pw_buf_release(&val);
-	return o;
+	hfields_release(&h);
+}
+
+/* The value of the field named name (lower case), or NULL; caller frees. */
+static char *
+header_get(const char *p, size_t n, const char *name)
+{
+	struct hfields	h;
+	struct pw_buf	val;
+	char		*r = NULL;
+
+	hfields_parse(&h, p, n);
+	pw_buf_init(&val);
+	for (size_t i = 0; i < h.n && r == NULL; i++)
+		if (!h.f[i].dup && h.f[i].nlen == strlen(name) &&
+		    memcmp(h.names.data + h.f[i].name, name, h.f[i].nlen) ==
+		    0) {
+			hfield_value(&h, i, &val);
+			r = pw_buf_detach(&val);
+		}
+	pw_buf_release(&val);
+	hfields_release(&h);
+	return r;
 }
 
 static char *
@@ -1172,14 +1307,11 @@ base64(const unsigned char *p, size_t n)
 char *
 pw_api_headers_text(const char *p, size_t n)
 {
-	cJSON	*o = headers_json(p, n);
-	char	*text = cJSON_PrintUnformatted(o), *r;
+	struct pw_buf	b;
 
-	cJSON_Delete(o);
-	/* cJSON's allocator is not necessarily ours. */
-	r = text != NULL ? pw_xstrdup(text) : NULL;
-	cJSON_free(text);
-	return r;
+	pw_buf_init(&b);
+	headers_json(&b, p, n);
+	return pw_buf_detach(&b);
 }
 
 static const char *const methods[] = {
@@ -1322,10 +1454,12 @@ h_request(struct req *q)
 	struct pw_fetch_opts	 o;
 	struct pw_fetch_result	 res;
 	struct sink		 sk;
-	const char		*url, *method, *body, *v, *loc;
+	const char		*url, *method, *body, *v;
 	const char		**hv = NULL;
 	char			**hdrs = NULL, ccode[3], *cur = NULL, *next;
-	cJSON			*jh, *d, *it, *rh = NULL, *list = NULL;
+	char			*loc = NULL;
+	cJSON			*jh, *it;
+	struct pw_buf		 list, d;
 	size_t			 nh = 0, tries = 0;
 	int64_t			 t0, total_ms, connect_ms;
 	int			 r, set, follow, hops = 0;
@@ -1338,6 +1472,8 @@ h_request(struct req *q)
 	memset(&sk, 0, sizeof sk);
 	pw_buf_init(&sk.hdrs);
 	pw_buf_init(&sk.body);
+	pw_buf_init(&list);
+	pw_buf_init(&d);
 	pw_filter_init(&o.pick.filter);
 	if (body_str(q, "url", &url) != 0 ||
 	    body_str(q, "method", &method) != 0 ||
@@ -1418,7 +1554,6 @@ h_request(struct req *q)
 	o.arg = &sk;
 	/* A server thread does not sleep for fetch.rate_*: it says so. */
 	o.no_wait = 1;
-	list = cJSON_CreateArray();
 	t0 = pw_mono_ms();
 	/*
 	 * Redirects are followed here, one hop at a time, not by libcurl:
@@ -1444,22 +1579,23 @@ h_request(struct req *q)
 		pw_buf_reset(&sk.hdrs);
 		pw_buf_reset(&sk.body);
 		r = pw_fetch(q->ctx, &o, &res);
+		/* Each attempt, for the details of a failure. */
 		for (size_t i = 0; i < res.nattempts; i++) {
-			cJSON *a = cJSON_CreateObject();
-			add_str(a, "proxy", res.attempts[i].proxy);
-			add_str(a, "error", res.attempts[i].error);
-			add_num(a, "ms", res.attempts[i].ms);
-			cJSON_AddItemToArray(list, a);
+			const struct pw_attempt *a = &res.attempts[i];
+			pw_buf_adds(&list, list.len ? ",{\"proxy\":" :
+			    "[{\"proxy\":");
+			json_strz(&list, a->proxy);
+			pw_buf_adds(&list, ",\"error\":");
+			json_strz(&list, a->error);
+			pw_buf_addf(&list, ",\"ms\":%.15g}", a->ms);
 		}
 		tries += res.nattempts;
 		if (r != 0 || !follow || !(res.status == 301 ||
 		    res.status == 302 || res.status == 303 ||
 		    res.status == 307 || res.status == 308))
 			break;
-		cJSON_Delete(rh);
-		rh = headers_json(sk.hdrs.data, sk.hdrs.len);
-		it = cJSON_GetObjectItemCaseSensitive(rh, "location");
-		loc = json_is(it, cJSON_String) ? it->valuestring : NULL;
+		free(loc);
+		loc = header_get(sk.hdrs.data, sk.hdrs.len, "location");
 		/* No Location, or not to http(s): that is the answer. */
 		if (loc == NULL || (next = url_join(cur, loc)) == NULL)
 			break;
@@ -1498,36 +1634,44 @@ h_request(struct req *q)
 		memset(&res, 0, sizeof res);
 	}
 	if (r == 0) {
-		d = cJSON_CreateObject();
-		add_num(d, "status_code", res.status);
-		cJSON_AddItemToObject(d, "headers", headers_json(sk.hdrs.data,
-		    sk.hdrs.len));
+		/* By hand, not through cJSON: pw serve's busiest answer. */
+		pw_buf_grow(&d, sk.hdrs.len + sk.body.len + sk.body.len / 8 +
+		    512);
+		pw_buf_addf(&d, "{\"status_code\":%ld,\"headers\":",
+		    res.status);
+		headers_json(&d, sk.hdrs.data, sk.hdrs.len);
+		pw_buf_adds(&d, ",\"body\":");
 		if (pw_utf8_text(sk.body.data, sk.body.len)) {
-			add_str(d, "body", sk.body.data);
-			add_str(d, "body_encoding", "utf-8");
+			pw_buf_json(&d, sk.body.data, sk.body.len);
+			pw_buf_adds(&d, ",\"body_encoding\":\"utf-8\"");
 		} else {
 			char *b64 = base64((unsigned char *)sk.body.data,
 			    sk.body.len);
-			add_str(d, "body", b64);
-			add_str(d, "body_encoding", "base64");
+			pw_buf_addc(&d, '"');
+			pw_buf_adds(&d, b64);
+			pw_buf_adds(&d, "\",\"body_encoding\":\"base64\"");
 			free(b64);
 		}
 		next = pw_redact_url(cur);
-		add_str(d, "url", next);
+		pw_buf_adds(&d, ",\"url\":");
+		json_strz(&d, next);
 		free(next);
-		add_num(d, "redirects", hops);
-		add_str(d, "proxy_used", res.proxy);
-		add_num(d, "proxy_id", (double)res.proxy_id);
-		add_num(d, "attempts", (double)tries);
-		add_num(d, "elapsed_ms", (double)(pw_mono_ms() - t0));
-		r = reply(q, 200, d);
+		pw_buf_addf(&d, ",\"redirects\":%d,\"proxy_used\":", hops);
+		json_strz(&d, res.proxy);
+		pw_buf_addf(&d, ",\"proxy_id\":%lld,\"attempts\":%zu,"
+		    "\"elapsed_ms\":%lld}", (long long)res.proxy_id, tries,
+		    (long long)(pw_mono_ms() - t0));
+		r = reply_text(q, 200, d.data, NULL, NULL, NULL, NULL, NULL);
 	} else {
 		cJSON *det = cJSON_CreateObject();
 		const struct pw_attempt *last = res.nattempts > 0 ?
 		    &res.attempts[res.nattempts - 1] : NULL;
 
-		cJSON_AddItemToObject(det, "attempts", list);
-		list = NULL;
+		if (list.len == 0)
+			pw_buf_addc(&list, '[');
+		pw_buf_addc(&list, ']');
+		cJSON_AddItemToObject(det, "attempts",
+		    cJSON_CreateRaw(list.data));
 		if (sk.too_big)
 			r = fail(q, 502, "RESPONSE_TOO_LARGE", det, "the "
 			    "target's response is over %zu bytes",
@@ -1556,8 +1700,9 @@ out:
 	pw_fetch_result_release(&res);
 	pw_buf_release(&sk.hdrs);
 	pw_buf_release(&sk.body);
-	cJSON_Delete(rh);
-	cJSON_Delete(list);
+	pw_buf_release(&list);
+	pw_buf_release(&d);
+	free(loc);
 	free(cur);
 	for (size_t i = 0; i < nh; i++)
 		free(hdrs[i]);

@@ -9,6 +9,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,8 +325,8 @@ pw_buf_reset(struct pw_buf *b)
 		b->data[0] = '\0';
 }
 
-static void
-buf_grow(struct pw_buf *b, size_t n)
+void
+pw_buf_grow(struct pw_buf *b, size_t n)
 {
 	size_t	cap = b->cap != 0 ? b->cap : 64;
 
@@ -341,15 +342,30 @@ buf_grow(struct pw_buf *b, size_t n)
 	b->cap = cap;
 }
 
-/* Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text? */
+/*
+ * Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text?
+ * Valid as RFC 3629 has it: no overlong forms, no surrogates, nothing
+ * past U+10FFFF, for a strict decoder at the other end accepts no less.
+ * ASCII, most of what comes here, is taken eight bytes at a time.
+ */
 int
 pw_utf8_text(const void *v, size_t n)
 {
+	const uint64_t		 ones = 0x0101010101010101u;
+	const uint64_t		 highs = 0x8080808080808080u;
 	const unsigned char	*p = v;
 	size_t			 i = 0, k;
 
 	while (i < n) {
-		unsigned char c = p[i];
+		unsigned char c = p[i], lo = 0x80, hi = 0xbf;
+		uint64_t w;
+
+		/* No byte with its top bit set, and none zero. */
+		if (n - i >= 8 && (memcpy(&w, p + i, 8), ((w | (w - ones)) &
+		    highs) == 0)) {
+			i += 8;
+			continue;
+		}
 		if (c == 0)
 			return 0;
 		if (c < 0x80) {
@@ -358,15 +374,23 @@ pw_utf8_text(const void *v, size_t n)
 		}
 		if (c >= 0xc2 && c <= 0xdf)
 			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
+		else if (c >= 0xe0 && c <= 0xef) {
 			k = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
+			if (c == 0xe0)
+				lo = 0xa0;	/* overlong */
+			else if (c == 0xed)
+				hi = 0x9f;	/* surrogates */
+		} else if (c >= 0xf0 && c <= 0xf4) {
 			k = 3;
-		else
+			if (c == 0xf0)
+				lo = 0x90;	/* overlong */
+			else if (c == 0xf4)
+				hi = 0x8f;	/* past U+10FFFF */
+		} else
 			return 0;
-		if (n - i <= k)
+		if (n - i <= k || p[i + 1] < lo || p[i + 1] > hi)
 			return 0;
-		for (size_t j = 1; j <= k; j++)
+		for (size_t j = 2; j <= k; j++)
 			if ((p[i + j] & 0xc0) != 0x80)
 				return 0;
 		i += k + 1;
@@ -377,7 +401,7 @@ pw_utf8_text(const void *v, size_t n)
 void
 pw_buf_add(struct pw_buf *b, const void *p, size_t n)
 {
-	buf_grow(b, n);
+	pw_buf_grow(b, n);
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
@@ -392,7 +416,7 @@ pw_buf_adds(struct pw_buf *b, const char *s)
 void
 pw_buf_addc(struct pw_buf *b, char c)
 {
-	buf_grow(b, 1);
+	pw_buf_grow(b, 1);
 	b->data[b->len++] = c;
 	b->data[b->len] = '\0';
 }
@@ -409,12 +433,52 @@ pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
 	if (n < 0)
 		return;
 	if ((size_t)n >= b->cap - b->len) {
-		buf_grow(b, n);
+		pw_buf_grow(b, n);
 		va_start(ap, fmt);
 		vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
 		va_end(ap);
 	}
 	b->len += n;
+}
+
+/*
+ * Append s[0..n) as a JSON string: quoted, with '"', '\\' and the control
+ * characters escaped, every other byte as it is (the caller sees to
+ * UTF-8). A run of plain bytes is copied at once.
+ */
+void
+pw_buf_json(struct pw_buf *b, const char *s, size_t n)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)s, *e = p + n;
+	const unsigned char	*run;
+	char			 esc[6] = { '\\', 'u', '0', '0' };
+
+	pw_buf_grow(b, n + 2);
+	b->data[b->len++] = '"';
+	for (;;) {
+		for (run = p; p < e && *p >= 0x20 && *p != '"' && *p != '\\';
+		    p++)
+			;
+		pw_buf_add(b, run, p - run);
+		if (p == e)
+			break;
+		switch (*p) {
+		case '"': pw_buf_add(b, "\\\"", 2); break;
+		case '\\': pw_buf_add(b, "\\\\", 2); break;
+		case '\b': pw_buf_add(b, "\\b", 2); break;
+		case '\f': pw_buf_add(b, "\\f", 2); break;
+		case '\n': pw_buf_add(b, "\\n", 2); break;
+		case '\r': pw_buf_add(b, "\\r", 2); break;
+		case '\t': pw_buf_add(b, "\\t", 2); break;
+		default:
+			esc[4] = hex[*p >> 4];
+			esc[5] = hex[*p & 15];
+			pw_buf_add(b, esc, 6);
+		}
+		p++;
+	}
+	pw_buf_addc(b, '"');
 }
 
 char *

@@ -48,7 +48,7 @@ static const struct sym cjson_api[] = {
 	F("cJSON_AddItemToObject", AddItemToObject),
 	F("cJSON_AddItemToArray", AddItemToArray),
 	F("cJSON_GetObjectItemCaseSensitive", GetObjectItemCaseSensitive),
-	F("cJSON_DetachItemViaPointer", DetachItemViaPointer),
+	F("cJSON_CreateRaw", CreateRaw),
 #undef F
 };
 

@@ -57,7 +57,7 @@ struct pw_cjson_api {
 	cJSON_bool	 (*AddItemToArray)(cJSON *, cJSON *);
 	cJSON		*(*GetObjectItemCaseSensitive)(const cJSON *,
 			    const char *);
-	cJSON		*(*DetachItemViaPointer)(cJSON *, cJSON *);
+	cJSON		*(*CreateRaw)(const char *);
 };
 
 extern struct pw_mhd_api pw_mhd;
@@ -86,7 +86,7 @@ extern struct pw_cjson_api pw_cjson;
 #define cJSON_AddItemToObject		pw_cjson.AddItemToObject
 #define cJSON_AddItemToArray		pw_cjson.AddItemToArray
 #define cJSON_GetObjectItemCaseSensitive pw_cjson.GetObjectItemCaseSensitive
-#define cJSON_DetachItemViaPointer	pw_cjson.DetachItemViaPointer
+#define cJSON_CreateRaw			pw_cjson.CreateRaw
 
 /*
  * Load libmicrohttpd and cJSON (once; later calls return at once). Not

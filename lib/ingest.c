@@ -1267,26 +1267,7 @@ pw_ingest_end(struct pw_ingest *in)
 static void
 json_str(struct pw_buf *b, const char *s)
 {
-	static const char	hex[] = "0123456789abcdef";
-
-	pw_buf_addc(b, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"': pw_buf_adds(b, "\\\""); break;
-		case '\\': pw_buf_adds(b, "\\\\"); break;
-		case '\n': pw_buf_adds(b, "\\n"); break;
-		case '\r': pw_buf_adds(b, "\\r"); break;
-		case '\t': pw_buf_adds(b, "\\t"); break;
-		default:
-			if (*p < 0x20) {
-				pw_buf_adds(b, "\\u00");
-				pw_buf_addc(b, hex[*p >> 4]);
-				pw_buf_addc(b, hex[*p & 15]);
-			} else
-				pw_buf_addc(b, (char)*p);
-		}
-	}
-	pw_buf_addc(b, '"');
+	pw_buf_json(b, s, strlen(s));
 }
 
 static void

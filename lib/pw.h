@@ -104,6 +104,8 @@ struct pw_buf {
 void	pw_buf_init(struct pw_buf *b);
 void	pw_buf_release(struct pw_buf *b);
 void	pw_buf_reset(struct pw_buf *b);
+/* Make room for n more bytes (and the NUL) at once. */
+void	pw_buf_grow(struct pw_buf *b, size_t n);
 void	pw_buf_add(struct pw_buf *b, const void *p, size_t n);
 /* Whether p[0..n) is valid UTF-8 without NUL (JSON can carry it as text). */
 int	pw_utf8_text(const void *p, size_t n);
@@ -111,6 +113,8 @@ void	pw_buf_adds(struct pw_buf *b, const char *s);
 void	pw_buf_addc(struct pw_buf *b, char c);
 void	pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+/* Append s[0..n) as a quoted, escaped JSON string. */
+void	pw_buf_json(struct pw_buf *b, const char *s, size_t n);
 /* Hand the data to the caller (who frees it) and leave b empty. */
 char	*pw_buf_detach(struct pw_buf *b);
 

@@ -596,6 +596,12 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	is "$(json_get status headers.content-length body_encoding proxy proxy_id <<<"$doc")" \
 	    "$(lines 200 256 base64 "$T1" 2)"
 	is "$(json_get body <<<"$doc" | base64 -d | od -An -tx1)" "$(origin_bytes 256 | od -An -tx1)"
+	# Text only when a strict UTF-8 decoder would take it.
+	run -0 pw fetch --json "$ORIGIN_URL/hex/636166c3a9"
+	is "$(json_get body body_encoding <<<"$output")" "$(lines café text)"
+	run -0 pw fetch --json "$ORIGIN_URL/hex/636166eda080"
+	is "$(json_get body_encoding <<<"$output")" base64
+	is "$(json_get body <<<"$output" | base64 -d | od -An -tx1 | tr -d ' \n')" 636166eda080
 	is "$(json_get attempts.0.proxy attempts.0.proxy_id attempts.0.failure attempts.0.status \
 	    attempts.1.failure attempts.1.error attempts.1.status <<<"$doc")" \
 	    "$(lines "$REFUSED" 1 proxy 0 none null 200)"

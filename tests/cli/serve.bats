@@ -491,6 +491,15 @@ add() {
 	is "$(j '.data.body_encoding')" base64
 	is "$(j '.data.body' | base64 -d | sha256sum)" \
 	    "$(origin_bytes 300 | sha256sum)"
+	# UTF-8 only as RFC 3629 has it: a strict decoder takes the text.
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/hex/636166c3a9\"}"
+	is "$(j '.data.body_encoding')" utf-8
+	is "$(j '.data.body')" "café"
+	for bad in 636166eda080 c0af f4908080; do
+		post /api/v1/request "{\"url\": \"$ORIGIN_URL/hex/$bad\"}"
+		is "$(j '.data.body_encoding')" base64
+		is "$(j '.data.body' | base64 -d | od -An -tx1 | tr -d ' \n')" "$bad"
+	done
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/404\",
 	    \"method\": \"HEAD\"}"
 	is "$STATUS" 200

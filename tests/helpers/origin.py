@@ -34,6 +34,7 @@ Endpoints (any method; HEAD answers headers only):
   /headers       each query pair NAME=VALUE becomes a response header;
                  body is JSON of the pairs
   /ip            the client address (the peer of this TCP connection), "\\n"
+  /hex/HEX       exactly the bytes HEX spells, as application/octet-stream
 
 Nothing is written to stdout unless -v (then one line per request).
 """
@@ -220,6 +221,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.do_gzip()
             if route == "headers" and arg is None:
                 return self.do_headers()
+            if route == "hex" and arg is not None:
+                return self.do_hex(arg)
             if route == "ip" and arg is None:
                 return self.reply(200, self.client_address[0] + "\n")
             if u.path == "/":
@@ -389,6 +392,17 @@ class Handler(BaseHTTPRequestHandler):
             body = gzip.compress(body, mtime=0)
             hdrs.append(("Content-Encoding", "gzip"))
         self.reply(200, body, "application/json", headers=hdrs)
+
+    def do_hex(self, arg):
+        try:
+            body = bytes.fromhex(arg)
+        except ValueError:
+            raise BadRequest("not hex: %r" % arg)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_headers(self):
         hdrs = [(k, v) for k, v in self.args if k.lower() not in FRAMING]

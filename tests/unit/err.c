@@ -106,6 +106,69 @@ test_buf_detach(void **state)
 
 /* ----------------------------------------------------------- errors */
 
+/* Every byte that needs it escaped; a run of plain ones as it is. */
+static void
+test_buf_json(void **state)
+{
+	struct pw_buf	b;
+	char		in[] = "a\"b\\c\n\r\t\b\f\x01\x1f \x7f\xc3\xa9/";
+
+	(void)state;
+	pw_buf_init(&b);
+	pw_buf_json(&b, in, sizeof in - 1);
+	assert_string_equal(b.data, "\"a\\\"b\\\\c\\n\\r\\t\\b\\f"
+	    "\\u0001\\u001f \x7f\xc3\xa9/\"");
+	pw_buf_reset(&b);
+	/* A NUL within the length is a character like any other. */
+	pw_buf_json(&b, "x\0y", 3);
+	assert_string_equal(b.data, "\"x\\u0000y\"");
+	pw_buf_reset(&b);
+	pw_buf_json(&b, "", 0);
+	assert_string_equal(b.data, "\"\"");
+	pw_buf_release(&b);
+}
+
+/* UTF-8 as RFC 3629 has it, which a strict decoder wants; never a NUL. */
+static void
+test_utf8_text(void **state)
+{
+	static const struct {
+		const char	*s;
+		int		 ok;
+	} t[] = {
+		{ "", 1 },
+		{ "plain ASCII, longer than eight bytes", 1 },
+		{ "caf\xc3\xa9", 1 },
+		{ "\xe2\x82\xac and \xf0\x9f\x98\x80", 1 },
+		{ "\xed\x9f\xbf", 1 },		/* U+D7FF */
+		{ "\xee\x80\x80", 1 },		/* U+E000 */
+		{ "\xf4\x8f\xbf\xbf", 1 },	/* U+10FFFF */
+		{ "caf\xe9", 0 },			/* Latin-1 */
+		{ "\xc0\xaf", 0 },			/* overlong '/' */
+		{ "\xc1\xbf", 0 },
+		{ "\xe0\x80\xaf", 0 },		/* overlong */
+		{ "\xe0\x9f\xbf", 0 },
+		{ "\xed\xa0\x80", 0 },		/* a surrogate */
+		{ "\xed\xbf\xbf", 0 },
+		{ "\xf0\x8f\xbf\xbf", 0 },	/* overlong */
+		{ "\xf4\x90\x80\x80", 0 },	/* past U+10FFFF */
+		{ "\xf5\x80\x80\x80", 0 },
+		{ "\xe2\x82", 0 },			/* cut short */
+		{ "abcdefgh\xe2\x82", 0 },
+		{ "\x80", 0 },			/* a lone continuation */
+		{ "abcdefg\xff", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		if (pw_utf8_text(t[i].s, strlen(t[i].s)) != t[i].ok)
+			fail_msg("%zu: want %d", i, t[i].ok);
+	}
+	/* A NUL, in the first eight bytes or after. */
+	assert_int_equal(pw_utf8_text("ab\0d", 4), 0);
+	assert_int_equal(pw_utf8_text("abcdefghijk\0mnopqrstu", 20), 0);
+}
+
 static void
 test_failf_and_prefix(void **state)
 {
@@ -332,6 +395,8 @@ main(void)
 		cmocka_unit_test(test_buf_add),
 		cmocka_unit_test(test_buf_grows),
 		cmocka_unit_test(test_buf_detach),
+		cmocka_unit_test(test_buf_json),
+		cmocka_unit_test(test_utf8_text),
 		cmocka_unit_test(test_failf_and_prefix),
 		cmocka_unit_test(test_parse_int),
 		cmocka_unit_test(test_parse_double),
