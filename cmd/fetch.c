@@ -69,9 +69,10 @@ sink_header(void *arg, const char *p, size_t n)
 static char	outbuf[128 << 10];
 
 /*
- * Write a piece of the body. Pieces of up to 100 KiB come from libcurl: a
- * large one goes straight to the descriptor, after what stdio holds, so
- * it is not copied through the buffer first; small ones gather there.
+ * Write a piece of the body. libcurl hands a read of up to 100 KiB over in
+ * pieces of up to 16 KiB: a full one goes straight to the descriptor,
+ * after what stdio holds, so it is not copied through the buffer first;
+ * small ones gather there until sink_flush, before libcurl waits again.
  */
 #define DIRECT_MIN	(16 << 10)
 static int
@@ -111,6 +112,14 @@ sink_body(void *arg, const void *p, size_t n)
 	if (s->drop)
 		return 0;
 	return put(s->out, p, n);
+}
+
+static int
+sink_flush(void *arg)
+{
+	struct sink	*s = arg;
+
+	return s->json ? 0 : fflush(s->out);
 }
 
 /* Read FILE, or stdin for "-", whole; for -d @FILE and --data-binary. */
@@ -407,6 +416,7 @@ fetch_exec(struct pw_cmdctx *cc)
 		setvbuf(s.out, outbuf, _IOFBF, sizeof outbuf);
 	o.on_header = sink_header;
 	o.on_body = sink_body;
+	o.on_flush = sink_flush;
 	o.arg = &s;
 
 	r = pw_fetch(cc->ctx, &o, &res);

@@ -27,6 +27,7 @@ struct xfer {
 	int				 tunnel;	/* CONNECT or SOCKS */
 	int				 proxy_auth;	/* aborted: 407 */
 	int				 write_failed;
+	int				 held;	/* output since on_flush */
 	int64_t				 bytes;
 };
 
@@ -61,10 +62,13 @@ start_output(struct xfer *x)
 		return -1;
 	}
 	x->started = 1;
-	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
-	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
-		x->write_failed = 1;
-		return -1;
+	if (x->o->on_header != NULL && x->hdrs.len > 0) {
+		if (x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) !=
+		    0) {
+			x->write_failed = 1;
+			return -1;
+		}
+		x->held = 1;
 	}
 	return 0;
 }
@@ -96,7 +100,33 @@ on_body(char *p, size_t size, size_t n, void *arg)
 		x->write_failed = 1;
 		return 0;
 	}
+	x->held = 1;
 	return n;
+}
+
+/*
+ * Called after each round of reads, before libcurl waits again: what
+ * came in that round goes out now, not when a buffer fills, so a slow
+ * stream reaches its reader as it arrives.
+ */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+    curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer	*x = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (!x->held)
+		return 0;
+	x->held = 0;
+	if (x->o->on_flush(x->o->arg) != 0) {
+		x->write_failed = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static size_t
@@ -385,6 +415,10 @@ setup(CURL *h, const struct pw_fetch_opts *o, int kept,
 		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 100L * 1024);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	if (o->on_flush != NULL) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	return 0;
 }
 
@@ -623,6 +657,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		pw_buf_init(&x.hdrs);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 		errbuf[0] = '\0';
 		rc = curl_easy_perform(h);
 		if (rc == CURLE_OK && !x.started)

@@ -442,6 +442,11 @@ struct pw_fetch_opts {
 	int			(*on_header)(void *arg, const char *p,
 				    size_t n);
 	int			(*on_body)(void *arg, const void *p, size_t n);
+	/*
+	 * Optional: libcurl has handed over all it has read and is about to
+	 * wait for more, so write out what is held. Non-zero stops it.
+	 */
+	int			(*on_flush)(void *arg);
 	void			 *arg;
 };
 

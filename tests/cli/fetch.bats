@@ -307,6 +307,27 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	under_asan || [ "$rss" -lt 20000 ]
 }
 
+@test "a body reaches a pipe as it arrives, not when a buffer fills" {
+	add "$T1"
+	# 50,000 bytes, then nothing more until -m ends the transfer: the
+	# reader must have all of them long before that (as with curl -N).
+	pw fetch -m 4 "$ORIGIN_URL/bytes/100000?stall=50000" 2>/dev/null |
+	    { timeout 2.5 head -c 50000 | wc -c >"$W/got"; cat >/dev/null; }
+	is "$(cat "$W/got")" 50000
+	# -o too: the file has them while the transfer still waits.
+	pw fetch -m 5 -o "$W/part" "$ORIGIN_URL/bytes/100000?stall=50000" \
+	    2>/dev/null &
+	pid=$!
+	for _ in $(seq 50); do
+		[ "$(stat -c %s "$W/part" 2>/dev/null)" = 50000 ] && break
+		sleep 0.05
+	done
+	is "$(stat -c %s "$W/part")" 50000
+	cmp "$W/part" <(origin_bytes 50000)
+	kill "$pid"
+	wait "$pid" || :
+}
+
 @test "a failure after the body began is reported, not retried" {
 	add "$T1" "$T2"
 	run -5 --separate-stderr pw fetch -o "$W/part" \
