@@ -50,6 +50,63 @@ last_status(const char *p, size_t n)
 	return status;
 }
 
+/* How many of s's first characters are an HTTP token's (RFC 9110). */
+static size_t
+token_len(const char *s)
+{
+	size_t	n = 0;
+
+	while (s[n] != '\0' && ((s[n] >= 'a' && s[n] <= 'z') ||
+	    (s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') ||
+	    strchr("!#$%&'*+-.^_`|~", s[n]) != NULL))
+		n++;
+	return n;
+}
+
+/* Whether s has a control character a header value may not (tab may). */
+static int
+has_ctl(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+/* s with its control characters written out (\r, \n, \xHH): one line. */
+static char *
+one_line(const char *s)
+{
+	struct pw_buf	b;
+
+	pw_buf_init(&b);
+	for (; *s != '\0'; s++) {
+		if (*s == '\r')
+			pw_buf_adds(&b, "\\r");
+		else if (*s == '\n')
+			pw_buf_adds(&b, "\\n");
+		else if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			pw_buf_addf(&b, "\\x%02x", (unsigned char)*s);
+		else
+			pw_buf_addc(&b, *s);
+	}
+	return pw_buf_detach(&b);
+}
+
+/*
+ * A line for -H, as curl takes it: "Name: value", "Name:" (libcurl sends
+ * no such header) or "Name;" (sent empty). One line is one header.
+ */
+static int
+header_line_ok(const char *s)
+{
+	size_t	n = token_len(s);
+
+	if (n == 0 || has_ctl(s))
+		return 0;
+	return s[n] == ':' || (s[n] == ';' && s[n + 1] == '\0');
+}
+
 static int
 sink_header(void *arg, const char *p, size_t n)
 {
@@ -331,7 +388,7 @@ fetch_exec(struct pw_cmdctx *cc)
 	char			 ccode[3], **hdrs;
 	long			*retry_on = NULL;
 	int64_t			 n;
-	int			 r, nh = 0, exitcode;
+	int			 r, nh = 0, exitcode, ctl;
 
 	memset(&o, 0, sizeof o);
 	memset(&s, 0, sizeof s);
@@ -339,19 +396,35 @@ fetch_exec(struct pw_cmdctx *cc)
 	pw_buf_init(&s.headers);
 	pw_buf_init(&s.body);
 	o.url = cc->args->argv[0];
-	if (strncasecmp(o.url, "http://", 7) != 0 &&
-	    strncasecmp(o.url, "https://", 8) != 0) {
+	ctl = has_ctl(o.url) || strchr(o.url, '\t') != NULL;
+	if (ctl || (strncasecmp(o.url, "http://", 7) != 0 &&
+	    strncasecmp(o.url, "https://", 8) != 0)) {
 		/* A password in the URL is not repeated on stderr. */
-		char *shown = pw_redact_url(o.url);
-		r = cmd_usagef(cc, "'%s': want an http:// or https:// URL",
+		char *redacted = pw_redact_url(o.url);
+		char *shown = one_line(redacted);
+		r = cmd_usagef(cc, ctl ? "'%s': want a URL without control "
+		    "characters" : "'%s': want an http:// or https:// URL",
 		    shown);
 		free(shown);
+		free(redacted);
 		return r;
 	}
 	if (wfmt != NULL && (r = write_out(cc, wfmt, NULL, 0, 1)) != 0)
 		return r;
 	o.method = arg_get(cc->args, "request");
+	if (o.method != NULL && (*o.method == '\0' ||
+	    o.method[token_len(o.method)] != '\0'))
+		return cmd_usagef(cc, "--request: '%s': want a method, a "
+		    "token of letters, digits and !#$%%&'*+-.^_`|~", o.method);
 	hdrs = arg_all(cc->args, "header", &nh);
+	for (int i = 0; i < nh; i++)
+		if (!header_line_ok(hdrs[i])) {
+			char *shown = one_line(hdrs[i]);
+			r = cmd_usagef(cc, "--header: '%s': want 'Name: "
+			    "value', 'Name:' or 'Name;' on one line", shown);
+			free(shown);
+			return r;
+		}
 	o.headers = (const char *const *)hdrs;
 	o.nheaders = nh;
 	o.head = arg_has(cc->args, "head");
@@ -371,6 +444,13 @@ fetch_exec(struct pw_cmdctx *cc)
 	o.insecure = arg_has(cc->args, "insecure");
 	o.cacert = arg_get(cc->args, "cacert");
 	o.user_agent = arg_get(cc->args, "user-agent");
+	if (o.user_agent != NULL && has_ctl(o.user_agent)) {
+		char *shown = one_line(o.user_agent);
+		r = cmd_usagef(cc, "--user-agent: '%s': want one line",
+		    shown);
+		free(shown);
+		return r;
+	}
 	o.compressed = arg_has(cc->args, "compressed");
 	if ((r = cmd_int_opt(cc, "retries", 1, 100, &n)) != 0)
 		return r;

@@ -281,6 +281,11 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	    "$(lines PATCH q=1 'a  b,c;d="e"' '1, 2' 'agent/1.0 (test)')"
 	run -0 pw fetch "$ORIGIN_URL/echo"
 	like "$(json_get headers.User-Agent <<<"$output")" 'pw/[0-9]*'
+	# curl's forms: 'Name:' sends none (here libcurl's Accept), 'Name;'
+	# sends it empty; any token is a method.
+	run -0 pw fetch -X PROPFIND -H 'Accept:' -H 'X-Empty;' "$ORIGIN_URL/echo"
+	is "$(json_get method headers.X-Empty <<<"$output")" "$(lines PROPFIND '')"
+	[[ "$output" != *'"Accept"'* ]]
 }
 
 # ------------------------------------------------------------ streaming
@@ -895,6 +900,18 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	bad 2 "--proxy: 'bogus://x': unsupported scheme 'bogus' (use http, https, socks4, socks4a, socks5 or socks5h)" \
 	    --proxy bogus://x "$U"
 	bad 2 "-w: unknown variable '%{nope}'" -w '%{nope}' "$U"
+	# A request is sent as given, so what would break it is refused.
+	bad 2 "--request: 'BAD METHOD': want a method, a token of letters, digits and !#\$%&'*+-.^_\`|~" \
+	    -X 'BAD METHOD' "$U"
+	bad 2 "--request: '': want a method, a token of letters, digits and !#\$%&'*+-.^_\`|~" -X '' "$U"
+	bad 2 "--header: 'no colon': want 'Name: value', 'Name:' or 'Name;' on one line" -H 'no colon' "$U"
+	bad 2 "--header: 'Bad Name: x': want 'Name: value', 'Name:' or 'Name;' on one line" -H 'Bad Name: x' "$U"
+	bad 2 "--header: 'X-A: 1\r\nX-B: 2': want 'Name: value', 'Name:' or 'Name;' on one line" \
+	    -H $'X-A: 1\r\nX-B: 2' "$U"
+	bad 2 "--user-agent: 'x\r\nX-Injected: 1': want one line" -A $'x\r\nX-Injected: 1' "$U"
+	bad 2 "'$U\r\nX-Injected: 1': want a URL without control characters" "$U"$'\r\nX-Injected: 1'
+	bad 2 "'http://***:***@127.0.0.1/a\x09b': want a URL without control characters" \
+	    $'http://u:s3cret@127.0.0.1/a\tb'
 	bad 2 "$W/none: No such file or directory" --data-binary @"$W/none" "$U"
 	bad 2 "$W/none: No such file or directory" -d @"$W/none" "$U"
 	bad 1 "$W/no/dir: No such file or directory" -o "$W/no/dir" "$U"
