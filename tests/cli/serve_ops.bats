@@ -313,6 +313,11 @@ stop_serve() {
 	# first, so set none)
 	pw config set strategy.fallback none
 	pw pool report 4 --ok --latency-ms 50
+	# Seen within PW_VIEW_CHECK_MS, or once a check in flight ends (a
+	# request does not wait for another thread's): under make sanitize
+	# on a loaded machine, the first request after may not see it yet.
+	performs() { [ "$(next strategy=performance)" = 4 ]; }
+	eventually performs
 	for _ in 1 2 3; do
 		is "$(next strategy=performance)" 4
 	done
