@@ -413,9 +413,13 @@ fetch_exec(struct pw_cmdctx *cc)
 		return r;
 	o.method = arg_get(cc->args, "request");
 	if (o.method != NULL && (*o.method == '\0' ||
-	    o.method[token_len(o.method)] != '\0'))
-		return cmd_usagef(cc, "--request: '%s': want a method, a "
-		    "token of letters, digits and !#$%%&'*+-.^_`|~", o.method);
+	    o.method[token_len(o.method)] != '\0')) {
+		char *shown = one_line(o.method);
+		r = cmd_usagef(cc, "--request: '%s': want a method, a token "
+		    "of letters, digits and !#$%%&'*+-.^_`|~", shown);
+		free(shown);
+		return r;
+	}
 	hdrs = arg_all(cc->args, "header", &nh);
 	for (int i = 0; i < nh; i++)
 		if (!header_line_ok(hdrs[i])) {

@@ -904,6 +904,8 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	bad 2 "--request: 'BAD METHOD': want a method, a token of letters, digits and !#\$%&'*+-.^_\`|~" \
 	    -X 'BAD METHOD' "$U"
 	bad 2 "--request: '': want a method, a token of letters, digits and !#\$%&'*+-.^_\`|~" -X '' "$U"
+	bad 2 "--request: 'GET / HTTP/1.1\r\nX-Injected:': want a method, a token of letters, digits and !#\$%&'*+-.^_\`|~" \
+	    -X $'GET / HTTP/1.1\r\nX-Injected:' "$U"
 	bad 2 "--header: 'no colon': want 'Name: value', 'Name:' or 'Name;' on one line" -H 'no colon' "$U"
 	bad 2 "--header: 'Bad Name: x': want 'Name: value', 'Name:' or 'Name;' on one line" -H 'Bad Name: x' "$U"
 	bad 2 "--header: 'X-A: 1\r\nX-B: 2': want 'Name: value', 'Name:' or 'Name;' on one line" \
