@@ -93,6 +93,20 @@ one_line(const char *s)
 	return pw_buf_detach(&b);
 }
 
+/* A usage error quoting value on one line: "[opt: ]'value': want". */
+static int
+refuse(struct pw_cmdctx *cc, const char *opt, const char *value,
+    const char *want)
+{
+	char	*shown = one_line(value);
+	int	 r;
+
+	r = opt != NULL ? cmd_usagef(cc, "%s: '%s': %s", opt, shown, want) :
+	    cmd_usagef(cc, "'%s': %s", shown, want);
+	free(shown);
+	return r;
+}
+
 /*
  * A line for -H, as curl takes it: "Name: value", "Name:" (libcurl sends
  * no such header) or "Name;" (sent empty). One line is one header.
@@ -401,11 +415,8 @@ fetch_exec(struct pw_cmdctx *cc)
 	    strncasecmp(o.url, "https://", 8) != 0)) {
 		/* A password in the URL is not repeated on stderr. */
 		char *redacted = pw_redact_url(o.url);
-		char *shown = one_line(redacted);
-		r = cmd_usagef(cc, ctl ? "'%s': want a URL without control "
-		    "characters" : "'%s': want an http:// or https:// URL",
-		    shown);
-		free(shown);
+		r = refuse(cc, NULL, redacted, ctl ? "want a URL without "
+		    "control characters" : "want an http:// or https:// URL");
 		free(redacted);
 		return r;
 	}
@@ -413,22 +424,14 @@ fetch_exec(struct pw_cmdctx *cc)
 		return r;
 	o.method = arg_get(cc->args, "request");
 	if (o.method != NULL && (*o.method == '\0' ||
-	    o.method[token_len(o.method)] != '\0')) {
-		char *shown = one_line(o.method);
-		r = cmd_usagef(cc, "--request: '%s': want a method, a token "
-		    "of letters, digits and !#$%%&'*+-.^_`|~", shown);
-		free(shown);
-		return r;
-	}
+	    o.method[token_len(o.method)] != '\0'))
+		return refuse(cc, "--request", o.method, "want a method, a "
+		    "token of letters, digits and !#$%&'*+-.^_`|~");
 	hdrs = arg_all(cc->args, "header", &nh);
 	for (int i = 0; i < nh; i++)
-		if (!header_line_ok(hdrs[i])) {
-			char *shown = one_line(hdrs[i]);
-			r = cmd_usagef(cc, "--header: '%s': want 'Name: "
-			    "value', 'Name:' or 'Name;' on one line", shown);
-			free(shown);
-			return r;
-		}
+		if (!header_line_ok(hdrs[i]))
+			return refuse(cc, "--header", hdrs[i], "want 'Name: "
+			    "value', 'Name:' or 'Name;' on one line");
 	o.headers = (const char *const *)hdrs;
 	o.nheaders = nh;
 	o.head = arg_has(cc->args, "head");
@@ -448,13 +451,9 @@ fetch_exec(struct pw_cmdctx *cc)
 	o.insecure = arg_has(cc->args, "insecure");
 	o.cacert = arg_get(cc->args, "cacert");
 	o.user_agent = arg_get(cc->args, "user-agent");
-	if (o.user_agent != NULL && has_ctl(o.user_agent)) {
-		char *shown = one_line(o.user_agent);
-		r = cmd_usagef(cc, "--user-agent: '%s': want one line",
-		    shown);
-		free(shown);
-		return r;
-	}
+	if (o.user_agent != NULL && has_ctl(o.user_agent))
+		return refuse(cc, "--user-agent", o.user_agent,
+		    "want one line");
 	o.compressed = arg_has(cc->args, "compressed");
 	if ((r = cmd_int_opt(cc, "retries", 1, 100, &n)) != 0)
 		return r;

@@ -228,8 +228,15 @@ add_time(cJSON *o, const char *k, int64_t t)
 	cJSON_AddItemToObject(o, k, cJSON_CreateString(buf));
 }
 
-static int	send_body(struct req *, unsigned int, const char *, size_t,
-		    const char *, const char *, const char *);
+/* s as a JSON string, or null. */
+static void
+json_strz(struct pw_buf *b, const char *s)
+{
+	if (s != NULL)
+		pw_buf_json(b, s, strlen(s));
+	else
+		pw_buf_adds(b, "null");
+}
 
 /*
  * Queue the response: the envelope around data, JSON text (NULL: null)
@@ -256,12 +263,9 @@ reply_text(struct req *q, unsigned int status, const char *data,
 	pw_buf_adds(&b, data != NULL ? data : "null");
 	if (code != NULL) {
 		pw_buf_adds(&b, ",\"error\":{\"code\":");
-		pw_buf_json(&b, code, strlen(code));
+		json_strz(&b, code);
 		pw_buf_adds(&b, ",\"message\":");
-		if (message != NULL)
-			pw_buf_json(&b, message, strlen(message));
-		else
-			pw_buf_adds(&b, "null");
+		json_strz(&b, message);
 		pw_buf_adds(&b, ",\"details\":");
 		pw_buf_adds(&b, details != NULL ? details : "{}");
 		pw_buf_adds(&b, "}");
@@ -269,9 +273,9 @@ reply_text(struct req *q, unsigned int status, const char *data,
 		pw_buf_adds(&b, ",\"error\":null");
 	iso_time_ms(pw_now_ms(), ts, sizeof ts);
 	pw_buf_adds(&b, ",\"meta\":{\"timestamp\":");
-	pw_buf_json(&b, ts, strlen(ts));
+	json_strz(&b, ts);
 	pw_buf_adds(&b, ",\"request_id\":");
-	pw_buf_json(&b, q->rid, strlen(q->rid));
+	json_strz(&b, q->rid);
 	pw_buf_adds(&b, ",\"version\":\"" PW_VERSION "\"}}");
 	ok = send_body(q, status, b.data, b.len, "application/json", allow,
 	    location);
@@ -1080,16 +1084,6 @@ sink_body(void *arg, const void *p, size_t n)
 	}
 	pw_buf_add(&s->body, p, n);
 	return 0;
-}
-
-/* s as a JSON string, or null. */
-static void
-json_strz(struct pw_buf *b, const char *s)
-{
-	if (s != NULL)
-		pw_buf_json(b, s, strlen(s));
-	else
-		pw_buf_adds(b, "null");
 }
 
 /*

@@ -27,7 +27,6 @@ struct xfer {
 	int				 tunnel;	/* CONNECT or SOCKS */
 	int				 proxy_auth;	/* aborted: 407 */
 	int				 write_failed;
-	int				 held;	/* output since on_flush */
 	int64_t				 bytes;
 };
 
@@ -62,13 +61,10 @@ start_output(struct xfer *x)
 		return -1;
 	}
 	x->started = 1;
-	if (x->o->on_header != NULL && x->hdrs.len > 0) {
-		if (x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) !=
-		    0) {
-			x->write_failed = 1;
-			return -1;
-		}
-		x->held = 1;
+	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
+	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
+		x->write_failed = 1;
+		return -1;
 	}
 	return 0;
 }
@@ -100,7 +96,6 @@ on_body(char *p, size_t size, size_t n, void *arg)
 		x->write_failed = 1;
 		return 0;
 	}
-	x->held = 1;
 	return n;
 }
 
@@ -119,9 +114,8 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
-	if (!x->held)
+	if (!x->started)
 		return 0;
-	x->held = 0;
 	if (x->o->on_flush(x->o->arg) != 0) {
 		x->write_failed = 1;
 		return 1;
