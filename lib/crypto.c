@@ -4,6 +4,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -168,6 +170,49 @@ pw_crypto_key_free(struct pw_key *k)
 		sodium_free(k);
 }
 
+/*
+ * Nonces: 16 random bytes drawn once a process, then a count. Unique
+ * under the key like random ones, without a getrandom(2) for each seal
+ * (a warm of a list with passwords seals two a row). A child of fork(2)
+ * draws its own bytes.
+ */
+static pthread_mutex_t	nonce_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t	nonce_once = PTHREAD_ONCE_INIT;
+static unsigned char	nonce_base[crypto_secretbox_NONCEBYTES - 8];
+static uint64_t		nonce_count;
+static int		nonce_ready;
+
+static void
+nonce_child(void)
+{
+	pthread_mutex_init(&nonce_lock, NULL);
+	nonce_ready = 0;
+}
+
+static void
+nonce_setup(void)
+{
+	pthread_atfork(NULL, NULL, nonce_child);
+}
+
+static void
+nonce_make(unsigned char n[crypto_secretbox_NONCEBYTES])
+{
+	uint64_t	c;
+
+	pthread_once(&nonce_once, nonce_setup);
+	pthread_mutex_lock(&nonce_lock);
+	if (!nonce_ready) {
+		randombytes_buf(nonce_base, sizeof nonce_base);
+		nonce_count = 0;
+		nonce_ready = 1;
+	}
+	c = nonce_count++;
+	pthread_mutex_unlock(&nonce_lock);
+	memcpy(n, nonce_base, sizeof nonce_base);
+	memcpy(n + sizeof nonce_base, &c, sizeof c);
+}
+
 int
 pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,
     unsigned char **out, size_t *outlen, struct pw_err *err)
@@ -177,7 +222,7 @@ pw_crypto_seal(const struct pw_key *k, const void *p, size_t n,
 	unsigned char	*b = pw_xmalloc(len);
 
 	(void)err;
-	randombytes_buf(b, crypto_secretbox_NONCEBYTES);
+	nonce_make(b);
 	crypto_secretbox_easy(b + crypto_secretbox_NONCEBYTES, p, n, b, k->k);
 	*out = b;
 	*outlen = len;

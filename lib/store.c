@@ -347,9 +347,20 @@ static const char *const migrations[] = {
 	"  created_at INTEGER NOT NULL,"
 	"  last_used INTEGER"
 	");",
+	/*
+	 * 1 -> 2: the user's tag moves to the end of a proxy's key,
+	 * "scheme://TAG@host:port" becoming "scheme://host:port#TAG" (see
+	 * identity() in pool.c).
+	 */
+	"UPDATE proxies SET key = substr(key, 1, instr(key, '://') + 2) ||"
+	"  substr(key, instr(key, '://') + 36) || '#' ||"
+	"  substr(key, instr(key, '://') + 3, 32)"
+	"  WHERE user IS NOT NULL"
+	"  AND substr(key, instr(key, '://') + 35, 1) = '@';",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(NMIGRATIONS == PW_SCHEMA_VERSION, "a migration a version");
 
 static int
 db_fail(struct pw_store *st, int rc, struct pw_err *err, const char *what)

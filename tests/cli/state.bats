@@ -318,6 +318,29 @@ give_user() {
 	refuses "$PW_STATE" "state file has schema version $((v + 1)), newer than this pw knows ($v): upgrade pw"
 }
 
+@test "upgrade: version 1's keys put a user's tag first; after it each proxy is still itself" {
+	local k tag
+	run -0 pw -q pool add http://alice:one@127.0.0.1:9 http://127.0.0.1:10 \
+	    socks5://bob@[::1]:1080
+	k=$(sqlite3 "$PW_STATE" "SELECT group_concat(key, ' ') FROM
+	    (SELECT key FROM proxies ORDER BY id)")
+	[[ $k =~ ^http://127\.0\.0\.1:9#[0-9a-f]{32}\ http://127\.0\.0\.1:10\ socks5://\[::1\]:1080#[0-9a-f]{32}$ ]]
+	# The file as version 1 wrote it: scheme://TAG@host:port.
+	sqlite3 "$PW_STATE" "UPDATE proxies SET key = substr(key, 1,
+	    instr(key, '://') + 2) || substr(key, instr(key, '#') + 1) || '@' ||
+	    substr(key, instr(key, '://') + 3, instr(key, '#') - instr(key,
+	    '://') - 3) WHERE user IS NOT NULL; PRAGMA user_version = 1"
+	run -0 sqlite3 "$PW_STATE" "SELECT key FROM proxies WHERE id = 1"
+	[[ $output =~ ^http://[0-9a-f]{32}@127\.0\.0\.1:9$ ]]
+	run -0 pw pool add http://alice:one@127.0.0.1:9 socks5://bob@[::1]:1080
+	is "${lines[0]}" "1${T}http://***:***@127.0.0.1:9${T}duplicate"
+	is "${lines[1]}" "3${T}socks5://***@[::1]:1080${T}duplicate"
+	is "$(sqlite3 "$PW_STATE" "SELECT group_concat(key, ' ') FROM
+	    (SELECT key FROM proxies ORDER BY id)")" "$k"
+	is "$(sqlite3 "$PW_STATE" "PRAGMA user_version")" 2
+	is "$(sqlite3 "$PW_STATE" "PRAGMA integrity_check")" ok
+}
+
 @test "refuse: a directory where the state file should be" {
 	mkdir "$PW_STATE"
 	run -1 --separate-stderr pw pool add http://a.example:1

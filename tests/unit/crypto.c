@@ -2,7 +2,10 @@
  * crypto.c -- unit tests for the sealing key, credential sealing and
  * keyed tags (lib/crypto.c).
  */
+#include <sys/wait.h>
+
 #include <ctype.h>
+#include <unistd.h>
 
 #include "unit.h"
 
@@ -378,6 +381,52 @@ test_seal_layout(void **state)
 	free(b);
 }
 
+/*
+ * Nonces are a per-process random part and a count: a child of fork(2)
+ * must not count on from its parent's, or both would seal with the same
+ * nonces. Three seals each side; no nonce seen twice.
+ */
+static void
+test_seal_nonce_fork(void **state)
+{
+	struct fix	*f = *state;
+	unsigned char	 n[6][NONCE_BYTES], *b;
+	size_t		 nb;
+	struct pw_err	 err = { 0 };
+	int		 fd[2], status;
+	pid_t		 pid;
+
+	assert_int_equal(pw_crypto_seal(f->key, "x", 1, &b, &nb, &err), 0);
+	free(b);
+	assert_int_equal(pipe(fd), 0);
+	if ((pid = fork()) == 0) {
+		for (int i = 0; i < 3; i++) {
+			if (pw_crypto_seal(f->key, "x", 1, &b, &nb,
+			    &err) != 0 ||
+			    write(fd[1], b, NONCE_BYTES) != NONCE_BYTES)
+				_exit(1);
+			free(b);
+		}
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	close(fd[1]);
+	for (int i = 3; i < 6; i++) {
+		assert_int_equal(pw_crypto_seal(f->key, "x", 1, &b, &nb, &err),
+		    0);
+		memcpy(n[i], b, NONCE_BYTES);
+		free(b);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(read(fd[0], n[i], NONCE_BYTES), NONCE_BYTES);
+	close(fd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (int i = 0; i < 6; i++)
+		for (int j = i + 1; j < 6; j++)
+			assert_memory_not_equal(n[i], n[j], NONCE_BYTES);
+}
+
 static void
 test_unseal_detects_tampering(void **state)
 {
@@ -583,6 +632,7 @@ main(void)
 		T(test_key_file_cannot_be_created),
 		T(test_seal_round_trip),
 		T(test_seal_layout),
+		T(test_seal_nonce_fork),
 		T(test_unseal_detects_tampering),
 		T(test_unseal_truncated),
 		T(test_unseal_wrong_key),
