@@ -390,6 +390,10 @@ char *
 pw_addr_format(const struct pw_addr *a, int creds)
 {
 	struct pw_buf	b;
+	char		digits[10];
+	size_t		i = sizeof digits;
+	unsigned	port;
+	int		v6;
 
 	pw_buf_init(&b);
 	pw_buf_adds(&b, pw_scheme_name(a->scheme));
@@ -405,10 +409,18 @@ pw_addr_format(const struct pw_addr *a, int creds)
 			pw_buf_adds(&b, a->pass != NULL ? "***:***" : "***");
 		pw_buf_addc(&b, '@');
 	}
-	if (strchr(a->host, ':') != NULL)
-		pw_buf_addf(&b, "[%s]:%d", a->host, a->port);
-	else
-		pw_buf_addf(&b, "%s:%d", a->host, a->port);
+	/* By hand, not printf: a warm formats every proxy of a list. */
+	if ((v6 = strchr(a->host, ':') != NULL))
+		pw_buf_addc(&b, '[');
+	pw_buf_adds(&b, a->host);
+	if (v6)
+		pw_buf_addc(&b, ']');
+	pw_buf_addc(&b, ':');
+	port = (unsigned)a->port;
+	do
+		digits[--i] = (char)('0' + port % 10);
+	while ((port /= 10) > 0 && i > 0);
+	pw_buf_add(&b, digits + i, sizeof digits - i);
 	return pw_buf_detach(&b);
 }
 
