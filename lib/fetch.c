@@ -567,12 +567,12 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	/*
 	 * A long-lived context (pw serve's workers) keeps its handle, and
 	 * with it libcurl's connections: the next request through the same
-	 * proxy need not connect again.
+	 * proxy need not connect again. The last fetch reset it on its way
+	 * out.
 	 */
-	if (ctx->view != NULL && ctx->curl != NULL) {
+	if (ctx->view != NULL && ctx->curl != NULL)
 		h = ctx->curl;
-		curl_easy_reset(h);
-	} else if ((h = curl_easy_init()) == NULL) {
+	else if ((h = curl_easy_init()) == NULL) {
 		pw_addr_release(&forced);
 		free(url);
 		return pw_failf(&ctx->err, PW_EFAIL, "cannot start libcurl");
