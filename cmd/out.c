@@ -322,61 +322,20 @@ base64(FILE *f, const unsigned char *p, size_t n)
 	putc('"', f);
 }
 
-/*
- * The headers of the last response in a block of header lines (after
- * redirects there are several) as a JSON object: names lower-cased, a
- * repeated name's values joined by ", ".
- */
-static void
-json_headers(FILE *f, const char *h, size_t n)
-{
-	const char	*end = h + n, *p, *last = h, *eol, *colon;
-	int		 first = 1;
-
-	for (p = h; p < end; p = eol + 1) {
-		if ((eol = memchr(p, '\n', end - p)) == NULL)
-			eol = end - 1;
-		if (end - p > 5 && strncmp(p, "HTTP/", 5) == 0)
-			last = p;
-	}
-	putc('{', f);
-	for (p = last; p < end; p = eol + 1) {
-		const char *v, *ve;
-		if ((eol = memchr(p, '\n', end - p)) == NULL)
-			eol = end - 1;
-		if ((colon = memchr(p, ':', eol - p)) == NULL ||
-		    strncmp(p, "HTTP/", 5) == 0)
-			continue;
-		for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++)
-			;
-		for (ve = eol; ve > v && (ve[-1] == '\r' || ve[-1] == '\n' ||
-		    ve[-1] == ' '); ve--)
-			;
-		if (!first)
-			putc(',', f);
-		first = 0;
-		char *name = pw_xstrndup(p, colon - p);
-		for (char *c = name; *c; c++)
-			if (*c >= 'A' && *c <= 'Z')
-				*c += 'a' - 'A';
-		out_json_str(f, name);
-		free(name);
-		putc(':', f);
-		out_json_strn(f, v, ve - v);
-	}
-	putc('}', f);
-}
-
 void
 out_fetch_json(FILE *f, const struct pw_fetch_result *res, const char *hdrs,
     size_t hlen, const void *body, size_t blen)
 {
 	static const char *const kinds[] = { "none", "proxy", "target" };
-	int	text = pw_utf8_text(body, blen);
-	double	ms = 0;
+	struct pw_buf	h;
+	int		text = pw_utf8_text(body, blen);
+	double		ms = 0;
 
 	fprintf(f, "{\"status\":%ld,\"headers\":", res->status);
-	json_headers(f, hdrs ? hdrs : "", hlen);
+	pw_buf_init(&h);
+	pw_headers_json(&h, hdrs ? hdrs : "", hlen);
+	fwrite(h.data, 1, h.len, f);
+	pw_buf_release(&h);
 	fputs(",\"body\":", f);
 	if (text)
 		out_json_strn(f, body ? body : "", blen);

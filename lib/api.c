@@ -1086,188 +1086,6 @@ sink_body(void *arg, const void *p, size_t n)
 	return 0;
 }
 
-/*
- * The header fields of the last response in a block (redirects and 100
- * Continue come first): names in lower case, and a repeated name's
- * values joined by ", " in its first place. JSON strings are UTF-8: a
- * name or value that is not has its other bytes as '?'. A NUL ends one.
- */
-struct hfield {
-	size_t		 name;		/* in names */
-	size_t		 nlen;
-	const char	*v;		/* in the block */
-	size_t		 vlen;
-	size_t		 next;		/* the next of this name; 0: none */
-	size_t		 last;		/* (the first) the last of its name */
-	int		 dup;		/* not the first of its name */
-};
-
-struct hfields {
-	struct pw_buf	 names;
-	struct hfield	*f;
-	size_t		 n;
-};
-
-static void
-hfields_parse(struct hfields *h, const char *p, size_t n)
-{
-	const char	*last = p, *e = p + n;
-	size_t		 lines = 1, *tab, mask;
-
-	pw_buf_init(&h->names);
-	h->n = 0;
-	for (const char *s = p, *eol; s < e; s = eol + 1) {
-		if (e - s >= 5 && memcmp(s, "HTTP/", 5) == 0)
-			last = s;
-		lines++;
-		if ((eol = memchr(s, '\n', e - s)) == NULL)
-			break;
-	}
-	h->f = pw_xcalloc(lines, sizeof *h->f);
-	/* Names by a hash of them: a block may hold thousands. */
-	for (mask = 1; mask < lines * 2; mask <<= 1)
-		;
-	tab = pw_xcalloc(mask--, sizeof *tab);
-	for (const char *s = last; s < e;) {
-		const char *eol = memchr(s, '\n', e - s), *colon, *v, *ve;
-		struct hfield *f;
-		uint32_t hash = 2166136261u;	/* FNV-1a */
-		size_t at, k;
-		char *name;
-		int utf8;
-
-		if (eol == NULL)
-			eol = e;
-		colon = memchr(s, ':', eol - s);
-		if (colon == NULL || (eol - s >= 5 &&
-		    memcmp(s, "HTTP/", 5) == 0)) {
-			s = eol + 1;
-			continue;
-		}
-		v = colon + 1;
-		ve = eol;
-		while (v < ve && (*v == ' ' || *v == '\t'))
-			v++;
-		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
-			ve--;
-		f = &h->f[h->n];
-		f->v = v;
-		f->vlen = strnlen(v, ve - v);
-		f->name = h->names.len;
-		f->nlen = strnlen(s, colon - s);
-		pw_buf_add(&h->names, s, f->nlen);
-		name = h->names.data + f->name;
-		utf8 = pw_utf8_text(name, f->nlen);
-		for (k = 0; k < f->nlen; k++) {
-			if (name[k] >= 'A' && name[k] <= 'Z')
-				name[k] += 32;
-			else if (!utf8 && (unsigned char)name[k] >= 0x80)
-				name[k] = '?';
-			hash = (hash ^ (unsigned char)name[k]) * 16777619u;
-		}
-		for (at = hash & mask; tab[at] != 0; at = (at + 1) & mask) {
-			struct hfield *g = &h->f[tab[at] - 1];
-			if (g->nlen == f->nlen && memcmp(h->names.data +
-			    g->name, h->names.data + f->name, f->nlen) == 0)
-				break;
-		}
-		if (tab[at] == 0) {
-			tab[at] = h->n + 1;
-			f->last = h->n;
-		} else {
-			struct hfield *g = &h->f[tab[at] - 1];
-			h->f[g->last].next = h->n;
-			g->last = h->n;
-			f->dup = 1;
-		}
-		h->n++;
-		s = eol + 1;
-	}
-	free(tab);
-}
-
-static void
-hfields_release(struct hfields *h)
-{
-	pw_buf_release(&h->names);
-	free(h->f);
-}
-
-/* The value of field i and the rest of its name, joined, into b. */
-static void
-hfield_value(const struct hfields *h, size_t i, struct pw_buf *b)
-{
-	pw_buf_reset(b);
-	for (;;) {
-		const struct hfield *f = &h->f[i];
-		size_t at = b->len;
-
-		pw_buf_add(b, f->v, f->vlen);
-		if (!pw_utf8_text(b->data + at, f->vlen))
-			for (char *c = b->data + at; *c; c++)
-				if ((unsigned char)*c >= 0x80)
-					*c = '?';
-		if ((i = f->next) == 0)
-			break;
-		pw_buf_add(b, ", ", 2);
-	}
-}
-
-/* The fields as a JSON object, appended to out. */
-static void
-headers_json(struct pw_buf *out, const char *p, size_t n)
-{
-	struct hfields	h;
-	struct pw_buf	val;
-	int		first = 1;
-
-	hfields_parse(&h, p, n);
-	pw_buf_init(&val);
-	pw_buf_addc(out, '{');
-	for (size_t i = 0; i < h.n; i++) {
-		const struct hfield *f = &h.f[i];
-
-		if (f->dup)
-			continue;
-		if (!first)
-			pw_buf_addc(out, ',');
-		first = 0;
-		pw_buf_json(out, h.names.data + f->name, f->nlen);
-		pw_buf_addc(out, ':');
-		/* One, in UTF-8: straight from the block. */
-		if (f->next == 0 && pw_utf8_text(f->v, f->vlen))
-			pw_buf_json(out, f->v, f->vlen);
-		else {
-			hfield_value(&h, i, &val);
-			pw_buf_json(out, val.data, val.len);
-		}
-	}
-	pw_buf_addc(out, '}');
-	pw_buf_release(&val);
-	hfields_release(&h);
-}
-
-/* The value of the field named name (lower case), or NULL; caller frees. */
-static char *
-header_get(const char *p, size_t n, const char *name)
-{
-	struct hfields	h;
-	struct pw_buf	val;
-	char		*r = NULL;
-
-	hfields_parse(&h, p, n);
-	pw_buf_init(&val);
-	for (size_t i = 0; i < h.n && r == NULL; i++)
-		if (!h.f[i].dup && h.f[i].nlen == strlen(name) &&
-		    memcmp(h.names.data + h.f[i].name, name, h.f[i].nlen) ==
-		    0) {
-			hfield_value(&h, i, &val);
-			r = pw_buf_detach(&val);
-		}
-	pw_buf_release(&val);
-	hfields_release(&h);
-	return r;
-}
 
 static char *
 base64(const unsigned char *p, size_t n)
@@ -1304,7 +1122,7 @@ pw_api_headers_text(const char *p, size_t n)
 	struct pw_buf	b;
 
 	pw_buf_init(&b);
-	headers_json(&b, p, n);
+	pw_headers_json(&b, p, n);
 	return pw_buf_detach(&b);
 }
 
@@ -1589,7 +1407,7 @@ h_request(struct req *q)
 		    res.status == 307 || res.status == 308))
 			break;
 		free(loc);
-		loc = header_get(sk.hdrs.data, sk.hdrs.len, "location");
+		loc = pw_header_get(sk.hdrs.data, sk.hdrs.len, "location");
 		/* No Location, or not to http(s): that is the answer. */
 		if (loc == NULL || (next = url_join(cur, loc)) == NULL)
 			break;
@@ -1633,7 +1451,7 @@ h_request(struct req *q)
 		    512);
 		pw_buf_addf(&d, "{\"status_code\":%ld,\"headers\":",
 		    res.status);
-		headers_json(&d, sk.hdrs.data, sk.hdrs.len);
+		pw_headers_json(&d, sk.hdrs.data, sk.hdrs.len);
 		pw_buf_adds(&d, ",\"body\":");
 		if (pw_utf8_text(sk.body.data, sk.body.len)) {
 			pw_buf_json(&d, sk.body.data, sk.body.len);

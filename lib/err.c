@@ -343,9 +343,45 @@ pw_buf_grow(struct pw_buf *b, size_t n)
 }
 
 /*
+ * The length of the UTF-8 sequence at p[0..n), 1 to 4, or 0 when it is
+ * not one. Valid as RFC 3629 has it: no overlong forms, no surrogates,
+ * nothing past U+10FFFF, for a strict decoder at the other end accepts
+ * no less.
+ */
+static size_t
+utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char	c = p[0], lo = 0x80, hi = 0xbf;
+	size_t		k;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		k = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		k = 2;
+		if (c == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (c == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 3;
+		if (c == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f;	/* past U+10FFFF */
+	} else
+		return 0;
+	if (n <= k || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t j = 2; j <= k; j++)
+		if ((p[j] & 0xc0) != 0x80)
+			return 0;
+	return k + 1;
+}
+
+/*
  * Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text?
- * Valid as RFC 3629 has it: no overlong forms, no surrogates, nothing
- * past U+10FFFF, for a strict decoder at the other end accepts no less.
  * ASCII, most of what comes here, is taken eight bytes at a time.
  */
 int
@@ -357,7 +393,6 @@ pw_utf8_text(const void *v, size_t n)
 	size_t			 i = 0, k;
 
 	while (i < n) {
-		unsigned char c = p[i], lo = 0x80, hi = 0xbf;
 		uint64_t w;
 
 		/* No byte with its top bit set, and none zero. */
@@ -366,34 +401,9 @@ pw_utf8_text(const void *v, size_t n)
 			i += 8;
 			continue;
 		}
-		if (c == 0)
+		if (p[i] == 0 || (k = utf8_seq(p + i, n - i)) == 0)
 			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef) {
-			k = 2;
-			if (c == 0xe0)
-				lo = 0xa0;	/* overlong */
-			else if (c == 0xed)
-				hi = 0x9f;	/* surrogates */
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			k = 3;
-			if (c == 0xf0)
-				lo = 0x90;	/* overlong */
-			else if (c == 0xf4)
-				hi = 0x8f;	/* past U+10FFFF */
-		} else
-			return 0;
-		if (n - i <= k || p[i + 1] < lo || p[i + 1] > hi)
-			return 0;
-		for (size_t j = 2; j <= k; j++)
-			if ((p[i + j] & 0xc0) != 0x80)
-				return 0;
-		i += k + 1;
+		i += k;
 	}
 	return 1;
 }
@@ -443,8 +453,10 @@ pw_buf_addf(struct pw_buf *b, const char *fmt, ...)
 
 /*
  * Append s[0..n) as a JSON string: quoted, with '"', '\\' and the control
- * characters escaped, every other byte as it is (the caller sees to
- * UTF-8). A run of plain bytes is copied at once.
+ * characters escaped, UTF-8 as it is, and each byte that is not part of
+ * a valid sequence as U+FFFD: a header value in Latin-1 or a list's
+ * stray byte must not make the whole document one no parser reads. A
+ * run of plain bytes is copied at once.
  */
 void
 pw_buf_json(struct pw_buf *b, const char *s, size_t n)
@@ -453,16 +465,27 @@ pw_buf_json(struct pw_buf *b, const char *s, size_t n)
 	const unsigned char	*p = (const unsigned char *)s, *e = p + n;
 	const unsigned char	*run;
 	char			 esc[6] = { '\\', 'u', '0', '0' };
+	size_t			 k;
 
 	pw_buf_grow(b, n + 2);
 	b->data[b->len++] = '"';
 	for (;;) {
-		for (run = p; p < e && *p >= 0x20 && *p != '"' && *p != '\\';
-		    p++)
-			;
+		for (run = p; p < e; p += k) {
+			if (*p < 0x80) {
+				if (*p < 0x20 || *p == '"' || *p == '\\')
+					break;
+				k = 1;
+			} else if ((k = utf8_seq(p, e - p)) == 0)
+				break;
+		}
 		pw_buf_add(b, run, p - run);
 		if (p == e)
 			break;
+		if (*p >= 0x80) {
+			pw_buf_add(b, "\\ufffd", 6);
+			p++;
+			continue;
+		}
 		switch (*p) {
 		case '"': pw_buf_add(b, "\\\"", 2); break;
 		case '\\': pw_buf_add(b, "\\\\", 2); break;

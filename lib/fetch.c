@@ -790,3 +790,176 @@ pw_fetch_result_release(struct pw_fetch_result *res)
 	free(res->fallback_why);
 	memset(res, 0, sizeof *res);
 }
+
+/* ------------------------------------------------------------- headers */
+
+/*
+ * The header fields of the last response in a block (redirects and 100
+ * Continue come first): names in lower case, and a repeated name's
+ * values joined by ", " in its first place. A NUL ends one.
+ */
+struct hfield {
+	size_t		 name;		/* in names */
+	size_t		 nlen;
+	const char	*v;		/* in the block */
+	size_t		 vlen;
+	size_t		 next;		/* the next of this name; 0: none */
+	size_t		 last;		/* (the first) the last of its name */
+	int		 dup;		/* not the first of its name */
+};
+
+struct hfields {
+	struct pw_buf	 names;
+	struct hfield	*f;
+	size_t		 n;
+};
+
+static void
+hfields_parse(struct hfields *h, const char *p, size_t n)
+{
+	const char	*last = p, *e = p + n;
+	size_t		 lines = 1, *tab, mask;
+
+	pw_buf_init(&h->names);
+	h->n = 0;
+	for (const char *s = p, *eol; s < e; s = eol + 1) {
+		if (e - s >= 5 && memcmp(s, "HTTP/", 5) == 0)
+			last = s;
+		lines++;
+		if ((eol = memchr(s, '\n', e - s)) == NULL)
+			break;
+	}
+	h->f = pw_xcalloc(lines, sizeof *h->f);
+	/* Names by a hash of them: a block may hold thousands. */
+	for (mask = 1; mask < lines * 2; mask <<= 1)
+		;
+	tab = pw_xcalloc(mask--, sizeof *tab);
+	for (const char *s = last; s < e;) {
+		const char *eol = memchr(s, '\n', e - s), *colon, *v, *ve;
+		struct hfield *f;
+		uint32_t hash = 2166136261u;	/* FNV-1a */
+		size_t at, k;
+		char *name;
+
+		if (eol == NULL)
+			eol = e;
+		colon = memchr(s, ':', eol - s);
+		if (colon == NULL || (eol - s >= 5 &&
+		    memcmp(s, "HTTP/", 5) == 0)) {
+			s = eol + 1;
+			continue;
+		}
+		v = colon + 1;
+		ve = eol;
+		while (v < ve && (*v == ' ' || *v == '\t'))
+			v++;
+		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+			ve--;
+		f = &h->f[h->n];
+		f->v = v;
+		f->vlen = strnlen(v, ve - v);
+		f->name = h->names.len;
+		f->nlen = strnlen(s, colon - s);
+		pw_buf_add(&h->names, s, f->nlen);
+		name = h->names.data + f->name;
+		for (k = 0; k < f->nlen; k++) {
+			if (name[k] >= 'A' && name[k] <= 'Z')
+				name[k] += 32;
+			hash = (hash ^ (unsigned char)name[k]) * 16777619u;
+		}
+		for (at = hash & mask; tab[at] != 0; at = (at + 1) & mask) {
+			struct hfield *g = &h->f[tab[at] - 1];
+			if (g->nlen == f->nlen && memcmp(h->names.data +
+			    g->name, h->names.data + f->name, f->nlen) == 0)
+				break;
+		}
+		if (tab[at] == 0) {
+			tab[at] = h->n + 1;
+			f->last = h->n;
+		} else {
+			struct hfield *g = &h->f[tab[at] - 1];
+			h->f[g->last].next = h->n;
+			g->last = h->n;
+			f->dup = 1;
+		}
+		h->n++;
+		s = eol + 1;
+	}
+	free(tab);
+}
+
+static void
+hfields_release(struct hfields *h)
+{
+	pw_buf_release(&h->names);
+	free(h->f);
+}
+
+/* The value of field i and the rest of its name, joined, into b. */
+static void
+hfield_value(const struct hfields *h, size_t i, struct pw_buf *b)
+{
+	pw_buf_reset(b);
+	for (;;) {
+		const struct hfield *f = &h->f[i];
+
+		pw_buf_add(b, f->v, f->vlen);
+		if ((i = f->next) == 0)
+			break;
+		pw_buf_add(b, ", ", 2);
+	}
+}
+
+void
+pw_headers_json(struct pw_buf *out, const char *p, size_t n)
+{
+	struct hfields	h;
+	struct pw_buf	val;
+	int		first = 1;
+
+	hfields_parse(&h, p, n);
+	pw_buf_init(&val);
+	pw_buf_addc(out, '{');
+	for (size_t i = 0; i < h.n; i++) {
+		const struct hfield *f = &h.f[i];
+
+		if (f->dup)
+			continue;
+		if (!first)
+			pw_buf_addc(out, ',');
+		first = 0;
+		pw_buf_json(out, h.names.data + f->name, f->nlen);
+		pw_buf_addc(out, ':');
+		/* One: straight from the block. */
+		if (f->next == 0)
+			pw_buf_json(out, f->v, f->vlen);
+		else {
+			hfield_value(&h, i, &val);
+			pw_buf_json(out, val.data, val.len);
+		}
+	}
+	pw_buf_addc(out, '}');
+	pw_buf_release(&val);
+	hfields_release(&h);
+}
+
+char *
+pw_header_get(const char *p, size_t n, const char *name)
+{
+	struct hfields	h;
+	struct pw_buf	val;
+	char		*r = NULL;
+
+	hfields_parse(&h, p, n);
+	pw_buf_init(&val);
+	for (size_t i = 0; i < h.n && r == NULL; i++)
+		if (!h.f[i].dup && h.f[i].nlen == strlen(name) &&
+		    memcmp(h.names.data + h.f[i].name, name, h.f[i].nlen) ==
+		    0) {
+			hfield_value(&h, i, &val);
+			r = pw_buf_detach(&val);
+		}
+	pw_buf_release(&val);
+	hfields_release(&h);
+	return r;
+}

@@ -489,6 +489,15 @@ struct pw_fetch_result {
 int	 pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	    struct pw_fetch_result *res);
 void	 pw_fetch_result_release(struct pw_fetch_result *res);
+/*
+ * A block of response headers as libcurl gives them (every response of
+ * the transfer: redirects and 100 Continue first): the last response's
+ * fields as a JSON object appended to out, names in lower case, a
+ * repeated name's values joined by ", " in its first place; and the
+ * value of one field by its lower-case name, or NULL (caller frees).
+ */
+void	 pw_headers_json(struct pw_buf *out, const char *block, size_t n);
+char	*pw_header_get(const char *block, size_t n, const char *name);
 
 /* --------------------------------------------------------------- health */
 

@@ -646,6 +646,16 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	is "$(json_get body <<<"$output" | json_get method body)" "$(lines POST a=1)"
 }
 
+@test "--json: a repeated header is one name with the values joined; a byte that is no UTF-8 is U+FFFD" {
+	# Through microsocks: tinyproxy keeps only one of a repeated header.
+	run -0 --separate-stderr pw fetch --json \
+	    --proxy "socks5://alice:s3cret%20pw@127.0.0.1:$MS" \
+	    "$ORIGIN_URL/headers?Set-Cookie=a%3D1&X-Name=caf%E9&Set-Cookie=b%3D2"
+	is "$(grep -o '"set-cookie"' <<<"$output" | wc -l)" 1
+	is "$(json_get headers.set-cookie headers.x-name <<<"$output")" \
+	    "$(lines 'a=1, b=2' $'caf\xef\xbf\xbd')"
+}
+
 @test "--json: printed when the fetch fails too, with the attempts" {
 	add "$REFUSED"
 	run -4 --separate-stderr pw fetch --json "$ORIGIN_URL/ip"

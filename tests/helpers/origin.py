@@ -31,8 +31,8 @@ Endpoints (any method; HEAD answers headers only):
   /redirect/N    N redirects (302, or ?status=301|303|307|308; ?absolute=1
                  for an absolute Location; ?delay=MS sleeps before each)
                  then /redirect/0 answers as /echo
-  /headers       each query pair NAME=VALUE becomes a response header;
-                 body is JSON of the pairs
+  /headers       each query pair NAME=VALUE becomes a response header
+                 (%XX is that byte: Latin-1); body is JSON of the pairs
   /ip            the client address (the peer of this TCP connection), "\\n"
   /hex/HEX       exactly the bytes HEX spells, as application/octet-stream
 
@@ -405,7 +405,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_headers(self):
-        hdrs = [(k, v) for k, v in self.args if k.lower() not in FRAMING]
+        # Latin-1, so that %XX is one byte of the header as it is.
+        args = parse_qsl(urlsplit(self.path).query, keep_blank_values=True,
+                         encoding="latin-1")
+        hdrs = [(k, v) for k, v in args if k.lower() not in FRAMING]
         doc = json.dumps([[k, v] for k, v in hdrs], indent=2) + "\n"
         ctype = None if any(k.lower() == "content-type" for k, _ in hdrs) \
             else "application/json"

@@ -112,6 +112,8 @@ test_buf_json(void **state)
 {
 	struct pw_buf	b;
 	char		in[] = "a\"b\\c\n\r\t\b\f\x01\x1f \x7f\xc3\xa9/";
+	char		bad[] = "caf\xe9 \x80 \xc0\xaf \xed\xa0\x80 "
+	    "\xe2\x82\xac \xe2\x82";
 
 	(void)state;
 	pw_buf_init(&b);
@@ -125,6 +127,15 @@ test_buf_json(void **state)
 	pw_buf_reset(&b);
 	pw_buf_json(&b, "", 0);
 	assert_string_equal(b.data, "\"\"");
+	pw_buf_reset(&b);
+	/*
+	 * A byte that is not part of valid UTF-8 becomes U+FFFD, one for
+	 * each: Latin-1, a stray continuation, an overlong form, a
+	 * surrogate, a sequence cut short at the end.
+	 */
+	pw_buf_json(&b, bad, sizeof bad - 1);
+	assert_string_equal(b.data, "\"caf\\ufffd \\ufffd \\ufffd\\ufffd "
+	    "\\ufffd\\ufffd\\ufffd \xe2\x82\xac \\ufffd\\ufffd\"");
 	pw_buf_release(&b);
 }
 
