@@ -87,6 +87,8 @@ int		 args_parse(struct pw_args *a, const struct pw_opt **opts,
 void		 args_free(struct pw_args *a);
 
 /* Record an error about usage of this command; returns PW_EUSAGE. */
+/* The exit status of r: 0, a PW_E* code's, or r itself (22, ...). */
+int		 cmd_exit_status(int r);
 int		 cmd_usagef(struct pw_cmdctx *cc, const char *fmt, ...)
 		     __attribute__((format(printf, 2, 3)));
 /*

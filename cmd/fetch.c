@@ -3,6 +3,7 @@
  * where they mean the same.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,9 @@
 #define JSON_BODY_MAX	((size_t)256 << 20)
 
 struct sink {
-	FILE		*out;
+	FILE		*out;		/* NULL: path, not opened yet */
+	const char	*path;		/* -o */
+	int		 open_errno;	/* why path could not be opened */
 	int		 include;	/* -i: headers too */
 	int		 json;
 	struct pw_buf	 headers;	/* for --json */
@@ -121,10 +124,59 @@ header_line_ok(const char *s)
 	return s[n] == ':' || (s[n] == ';' && s[n + 1] == '\0');
 }
 
+static char	outbuf[128 << 10];
+
+/*
+ * 0 when path can be written (it is, or its directory is), else why: told
+ * before any proxy is picked, though the file is made only at the first
+ * byte.
+ */
+static int
+out_writable(const char *path)
+{
+	char	*dir;
+	int	 e = 0;
+
+	if (access(path, F_OK) == 0)
+		return access(path, W_OK) == 0 ? 0 : errno;
+	if (errno != ENOENT)
+		return errno;
+	dir = pw_dirname(path);
+	if (access(dir, W_OK) != 0)
+		e = errno;
+	free(dir);
+	return e;
+}
+
+/*
+ * Where the output goes, opened at its first byte, as curl does: a fetch
+ * that fails before it leaves an existing -o file as it was.
+ */
+static FILE *
+sink_out(struct sink *s)
+{
+	if (s->out != NULL)
+		return s->out;
+	if ((s->out = fopen(s->path, "wb")) == NULL) {
+		s->open_errno = errno;
+		return NULL;
+	}
+	/*
+	 * Small pieces of a body gather in a large buffer, not stdio's 4
+	 * KiB one, for fewer system calls (a terminal stays as is; see
+	 * put). glibc ignores the size unless given the buffer; this one
+	 * lives until exit, as stdout may.
+	 */
+	if (!isatty(fileno(s->out)))
+		setvbuf(s->out, outbuf, _IOFBF, sizeof outbuf);
+	return s->out;
+}
+
 static int
 sink_header(void *arg, const char *p, size_t n)
 {
 	struct sink	*s = arg;
+	FILE		*f;
 
 	if (s->json) {
 		pw_buf_add(&s->headers, p, n);
@@ -132,12 +184,11 @@ sink_header(void *arg, const char *p, size_t n)
 	}
 	/* As curl -f: an error's headers with -i, never its body. */
 	s->drop = s->fail && last_status(p, n) >= 400;
-	if (s->include && fwrite(p, 1, n, s->out) != n)
+	if (s->include && ((f = sink_out(s)) == NULL ||
+	    fwrite(p, 1, n, f) != n))
 		return -1;
 	return 0;
 }
-
-static char	outbuf[128 << 10];
 
 /*
  * Write a piece of the body. libcurl hands a read of up to 100 KiB over in
@@ -182,6 +233,8 @@ sink_body(void *arg, const void *p, size_t n)
 	}
 	if (s->drop)
 		return 0;
+	if (sink_out(s) == NULL)
+		return -1;
 	return put(s->out, p, n);
 }
 
@@ -190,7 +243,7 @@ sink_flush(void *arg)
 {
 	struct sink	*s = arg;
 
-	return s->json ? 0 : fflush(s->out);
+	return s->json || s->out == NULL ? 0 : fflush(s->out);
 }
 
 /* Read FILE, or stdin for "-", whole; for -d @FILE and --data-binary. */
@@ -476,36 +529,52 @@ fetch_exec(struct pw_cmdctx *cc)
 	o.retry_on = retry_on;
 	if ((r = body_opts(cc, &body, &o.has_body)) != 0)
 		goto done;
+	if (o.head && o.has_body) {
+		/* As curl: -I asks for HEAD, -d for POST; one or the other. */
+		r = cmd_usagef(cc, "--head: a HEAD request sends no body "
+		    "(--data, --data-binary)");
+		goto done;
+	}
 	o.body = body.data;
 	o.body_len = body.len;
 
 	s.json = arg_has(cc->args, "json");
 	s.include = arg_has(cc->args, "include") || o.head;
 	s.fail = arg_has(cc->args, "fail");
-	s.out = stdout;
-	if (outfile != NULL && strcmp(outfile, "-") != 0 &&
-	    (s.out = fopen(outfile, "wb")) == NULL) {
-		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
-		    outfile, strerror(errno));
-		goto done;
+	if (outfile != NULL && strcmp(outfile, "-") != 0) {
+		if ((r = out_writable(outfile)) != 0) {
+			r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s",
+			    cc->path, outfile, strerror(r));
+			goto done;
+		}
+		s.path = outfile;
+	} else {
+		s.out = stdout;
+		if (!isatty(fileno(stdout)))
+			setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 	}
 	/*
-	 * Small pieces of a body gather in a large buffer, not stdio's 4 KiB
-	 * one, for fewer system calls (a terminal stays as is; see put).
-	 * glibc ignores the size unless given the buffer; this one lives
-	 * until exit, as stdout may.
+	 * A reader that goes away (pw fetch URL | head) is a write error,
+	 * told and recorded like any other, not a silent death.
 	 */
-	if (!isatty(fileno(s.out)))
-		setvbuf(s.out, outbuf, _IOFBF, sizeof outbuf);
+	signal(SIGPIPE, SIG_IGN);
 	o.on_header = sink_header;
 	o.on_body = sink_body;
 	o.on_flush = sink_flush;
 	o.arg = &s;
 
 	r = pw_fetch(cc->ctx, &o, &res);
-	if (s.out != stdout && fclose(s.out) != 0 && r == 0)
-		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
-		    outfile, strerror(errno));
+	/*
+	 * Nothing written: a fetch that succeeded makes the file all the
+	 * same (empty, or the JSON below); one that failed leaves it be.
+	 */
+	if (s.path != NULL && s.out == NULL && s.open_errno == 0 && (s.json ?
+	    r == 0 || res.nattempts > 0 : r == 0 && !(s.fail &&
+	    res.status >= 400)))
+		(void)sink_out(&s);
+	if (s.open_errno != 0)
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s", outfile,
+		    strerror(s.open_errno));
 	if (s.too_big)
 		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: body over %zu MiB: "
 		    "too big for --json (use -o)", cc->path,
@@ -526,11 +595,14 @@ fetch_exec(struct pw_cmdctx *cc)
 		}
 	}
 	/* Failed too, when proxies were tried: the attempts say why. */
-	if (s.json && !s.too_big && (r == 0 || res.nattempts > 0))
-		out_fetch_json(stdout, &res, s.headers.data, s.headers.len,
+	if (s.json && !s.too_big && s.out != NULL)
+		out_fetch_json(s.out, &res, s.headers.data, s.headers.len,
 		    s.body.data, s.body.len);
-	exitcode = r == 0 ? 0 : r == PW_ENOPROXY ? 3 : r == PW_EALLFAILED ?
-	    4 : r == PW_ETARGET ? 5 : 1;
+	if (s.out != NULL && s.out != stdout && fclose(s.out) != 0 &&
+	    r == 0)
+		r = pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s", outfile,
+		    strerror(errno));
+	exitcode = cmd_exit_status(r);
 	if (r == 0 && arg_has(cc->args, "fail") && res.status >= 400) {
 		exitcode = 22;
 		char *shown = pw_redact_url(o.url);

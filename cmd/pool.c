@@ -122,10 +122,12 @@ cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m, char cc_buf[3])
 	    pw_parse_double(v, 0, 1e9, &m->weight) != 0)
 		return cmd_usagef(cc, "--weight: '%s': want a number from 0 "
 		    "to 1e9", v);
-	if (m->source != NULL && *m->source == '\0')
-		return cmd_usagef(cc, "--source: empty name");
-	if (m->region != NULL && *m->region == '\0')
-		return cmd_usagef(cc, "--region: empty name");
+	if (m->source != NULL && !pw_name_ok(m->source, SIZE_MAX))
+		return cmd_usagef(cc, "--source: want a name: UTF-8 text "
+		    "without control characters");
+	if (m->region != NULL && !pw_name_ok(m->region, SIZE_MAX))
+		return cmd_usagef(cc, "--region: want a name: UTF-8 text "
+		    "without control characters");
 	return 0;
 }
 
@@ -484,9 +486,9 @@ pool_next(struct pw_cmdctx *cc)
 	pk.strategy = arg_get(cc->args, "strategy");
 	pk.plugin = arg_get(cc->args, "strategy-plugin");
 	pk.session = arg_get(cc->args, "session");
-	if (pk.session != NULL && (*pk.session == '\0' ||
-	    strlen(pk.session) > 256))
-		return cmd_usagef(cc, "--session: want 1 to 256 characters");
+	if (pk.session != NULL && !pw_name_ok(pk.session, 256))
+		return cmd_usagef(cc, "--session: want 1 to 256 bytes of text "
+		    "without control characters");
 	ex = arg_all(cc->args, "exclude", &nex);
 	if (nex > 0) {
 		exclude = pw_xcalloc(nex, sizeof *exclude);

@@ -98,8 +98,8 @@ cmd_int_opt(struct pw_cmdctx *cc, const char *lname, int64_t min,
 }
 
 /* Exit status of a library code; positive values are exit statuses. */
-static int
-exit_status(int r)
+int
+cmd_exit_status(int r)
 {
 	if (r >= 0)
 		return r;
@@ -490,7 +490,7 @@ done:
 	free(cc.state);
 	args_free(&args);
 	free(opts);
-	return exit_status(r);
+	return cmd_exit_status(r);
 }
 
 int

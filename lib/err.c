@@ -408,6 +408,19 @@ pw_utf8_text(const void *v, size_t n)
 	return 1;
 }
 
+int
+pw_name_ok(const char *s, size_t max)
+{
+	size_t	n = strlen(s);
+
+	if (n == 0 || n > max || !pw_utf8_text(s, n))
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
 void
 pw_buf_add(struct pw_buf *b, const void *p, size_t n)
 {

@@ -550,20 +550,28 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	if (strncasecmp(o->url, "https:", 6) == 0 || o->follow)
 		pw_net_tls();
 	url = pw_redact_url(o->url);
-	if ((r = check_url(o->url, url, &ctx->err)) != 0 ||
-	    (r = polite(ctx, o, url)) != 0) {
-		free(url);
-		return r;
+	if ((r = check_url(o->url, url, &ctx->err)) != 0)
+		goto refused;
+	if (o->proxy != NULL &&
+	    pw_addr_parse(o->proxy, &forced, &ctx->err) != 0) {
+		r = pw_err_prefix(&ctx->err, "--proxy");
+		goto refused;
 	}
-	tries = o->retries > 0 ? o->retries :
+	/*
+	 * The strategy, session and filters are checked before anything
+	 * is counted: a usage error takes no turn of fetch.rate_per_host.
+	 */
+	if (o->proxy == NULL) {
+		const struct pw_strategy *s, *fallback;
+
+		if ((r = pw_pool_resolve_pick(ctx, &o->pick, &s,
+		    &fallback)) != 0)
+			goto refused;
+	}
+	if ((r = polite(ctx, o, url)) != 0)
+		goto refused;
+	tries = o->proxy != NULL ? 1 : o->retries > 0 ? o->retries :
 	    (int)pw_config_int(ctx, "fetch.retries");
-	if (o->proxy != NULL) {
-		if (pw_addr_parse(o->proxy, &forced, &ctx->err) != 0) {
-			free(url);
-			return pw_err_prefix(&ctx->err, "--proxy");
-		}
-		tries = 1;
-	}
 	/*
 	 * A long-lived context (pw serve's workers) keeps its handle, and
 	 * with it libcurl's connections: the next request through the same
@@ -660,9 +668,13 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
 		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
 		if (x.write_failed) {
+			/* The proxy did its part: the request is completed. */
 			if (o->proxy == NULL)
 				pw_proxy_release(&p);
 			pw_buf_release(&x.hdrs);
+			if (id != 0 && path == PW_PATH_LOCAL &&
+			    pw_pool_report(ctx, id, PW_REPORT_NEUTRAL, -1) != 0)
+				pw_log(PW_LOG_WARN, "%s", ctx->err.msg);
 			r = pw_failf(&ctx->err, PW_EFAIL,
 			    "cannot write output");
 			goto out;
@@ -765,6 +777,10 @@ out:
 	else
 		curl_easy_reset(h);	/* nothing left pointing at our stack */
 	pw_addr_release(&forced);
+	return r;
+refused:
+	pw_addr_release(&forced);
+	free(url);
 	return r;
 }
 

@@ -860,6 +860,9 @@ pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 		name = pw_config_get(ctx, "strategy", NULL);
 	if (pk->plugin != NULL && pk->strategy == NULL)
 		name = NULL;
+	if (pk->session != NULL && !pw_name_ok(pk->session, 256))
+		return pw_failf(&ctx->err, PW_EUSAGE, "session: want 1 to 256 "
+		    "bytes of text without control characters");
 	if (name != NULL && strcmp(name, "sticky") == 0) {
 		if (pk->session == NULL)
 			return pw_failf(&ctx->err, PW_EUSAGE, "strategy "

@@ -109,6 +109,11 @@ void	pw_buf_grow(struct pw_buf *b, size_t n);
 void	pw_buf_add(struct pw_buf *b, const void *p, size_t n);
 /* Whether p[0..n) is valid UTF-8 without NUL (JSON can carry it as text). */
 int	pw_utf8_text(const void *p, size_t n);
+/*
+ * Whether s may be a name pw keeps and prints one a line (a source, a
+ * region, a session): 1 to max bytes of UTF-8, no control character.
+ */
+int	pw_name_ok(const char *s, size_t max);
 void	pw_buf_adds(struct pw_buf *b, const char *s);
 void	pw_buf_addc(struct pw_buf *b, char c);
 void	pw_buf_addf(struct pw_buf *b, const char *fmt, ...)

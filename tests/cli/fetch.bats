@@ -872,6 +872,64 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	like "$stderr" "pw: fetch: the session's proxy has had its fetch.rate_per_proxy; *"
 }
 
+@test "-o: the file is made at the first byte; a fetch that fails leaves it as it was" {
+	echo precious >"$W/keep"
+	# No proxy (3), every proxy failed (4), -f on an error status (22).
+	run -3 --separate-stderr pw fetch -o "$W/keep" "$ORIGIN_URL/ip"
+	is "$(cat "$W/keep")" precious
+	add "$REFUSED"
+	run -4 --separate-stderr pw fetch -s -o "$W/keep" "$ORIGIN_URL/ip"
+	is "$(cat "$W/keep")" precious
+	add "$T1"
+	run -22 --separate-stderr pw fetch -f -o "$W/keep" "$ORIGIN_URL/status/404"
+	is "$(cat "$W/keep")" precious
+	[ ! -e "$W/new" ]
+	# An empty body that succeeded makes an empty file, as curl does.
+	run -0 pw fetch -o "$W/new" "$ORIGIN_URL/status/204"
+	[ -f "$W/new" ] && [ ! -s "$W/new" ]
+	run -0 pw fetch -o "$W/keep" "$ORIGIN_URL/status/200"
+	is "$(cat "$W/keep")" "status 200"
+	# --json goes to the file too.
+	run -0 pw fetch --json -o "$W/doc" "$ORIGIN_URL/status/200"
+	is "$output" ""
+	is "$(json_get status body <"$W/doc")" "$(lines 200 "status 200")"
+}
+
+@test "a reader that goes away is a write error, told; the attempt is recorded" {
+	add "$T1"
+	run --separate-stderr bash -c 'pw fetch "$1" | head -c 10 >/dev/null;
+	    echo "${PIPESTATUS[0]}"' - "$ORIGIN_URL/bytes/10000000"
+	is "$output" 1
+	is "$stderr" "pw: fetch: cannot write output"
+	is "$(stats 1)" "1 1 0 0 0"
+	run -1 --separate-stderr pw fetch -o /dev/full "$ORIGIN_URL/ip"
+	is "$stderr" "pw: fetch: cannot write output"
+	is "$(stats 1)" "2 2 0 0 0"
+}
+
+@test "usage errors take no turn of fetch.rate_per_host; -w %{exitcode} is the exit status" {
+	add "$T1"
+	pw config set fetch.rate_per_host 1/1h
+	before=$(state_sum)
+	# (--no-wait: a turn taken would make the next one wait an hour.)
+	run -2 --separate-stderr pw fetch --no-wait --proxy bogus://x "$ORIGIN_URL/ip"
+	run -2 --separate-stderr pw fetch --no-wait --strategy nope "$ORIGIN_URL/ip"
+	run -2 --separate-stderr pw fetch --no-wait --strategy sticky "$ORIGIN_URL/ip"
+	is "$stderr" "pw: fetch: strategy sticky needs a session (--session ID)"
+	for s in '' "$(printf 'a%.0s' {1..257})" $'a\nb'; do
+		run -2 --separate-stderr pw fetch --no-wait --session "$s" \
+		    "$ORIGIN_URL/ip"
+		is "$stderr" "pw: fetch: session: want 1 to 256 bytes of text without control characters"
+	done
+	run -2 --separate-stderr pw fetch -I -d a=1 "$ORIGIN_URL/ip"
+	is "$stderr" "pw: fetch: --head: a HEAD request sends no body (--data, --data-binary)"
+	unchanged
+	run -0 pw fetch -o /dev/null -w '%{exitcode}' "$ORIGIN_URL/ip"
+	is "$output" 0
+	run -75 --separate-stderr pw fetch --no-wait -w '%{exitcode}' "$ORIGIN_URL/ip"
+	is "$output" 75
+}
+
 @test "bad input: one line on stderr, the documented exit code, the state file unchanged" {
 	add "$T1"
 	before=$(state_sum)

@@ -285,10 +285,10 @@ measured() {
 	done
 	run -2 --separate-stderr pw pool next --exclude 1 --exclude x
 	is "$stderr" "pw: pool next: --exclude: 'x': want a proxy id"
-	run -2 --separate-stderr pw pool next --session ''
-	is "$stderr" "pw: pool next: --session: want 1 to 256 characters"
-	run -2 --separate-stderr pw pool next --session "$(printf 'a%.0s' {1..257})"
-	is "$stderr" "pw: pool next: --session: want 1 to 256 characters"
+	for s in '' "$(printf 'a%.0s' {1..257})" $'a\nb' $'caf\xe9'; do
+		run -2 --separate-stderr pw pool next --session "$s"
+		is "$stderr" "pw: pool next: --session: want 1 to 256 bytes of text without control characters"
+	done
 	unchanged
 	# 256 characters are fine.
 	run -0 pw pool next --session "$(printf 'a%.0s' {1..256})"
