@@ -83,6 +83,8 @@ struct warm_run {
 	size_t			*line_end;	/* ids before line i's end */
 	struct warm_owner	*owner;		/* id -> line, by id */
 	size_t			 nowner;
+	size_t			 nsources;	/* --sources: configured */
+	size_t			 failed;	/* and not fetched */
 };
 
 static void
@@ -330,7 +332,12 @@ warm_url(struct warm_run *wr, const char *url)
 	return r;
 }
 
-/* Every configured source, fetched at once, warmed one after another. */
+/*
+ * Every configured source, fetched at once, warmed one after another. A
+ * source that could not be fetched is counted in wr->failed, not an
+ * error: what the others brought is imported, and validated, all the
+ * same.
+ */
 static int
 warm_sources(struct warm_run *wr)
 {
@@ -338,7 +345,7 @@ warm_sources(struct warm_run *wr)
 	struct pw_source	*src = NULL;
 	struct pw_download	*d;
 	const char		**urls;
-	size_t			 n = 0, max, failed = 0;
+	size_t			 n = 0, max;
 	int64_t			 t, ct;
 	int			 r;
 
@@ -356,7 +363,7 @@ warm_sources(struct warm_run *wr)
 		struct pw_meta m = wr->meta;
 		wr->name = shown;
 		if (d[i].error != NULL) {
-			failed++;
+			wr->failed++;
 			if (!wr->cc->quiet)
 				fprintf(stderr, "pw: %s: %s: %s\n",
 				    wr->cc->path, shown, d[i].error);
@@ -376,9 +383,7 @@ warm_sources(struct warm_run *wr)
 	free(d);
 	free(urls);
 	pw_sources_free(src, n);
-	if (r == 0 && failed > 0)
-		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %zu of %zu sources "
-		    "failed", wr->cc->path, failed, n);
+	wr->nsources = n;
 	return r;
 }
 
@@ -452,20 +457,27 @@ cache_warm(struct pw_cmdctx *cc)
 	}
 	{
 		size_t	nids;
-		/* Batches committed before an error still count as a warm. */
+		/*
+		 * Batches committed before an error still count as a warm;
+		 * failed sources that left nothing imported do not.
+		 */
 		pw_warm_ids(wr.w, &nids);
-		if (r == 0)
+		if (r == 0 && (wr.failed == 0 || nids > 0))
 			r = pw_warm_finish(wr.w);
-		else if (nids > 0)
+		else if (r != 0 && nids > 0)
 			pw_warm_finish(wr.w);
 	}
 	/*
-	 * Then the check of what was imported. When the import failed, or
-	 * this process dies first, what it committed stays pending until
-	 * pw health checks it.
+	 * Then the check of what was imported, from the sources that were
+	 * fetched too when others were not. When the import failed, or this
+	 * process dies first, what it committed stays pending until pw
+	 * health checks it.
 	 */
 	if (r == 0 && wr.validate)
 		r = warm_validate(&wr, &ho);
+	if (r == 0 && wr.failed > 0)
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %zu of %zu sources "
+		    "failed", cc->path, wr.failed, wr.nsources);
 	for (size_t i = 0; i < wr.nlines; i++) {
 		line_print(&wr, &wr.lines[i]);
 		free(wr.lines[i].source);

@@ -811,6 +811,30 @@ statuses() {
 	is "$output" "$LIVE"
 }
 
+@test "warm --sources --validate: a source that fails does not stop the check of the others" {
+	printf '%s\n' "$LIVE" "$DEAD" >"$FILES_DIR/validate.txt"
+	pw -q config set cache.sources \
+	    "$FILES_URL/validate.txt txt good, $FILES_URL/missing.txt txt bad"
+	run -1 --separate-stderr pw cache warm --sources --validate \
+	    --url "$JUDGE" --timeout 5
+	is "$output" "$(lines \
+	    "good${T}ok${T}2${T}2${T}0${T}0${T}0${T}-${T}2${T}1${T}1" \
+	    "bad${T}failed${T}0${T}0${T}0${T}0${T}0${T}HTTP status 404${T}0${T}0${T}0")"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: $FILES_URL/missing.txt: HTTP status 404" \
+	    "pw: cache warm: 1 of 2 sources failed")"
+	is "$(statuses)" "$(lines '1 healthy' '2 unhealthy')"
+	run -0 pw pool next
+	is "$output" "$LIVE"
+	# Every source failed: nothing to check, still exit 1.
+	pw -q config set cache.sources "$FILES_URL/missing.txt txt bad"
+	run -1 --separate-stderr pw cache warm --sources --validate \
+	    --url "$JUDGE" --timeout 5
+	is "$stderr" "$(lines \
+	    "pw: cache warm: $FILES_URL/missing.txt: HTTP status 404" \
+	    "pw: cache warm: 1 of 1 sources failed")"
+}
+
 @test "warm --validate: bad options are refused before anything is imported" {
 	two
 	printf '%s\n' "$LIVE" >l.txt
