@@ -6,6 +6,7 @@
  * configured sources make requests (lib/download.c loads it then).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,8 @@ struct warm_run {
 	size_t			*line_end;	/* ids before line i's end */
 	struct warm_owner	*owner;		/* id -> line, by id */
 	size_t			 nowner;
+	size_t			 nsources;	/* --sources: configured */
+	size_t			 failed;	/* and not fetched */
 };
 
 static void
@@ -329,7 +332,12 @@ warm_url(struct warm_run *wr, const char *url)
 	return r;
 }
 
-/* Every configured source, fetched at once, warmed one after another. */
+/*
+ * Every configured source, fetched at once, warmed one after another. A
+ * source that could not be fetched is counted in wr->failed, not an
+ * error: what the others brought is imported, and validated, all the
+ * same.
+ */
 static int
 warm_sources(struct warm_run *wr)
 {
@@ -337,7 +345,7 @@ warm_sources(struct warm_run *wr)
 	struct pw_source	*src = NULL;
 	struct pw_download	*d;
 	const char		**urls;
-	size_t			 n = 0, max, failed = 0;
+	size_t			 n = 0, max;
 	int64_t			 t, ct;
 	int			 r;
 
@@ -355,7 +363,7 @@ warm_sources(struct warm_run *wr)
 		struct pw_meta m = wr->meta;
 		wr->name = shown;
 		if (d[i].error != NULL) {
-			failed++;
+			wr->failed++;
 			if (!wr->cc->quiet)
 				fprintf(stderr, "pw: %s: %s: %s\n",
 				    wr->cc->path, shown, d[i].error);
@@ -375,9 +383,7 @@ warm_sources(struct warm_run *wr)
 	free(d);
 	free(urls);
 	pw_sources_free(src, n);
-	if (r == 0 && failed > 0)
-		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %zu of %zu sources "
-		    "failed", wr->cc->path, failed, n);
+	wr->nsources = n;
 	return r;
 }
 
@@ -451,20 +457,27 @@ cache_warm(struct pw_cmdctx *cc)
 	}
 	{
 		size_t	nids;
-		/* Batches committed before an error still count as a warm. */
+		/*
+		 * Batches committed before an error still count as a warm;
+		 * failed sources that left nothing imported do not.
+		 */
 		pw_warm_ids(wr.w, &nids);
-		if (r == 0)
+		if (r == 0 && (wr.failed == 0 || nids > 0))
 			r = pw_warm_finish(wr.w);
-		else if (nids > 0)
+		else if (r != 0 && nids > 0)
 			pw_warm_finish(wr.w);
 	}
 	/*
-	 * Then the check of what was imported. When the import failed, or
-	 * this process dies first, what it committed stays pending until
-	 * pw health checks it.
+	 * Then the check of what was imported, from the sources that were
+	 * fetched too when others were not. When the import failed, or this
+	 * process dies first, what it committed stays pending until pw
+	 * health checks it.
 	 */
 	if (r == 0 && wr.validate)
 		r = warm_validate(&wr, &ho);
+	if (r == 0 && wr.failed > 0)
+		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %zu of %zu sources "
+		    "failed", cc->path, wr.failed, wr.nsources);
 	for (size_t i = 0; i < wr.nlines; i++) {
 		line_print(&wr, &wr.lines[i]);
 		free(wr.lines[i].source);
@@ -482,9 +495,21 @@ cache_warm(struct pw_cmdctx *cc)
 
 /* ------------------------------------------------------------- export */
 
+/*
+ * Where the list goes. A regular file (or a path that does not exist yet)
+ * is written to a temporary beside it and renamed over it when complete;
+ * anything else -o names (a FIFO, a terminal, /dev/null) is written as it
+ * is, and never replaced.
+ */
 struct export_out {
-	FILE	*f;
-	int	 failed;
+	FILE		*f;
+	int		 failed;	/* errno of a failed write */
+	const char	*name;		/* as given, for messages */
+	char		*tmp;		/* the temporary, or NULL */
+	char		*dest;		/* the file tmp replaces */
+	int		 existed;	/* dest was there: dev, ino say which */
+	dev_t		 dev;
+	ino_t		 ino;
 };
 
 static int
@@ -500,49 +525,200 @@ export_write(void *arg, const void *p, size_t n)
 }
 
 static int
+export_fail(struct pw_cmdctx *cc, const char *name, int e)
+{
+	return pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
+	    name, strerror(e));
+}
+
+/* Someone put another file in its place while the export ran. */
+static int
+export_swapped(struct pw_cmdctx *cc, const struct export_out *eo)
+{
+	return pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: replaced by another "
+	    "file during the export; left as it is", cc->path, eo->name);
+}
+
+/*
+ * Into a temporary in dest's directory, mode as given (mkstemp makes it
+ * 0600 first, so a secret is never readable by others meanwhile). st is
+ * the file it will replace, NULL for none.
+ */
+static int
+export_temp(struct pw_cmdctx *cc, struct export_out *eo, const char *dest,
+    mode_t mode, const struct stat *st)
+{
+	int	fd, e;
+
+	eo->tmp = pw_xasprintf("%s.tmp.XXXXXX", dest);
+	if ((fd = mkstemp(eo->tmp)) < 0) {
+		e = errno;
+		free(eo->tmp);
+		eo->tmp = NULL;
+		return export_fail(cc, eo->name, e);
+	}
+	if (fchmod(fd, mode) != 0 || (eo->f = fdopen(fd, "w")) == NULL) {
+		e = errno;
+		close(fd);
+		unlink(eo->tmp);
+		free(eo->tmp);
+		eo->tmp = NULL;
+		return export_fail(cc, eo->name, e);
+	}
+	eo->dest = pw_xstrdup(dest);
+	if (st != NULL) {
+		eo->existed = 1;
+		eo->dev = st->st_dev;
+		eo->ino = st->st_ino;
+	}
+	return 0;
+}
+
+/*
+ * The file open on standard output or error, when a link (/dev/stdout)
+ * names it: written there, as "-o -" would, not replaced.
+ */
+static FILE *
+export_std(const struct stat *st)
+{
+	struct stat	sb;
+
+	if (fstat(STDOUT_FILENO, &sb) == 0 && sb.st_dev == st->st_dev &&
+	    sb.st_ino == st->st_ino)
+		return stdout;
+	if (fstat(STDERR_FILENO, &sb) == 0 && sb.st_dev == st->st_dev &&
+	    sb.st_ino == st->st_ino)
+		return stderr;
+	return NULL;
+}
+
+static int
+export_open(struct pw_cmdctx *cc, struct export_out *eo, int creds)
+{
+	struct stat	 lst, st;
+	mode_t		 mode;
+	char		*real;
+	int		 fd, r;
+
+	if (lstat(eo->name, &lst) != 0) {
+		if (errno != ENOENT)
+			return export_fail(cc, eo->name, errno);
+		/*
+		 * A new file: a list without secrets may be read by all
+		 * that the umask lets (umask(umask(0)) would give the 0).
+		 */
+		mode = umask(0);
+		umask(mode);
+		return export_temp(cc, eo, eo->name, creds ? 0600 :
+		    0644 & ~mode, NULL);
+	}
+	/*
+	 * stat follows a link as open would (fs.protected_symlinks
+	 * included); a link to nothing is not written through, as cp
+	 * refuses to: whoever made it chose where the file would go.
+	 */
+	if (stat(eo->name, &st) != 0) {
+		if (errno == ENOENT && S_ISLNK(lst.st_mode))
+			return pw_failf(&cc->ctx->err, PW_EFAIL, "%s: %s: not "
+			    "writing through a dangling symbolic link",
+			    cc->path, eo->name);
+		return export_fail(cc, eo->name, errno);
+	}
+	if (S_ISDIR(st.st_mode))
+		return export_fail(cc, eo->name, EISDIR);
+	if (S_ISREG(st.st_mode)) {
+		/* Its mode stays, but a list with secrets is private. */
+		mode = st.st_mode & (creds ? 0700 : 0777);
+		if (!S_ISLNK(lst.st_mode))
+			return export_temp(cc, eo, eo->name, mode, &st);
+		if ((eo->f = export_std(&st)) != NULL)
+			return 0;
+		/*
+		 * The target is replaced, in its own directory: a link is
+		 * followed, never replaced by a file.
+		 */
+		if ((real = realpath(eo->name, NULL)) == NULL)
+			return export_fail(cc, eo->name, errno);
+		r = export_temp(cc, eo, real, mode, &st);
+		free(real);
+		return r;
+	}
+	/* A FIFO, a device: written as it is, never replaced. */
+	if ((fd = open(eo->name, O_WRONLY | O_NOCTTY | O_CLOEXEC)) < 0)
+		return export_fail(cc, eo->name, errno);
+	if (fstat(fd, &st) != 0)
+		r = export_fail(cc, eo->name, errno);
+	else if (S_ISREG(st.st_mode))
+		/* Opened now, it would be written over, not replaced. */
+		r = export_swapped(cc, eo);
+	else if ((eo->f = fdopen(fd, "w")) == NULL)
+		r = export_fail(cc, eo->name, errno);
+	else
+		return 0;
+	close(fd);
+	return r;
+}
+
+/* Whether dest is still what export_temp saw: the same file, or none. */
+static int
+export_unchanged(const struct export_out *eo)
+{
+	struct stat	st;
+
+	if (lstat(eo->dest, &st) != 0)
+		return errno == ENOENT && !eo->existed;
+	return eo->existed && S_ISREG(st.st_mode) && st.st_dev == eo->dev &&
+	    st.st_ino == eo->ino;
+}
+
+/* Written: close it, and put the temporary in place when r is 0. */
+static int
+export_close(struct pw_cmdctx *cc, struct export_out *eo, int r)
+{
+	if (eo->f == stdout || eo->f == stderr)
+		return r;
+	if (fclose(eo->f) != 0 && r == 0)
+		r = export_fail(cc, eo->name, errno);
+	if (eo->tmp == NULL)
+		return r;
+	if (r == 0 && !export_unchanged(eo))
+		r = export_swapped(cc, eo);
+	if (r == 0 && rename(eo->tmp, eo->dest) != 0)
+		r = export_fail(cc, eo->name, errno);
+	if (r != 0)
+		unlink(eo->tmp);
+	free(eo->tmp);
+	free(eo->dest);
+	return r;
+}
+
+static int
 cache_export(struct pw_cmdctx *cc)
 {
 	struct pw_ctx		*ctx = cc->ctx;
-	struct export_out	 eo = { stdout, 0 };
+	struct export_out	 eo;
 	const char		*out = arg_get(cc->args, "output");
-	char			*tmp = NULL;
 	int64_t			 n = 0;
-	int			 fmt, r, fd, creds;
+	int			 fmt, r, creds;
 
 	if ((r = format_opt(cc, PW_FMT_JSONL, 0, &fmt)) != 0)
 		return r;
 	creds = arg_has(cc->args, "with-credentials");
+	memset(&eo, 0, sizeof eo);
+	eo.f = stdout;
+	eo.name = "stdout";
 	if (out != NULL && strcmp(out, "-") != 0) {
-		/* Into a temporary beside it, renamed when complete. */
-		tmp = pw_xasprintf("%s.tmp.XXXXXX", out);
-		if ((fd = mkstemp(tmp)) < 0) {
-			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
-			    cc->path, out, strerror(errno));
-			free(tmp);
+		eo.name = out;
+		if ((r = export_open(cc, &eo, creds)) != 0)
 			return r;
-		}
-		/* mkstemp makes it 0600; a list without secrets may be 0644. */
-		if (!creds)
-			fchmod(fd, 0644 & ~umask(umask(0)));
-		eo.f = fdopen(fd, "w");
 	}
 	r = pw_cache_export(ctx, fmt, creds, export_write, &eo, &n);
-	if (eo.failed != 0 || (r == 0 && fflush(eo.f) != 0)) {
-		r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s", cc->path,
-		    out && tmp ? out : "stdout", strerror(eo.failed ?
-		    eo.failed : errno));
-	} else if (r != 0)
+	if (eo.failed != 0 || (r == 0 && fflush(eo.f) != 0))
+		r = export_fail(cc, eo.name, eo.failed ? eo.failed : errno);
+	else if (r != 0)
 		pw_err_prefix(&ctx->err, "%s", cc->path);
-	if (tmp != NULL) {
-		if (fclose(eo.f) != 0 && r == 0)
-			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
-			    cc->path, out, strerror(errno));
-		if (r == 0 && rename(tmp, out) != 0)
-			r = pw_failf(&ctx->err, PW_EFAIL, "%s: %s: %s",
-			    cc->path, out, strerror(errno));
-		if (r != 0)
-			unlink(tmp);
-		free(tmp);
+	if (out != NULL && strcmp(out, "-") != 0) {
+		r = export_close(cc, &eo, r);
 		if (r == 0 && !cc->quiet)
 			fprintf(stderr, "exported %lld %s to %s\n",
 			    (long long)n, n == 1 ? "proxy" : "proxies", out);
@@ -863,8 +1039,8 @@ static const struct pw_opt warm_optv[] = {
 
 static const struct pw_opt export_optv[] = {
 	{ "format", 'f', "FMT", 0, "jsonl (default), json, csv or txt" },
-	{ "output", 'o', "FILE", 0, "write to FILE (replaced when complete) "
-	  "instead of stdout" },
+	{ "output", 'o', "FILE", 0, "write to FILE instead of stdout (a "
+	  "regular file is replaced when complete)" },
 	{ "with-credentials", 0, NULL, 0, "include user names and passwords "
 	  "in the URLs" },
 	{ NULL, 0, NULL, 0, NULL }

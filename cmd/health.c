@@ -290,6 +290,13 @@ health_exec(struct pw_cmdctx *cc)
 		return cmd_usagef(cc, "name proxies or select them with "
 		    "--status, --source, --country or --older-than, not both");
 	/*
+	 * The judges and the regular expression are checked before the
+	 * lock: a usage error is exit 2 at once, never 75 (or a --wait)
+	 * because another run holds the lock.
+	 */
+	if ((r = pw_health_check_opts(cc->ctx, &o)) != 0)
+		return pw_err_prefix(&cc->ctx->err, "%s", cc->path);
+	/*
 	 * The lock first, then the choice of proxies: a run that waited
 	 * must not check what the run before it has just checked.
 	 */

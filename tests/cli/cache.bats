@@ -471,6 +471,121 @@ pool_view() {
 	is "$stderr" "pw: cache export: nodir/out.jsonl: No such file or directory"
 }
 
+@test "export -o a link: the target gets the list, the link stays a link" {
+	pw -q pool add http://10.0.0.1:1
+	echo keep >target
+	ln -s target link
+	run -0 --separate-stderr pw cache export -f txt -o link
+	is "$stderr" "exported 1 proxy to link"
+	[ -L link ]
+	is "$(readlink link)" target
+	is "$(cat target)" http://10.0.0.1:1
+	# A chain of relative links into another directory: the file is
+	# replaced there, and no temporary is left anywhere.
+	mkdir -p d/e
+	echo keep >d/e/t
+	ln -s e/t d/l1
+	ln -s d/l1 l2
+	run -0 --separate-stderr pw cache export -f txt -o l2
+	[ -L l2 ] && [ -L d/l1 ] && [ -f d/e/t ] && [ ! -L d/e/t ]
+	is "$(cat d/e/t)" http://10.0.0.1:1
+	is "$(ls -A d/e)" t
+	is "$(ls -A d)" "$(lines e l1)"
+	# A link to nothing is not written through.
+	ln -s nowhere dangling
+	run -1 --separate-stderr pw cache export -o dangling
+	is "$stderr" "pw: cache export: dangling: not writing through a dangling symbolic link"
+	[ -L dangling ] && [ ! -e nowhere ]
+	run -1 --separate-stderr pw cache export -o d
+	is "$stderr" "pw: cache export: d: Is a directory"
+	[[ $(ls -A) != *.tmp.* ]]
+}
+
+@test "export -o a FIFO or a device: written as it is, never replaced" {
+	pw -q pool add http://10.0.0.1:1 http://10.0.0.2:2
+	want=$(lines http://10.0.0.1:1 http://10.0.0.2:2)
+	mkfifo fifo
+	timeout 10 cat fifo >got &
+	reader=$!
+	run -0 --separate-stderr pw cache export -f txt -o fifo
+	is "$stderr" "exported 2 proxies to fifo"
+	# Checked first: a run that replaced the FIFO never reaches the
+	# devices below.
+	[ -p fifo ]
+	wait "$reader"
+	is "$(cat got)" "$want"
+	[[ $(ls -A) != *.tmp.* ]]
+	# A null device of our own first, when we may make one.
+	if mknod null c 1 3 2>/dev/null && { : >null; } 2>/dev/null; then
+		run -0 --separate-stderr pw cache export -f txt -o null
+		[ -c null ]
+	fi
+	run -0 --separate-stderr pw cache export -f txt -o /dev/null
+	is "$output" ""
+	is "$stderr" "exported 2 proxies to /dev/null"
+	[ -c /dev/null ]
+	# /dev/stdout (a pipe here) writes to standard output.
+	run -0 --separate-stderr pw cache export -f txt -o /dev/stdout
+	is "$output" "$want"
+	[ -L /dev/stdout ] || [ -c /dev/stdout ]
+	# A link to the regular file open on standard output writes there,
+	# as -o - would, appending with >>, not replacing the file.
+	echo first >so.txt
+	pw -q cache export -f txt -o /dev/stdout >>so.txt
+	is "$(cat so.txt)" "$(lines first "$want")"
+}
+
+@test "export -o a device that fails: exit 1, why, the device stays" {
+	pw -q pool add http://10.0.0.1:1
+	# A full device of our own first, when we may make one: a run that
+	# replaced it fails here, before /dev/full is tried.
+	if mknod full c 1 7 2>/dev/null && { : >full; } 2>/dev/null; then
+		run -1 --separate-stderr pw cache export -f txt -o full
+		is "$output" ""
+		is "$stderr" "pw: cache export: full: No space left on device"
+		[ -c full ]
+		[[ $(ls -A) != *.tmp.* ]]
+	fi
+	[ -c /dev/full ] || skip "/dev/full is not a character device"
+	run -1 --separate-stderr pw cache export -f txt -o /dev/full
+	is "$output" ""
+	is "$stderr" "pw: cache export: /dev/full: No space left on device"
+	[ -c /dev/full ]
+}
+
+@test "export -o keeps the mode of the file it replaces; with credentials, private" {
+	pw -q pool add socks5://u:p@10.0.0.2:1080
+	umask 022
+	echo old >out
+	chmod 640 out
+	run -0 pw cache export -o out
+	is "$(stat -c %a out)" 640
+	chmod 604 out
+	run -0 pw cache export -o out
+	is "$(stat -c %a out)" 604
+	# Never group or world readable with the secrets in it.
+	run -0 pw cache export --with-credentials -o out
+	is "$(stat -c %a out)" 600
+	[[ $(cat out) == *socks5://u:p@10.0.0.2:1080* ]]
+	chmod 755 out
+	run -0 pw cache export --with-credentials -o out
+	is "$(stat -c %a out)" 700
+	# Through a link, the target's.
+	chmod 660 out
+	ln -s out link
+	run -0 pw cache export -o link
+	is "$(stat -c %a out)" 660
+	[ -L link ]
+	# A new file: 0644 as the umask allows, 0600 with credentials.
+	run -0 pw cache export -o new
+	is "$(stat -c %a new)" 644
+	run -0 pw cache export --with-credentials -o new-creds
+	is "$(stat -c %a new-creds)" 600
+	umask 077
+	run -0 pw cache export -o new-private
+	is "$(stat -c %a new-private)" 600
+}
+
 # ------------------------------------------------------------------ TTL
 
 @test "TTL: an expired proxy is never selected, prune removes and counts it" {
@@ -694,6 +809,30 @@ statuses() {
 	is "$(statuses)" "$(lines '1 healthy' '2 unhealthy')"
 	run -0 pw pool next
 	is "$output" "$LIVE"
+}
+
+@test "warm --sources --validate: a source that fails does not stop the check of the others" {
+	printf '%s\n' "$LIVE" "$DEAD" >"$FILES_DIR/validate.txt"
+	pw -q config set cache.sources \
+	    "$FILES_URL/validate.txt txt good, $FILES_URL/missing.txt txt bad"
+	run -1 --separate-stderr pw cache warm --sources --validate \
+	    --url "$JUDGE" --timeout 5
+	is "$output" "$(lines \
+	    "good${T}ok${T}2${T}2${T}0${T}0${T}0${T}-${T}2${T}1${T}1" \
+	    "bad${T}failed${T}0${T}0${T}0${T}0${T}0${T}HTTP status 404${T}0${T}0${T}0")"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: $FILES_URL/missing.txt: HTTP status 404" \
+	    "pw: cache warm: 1 of 2 sources failed")"
+	is "$(statuses)" "$(lines '1 healthy' '2 unhealthy')"
+	run -0 pw pool next
+	is "$output" "$LIVE"
+	# Every source failed: nothing to check, still exit 1.
+	pw -q config set cache.sources "$FILES_URL/missing.txt txt bad"
+	run -1 --separate-stderr pw cache warm --sources --validate \
+	    --url "$JUDGE" --timeout 5
+	is "$stderr" "$(lines \
+	    "pw: cache warm: $FILES_URL/missing.txt: HTTP status 404" \
+	    "pw: cache warm: 1 of 1 sources failed")"
 }
 
 @test "warm --validate: bad options are refused before anything is imported" {

@@ -229,6 +229,25 @@ hold_lock() {
 	is "$(statuses)" '1 degraded 1'
 }
 
+@test "lock: a usage error is exit 2 at once while another run holds it" {
+	hold_lock
+	run -2 --separate-stderr pw health --url "$JUDGE" --expect-body '(['
+	is "$output" ""
+	[[ $stderr == "pw: health: expected body '([': "* ]]
+	is "$(echo "$stderr" | wc -l)" 1
+	run -2 --separate-stderr pw health --url ftp://127.0.0.1/x
+	is "$stderr" "pw: health: judge 'ftp://127.0.0.1/x': want an http:// or https:// URL"
+	run -2 --separate-stderr pw health
+	is "$stderr" "pw: health: no judge URL (set health.url or health.urls, or give --url)"
+	# --wait does not wait for the holder to say so.
+	run -2 --separate-stderr pw health --wait --url "$JUDGE" --expect-body '(['
+	[[ $stderr == "pw: health: expected body '([': "* ]]
+	# All at once: well before the holder's 4 s check ends.
+	pid_alive "$HOLDER"
+	wait "$HOLDER"
+	is "$(statuses)" '1 degraded 1'
+}
+
 @test "lock: a run killed with SIGKILL leaves no lock behind" {
 	hold_lock
 	kill -KILL "$HOLDER"
