@@ -364,10 +364,16 @@ write_out(struct pw_cmdctx *cc, const char *fmt,
 
 	pw_buf_init(&b);
 	for (p = fmt; *p != '\0'; p++) {
+		/* As curl: \n, \r and \t; any other stays as written. */
 		if (*p == '\\' && p[1] != '\0') {
 			p++;
-			pw_buf_addc(&b, *p == 'n' ? '\n' : *p == 't' ? '\t' :
-			    *p == 'r' ? '\r' : *p);
+			if (*p == 'n' || *p == 't' || *p == 'r')
+				pw_buf_addc(&b, *p == 'n' ? '\n' : *p == 't' ?
+				    '\t' : '\r');
+			else {
+				pw_buf_addc(&b, '\\');
+				pw_buf_addc(&b, *p);
+			}
 			continue;
 		}
 		if (*p != '%') {
@@ -514,6 +520,7 @@ fetch_exec(struct pw_cmdctx *cc)
 		o.retries = (int)n;
 	o.proxy = arg_get(cc->args, "proxy");
 	o.no_wait = arg_has(cc->args, "no-wait");
+	o.show_secrets = cc->show_secrets;
 	pw_filter_init(&o.pick.filter);
 	if ((v = arg_get(cc->args, "country")) != NULL) {
 		if (pw_country_check(v, ccode, &cc->ctx->err) != 0)

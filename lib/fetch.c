@@ -650,7 +650,8 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		} else
 			a = &forced;
 		free(shown);
-		shown = pw_addr_format(a, PW_CREDS_MASK);
+		shown = pw_addr_format(a, o->show_secrets ? PW_CREDS_SHOW :
+		    PW_CREDS_MASK);
 		pw_curl_use_proxy(h, a);
 		memset(&x, 0, sizeof x);
 		x.o = o;

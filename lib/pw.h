@@ -440,6 +440,8 @@ struct pw_fetch_opts {
 	struct pw_pick		  pick;		/* strategy, session, filters */
 	/* Over fetch.rate_per_host or _per_proxy: PW_ERATE, no wait. */
 	int			  no_wait;
+	/* Proxies in the result and its attempts with credentials. */
+	int			  show_secrets;
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.

@@ -452,6 +452,12 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	# Sealed in the state file too.
 	pw pool ls >/dev/null
 	run -1 grep -a -e wrongpass -e s3cret "$PW_STATE"*
+	# Unless asked for.
+	run -4 --separate-stderr pw --show-secrets fetch -w '%{proxy}' --json \
+	    --proxy "socks5h://alice:wrongpass@127.0.0.1:$MS" "$ORIGIN_URL/ip"
+	is "$(head -n 1 <<<"$output" | json_get attempts.0.proxy)" \
+	    "socks5h://alice:wrongpass@127.0.0.1:$MS"
+	is "${stderr_lines[0]}" "pw: fetch: attempt 1 via socks5h://alice:wrongpass@127.0.0.1:$MS: proxy failed: User was rejected by the SOCKS5 server (1 2)."
 }
 
 @test "tinyproxy with Basic auth: the right credentials work and show nowhere" {
@@ -710,12 +716,13 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 
 @test "-w: every variable, escapes, %%" {
 	add "$REFUSED" "$T1"
-	run -0 pw fetch -o /dev/null -w '%{http_code}|%{response_code}|%{proxy}|%{proxy_id}|%{attempts}|%{size_download}|%{url_effective}|%{content_type}|%{num_redirects}|%{exitcode}|%%|\t|\\|%{time_total}|%{time_connect}|%{time_starttransfer}\n' \
+	run -0 pw fetch -o /dev/null -w '%{http_code}|%{response_code}|%{proxy}|%{proxy_id}|%{attempts}|%{size_download}|%{url_effective}|%{content_type}|%{num_redirects}|%{exitcode}|%%|\t|\\|\x|%{time_total}|%{time_connect}|%{time_starttransfer}\n' \
 	    "$ORIGIN_URL/bytes/1000"
 	IFS='|' read -r -a f <<<"$output"
-	is "$(lines "${f[@]:0:13}")" "$(lines 200 200 "$T1" 2 2 1000 \
-	    "$ORIGIN_URL/bytes/1000" application/octet-stream 0 0 % $'\t' '\')"
-	for t in "${f[@]:13:3}"; do
+	# As curl: an escape other than \n, \r and \t stays as written.
+	is "$(lines "${f[@]:0:14}")" "$(lines 200 200 "$T1" 2 2 1000 \
+	    "$ORIGIN_URL/bytes/1000" application/octet-stream 0 0 % $'\t' '\\' '\x')"
+	for t in "${f[@]:14:3}"; do
 		[[ $t =~ ^[0-9]+\.[0-9]{6}$ ]]
 	done
 }
