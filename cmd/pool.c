@@ -169,7 +169,10 @@ read_stdin(struct pw_cmdctx *cc, struct addlist *l)
 
 	while ((n = getline(&line, &cap, stdin)) >= 0) {
 		char *s = line, *e = line + n;
-		lineno++;
+		/* A byte order mark, as editors on Windows write, is no URL. */
+		if (++lineno == 1 && n >= 3 &&
+		    memcmp(s, "\xef\xbb\xbf", 3) == 0)
+			s += 3;
 		while (s < e && (*s == ' ' || *s == '\t'))
 			s++;
 		while (e > s && (e[-1] == '\n' || e[-1] == '\r' ||

@@ -247,6 +247,9 @@ three() {
 	    "3${T}https://c.example:443${T}added" \
 	    "4${T}http://d.example:4${T}added")"
 	is "$stderr" ""
+	# A byte order mark before the first line is not part of it.
+	run -0 --separate-stderr pw pool add - <<<$'\xef\xbb\xbfhttp://e.example:5'
+	is "$output" "5${T}http://e.example:5${T}added"
 }
 
 @test "pool add -: mixed with URL arguments, in argument order" {
