@@ -50,6 +50,12 @@ static const char *const format_names[PW_FMT_COUNT] = {
 
 #define JSON_MAX_DEPTH	32
 
+/*
+ * How far --format auto looks for a first line that is not empty or a
+ * comment. Only this much is looked at, however the input is split.
+ */
+#define SNIFF_MAX	(64 * 1024)
+
 /* A record being assembled: field values as offsets into a scratch. */
 struct raw {
 	struct pw_buf	 text;
@@ -82,6 +88,8 @@ struct pw_ingest {
 	struct pw_buf	 str;		/* a decoded JSON string */
 	char		 why[80];	/* a wrong-type message */
 };
+
+static int	field_lookup(const char *, size_t);
 
 const char *
 pw_format_name(int f)
@@ -127,36 +135,103 @@ pw_format_from_name(const char *name)
 	return PW_FMT_AUTO;
 }
 
+/*
+ * A header word: a column name, or a column pw ignores ("note", "last
+ * checked", "speed (ms)"). No ':', '/' or '@', so no proxy URL is one.
+ */
+static int
+header_word(const unsigned char *s, const unsigned char *e)
+{
+	/* A first column of row numbers is often headed "#". */
+	if (e - s == 1 && *s == '#')
+		return 1;
+	for (; s < e; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && strchr(" \t_-.()", *s) == NULL)
+			return 0;
+	return 1;
+}
+
+/*
+ * Whether the line [s, e) reads as a CSV header: two fields or more,
+ * each a header word (in double quotes or not), at least one of them a
+ * column name. Names are matched whole, so a comment or a txt line that
+ * merely mentions "host" or "port" is no header.
+ */
+static int
+header_like(const unsigned char *s, const unsigned char *e)
+{
+	const unsigned char	*f, *fe;
+	int			 nf = 0, named = 0;
+
+	if (e > s && e[-1] == '\r')
+		e--;
+	for (;;) {
+		for (f = s; s < e && *s != ','; s++)
+			;
+		fe = s;
+		while (f < fe && (*f == ' ' || *f == '\t'))
+			f++;
+		while (fe > f && (fe[-1] == ' ' || fe[-1] == '\t'))
+			fe--;
+		if (fe - f >= 2 && *f == '"' && fe[-1] == '"') {
+			f++;
+			fe--;
+		}
+		if (!header_word(f, fe))
+			return 0;
+		named |= field_lookup((const char *)f, fe - f) >= 0;
+		nf++;
+		if (s == e)
+			return nf >= 2 && named;
+		s++;
+	}
+}
+
+/*
+ * The format [s, e) looks like, from its first line that is neither
+ * empty nor a '#' comment; -1 when that line runs into e and more input
+ * may tell (unless final: then e is the end).
+ */
+static int
+sniff(const unsigned char *s, const unsigned char *e, int final)
+{
+	const unsigned char	*nl;
+
+	for (;;) {
+		while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
+		    *s == '\n'))
+			s++;
+		if (s == e)
+			return final ? PW_FMT_TXT : -1;
+		if (*s == '[')
+			return PW_FMT_JSON;
+		if (*s == '{')
+			return PW_FMT_JSONL;
+		if ((nl = memchr(s, '\n', e - s)) == NULL) {
+			if (!final)
+				return -1;
+			nl = e;
+		}
+		/* A quoted header is csv; a string alone, jsonl. */
+		if (header_like(s, nl))
+			return PW_FMT_CSV;
+		if (*s == '"')
+			return PW_FMT_JSONL;
+		if (*s != '#')
+			return PW_FMT_TXT;
+		s = nl;
+	}
+}
+
 int
 pw_format_sniff(const void *p, size_t n)
 {
-	const unsigned char	*s = p, *e = s + n, *nl;
+	const unsigned char	*s = p;
 
 	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
-		s += 3;
-	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
-	    *s == '\n'))
-		s++;
-	if (s == e)
-		return PW_FMT_TXT;
-	if (*s == '[')
-		return PW_FMT_JSON;
-	if (*s == '{' || *s == '"')
-		return PW_FMT_JSONL;
-	/* A first line with a comma that names a known column: csv. */
-	nl = memchr(s, '\n', e - s);
-	if (nl == NULL)
-		nl = e;
-	if (memchr(s, ',', nl - s) != NULL) {
-		for (int i = 0; i < NNAMES; i++) {
-			size_t	 k = strlen(field_names[i].name);
-			for (const unsigned char *q = s; q + k <= nl; q++)
-				if (strncasecmp((const char *)q,
-				    field_names[i].name, k) == 0)
-					return PW_FMT_CSV;
-		}
-	}
-	return PW_FMT_TXT;
+		return sniff(s + 3, s + n, 1);
+	return sniff(s, s + n, 1);
 }
 
 struct pw_ingest *
@@ -540,10 +615,14 @@ csv_record(struct pw_ingest *in, const char *s, const char *e, long line)
 		return 0;
 	}
 	if (!in->header_done) {
-		/* Blank lines before the header are nothing. */
+		/*
+		 * Empty lines and comments before the header are nothing,
+		 * as --format auto passed over them ("#" may head a column).
+		 */
 		const char *ts = s, *te = e;
 		trim(&ts, &te);
-		if (ts == te)
+		if (ts == te || (*ts == '#' && !header_like((const unsigned
+		    char *)ts, (const unsigned char *)te)))
 			return 0;
 		return csv_header(in, s, e, line);
 	}
@@ -1201,30 +1280,26 @@ run(struct pw_ingest *in, int eof)
 }
 
 /*
- * Enough of the start to sniff the format: the first character that is
- * not white space says json or jsonl; otherwise the whole first line.
+ * The format of the input, sniffed once enough of it is in: the line
+ * that tells is whole, or SNIFF_MAX bytes are. -1: not yet.
  */
 static int
-sniff_ready(const struct pw_ingest *in)
+sniff_input(const struct pw_ingest *in, int final)
 {
-	const char	*s = in->in.data + in->pos;
-	const char	*e = in->in.data + in->in.len;
+	const unsigned char	*s;
+	size_t			 n = in->in.len - in->pos;
 
-	if (in->in.len >= 4096)
-		return 1;
-	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
-	    *s == '\n'))
-		s++;
-	if (s == e)
-		return 0;
-	if (*s == '[' || *s == '{' || *s == '"')
-		return 1;
-	return memchr(s, '\n', e - s) != NULL;
+	s = (const unsigned char *)in->in.data + in->pos;
+	if (n >= SNIFF_MAX)
+		return sniff(s, s + SNIFF_MAX, 1);
+	return sniff(s, s + n, final);
 }
 
 int
 pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 {
+	int	f;
+
 	if (in->stop || n == 0)
 		return 0;
 	pw_buf_add(&in->in, p, n);
@@ -1239,10 +1314,9 @@ pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 			in->pos = 3;
 	}
 	if (in->format == PW_FMT_AUTO) {
-		if (!sniff_ready(in))
+		if ((f = sniff_input(in, 0)) < 0)
 			return 0;
-		in->format = pw_format_sniff(in->in.data + in->pos,
-		    in->in.len - in->pos);
+		in->format = f;
 	}
 	return run(in, 0);
 }
@@ -1255,8 +1329,7 @@ pw_ingest_end(struct pw_ingest *in)
 	if (!in->started)
 		in->started = 1;
 	if (in->format == PW_FMT_AUTO)
-		in->format = pw_format_sniff(in->in.data + in->pos,
-		    in->in.len - in->pos);
+		in->format = sniff_input(in, 1);
 	if (in->in.len == 0 && in->format != PW_FMT_JSON)
 		return 0;
 	return run(in, 1);

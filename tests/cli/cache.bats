@@ -285,6 +285,25 @@ two() {
 	    http://10.0.0.3:1 http://10.0.0.4:1)"
 }
 
+@test "warm --format auto: comment lines first are passed over; names match whole" {
+	printf '# proxy list, updated hourly\n127.0.0.1:8080\n127.0.0.2:3128\n' \
+	    >proxies
+	run -0 --separate-stderr pw cache warm proxies
+	is "$output" "proxies${T}ok${T}2${T}2${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	printf '# Free proxies - host:port, one per line\n127.0.0.3:80\n' >free
+	run -0 --separate-stderr pw cache warm free
+	is "$output" "free${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	printf '# from example, daily\n\nurl,country\nhttp://127.0.0.4:1,de\n' \
+	    >csvish
+	run -0 --separate-stderr pw cache warm --json csvish
+	is "$output" '[{"source":"csvish","format":"csv","status":"ok","records":1,"added":1,"updated":0,"duplicate":0,"invalid":0,"error":null}]'
+	is "$stderr" ""
+	is "$(urls)" "$(lines http://127.0.0.1:8080 http://127.0.0.2:3128 \
+	    http://127.0.0.3:80 http://127.0.0.4:1)"
+}
+
 @test "warm: defaults --country/--region/--weight, --source overrides" {
 	printf 'url,country,source\nhttp://10.0.0.1:1,fr,mine\nhttp://10.0.0.2:1,,\n' >l.csv
 	run -0 pw cache warm --country de --region r --weight 5 --source s \

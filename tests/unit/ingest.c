@@ -240,6 +240,20 @@ test_formats(void **state)
 	assert_int_equal(pw_format_sniff("Host,Port\n", 10), PW_FMT_CSV);
 	assert_int_equal(pw_format_sniff("a,b\n", 4), PW_FMT_TXT);
 	assert_int_equal(pw_format_sniff("h:1\n", 4), PW_FMT_TXT);
+	/* Comments first: the line after them tells. Names match whole. */
+	assert_int_equal(pw_format_sniff("# proxy list, updated hourly\n"
+	    "h:1\n", 33), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# Free proxies - host:port, one per "
+	    "line\n", 41), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# a, b\r\n\n# c\n [\"h:1\"]", 21),
+	    PW_FMT_JSON);
+	assert_int_equal(pw_format_sniff("# a\n\"url\", \"Country\"\n", 21),
+	    PW_FMT_CSV);
+	assert_int_equal(pw_format_sniff("#,ip,port,last checked\n", 23),
+	    PW_FMT_CSV);
+	assert_int_equal(pw_format_sniff("hostname,portal\n", 16), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("h:1, host\n", 10), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# only comments\n", 16), PW_FMT_TXT);
 	assert_int_equal(pw_format_parse("JSONL", &f), 0);
 	assert_int_equal(f, PW_FMT_JSONL);
 	assert_int_equal(pw_format_parse("yaml", &f), PW_EUSAGE);
@@ -247,6 +261,13 @@ test_formats(void **state)
 	check(PW_FMT_AUTO, "[\"a:1\"]", "1 http://a:1|||||0\n");
 	check(PW_FMT_AUTO, "url,country\nb:2,de\n",
 	    "2 http://b:2|DE||||0\n");
+	check(PW_FMT_AUTO, "# proxy list, updated hourly\n10.0.0.1:8080\n"
+	    "10.0.0.2:3128\n", "2 http://10.0.0.1:8080|||||0\n"
+	    "3 http://10.0.0.2:3128|||||0\n");
+	/* csv passes over the comments auto did. */
+	check(PW_FMT_AUTO, "# from x, daily\n\n# host, port\nhost,port\n"
+	    "h,1\n", "5 http://h:1|||||0\n");
+	check(PW_FMT_CSV, "#,ip,port\n1,h,1\n", "2 http://h:1|||||0\n");
 }
 
 static int
