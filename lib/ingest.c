@@ -66,6 +66,10 @@ struct raw {
 
 enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_DONE, J_DEAD };
 
+/* Where a scan of a CSV record is: at a field's start, in a field, in
+ * quotes, or just after a quote in quotes (a close, or half of ""). */
+enum csvq { CSVQ_FIELD, CSVQ_PLAIN, CSVQ_QUOTED, CSVQ_QUOTE };
+
 struct pw_ingest {
 	int		 format;
 	pw_record_fn	*fn;
@@ -76,7 +80,7 @@ struct pw_ingest {
 	long		 line;		/* line number at pos */
 	int		 started;	/* BOM checked */
 	int		 skipping;	/* dropping an over-long line */
-	long		 skip_line;
+	enum csvq	 skip_q;	/* where that CSV record's scan is */
 	int		 stop;		/* a callback said stop */
 	/* csv */
 	int		 header_done;
@@ -493,23 +497,53 @@ one_line(struct pw_ingest *in, const char *s, const char *e, long line)
 
 /*
  * Find the end of the CSV record starting at s: the first newline not
- * inside quotes. NULL when the record is not complete in [s, e).
+ * inside a quoted field. A quote opens a quoted field only at the start
+ * of a field (RFC 4180); anywhere else it is data, and csv_split refuses
+ * that one record, so a stray quote cannot swallow the rows after it.
+ * *q is where the scan stands, in and out, so that a record can be
+ * scanned in parts (CSVQ_FIELD to begin one); *nlines counts the
+ * newlines in quotes. NULL when the record does not end in [s, e).
  */
 static const char *
-csv_end(const char *s, const char *e, long *nlines)
+csv_end(const char *s, const char *e, enum csvq *q, long *nlines)
 {
-	int	quoted = 0;
+	const char	*p = s;
+	enum csvq	 st = *q;
+	long		 n = 0;
 
-	*nlines = 0;
-	for (const char *p = s; p < e; p++) {
-		if (*p == '"')
-			quoted = !quoted;
-		else if (*p == '\n') {
-			if (!quoted)
-				return p;
-			(*nlines)++;
+	while (p < e) {
+		if (st == CSVQ_QUOTED) {
+			for (; p < e && *p != '"'; p++)
+				if (*p == '\n')
+					n++;
+			if (p == e)
+				break;
+			p++;
+			st = CSVQ_QUOTE;
+			continue;
 		}
+		/* A quote after a quote in quotes is one quote of data. */
+		if (*p == '"' && st != CSVQ_PLAIN) {
+			p++;
+			st = CSVQ_QUOTED;
+			continue;
+		}
+		for (; p < e && *p != ',' && *p != '\n'; p++)
+			;
+		if (p == e) {
+			st = CSVQ_PLAIN;
+			break;
+		}
+		if (*p == '\n') {
+			*q = CSVQ_FIELD;
+			*nlines = n;
+			return p;
+		}
+		p++;
+		st = CSVQ_FIELD;
 	}
+	*q = st;
+	*nlines = n;
 	return NULL;
 }
 
@@ -1199,6 +1233,7 @@ static int
 lines_run(struct pw_ingest *in, int eof)
 {
 	const char	*s, *e, *nl;
+	enum csvq	 q;
 	long		 extra;
 	int		 r;
 
@@ -1212,18 +1247,26 @@ lines_run(struct pw_ingest *in, int eof)
 		if (s == e)
 			return 0;
 		if (in->skipping) {
-			if ((nl = memchr(s, '\n', e - s)) == NULL) {
+			/* Dropped as it comes: a CSV record to its real end. */
+			extra = 0;
+			if (in->format == PW_FMT_CSV)
+				nl = csv_end(s, e, &in->skip_q, &extra);
+			else
+				nl = memchr(s, '\n', e - s);
+			if (nl == NULL) {
+				in->line += extra;
 				in->pos = in->in.len;
 				return 0;
 			}
 			in->skipping = 0;
+			in->line += 1 + extra;
 			in->pos = nl + 1 - in->in.data;
-			in->line = in->skip_line + 1;
 			continue;
 		}
 		extra = 0;
+		q = CSVQ_FIELD;
 		if (in->format == PW_FMT_CSV)
-			nl = csv_end(s, e, &extra);
+			nl = csv_end(s, e, &q, &extra);
 		else
 			nl = memchr(s, '\n', e - s);
 		if (nl == NULL && !eof) {
@@ -1231,7 +1274,8 @@ lines_run(struct pw_ingest *in, int eof)
 				reject(in, in->line, "line too long (over %d "
 				    "bytes)", PW_INGEST_MAX_RECORD);
 				in->skipping = 1;
-				in->skip_line = in->line + count_nl(s, e);
+				in->skip_q = q;
+				in->line += extra;
 				in->pos = in->in.len;
 			}
 			return 0;

@@ -175,6 +175,22 @@ two() {
 	    "pw: cache warm: l.csv:10: bad CSV quoting: unterminated quoted field")"
 }
 
+@test "warm csv: a stray quote or an over-long quoted field is one bad row" {
+	printf 'url,country,region\nhttp://127.0.0.1:81,US,a"b\nhttp://127.0.0.2:82,US,east\nhttp://127.0.0.3:83,DE,west\n' \
+	    >q.csv
+	run -0 --separate-stderr pw cache warm q.csv
+	is "$output" "q.csv${T}ok${T}2${T}2${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: q.csv:2: bad CSV quoting: quote inside an unquoted field"
+	# 300 KB in quotes, over a read's end, with "" and newlines in it.
+	python3 -c 'import sys; sys.stdout.write("url,region\nhttp://127.0.0.4:84,\"" + "a \"\"b\"\", c\n" * 30000 + "\"\nhttp://127.0.0.5:85,east\n")' \
+	    >long.csv
+	run -0 --separate-stderr pw cache warm long.csv
+	is "$output" "long.csv${T}ok${T}1${T}1${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: long.csv:2: line too long (over 8192 bytes)"
+	is "$(urls)" "$(lines http://127.0.0.2:82 http://127.0.0.3:83 \
+	    http://127.0.0.5:85)"
+}
+
 @test "warm csv: a header without url or host is refused, nothing added" {
 	printf 'address,port\n10.0.0.1,80\n' >l.csv
 	run -0 --separate-stderr pw cache warm l.csv

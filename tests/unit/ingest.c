@@ -121,6 +121,31 @@ test_nul_and_long(void **state)
 	free(big);
 }
 
+/*
+ * A quoted field over the limit, with newlines and quotes in it, is one
+ * bad record wherever reads end; the rows after it are read.
+ */
+static void
+test_csv_long(void **state)
+{
+	struct pw_buf	b;
+	char		*want;
+
+	(void)state;
+	pw_buf_init(&b);
+	pw_buf_adds(&b, "url,region\nhttp://a:1,\"");
+	for (int i = 0; i < 100; i++)
+		pw_buf_adds(&b, "a \"\"quoted\"\" word, then a line that goes "
+		    "on and on and on until it is a hundred bytes\n");
+	pw_buf_adds(&b, "\"\nhttp://b:2,east\n\"http://c:3\",\"\"\n");
+	want = pw_xasprintf("2! line too long (over %d bytes)\n"
+	    "103 http://b:2||east|||0\n104 http://c:3|||||0\n",
+	    PW_INGEST_MAX_RECORD);
+	check_n(PW_FMT_CSV, b.data, b.len, want);
+	free(want);
+	pw_buf_release(&b);
+}
+
 static void
 test_csv(void **state)
 {
@@ -145,6 +170,15 @@ test_csv(void **state)
 	    "6! missing url or host\n"
 	    "7 http://a:1|||||0\n"
 	    "8! bad CSV quoting: unterminated quoted field\n");
+	/* A stray quote is data, bad in its field: the next rows are read. */
+	check(PW_FMT_CSV, "url,region\nhttp://a:1,a\"b\nhttp://b:2,east\n"
+	    "\"http://c:3\"x\"y,\"w\"\"\"\nhttp://d:4,\"\"\"q,\"\"\"\n"
+	    "http://e:5,\"\"\n",
+	    "2! bad CSV quoting: quote inside an unquoted field\n"
+	    "3 http://b:2||east|||0\n"
+	    "4! bad CSV quoting: junk after a closing quote\n"
+	    "5 http://d:4||\"q,\"|||0\n"
+	    "6 http://e:5|||||0\n");
 	check(PW_FMT_CSV, "addr,port\n1,2\n", "1! csv header names no url or "
 	    "host column; rest of the input ignored\n");
 	check(PW_FMT_CSV, "url,password\nhttp://a:1,pw\n",
@@ -351,6 +385,7 @@ main(void)
 		cmocka_unit_test(test_txt),
 		cmocka_unit_test(test_nul_and_long),
 		cmocka_unit_test(test_csv),
+		cmocka_unit_test(test_csv_long),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_jsonl),
 		cmocka_unit_test(test_formats),
