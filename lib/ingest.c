@@ -64,7 +64,7 @@ struct raw {
 	long		 line;
 };
 
-enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_DONE, J_DEAD };
+enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_SKIP, J_DONE, J_DEAD };
 
 /* Where a scan of a CSV record is: at a field's start, in a field, in
  * quotes, or just after a quote in quotes (a close, or half of ""). */
@@ -88,6 +88,10 @@ struct pw_ingest {
 	int		 ncols;
 	/* json */
 	enum jstate	 js;
+	/* J_SKIP: where the scan of an over-long element is. */
+	int		 jdepth;
+	uint64_t	 jopen;		/* a bit an open bracket, 1 for '{' */
+	int		 jstr, jesc;	/* in a string; after its backslash */
 	struct raw	 raw;
 	struct pw_buf	 str;		/* a decoded JSON string */
 	char		 why[80];	/* a wrong-type message */
@@ -1127,16 +1131,91 @@ json_dead(struct pw_ingest *in, long line, const char *why)
 	in->js = J_DEAD;
 }
 
+/*
+ * Drop an over-long element as it comes: up to the ',' or ']' after it,
+ * minding strings and brackets (nothing else is checked: it is refused
+ * anyway). The state is in `in`, so the bytes may come in any pieces.
+ * Returns where the element ends, or NULL when it goes on past e; or
+ * where the brackets go wrong, with *why, when the array cannot go on.
+ */
+static const char *
+json_skip(struct pw_ingest *in, const char *s, const char *e,
+    const char **why)
+{
+	*why = NULL;
+	for (; s < e; s++) {
+		if (in->jstr) {
+			if (in->jesc)
+				in->jesc = 0;
+			else if (*s == '\\')
+				in->jesc = 1;
+			else if (*s == '"')
+				in->jstr = 0;
+			continue;
+		}
+		switch (*s) {
+		case '"':
+			in->jstr = 1;
+			break;
+		case '{':
+		case '[':
+			/* As deep as jskip goes, and no deeper. */
+			if (in->jdepth > JSON_MAX_DEPTH) {
+				*why = "nested too deep";
+				return s;
+			}
+			in->jopen = in->jopen << 1 | (*s == '{');
+			in->jdepth++;
+			break;
+		case '}':
+		case ']':
+			if (in->jdepth == 0 && *s == ']')
+				return s;
+			if (in->jdepth == 0 || (in->jopen & 1) != (*s == '}')) {
+				*why = "want ',' or a close";
+				return s;
+			}
+			in->jopen >>= 1;
+			in->jdepth--;
+			break;
+		case ',':
+			if (in->jdepth == 0)
+				return s;
+			break;
+		}
+	}
+	return NULL;
+}
+
 /* Consume what can be consumed of a JSON array. */
 static int
 json_run(struct pw_ingest *in, int eof)
 {
-	const char	*end = in->in.data + in->in.len;
+	const char	*end = in->in.data + in->in.len, *q, *why;
 	struct jp	 p;
 	long		 line;
 	int		 r;
 
 	for (;;) {
+		/* First: white space there may be in a string, escaped. */
+		if (in->js == J_SKIP) {
+			q = json_skip(in, in->in.data + in->pos, end, &why);
+			if (why != NULL) {
+				advance(in, q);
+				json_dead(in, in->line, why);
+				continue;
+			}
+			if (q == NULL) {
+				advance(in, end);
+				if (eof)
+					json_dead(in, in->line,
+					    "unterminated array");
+				return 0;
+			}
+			advance(in, q);
+			in->js = J_SEP;
+			continue;
+		}
 		p.s = in->in.data + in->pos;
 		p.end = end;
 		p.str = &in->str;
@@ -1190,13 +1269,22 @@ json_run(struct pw_ingest *in, int eof)
 				continue;
 			}
 			line = in->line;
+			/*
+			 * Past the limit an element is dropped as it comes:
+			 * the parse looks no further, whole input or not.
+			 */
+			if ((size_t)(end - p.s) > PW_INGEST_MAX_RECORD + 1)
+				p.end = p.s + PW_INGEST_MAX_RECORD + 1;
 			r = jrecord(in, &p, line);
-			if (r < 0 && p.incomplete && !eof) {
-				if ((size_t)(end - (in->in.data + in->pos)) >
-				    PW_INGEST_MAX_RECORD)
-					json_dead(in, line, "element too long");
-				return 0;
+			if (r < 0 && p.incomplete && p.end < end) {
+				reject(in, line, "element too long");
+				in->js = J_SKIP;
+				in->jdepth = in->jstr = in->jesc = 0;
+				in->jopen = 0;
+				continue;
 			}
+			if (r < 0 && p.incomplete && !eof)
+				return 0;
 			if (r < 0) {
 				json_dead(in, line, p.why);
 				continue;
@@ -1220,6 +1308,7 @@ json_run(struct pw_ingest *in, int eof)
 		case J_DONE:
 			json_dead(in, in->line, "junk after the array");
 			continue;
+		case J_SKIP:	/* handled before the switch */
 		case J_DEAD:
 			return 0;
 		}

@@ -262,6 +262,15 @@ two() {
 	is "$(urls)" "$(lines http://10.0.0.1:1 http://10.0.0.2:1)"
 }
 
+@test "warm json: an element over the limit across a read is skipped, the rest read" {
+	python3 -c 'print("[\"http://127.0.0.1:81\",\n{\"url\":\"http://127.0.0.2:82\",\"region\":\"%s\"},\n\"http://127.0.0.3:83\"]" % ("x\\\"]}," * 60000))' \
+	    >big.json
+	run -0 --separate-stderr pw cache warm big.json
+	is "$output" "big.json${T}ok${T}2${T}2${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: big.json:2: element too long"
+	is "$(urls)" "$(lines http://127.0.0.1:81 http://127.0.0.3:83)"
+}
+
 @test "warm jsonl: objects and strings a line; bad lines skipped" {
 	{
 		printf '{"url": "http://10.0.0.1:1", "source": "s"}\r\n'

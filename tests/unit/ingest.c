@@ -242,6 +242,45 @@ test_json(void **state)
 	    "ignored\n");
 }
 
+/*
+ * An element over the limit is skipped to its end, wherever reads fall
+ * (the whole list at once, or an element across two reads), and the
+ * array goes on; strings and brackets in it are minded.
+ */
+static void
+test_json_long(void **state)
+{
+	struct pw_buf	b;
+
+	(void)state;
+	pw_buf_init(&b);
+	pw_buf_adds(&b, "[\"http://a:1\",\n{\"url\":\"http://b:2\",\"x\":\"");
+	for (int i = 0; i < 1000; i++)
+		pw_buf_adds(&b, "],}{[\\\"\\\\ ");
+	pw_buf_adds(&b, "\",\"y\":[{\"z\":\"]}\\\"\\\\\"},[1,2]]},\n"
+	    "\"http://c:3\"]");
+	check_n(PW_FMT_JSON, b.data, b.len, "1 http://a:1|||||0\n"
+	    "2! element too long\n3 http://c:3|||||0\n");
+	/* Brackets that do not match end the array, as anywhere. */
+	pw_buf_reset(&b);
+	pw_buf_adds(&b, "[{\"a\":\"");
+	for (int i = 0; i < 9000; i++)
+		pw_buf_addc(&b, 'x');
+	pw_buf_adds(&b, "\",\"b\":[}],\"http://c:3\"]");
+	check_n(PW_FMT_JSON, b.data, b.len, "1! element too long\n"
+	    "1! JSON syntax error: want ',' or a close; rest of the input "
+	    "ignored\n");
+	/* An over-long element that the input ends in. */
+	pw_buf_reset(&b);
+	pw_buf_adds(&b, "[\"http://a:1\",\n\"");
+	for (int i = 0; i < 9000; i++)
+		pw_buf_addc(&b, 'x');
+	check_n(PW_FMT_JSON, b.data, b.len, "1 http://a:1|||||0\n"
+	    "2! element too long\n2! JSON syntax error: unterminated array; "
+	    "rest of the input ignored\n");
+	pw_buf_release(&b);
+}
+
 static void
 test_jsonl(void **state)
 {
@@ -387,6 +426,7 @@ main(void)
 		cmocka_unit_test(test_csv),
 		cmocka_unit_test(test_csv_long),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_long),
 		cmocka_unit_test(test_jsonl),
 		cmocka_unit_test(test_formats),
 		cmocka_unit_test(test_stop),
