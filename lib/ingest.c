@@ -9,6 +9,7 @@
  * a line or JSON element longer than PW_INGEST_MAX_RECORD is rejected
  * and skipped, never buffered whole.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -94,6 +95,7 @@ struct pw_ingest {
 	int		 jstr, jesc;	/* in a string; after its backslash */
 	struct raw	 raw;
 	struct pw_buf	 str;		/* a decoded JSON string */
+	struct pw_buf	 url;		/* a URL made of columns */
 	char		 why[80];	/* a wrong-type message */
 };
 
@@ -255,6 +257,7 @@ pw_ingest_new(int format, pw_record_fn *fn, pw_reject_fn *reject, void *arg)
 	pw_buf_init(&in->in);
 	pw_buf_init(&in->raw.text);
 	pw_buf_init(&in->str);
+	pw_buf_init(&in->url);
 	return in;
 }
 
@@ -266,6 +269,7 @@ pw_ingest_free(struct pw_ingest *in)
 	pw_buf_release(&in->in);
 	pw_buf_release(&in->raw.text);
 	pw_buf_release(&in->str);
+	pw_buf_release(&in->url);
 	free(in->colmap);
 	free(in);
 }
@@ -372,6 +376,71 @@ parse_time(const char *s, int64_t *out)
 }
 
 /*
+ * Whether [s, e) is an IPv6 address. A literal is at most
+ * INET6_ADDRSTRLEN - 1 bytes long.
+ */
+static int
+is_ipv6(const char *s, size_t n)
+{
+	char		buf[INET6_ADDRSTRLEN];
+	unsigned char	bin[16];
+
+	if (n == 0 || n >= sizeof buf)
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET6, buf, bin) == 1;
+}
+
+/*
+ * The URL of a record given as scheme, host and port columns, in
+ * in->url; NULL, or why the parts cannot make one. Each part is checked
+ * for what would change the URL's meaning if it were pasted in as it
+ * is (an '@' that turns the host into a user name, a ':' that adds a
+ * port, a '/', '?' or '#' that ends the authority); pw_addr_parse then
+ * checks the URL as any other. User and password are not in it: they
+ * go into the record as they are.
+ */
+static const char *
+url_from_parts(struct pw_ingest *in, const struct raw *r)
+{
+	const char	*scheme = raw_get(r, F_SCHEME);
+	const char	*host = raw_get(r, F_HOST);
+	const char	*port = raw_get(r, F_PORT);
+	size_t		 n = strlen(host);
+	int		 v6 = 0;
+
+	for (const char *c = scheme; c != NULL && *c != '\0'; c++)
+		if (!isalnum((unsigned char)*c))
+			return "unsupported scheme (use http, https, socks4, "
+			    "socks4a, socks5 or socks5h)";
+	if (host[0] == '[' && host[n - 1] == ']') {
+		if (!is_ipv6(host + 1, n - 2))
+			return "bad host: want a host name or an IP address";
+		v6 = 1;
+	} else if (strchr(host, ':') != NULL) {
+		if (!is_ipv6(host, n))
+			return "bad host: want a host name or an IP address";
+		v6 = 2;
+	} else if (strpbrk(host, "@/?#[]\\%") != NULL)
+		return "bad host: want a host name or an IP address";
+	for (const char *c = port; c != NULL && *c != '\0'; c++)
+		if (*c < '0' || *c > '9')
+			return "port is not a number";
+	pw_buf_reset(&in->url);
+	pw_buf_adds(&in->url, scheme != NULL ? scheme : "http");
+	pw_buf_adds(&in->url, v6 == 2 ? "://[" : "://");
+	pw_buf_adds(&in->url, host);
+	if (v6 == 2)
+		pw_buf_addc(&in->url, ']');
+	if (port != NULL) {
+		pw_buf_addc(&in->url, ':');
+		pw_buf_adds(&in->url, port);
+	}
+	return NULL;
+}
+
+/*
  * Validate the raw fields and hand a record on. Returns non-zero only
  * when the callback asks to stop.
  */
@@ -383,31 +452,24 @@ emit(struct pw_ingest *in, struct raw *r)
 	const char		*url = raw_get(r, F_URL), *v;
 	const char		*user = raw_get(r, F_USER);
 	const char		*pass = raw_get(r, F_PASS);
-	char			*built = NULL, canon[3];
+	char			 canon[3];
 	int			 rc;
 
 	memset(&rec, 0, sizeof rec);
 	rec.line = r->line;
 	rec.weight = -1;
 	if (url == NULL) {
-		const char *host = raw_get(r, F_HOST);
-		const char *scheme = raw_get(r, F_SCHEME);
-		const char *port = raw_get(r, F_PORT);
-		if (host == NULL) {
+		if (raw_get(r, F_HOST) == NULL) {
 			reject(in, r->line, "missing url or host");
 			return 0;
 		}
-		if (strchr(host, ':') != NULL && host[0] != '[')
-			built = pw_xasprintf("%s://[%s]%s%s", scheme ?
-			    scheme : "http", host, port ? ":" : "",
-			    port ? port : "");
-		else
-			built = pw_xasprintf("%s://%s%s%s", scheme ? scheme :
-			    "http", host, port ? ":" : "", port ? port : "");
-		url = built;
+		if ((v = url_from_parts(in, r)) != NULL) {
+			reject(in, r->line, "%s", v);
+			return 0;
+		}
+		url = in->url.data;
 	}
 	rc = pw_addr_parse(url, &rec.addr, &err);
-	free(built);
 	if (rc != 0) {
 		reject(in, r->line, "%s", err.msg);
 		return 0;

@@ -150,6 +150,28 @@ two() {
 	[[ $output == *'"url":"socks5://al:p%2Cw@10.0.0.1:1080"'* ]]
 }
 
+@test "warm csv/jsonl: a host or port column cannot add credentials or a host" {
+	printf 'host,port\n127.0.0.1,80@127.0.0.9\nu@127.0.0.2,8080\n127.0.0.3,8080\n' \
+	    >inj.csv
+	run -0 --separate-stderr pw cache warm inj.csv
+	is "$output" "inj.csv${T}ok${T}1${T}1${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: inj.csv:2: port is not a number" \
+	    "pw: cache warm: inj.csv:3: bad host: want a host name or an IP address")"
+	printf '{"host":"127.0.0.1","port":"81@127.0.0.8"}\n' >inj.jsonl
+	run -0 --separate-stderr pw cache warm inj.jsonl
+	is "$output" "inj.jsonl${T}ok${T}0${T}0${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: inj.jsonl:1: port is not a number"
+	# A user name or password column is a part, not pasted in.
+	printf 'host,port,username,password\n127.0.0.4,80,u@127.0.0.9:1,p/w@x\n' \
+	    >creds.csv
+	run -0 pw cache warm creds.csv
+	is "$(urls)" "$(lines http://127.0.0.3:8080 http://127.0.0.4:80)"
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" "$(lines http://127.0.0.3:8080 \
+	    http://u%40127.0.0.9%3A1:p%2Fw%40x@127.0.0.4:80)"
+}
+
 @test "warm csv: bad quoting, wrong field counts, bad values" {
 	{
 		printf 'url,country,weight\n'

@@ -183,6 +183,26 @@ test_csv(void **state)
 	    "host column; rest of the input ignored\n");
 	check(PW_FMT_CSV, "url,password\nhttp://a:1,pw\n",
 	    "2! password without a user name\n");
+	/* Columns go into a URL only as what they are, nothing more. */
+	check(PW_FMT_CSV, "host,port,scheme,username,password\n"
+	    "10.0.0.1,80@10.0.0.9,,,\nu@10.0.0.2,8080,,,\n[::1],81,,,\n"
+	    "::2,82,,,\n[::1]:80,1,,,\n10.0.0.1:99,1,,,\nh/x,1,,,\nh,-1,,,\n"
+	    "h,0,,,\n::1%eth0,1,,,\nh,1,http://x@y#,,\n"
+	    "h,1,socks5,a@b:c,p@ss:/w\nh x,1,,,\nH.Example,0080,,,\n",
+	    "2! port is not a number\n"
+	    "3! bad host: want a host name or an IP address\n"
+	    "4 http://[::1]:81|||||0\n5 http://[::2]:82|||||0\n"
+	    "6! bad host: want a host name or an IP address\n"
+	    "7! bad host: want a host name or an IP address\n"
+	    "8! bad host: want a host name or an IP address\n"
+	    "9! port is not a number\n"
+	    "10! 'http://h:0': port out of range (1-65535)\n"
+	    "11! bad host: want a host name or an IP address\n"
+	    "12! unsupported scheme (use http, https, socks4, socks4a, "
+	    "socks5 or socks5h)\n"
+	    "13 socks5://a%40b%3Ac:p%40ss%3A%2Fw@h:1|||||0\n"
+	    "14! 'http://h x:1': contains a space\n"
+	    "15 http://h.example:80|||||0\n");
 }
 
 static void
@@ -293,6 +313,12 @@ test_jsonl(void **state)
 	    "line\n"
 	    "6! JSON syntax error: junk after the value\n"
 	    "7! missing url or host\n8 http://d:4|||||0\n");
+	check(PW_FMT_JSONL, "{\"host\":\"10.0.0.1\",\"port\":\"81@10.0.0.8\"}\n"
+	    "{\"host\":\"h\",\"port\":81.5}\n{\"host\":\"u:p@h\",\"port\":1}\n"
+	    "{\"host\":\"h\",\"port\":81}\n",
+	    "1! port is not a number\n2! port is not a number\n"
+	    "3! bad host: want a host name or an IP address\n"
+	    "4 http://h:81|||||0\n");
 }
 
 static void
