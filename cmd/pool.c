@@ -126,6 +126,10 @@ cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m, char cc_buf[3])
 		return cmd_usagef(cc, "--source: empty name");
 	if (m->region != NULL && *m->region == '\0')
 		return cmd_usagef(cc, "--region: empty name");
+	if (m->source != NULL && (v = pw_label_why(m->source)) != NULL)
+		return cmd_usagef(cc, "--source: %s", v);
+	if (m->region != NULL && (v = pw_label_why(m->region)) != NULL)
+		return cmd_usagef(cc, "--region: %s", v);
 	return 0;
 }
 

@@ -398,6 +398,23 @@ pw_utf8_text(const void *v, size_t n)
 	return 1;
 }
 
+const char *
+pw_label_why(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 n = strlen(s);
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return "contains a control character";
+		/* U+0080-U+009F: C1, the terminal's controls. */
+		if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 &&
+		    p[i + 1] <= 0x9f)
+			return "contains a control character";
+	}
+	return pw_utf8_text(s, n) ? NULL : "not valid UTF-8";
+}
+
 void
 pw_buf_add(struct pw_buf *b, const void *p, size_t n)
 {

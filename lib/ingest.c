@@ -491,6 +491,15 @@ emit(struct pw_ingest *in, struct raw *r)
 	}
 	rec.region = raw_get(r, F_REGION);
 	rec.source = raw_get(r, F_SOURCE);
+	/* Stored as they are, and printed one a line: no controls. */
+	if (rec.region != NULL && (v = pw_label_why(rec.region)) != NULL) {
+		reject(in, r->line, "region: %s", v);
+		goto bad;
+	}
+	if (rec.source != NULL && (v = pw_label_why(rec.source)) != NULL) {
+		reject(in, r->line, "source: %s", v);
+		goto bad;
+	}
 	if ((v = raw_get(r, F_WEIGHT)) != NULL &&
 	    pw_parse_double(v, 0, 1e9, &rec.weight) != 0) {
 		reject(in, r->line, "weight '%.40s': want a number from 0 to "

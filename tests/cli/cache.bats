@@ -360,6 +360,39 @@ two() {
 	is "$output" "$(lines "FR|r|5.0|s" "DE|r|5.0|s")"
 }
 
+@test "warm: a source or region with a control character or bad UTF-8 is refused" {
+	{
+		printf 'url,region,source\n'
+		printf 'http://127.0.0.1:1,"two\nlines",s\n'
+		printf 'http://127.0.0.2:1,east,a\033[31mb\n'
+		printf 'http://127.0.0.3:1,\xff\xfe,s\n'
+		printf 'http://127.0.0.4:1,caf\xc3\xa9,s\n'
+	} >l.csv
+	run -0 --separate-stderr pw cache warm l.csv
+	is "$output" "l.csv${T}ok${T}1${T}1${T}0${T}0${T}3${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: l.csv:2: region: contains a control character" \
+	    "pw: cache warm: l.csv:4: source: contains a control character" \
+	    "pw: cache warm: l.csv:5: region: not valid UTF-8")"
+	printf '{"url":"http://127.0.0.5:1","source":"a\\u0000b"}\n{"url":"http://127.0.0.6:1","source":"x\\ty"}\n' \
+	    >l.jsonl
+	run -0 --separate-stderr pw cache warm l.jsonl
+	is "$output" "l.jsonl${T}ok${T}0${T}0${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    'pw: cache warm: l.jsonl:1: JSON syntax error: NUL (\u0000) in a string' \
+	    "pw: cache warm: l.jsonl:2: source: contains a control character")"
+	is "$(urls)" "http://127.0.0.4:1"
+	before=$(state_sum)
+	printf 'http://127.0.0.7:1\n' >l.txt
+	run -2 --separate-stderr pw cache warm --source $'a\nb' l.txt
+	is "$stderr" "pw: cache warm: --source: contains a control character"
+	run -2 --separate-stderr pw cache warm --source $'\xc3' l.txt
+	is "$stderr" "pw: cache warm: --source: not valid UTF-8"
+	run -2 --separate-stderr pw cache warm --region $'\e[2J' l.txt
+	is "$stderr" "pw: cache warm: --region: contains a control character"
+	is "$(state_sum)" "$before"
+}
+
 # ------------------------------------------------------------ bad input
 
 @test "bad input: one line, the documented exit code, nothing changed" {

@@ -198,6 +198,11 @@ three() {
 	--source||--source: empty name
 	--region||--region: empty name
 	EOF
+	run -2 --separate-stderr pw pool add --source $'a\tb' http://new.example:1
+	is "$stderr" "pw: pool add: --source: contains a control character"
+	run -2 --separate-stderr pw pool add --region $'\xff' http://new.example:1
+	is "$stderr" "pw: pool add: --region: not valid UTF-8"
+	is "$(state_sum)" "$before"
 }
 
 @test "pool add: -q prints nothing; output formats" {

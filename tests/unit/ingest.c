@@ -152,11 +152,21 @@ test_csv(void **state)
 	(void)state;
 	check(PW_FMT_CSV,
 	    "Note, URL ,country,region,source,weight,expires_at\r\n"
-	    "\"a, \"\"b\"\"\",http://10.0.0.1:1,de,\"Ber\nlin\",s,2.5,"
+	    "\"a,\n\"\"b\"\"\",http://10.0.0.1:1,de,Berlin,s,2.5,"
 	    "1700000000\r\n"
 	    "x,socks5://10.0.0.2:1080,,,,,2023-11-14T22:13:20Z\n",
-	    "2 http://10.0.0.1:1|DE|Ber\nlin|s|2.5|1700000000\n"
+	    "2 http://10.0.0.1:1|DE|Berlin|s|2.5|1700000000\n"
 	    "4 socks5://10.0.0.2:1080|||||1700000000\n");
+	/* A label is printed one a line, in JSON and Prometheus. */
+	check(PW_FMT_CSV, "url,region,source\nh:1,\"Ber\nlin\",s\n"
+	    "h:2,a\tb,s\nh:3,e,\xff\nh:4,\xc2\x85,s\nh:5,\x7f,s\n"
+	    "h:6,\xc3\xa9,\xf0\x9f\x98\x80\n",
+	    "2! region: contains a control character\n"
+	    "4! region: contains a control character\n"
+	    "5! source: not valid UTF-8\n"
+	    "6! region: contains a control character\n"
+	    "7! region: contains a control character\n"
+	    "8 http://h:6||\xc3\xa9|\xf0\x9f\x98\x80||0\n");
 	check(PW_FMT_CSV, "ip,port,protocol,user,pass\n"
 	    "10.0.0.1,1080,socks5,al,\"p,w\"\n::1,80,,,\n",
 	    "2 socks5://al:p%2Cw@10.0.0.1:1080|||||0\n"
@@ -235,6 +245,13 @@ test_json(void **state)
 	    "1 http://a:1|||||0\n2 http://b:80|||||0\n"
 	    "2! JSON syntax error: want ',' or ']'; rest "
 	    "of the input ignored\n");
+	check(PW_FMT_JSON, "[{\"url\":\"h:1\",\"region\":\"a\\u0007\"},"
+	    "{\"url\":\"h:2\",\"source\":\"\\u0085\"},"
+	    "{\"url\":\"h:3\",\"source\":\"\xed\xa0\x80\"},"
+	    "{\"url\":\"h:4\",\"source\":\"\\u00a0\"}]",
+	    "1! region: contains a control character\n"
+	    "1! source: contains a control character\n"
+	    "1! source: not valid UTF-8\n1 http://h:4|||\xc2\xa0||0\n");
 	check(PW_FMT_JSON, "[\"a\\u0000\"]", "1! JSON syntax error: NUL "
 	    "(\\u0000) in a string; rest of the input ignored\n");
 	check(PW_FMT_JSON, "[\"\\ud800x\"]", "1! JSON syntax error: lone "
@@ -407,12 +424,12 @@ test_write_roundtrip(void **state)
 	(void)state;
 	memset(p, 0, sizeof p);
 	p[0].country = "DE";
-	p[0].region = "a, \"b\"\nc";
+	p[0].region = "a, \"b\" c";
 	p[0].source = " lead";
 	p[0].weight = 0.1;
 	p[0].expires_at = 1700000000;
 	p[1].weight = -1;
-	p[1].source = "\\\x01";
+	p[1].source = "\\\"\xc3\xa9";
 	p[2].weight = 3;
 	for (size_t k = 0; k < 3; k++) {
 		struct pw_buf b;
@@ -432,10 +449,11 @@ test_write_roundtrip(void **state)
 				*s = '#';
 		if (fmts[k] == PW_FMT_JSON)
 			assert_non_null(strstr(got, "# socks5://u:p%2C%22@h:"
-			    "1080|DE|a, \"b\"\nc| lead|0.1|1700000000\n"));
-		assert_non_null(strstr(got, "|DE|a, \"b\"\nc| lead|0.1|"
+			    "1080|DE|a, \"b\" c| lead|0.1|1700000000\n"));
+		assert_non_null(strstr(got, "|DE|a, \"b\" c| lead|0.1|"
 		    "1700000000\n"));
-		assert_non_null(strstr(got, "http://[::1]:80|||\\\x01||0\n"));
+		assert_non_null(strstr(got, "http://[::1]:80|||\\\"\xc3\xa9||"
+		    "0\n"));
 		assert_non_null(strstr(got, "https://a:443||||3|0\n"));
 		assert_null(strchr(got, '!'));
 		free(got);
