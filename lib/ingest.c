@@ -650,6 +650,9 @@ csv_split(struct pw_ingest *in, const char *s, const char *e,
 					s++;
 					break;
 				}
+				/* CR before LF is nothing, in quotes too. */
+				if (*s == '\r' && s + 1 < e && s[1] == '\n')
+					s++;
 				pw_buf_addc(&in->str, *s++);
 			}
 			if (s < e && *s != ',') {

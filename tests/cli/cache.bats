@@ -141,6 +141,16 @@ two() {
 	    "socks5://10.0.0.2:1080|FR|||")"
 }
 
+@test "warm csv: CR before LF in a quoted field is dropped too" {
+	printf 'url,username,password,note\r\nhttp://127.0.0.1:80,u,"two\r\nlines","a\r\nb"\r\n' \
+	    >cr.csv
+	run -0 --separate-stderr pw cache warm cr.csv
+	is "$output" "cr.csv${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" "http://u:two%0Alines@127.0.0.1:80"
+}
+
 @test "warm csv: host/port/scheme/username/password columns" {
 	printf 'scheme,host,port,username,password\nsocks5,10.0.0.1,1080,al,"p,w"\n,10.0.0.2,,,\nhttps,::1,8443,,\n' >l.csv
 	run -0 pw cache warm l.csv

@@ -193,6 +193,10 @@ test_csv(void **state)
 	    "host column; rest of the input ignored\n");
 	check(PW_FMT_CSV, "url,password\nhttp://a:1,pw\n",
 	    "2! password without a user name\n");
+	/* CR before LF is nothing, in quotes too; a CR alone is data. */
+	check(PW_FMT_CSV, "url,username,password\r\n"
+	    "http://h:1,u,\"p\r\nw\"\r\nhttp://h:2,u,\"p\r\r\nw\rx\"\r\n",
+	    "2 http://u:p%0Aw@h:1|||||0\n4 http://u:p%0D%0Aw%0Dx@h:2|||||0\n");
 	/* Columns go into a URL only as what they are, nothing more. */
 	check(PW_FMT_CSV, "host,port,scheme,username,password\n"
 	    "10.0.0.1,80@10.0.0.9,,,\nu@10.0.0.2,8080,,,\n[::1],81,,,\n"
