@@ -350,28 +350,59 @@ reject(struct pw_ingest *in, long line, const char *fmt, ...)
 /* The last second of 9999: a later time is not written back as it came. */
 #define TIME_MAX	INT64_C(253402300799)
 
-/* "2026-11-29T18:00:00Z" or epoch seconds, up to the end of 9999. */
+/* The number the n digits at s make; -1 if one is not a digit. */
+static int
+digits(const char *s, int n)
+{
+	int	v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * "2026-11-29T18:00:00Z" or epoch seconds, up to the end of 9999. Each
+ * part is checked, not normalised: February 31st is no date, and
+ * neither is "2030- 2- 1" (sscanf's %d took the spaces). Seconds go to
+ * 59: a proxy list has no use for a leap second.
+ */
 static int
 parse_time(const char *s, int64_t *out)
 {
-	struct tm	tm;
-	int		y, mo, d, h, mi, se, n = 0;
+	static const int	mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31,
+				    30, 31, 30, 31 };
+	int			y, mo, d, h, mi, se, leap;
+	int64_t			days;
 
-	/* Found by fuzz_ingest: 18934560056000 was written as year 601982. */
-	if (pw_parse_int(s, 1, TIME_MAX, out) == 0)
-		return 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se,
-	    &n) != 6 || s[n] != '\0' || mo < 1 || mo > 12 || d < 1 ||
-	    d > 31 || h > 23 || mi > 59 || se > 60 || y < 1970)
+	if (s[0] != '\0' && s[strspn(s, "0123456789")] == '\0')
+		/* Found by fuzz_ingest: 18934560056000 was year 601982. */
+		return pw_parse_int(s, 1, TIME_MAX, out);
+	if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+	    s[13] != ':' || s[16] != ':' || s[19] != 'Z')
 		return PW_EUSAGE;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	*out = (int64_t)timegm(&tm);
+	y = digits(s, 4);
+	mo = digits(s + 5, 2);
+	d = digits(s + 8, 2);
+	h = digits(s + 11, 2);
+	mi = digits(s + 14, 2);
+	se = digits(s + 17, 2);
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || se < 0 || se > 59)
+		return PW_EUSAGE;
+	leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+	if (d > mdays[mo - 1] + (mo == 2 && leap))
+		return PW_EUSAGE;
+	/* Days since 1970-01-01: whole years, then this year's months. */
+	days = 365 * (int64_t)(y - 1970) + (y - 1969) / 4 - (y - 1901) / 100 +
+	    (y - 1601) / 400;
+	for (int m = 1; m < mo; m++)
+		days += mdays[m - 1] + (m == 2 && leap);
+	days += d - 1;
+	*out = days * 86400 + h * 3600 + mi * 60 + se;
 	return *out > 0 ? 0 : PW_EUSAGE;
 }
 

@@ -280,6 +280,18 @@ two() {
 	    'pw: cache warm: l.json:8: missing url or host')"
 }
 
+@test "warm json: an expires_at that is no date is refused, not moved" {
+	printf '[{"url":"http://127.0.0.1:1","expires_at":"2030-02-31T00:00:00Z"},\n{"url":"http://127.0.0.2:1","expires_at":"2030- 2- 1T00:00:00Z"},\n{"url":"http://127.0.0.3:1","expires_at":"2028-02-29T12:30:59Z"}]\n' \
+	    >t.json
+	run -0 --separate-stderr pw cache warm t.json
+	is "$output" "t.json${T}ok${T}1${T}1${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: t.json:1: expires_at '2030-02-31T00:00:00Z': want epoch seconds or YYYY-MM-DDTHH:MM:SSZ" \
+	    "pw: cache warm: t.json:2: expires_at '2030- 2- 1T00:00:00Z': want epoch seconds or YYYY-MM-DDTHH:MM:SSZ")"
+	run -0 sqlite3 "$PW_STATE" "SELECT url, expires_at FROM proxies"
+	is "$output" "http://127.0.0.3:1|1835440259"
+}
+
 @test "warm json: a syntax error keeps what came before it" {
 	printf '[\n"http://10.0.0.1:1",\n"http://10.0.0.2:1",\n{"url": "http://10.0.0.3:1",,}\n,"http://10.0.0.4:1"]\n' >l.json
 	run -0 --separate-stderr pw cache warm l.json

@@ -245,6 +245,51 @@ test_json(void **state)
 	    "1 http://a:1|||||253402300799\n"
 	    "1! expires_at '18934560056000': want epoch seconds or "
 	    "YYYY-MM-DDTHH:MM:SSZ\n");
+	/* Dates are checked, not normalised. */
+	{
+		static const char *const bad_times[] = {
+			"2030-02-31T00:00:00Z", "2030- 2- 1T00:00:00Z",
+			"2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z",
+			"2030-04-31T00:00:00Z", "2030-13-01T00:00:00Z",
+			"2030-00-10T00:00:00Z", "2030-01-00T00:00:00Z",
+			"2030-01-01T24:00:00Z", "2030-01-01T00:60:00Z",
+			"2030-01-01T00:00:60Z", "2030-1-01T00:00:00Z",
+			"+2030-01-01T00:00:0Z", "1969-12-31T23:59:59Z",
+			"2030-01-01t00:00:00Z", "2030-01-01T00:00:00",
+			"2030-01-01T00:00:00Z ", "+1700000000", " 1700000000",
+			"1970-01-01T00:00:00Z", "0", "",
+		};
+		struct pw_buf	in, want;
+		char		*got;
+
+		pw_buf_init(&in);
+		pw_buf_init(&want);
+		for (size_t i = 0; i < sizeof bad_times /
+		    sizeof bad_times[0]; i++) {
+			pw_buf_addf(&in, "{\"url\":\"h:1\",\"expires_at\":"
+			    "\"%s\"}\n", bad_times[i]);
+			if (bad_times[i][0] != '\0')
+				pw_buf_addf(&want, "%zu! expires_at '%s': "
+				    "want epoch seconds or "
+				    "YYYY-MM-DDTHH:MM:SSZ\n", i + 1,
+				    bad_times[i]);
+			else
+				pw_buf_addf(&want, "%zu http://h:1|||||0\n",
+				    i + 1);
+		}
+		got = parse(PW_FMT_JSONL, in.data, in.len, 0);
+		assert_string_equal(got, want.data);
+		free(got);
+		pw_buf_release(&in);
+		pw_buf_release(&want);
+	}
+	check(PW_FMT_JSONL, "{\"url\":\"h:1\",\"expires_at\":"
+	    "\"2024-02-29T23:59:59Z\"}\n{\"url\":\"h:2\",\"expires_at\":"
+	    "\"2000-02-29T00:00:00Z\"}\n{\"url\":\"h:3\",\"expires_at\":"
+	    "\"9999-12-31T23:59:59Z\"}\n{\"url\":\"h:4\",\"expires_at\":"
+	    "\"1970-01-01T00:00:01Z\"}\n",
+	    "1 http://h:1|||||1709251199\n2 http://h:2|||||951782400\n"
+	    "3 http://h:3|||||253402300799\n4 http://h:4|||||1\n");
 	check(PW_FMT_JSON, "[\"http://a:1\",\n\"b\" \"c\"]",
 	    "1 http://a:1|||||0\n2 http://b:80|||||0\n"
 	    "2! JSON syntax error: want ',' or ']'; rest "
