@@ -402,9 +402,16 @@ const char *
 pw_label_why(const char *s)
 {
 	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 n = strlen(s);
+	size_t			 i, n;
 
-	for (size_t i = 0; i < n; i++) {
+	/* ASCII, most labels, in one pass. */
+	for (i = 0; p[i] != '\0' && p[i] < 0x80; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return "contains a control character";
+	if (p[i] == '\0')
+		return NULL;
+	n = i + strlen(s + i);
+	for (; i < n; i++) {
 		if (p[i] < 0x20 || p[i] == 0x7f)
 			return "contains a control character";
 		/* U+0080-U+009F: C1, the terminal's controls. */
