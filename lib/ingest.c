@@ -67,8 +67,10 @@ struct raw {
 
 enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_SKIP, J_DONE, J_DEAD };
 
-/* Where a scan of a CSV record is: at a field's start, in a field, in
- * quotes, or just after a quote in quotes (a close, or half of ""). */
+/*
+ * Where a scan of a CSV record is: at a field's start, in a field, in
+ * quotes, or just after a quote in quotes (a close, or half of "").
+ */
 enum csvq { CSVQ_FIELD, CSVQ_PLAIN, CSVQ_QUOTED, CSVQ_QUOTE };
 
 struct pw_ingest {
@@ -157,7 +159,8 @@ header_word(const unsigned char *s, const unsigned char *e)
 		return 1;
 	for (; s < e; s++)
 		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
-		    !(*s >= '0' && *s <= '9') && strchr(" \t_-.()", *s) == NULL)
+		    !(*s >= '0' && *s <= '9') &&
+		    memchr(" \t_-.()", *s, 7) == NULL)
 			return 0;
 	return 1;
 }
