@@ -122,12 +122,14 @@ cmd_meta_opts(struct pw_cmdctx *cc, struct pw_meta *m, char cc_buf[3])
 	    pw_parse_double(v, 0, 1e9, &m->weight) != 0)
 		return cmd_usagef(cc, "--weight: '%s': want a number from 0 "
 		    "to 1e9", v);
-	if (m->source != NULL && !pw_name_ok(m->source, SIZE_MAX))
-		return cmd_usagef(cc, "--source: want a name: UTF-8 text "
-		    "without control characters");
-	if (m->region != NULL && !pw_name_ok(m->region, SIZE_MAX))
-		return cmd_usagef(cc, "--region: want a name: UTF-8 text "
-		    "without control characters");
+	if (m->source != NULL && *m->source == '\0')
+		return cmd_usagef(cc, "--source: empty name");
+	if (m->region != NULL && *m->region == '\0')
+		return cmd_usagef(cc, "--region: empty name");
+	if (m->source != NULL && (v = pw_label_why(m->source)) != NULL)
+		return cmd_usagef(cc, "--source: %s", v);
+	if (m->region != NULL && (v = pw_label_why(m->region)) != NULL)
+		return cmd_usagef(cc, "--region: %s", v);
 	return 0;
 }
 
@@ -489,7 +491,7 @@ pool_next(struct pw_cmdctx *cc)
 	pk.strategy = arg_get(cc->args, "strategy");
 	pk.plugin = arg_get(cc->args, "strategy-plugin");
 	pk.session = arg_get(cc->args, "session");
-	if (pk.session != NULL && !pw_name_ok(pk.session, 256))
+	if (pk.session != NULL && !pw_session_ok(pk.session))
 		return cmd_usagef(cc, "--session: want 1 to 256 bytes of text "
 		    "without control characters");
 	ex = arg_all(cc->args, "exclude", &nex);

@@ -408,17 +408,36 @@ pw_utf8_text(const void *v, size_t n)
 	return 1;
 }
 
+const char *
+pw_label_why(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 i, n;
+
+	/* ASCII, most labels, in one pass. */
+	for (i = 0; p[i] != '\0' && p[i] < 0x80; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return "contains a control character";
+	if (p[i] == '\0')
+		return NULL;
+	n = i + strlen(s + i);
+	for (; i < n; i++) {
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return "contains a control character";
+		/* U+0080-U+009F: C1, the terminal's controls. */
+		if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 &&
+		    p[i + 1] <= 0x9f)
+			return "contains a control character";
+	}
+	return pw_utf8_text(s, n) ? NULL : "not valid UTF-8";
+}
+
 int
-pw_name_ok(const char *s, size_t max)
+pw_session_ok(const char *s)
 {
 	size_t	n = strlen(s);
 
-	if (n == 0 || n > max || !pw_utf8_text(s, n))
-		return 0;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
+	return n >= 1 && n <= 256 && pw_label_why(s) == NULL;
 }
 
 void

@@ -9,6 +9,7 @@
  * a line or JSON element longer than PW_INGEST_MAX_RECORD is rejected
  * and skipped, never buffered whole.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +51,12 @@ static const char *const format_names[PW_FMT_COUNT] = {
 
 #define JSON_MAX_DEPTH	32
 
+/*
+ * How far --format auto looks for a first line that is not empty or a
+ * comment. Only this much is looked at, however the input is split.
+ */
+#define SNIFF_MAX	(64 * 1024)
+
 /* A record being assembled: field values as offsets into a scratch. */
 struct raw {
 	struct pw_buf	 text;
@@ -58,7 +65,13 @@ struct raw {
 	long		 line;
 };
 
-enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_DONE, J_DEAD };
+enum jstate { J_START, J_VALUE, J_FIRST, J_SEP, J_SKIP, J_DONE, J_DEAD };
+
+/*
+ * Where a scan of a CSV record is: at a field's start, in a field, in
+ * quotes, or just after a quote in quotes (a close, or half of "").
+ */
+enum csvq { CSVQ_FIELD, CSVQ_PLAIN, CSVQ_QUOTED, CSVQ_QUOTE };
 
 struct pw_ingest {
 	int		 format;
@@ -70,7 +83,7 @@ struct pw_ingest {
 	long		 line;		/* line number at pos */
 	int		 started;	/* BOM checked */
 	int		 skipping;	/* dropping an over-long line */
-	long		 skip_line;
+	enum csvq	 skip_q;	/* where that CSV record's scan is */
 	int		 stop;		/* a callback said stop */
 	/* csv */
 	int		 header_done;
@@ -78,10 +91,17 @@ struct pw_ingest {
 	int		 ncols;
 	/* json */
 	enum jstate	 js;
+	/* J_SKIP: where the scan of an over-long element is. */
+	int		 jdepth;
+	uint64_t	 jopen;		/* a bit an open bracket, 1 for '{' */
+	int		 jstr, jesc;	/* in a string; after its backslash */
 	struct raw	 raw;
 	struct pw_buf	 str;		/* a decoded JSON string */
+	struct pw_buf	 url;		/* a URL made of columns */
 	char		 why[80];	/* a wrong-type message */
 };
+
+static int	field_lookup(const char *, size_t);
 
 const char *
 pw_format_name(int f)
@@ -127,36 +147,104 @@ pw_format_from_name(const char *name)
 	return PW_FMT_AUTO;
 }
 
+/*
+ * A header word: a column name, or a column pw ignores ("note", "last
+ * checked", "speed (ms)"). No ':', '/' or '@', so no proxy URL is one.
+ */
+static int
+header_word(const unsigned char *s, const unsigned char *e)
+{
+	/* A first column of row numbers is often headed "#". */
+	if (e - s == 1 && *s == '#')
+		return 1;
+	for (; s < e; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') &&
+		    memchr(" \t_-.()", *s, 7) == NULL)
+			return 0;
+	return 1;
+}
+
+/*
+ * Whether the line [s, e) reads as a CSV header: two fields or more,
+ * each a header word (in double quotes or not), at least one of them a
+ * column name. Names are matched whole, so a comment or a txt line that
+ * merely mentions "host" or "port" is no header.
+ */
+static int
+header_like(const unsigned char *s, const unsigned char *e)
+{
+	const unsigned char	*f, *fe;
+	int			 nf = 0, named = 0;
+
+	if (e > s && e[-1] == '\r')
+		e--;
+	for (;;) {
+		for (f = s; s < e && *s != ','; s++)
+			;
+		fe = s;
+		while (f < fe && (*f == ' ' || *f == '\t'))
+			f++;
+		while (fe > f && (fe[-1] == ' ' || fe[-1] == '\t'))
+			fe--;
+		if (fe - f >= 2 && *f == '"' && fe[-1] == '"') {
+			f++;
+			fe--;
+		}
+		if (!header_word(f, fe))
+			return 0;
+		named |= field_lookup((const char *)f, fe - f) >= 0;
+		nf++;
+		if (s == e)
+			return nf >= 2 && named;
+		s++;
+	}
+}
+
+/*
+ * The format [s, e) looks like, from its first line that is neither
+ * empty nor a '#' comment; -1 when that line runs into e and more input
+ * may tell (unless final: then e is the end).
+ */
+static int
+sniff(const unsigned char *s, const unsigned char *e, int final)
+{
+	const unsigned char	*nl;
+
+	for (;;) {
+		while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
+		    *s == '\n'))
+			s++;
+		if (s == e)
+			return final ? PW_FMT_TXT : -1;
+		if (*s == '[')
+			return PW_FMT_JSON;
+		if (*s == '{')
+			return PW_FMT_JSONL;
+		if ((nl = memchr(s, '\n', e - s)) == NULL) {
+			if (!final)
+				return -1;
+			nl = e;
+		}
+		/* A quoted header is csv; a string alone, jsonl. */
+		if (header_like(s, nl))
+			return PW_FMT_CSV;
+		if (*s == '"')
+			return PW_FMT_JSONL;
+		if (*s != '#')
+			return PW_FMT_TXT;
+		s = nl;
+	}
+}
+
 int
 pw_format_sniff(const void *p, size_t n)
 {
-	const unsigned char	*s = p, *e = s + n, *nl;
+	const unsigned char	*s = p;
 
 	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
-		s += 3;
-	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
-	    *s == '\n'))
-		s++;
-	if (s == e)
-		return PW_FMT_TXT;
-	if (*s == '[')
-		return PW_FMT_JSON;
-	if (*s == '{' || *s == '"')
-		return PW_FMT_JSONL;
-	/* A first line with a comma that names a known column: csv. */
-	nl = memchr(s, '\n', e - s);
-	if (nl == NULL)
-		nl = e;
-	if (memchr(s, ',', nl - s) != NULL) {
-		for (int i = 0; i < NNAMES; i++) {
-			size_t	 k = strlen(field_names[i].name);
-			for (const unsigned char *q = s; q + k <= nl; q++)
-				if (strncasecmp((const char *)q,
-				    field_names[i].name, k) == 0)
-					return PW_FMT_CSV;
-		}
-	}
-	return PW_FMT_TXT;
+		return sniff(s + 3, s + n, 1);
+	return sniff(s, s + n, 1);
 }
 
 struct pw_ingest *
@@ -172,6 +260,7 @@ pw_ingest_new(int format, pw_record_fn *fn, pw_reject_fn *reject, void *arg)
 	pw_buf_init(&in->in);
 	pw_buf_init(&in->raw.text);
 	pw_buf_init(&in->str);
+	pw_buf_init(&in->url);
 	return in;
 }
 
@@ -183,6 +272,7 @@ pw_ingest_free(struct pw_ingest *in)
 	pw_buf_release(&in->in);
 	pw_buf_release(&in->raw.text);
 	pw_buf_release(&in->str);
+	pw_buf_release(&in->url);
 	free(in->colmap);
 	free(in);
 }
@@ -263,29 +353,125 @@ reject(struct pw_ingest *in, long line, const char *fmt, ...)
 /* The last second of 9999: a later time is not written back as it came. */
 #define TIME_MAX	INT64_C(253402300799)
 
-/* "2026-11-29T18:00:00Z" or epoch seconds, up to the end of 9999. */
+/* The number the n digits at s make; -1 if one is not a digit. */
+static int
+digits(const char *s, int n)
+{
+	int	v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/*
+ * "2026-11-29T18:00:00Z" or epoch seconds, up to the end of 9999. Each
+ * part is checked, not normalised: February 31st is no date, and
+ * neither is "2030- 2- 1" (sscanf's %d took the spaces). Seconds go to
+ * 59: a proxy list has no use for a leap second.
+ */
 static int
 parse_time(const char *s, int64_t *out)
 {
-	struct tm	tm;
-	int		y, mo, d, h, mi, se, n = 0;
+	static const int	mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31,
+				    30, 31, 30, 31 };
+	int			y, mo, d, h, mi, se, leap;
+	int64_t			days;
 
-	/* Found by fuzz_ingest: 18934560056000 was written as year 601982. */
-	if (pw_parse_int(s, 1, TIME_MAX, out) == 0)
-		return 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &y, &mo, &d, &h, &mi, &se,
-	    &n) != 6 || s[n] != '\0' || mo < 1 || mo > 12 || d < 1 ||
-	    d > 31 || h > 23 || mi > 59 || se > 60 || y < 1970)
+	if (s[0] != '\0' && s[strspn(s, "0123456789")] == '\0')
+		/* Found by fuzz_ingest: 18934560056000 was year 601982. */
+		return pw_parse_int(s, 1, TIME_MAX, out);
+	if (strlen(s) != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+	    s[13] != ':' || s[16] != ':' || s[19] != 'Z')
 		return PW_EUSAGE;
-	memset(&tm, 0, sizeof tm);
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	*out = (int64_t)timegm(&tm);
+	y = digits(s, 4);
+	mo = digits(s + 5, 2);
+	d = digits(s + 8, 2);
+	h = digits(s + 11, 2);
+	mi = digits(s + 14, 2);
+	se = digits(s + 17, 2);
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 ||
+	    mi < 0 || mi > 59 || se < 0 || se > 59)
+		return PW_EUSAGE;
+	leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+	if (d > mdays[mo - 1] + (mo == 2 && leap))
+		return PW_EUSAGE;
+	/* Days since 1970-01-01: whole years, then this year's months. */
+	days = 365 * (int64_t)(y - 1970) + (y - 1969) / 4 - (y - 1901) / 100 +
+	    (y - 1601) / 400;
+	for (int m = 1; m < mo; m++)
+		days += mdays[m - 1] + (m == 2 && leap);
+	days += d - 1;
+	*out = days * 86400 + h * 3600 + mi * 60 + se;
 	return *out > 0 ? 0 : PW_EUSAGE;
+}
+
+/*
+ * Whether [s, e) is an IPv6 address. A literal is at most
+ * INET6_ADDRSTRLEN - 1 bytes long.
+ */
+static int
+is_ipv6(const char *s, size_t n)
+{
+	char		buf[INET6_ADDRSTRLEN];
+	unsigned char	bin[16];
+
+	if (n == 0 || n >= sizeof buf)
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return inet_pton(AF_INET6, buf, bin) == 1;
+}
+
+/*
+ * The URL of a record given as scheme, host and port columns, in
+ * in->url; NULL, or why the parts cannot make one. Each part is checked
+ * for what would change the URL's meaning if it were pasted in as it
+ * is (an '@' that turns the host into a user name, a ':' that adds a
+ * port, a '/', '?' or '#' that ends the authority); pw_addr_parse then
+ * checks the URL as any other. User and password are not in it: they
+ * go into the record as they are.
+ */
+static const char *
+url_from_parts(struct pw_ingest *in, const struct raw *r)
+{
+	const char	*scheme = raw_get(r, F_SCHEME);
+	const char	*host = raw_get(r, F_HOST);
+	const char	*port = raw_get(r, F_PORT);
+	size_t		 n = strlen(host);
+	int		 v6 = 0;
+
+	for (const char *c = scheme; c != NULL && *c != '\0'; c++)
+		if (!isalnum((unsigned char)*c))
+			return "unsupported scheme (use http, https, socks4, "
+			    "socks4a, socks5 or socks5h)";
+	if (host[0] == '[' && host[n - 1] == ']') {
+		if (!is_ipv6(host + 1, n - 2))
+			return "bad host: want a host name or an IP address";
+		v6 = 1;
+	} else if (strchr(host, ':') != NULL) {
+		if (!is_ipv6(host, n))
+			return "bad host: want a host name or an IP address";
+		v6 = 2;
+	} else if (strpbrk(host, "@/?#[]\\%") != NULL)
+		return "bad host: want a host name or an IP address";
+	for (const char *c = port; c != NULL && *c != '\0'; c++)
+		if (*c < '0' || *c > '9')
+			return "port is not a number";
+	pw_buf_reset(&in->url);
+	pw_buf_adds(&in->url, scheme != NULL ? scheme : "http");
+	pw_buf_adds(&in->url, v6 == 2 ? "://[" : "://");
+	pw_buf_adds(&in->url, host);
+	if (v6 == 2)
+		pw_buf_addc(&in->url, ']');
+	if (port != NULL) {
+		pw_buf_addc(&in->url, ':');
+		pw_buf_adds(&in->url, port);
+	}
+	return NULL;
 }
 
 /*
@@ -300,31 +486,24 @@ emit(struct pw_ingest *in, struct raw *r)
 	const char		*url = raw_get(r, F_URL), *v;
 	const char		*user = raw_get(r, F_USER);
 	const char		*pass = raw_get(r, F_PASS);
-	char			*built = NULL, canon[3];
+	char			 canon[3];
 	int			 rc;
 
 	memset(&rec, 0, sizeof rec);
 	rec.line = r->line;
 	rec.weight = -1;
 	if (url == NULL) {
-		const char *host = raw_get(r, F_HOST);
-		const char *scheme = raw_get(r, F_SCHEME);
-		const char *port = raw_get(r, F_PORT);
-		if (host == NULL) {
+		if (raw_get(r, F_HOST) == NULL) {
 			reject(in, r->line, "missing url or host");
 			return 0;
 		}
-		if (strchr(host, ':') != NULL && host[0] != '[')
-			built = pw_xasprintf("%s://[%s]%s%s", scheme ?
-			    scheme : "http", host, port ? ":" : "",
-			    port ? port : "");
-		else
-			built = pw_xasprintf("%s://%s%s%s", scheme ? scheme :
-			    "http", host, port ? ":" : "", port ? port : "");
-		url = built;
+		if ((v = url_from_parts(in, r)) != NULL) {
+			reject(in, r->line, "%s", v);
+			return 0;
+		}
+		url = in->url.data;
 	}
 	rc = pw_addr_parse(url, &rec.addr, &err);
-	free(built);
 	if (rc != 0) {
 		reject(in, r->line, "%s", err.msg);
 		return 0;
@@ -346,6 +525,15 @@ emit(struct pw_ingest *in, struct raw *r)
 	}
 	rec.region = raw_get(r, F_REGION);
 	rec.source = raw_get(r, F_SOURCE);
+	/* Stored as they are, and printed one a line: no controls. */
+	if (rec.region != NULL && (v = pw_label_why(rec.region)) != NULL) {
+		reject(in, r->line, "region: %s", v);
+		goto bad;
+	}
+	if (rec.source != NULL && (v = pw_label_why(rec.source)) != NULL) {
+		reject(in, r->line, "source: %s", v);
+		goto bad;
+	}
 	if ((v = raw_get(r, F_WEIGHT)) != NULL &&
 	    pw_parse_double(v, 0, 1e9, &rec.weight) != 0) {
 		reject(in, r->line, "weight '%.40s': want a number from 0 to "
@@ -418,23 +606,60 @@ one_line(struct pw_ingest *in, const char *s, const char *e, long line)
 
 /*
  * Find the end of the CSV record starting at s: the first newline not
- * inside quotes. NULL when the record is not complete in [s, e).
+ * inside a quoted field. A quote opens a quoted field only at the start
+ * of a field (RFC 4180); anywhere else it is data, and csv_split refuses
+ * that one record, so a stray quote cannot swallow the rows after it.
+ * *q is where the scan stands, in and out, so that a record can be
+ * scanned in parts (CSVQ_FIELD to begin one); *nlines counts the
+ * newlines in quotes. NULL when the record does not end in [s, e).
  */
 static const char *
-csv_end(const char *s, const char *e, long *nlines)
+csv_end(const char *s, const char *e, enum csvq *q, long *nlines)
 {
-	int	quoted = 0;
+	const char	*p = s, *nl;
+	enum csvq	 st = *q;
+	long		 n = 0;
 
-	*nlines = 0;
-	for (const char *p = s; p < e; p++) {
-		if (*p == '"')
-			quoted = !quoted;
-		else if (*p == '\n') {
-			if (!quoted)
-				return p;
-			(*nlines)++;
-		}
+	/* Most records have no quote: two memchr find their end. */
+	if (st != CSVQ_QUOTED && (nl = memchr(s, '\n', e - s)) != NULL &&
+	    memchr(s, '"', nl - s) == NULL) {
+		*q = CSVQ_FIELD;
+		*nlines = 0;
+		return nl;
 	}
+	while (p < e) {
+		if (st == CSVQ_QUOTED) {
+			for (; p < e && *p != '"'; p++)
+				if (*p == '\n')
+					n++;
+			if (p == e)
+				break;
+			p++;
+			st = CSVQ_QUOTE;
+			continue;
+		}
+		/* A quote after a quote in quotes is one quote of data. */
+		if (*p == '"' && st != CSVQ_PLAIN) {
+			p++;
+			st = CSVQ_QUOTED;
+			continue;
+		}
+		for (; p < e && *p != ',' && *p != '\n'; p++)
+			;
+		if (p == e) {
+			st = CSVQ_PLAIN;
+			break;
+		}
+		if (*p == '\n') {
+			*q = CSVQ_FIELD;
+			*nlines = n;
+			return p;
+		}
+		p++;
+		st = CSVQ_FIELD;
+	}
+	*q = st;
+	*nlines = n;
 	return NULL;
 }
 
@@ -466,6 +691,9 @@ csv_split(struct pw_ingest *in, const char *s, const char *e,
 					s++;
 					break;
 				}
+				/* CR before LF is nothing, in quotes too. */
+				if (*s == '\r' && s + 1 < e && s[1] == '\n')
+					s++;
 				pw_buf_addc(&in->str, *s++);
 			}
 			if (s < e && *s != ',') {
@@ -540,10 +768,14 @@ csv_record(struct pw_ingest *in, const char *s, const char *e, long line)
 		return 0;
 	}
 	if (!in->header_done) {
-		/* Blank lines before the header are nothing. */
+		/*
+		 * Empty lines and comments before the header are nothing,
+		 * as --format auto passed over them ("#" may head a column).
+		 */
 		const char *ts = s, *te = e;
 		trim(&ts, &te);
-		if (ts == te)
+		if (ts == te || (*ts == '#' && !header_like((const unsigned
+		    char *)ts, (const unsigned char *)te)))
 			return 0;
 		return csv_header(in, s, e, line);
 	}
@@ -1014,16 +1246,91 @@ json_dead(struct pw_ingest *in, long line, const char *why)
 	in->js = J_DEAD;
 }
 
+/*
+ * Drop an over-long element as it comes: up to the ',' or ']' after it,
+ * minding strings and brackets (nothing else is checked: it is refused
+ * anyway). The state is in `in`, so the bytes may come in any pieces.
+ * Returns where the element ends, or NULL when it goes on past e; or
+ * where the brackets go wrong, with *why, when the array cannot go on.
+ */
+static const char *
+json_skip(struct pw_ingest *in, const char *s, const char *e,
+    const char **why)
+{
+	*why = NULL;
+	for (; s < e; s++) {
+		if (in->jstr) {
+			if (in->jesc)
+				in->jesc = 0;
+			else if (*s == '\\')
+				in->jesc = 1;
+			else if (*s == '"')
+				in->jstr = 0;
+			continue;
+		}
+		switch (*s) {
+		case '"':
+			in->jstr = 1;
+			break;
+		case '{':
+		case '[':
+			/* As deep as jskip goes, and no deeper. */
+			if (in->jdepth > JSON_MAX_DEPTH) {
+				*why = "nested too deep";
+				return s;
+			}
+			in->jopen = in->jopen << 1 | (*s == '{');
+			in->jdepth++;
+			break;
+		case '}':
+		case ']':
+			if (in->jdepth == 0 && *s == ']')
+				return s;
+			if (in->jdepth == 0 || (in->jopen & 1) != (*s == '}')) {
+				*why = "want ',' or a close";
+				return s;
+			}
+			in->jopen >>= 1;
+			in->jdepth--;
+			break;
+		case ',':
+			if (in->jdepth == 0)
+				return s;
+			break;
+		}
+	}
+	return NULL;
+}
+
 /* Consume what can be consumed of a JSON array. */
 static int
 json_run(struct pw_ingest *in, int eof)
 {
-	const char	*end = in->in.data + in->in.len;
+	const char	*end = in->in.data + in->in.len, *q, *why;
 	struct jp	 p;
 	long		 line;
 	int		 r;
 
 	for (;;) {
+		/* First: white space there may be in a string, escaped. */
+		if (in->js == J_SKIP) {
+			q = json_skip(in, in->in.data + in->pos, end, &why);
+			if (why != NULL) {
+				advance(in, q);
+				json_dead(in, in->line, why);
+				continue;
+			}
+			if (q == NULL) {
+				advance(in, end);
+				if (eof)
+					json_dead(in, in->line,
+					    "unterminated array");
+				return 0;
+			}
+			advance(in, q);
+			in->js = J_SEP;
+			continue;
+		}
 		p.s = in->in.data + in->pos;
 		p.end = end;
 		p.str = &in->str;
@@ -1077,13 +1384,22 @@ json_run(struct pw_ingest *in, int eof)
 				continue;
 			}
 			line = in->line;
+			/*
+			 * Past the limit an element is dropped as it comes:
+			 * the parse looks no further, whole input or not.
+			 */
+			if ((size_t)(end - p.s) > PW_INGEST_MAX_RECORD + 1)
+				p.end = p.s + PW_INGEST_MAX_RECORD + 1;
 			r = jrecord(in, &p, line);
-			if (r < 0 && p.incomplete && !eof) {
-				if ((size_t)(end - (in->in.data + in->pos)) >
-				    PW_INGEST_MAX_RECORD)
-					json_dead(in, line, "element too long");
-				return 0;
+			if (r < 0 && p.incomplete && p.end < end) {
+				reject(in, line, "element too long");
+				in->js = J_SKIP;
+				in->jdepth = in->jstr = in->jesc = 0;
+				in->jopen = 0;
+				continue;
 			}
+			if (r < 0 && p.incomplete && !eof)
+				return 0;
 			if (r < 0) {
 				json_dead(in, line, p.why);
 				continue;
@@ -1107,6 +1423,7 @@ json_run(struct pw_ingest *in, int eof)
 		case J_DONE:
 			json_dead(in, in->line, "junk after the array");
 			continue;
+		case J_SKIP:	/* handled before the switch */
 		case J_DEAD:
 			return 0;
 		}
@@ -1120,6 +1437,7 @@ static int
 lines_run(struct pw_ingest *in, int eof)
 {
 	const char	*s, *e, *nl;
+	enum csvq	 q;
 	long		 extra;
 	int		 r;
 
@@ -1133,18 +1451,26 @@ lines_run(struct pw_ingest *in, int eof)
 		if (s == e)
 			return 0;
 		if (in->skipping) {
-			if ((nl = memchr(s, '\n', e - s)) == NULL) {
+			/* Dropped as it comes: a CSV record to its real end. */
+			extra = 0;
+			if (in->format == PW_FMT_CSV)
+				nl = csv_end(s, e, &in->skip_q, &extra);
+			else
+				nl = memchr(s, '\n', e - s);
+			if (nl == NULL) {
+				in->line += extra;
 				in->pos = in->in.len;
 				return 0;
 			}
 			in->skipping = 0;
+			in->line += 1 + extra;
 			in->pos = nl + 1 - in->in.data;
-			in->line = in->skip_line + 1;
 			continue;
 		}
 		extra = 0;
+		q = CSVQ_FIELD;
 		if (in->format == PW_FMT_CSV)
-			nl = csv_end(s, e, &extra);
+			nl = csv_end(s, e, &q, &extra);
 		else
 			nl = memchr(s, '\n', e - s);
 		if (nl == NULL && !eof) {
@@ -1152,7 +1478,8 @@ lines_run(struct pw_ingest *in, int eof)
 				reject(in, in->line, "line too long (over %d "
 				    "bytes)", PW_INGEST_MAX_RECORD);
 				in->skipping = 1;
-				in->skip_line = in->line + count_nl(s, e);
+				in->skip_q = q;
+				in->line += extra;
 				in->pos = in->in.len;
 			}
 			return 0;
@@ -1201,30 +1528,26 @@ run(struct pw_ingest *in, int eof)
 }
 
 /*
- * Enough of the start to sniff the format: the first character that is
- * not white space says json or jsonl; otherwise the whole first line.
+ * The format of the input, sniffed once enough of it is in: the line
+ * that tells is whole, or SNIFF_MAX bytes are. -1: not yet.
  */
 static int
-sniff_ready(const struct pw_ingest *in)
+sniff_input(const struct pw_ingest *in, int final)
 {
-	const char	*s = in->in.data + in->pos;
-	const char	*e = in->in.data + in->in.len;
+	const unsigned char	*s;
+	size_t			 n = in->in.len - in->pos;
 
-	if (in->in.len >= 4096)
-		return 1;
-	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' ||
-	    *s == '\n'))
-		s++;
-	if (s == e)
-		return 0;
-	if (*s == '[' || *s == '{' || *s == '"')
-		return 1;
-	return memchr(s, '\n', e - s) != NULL;
+	s = (const unsigned char *)in->in.data + in->pos;
+	if (n >= SNIFF_MAX)
+		return sniff(s, s + SNIFF_MAX, 1);
+	return sniff(s, s + n, final);
 }
 
 int
 pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 {
+	int	f;
+
 	if (in->stop || n == 0)
 		return 0;
 	pw_buf_add(&in->in, p, n);
@@ -1239,10 +1562,9 @@ pw_ingest_feed(struct pw_ingest *in, const void *p, size_t n)
 			in->pos = 3;
 	}
 	if (in->format == PW_FMT_AUTO) {
-		if (!sniff_ready(in))
+		if ((f = sniff_input(in, 0)) < 0)
 			return 0;
-		in->format = pw_format_sniff(in->in.data + in->pos,
-		    in->in.len - in->pos);
+		in->format = f;
 	}
 	return run(in, 0);
 }
@@ -1255,8 +1577,7 @@ pw_ingest_end(struct pw_ingest *in)
 	if (!in->started)
 		in->started = 1;
 	if (in->format == PW_FMT_AUTO)
-		in->format = pw_format_sniff(in->in.data + in->pos,
-		    in->in.len - in->pos);
+		in->format = sniff_input(in, 1);
 	if (in->in.len == 0 && in->format != PW_FMT_JSON)
 		return 0;
 	return run(in, 1);

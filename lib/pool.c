@@ -860,7 +860,7 @@ pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 		name = pw_config_get(ctx, "strategy", NULL);
 	if (pk->plugin != NULL && pk->strategy == NULL)
 		name = NULL;
-	if (pk->session != NULL && !pw_name_ok(pk->session, 256))
+	if (pk->session != NULL && !pw_session_ok(pk->session))
 		return pw_failf(&ctx->err, PW_EUSAGE, "session: want 1 to 256 "
 		    "bytes of text without control characters");
 	if (name != NULL && strcmp(name, "sticky") == 0) {

@@ -110,10 +110,15 @@ void	pw_buf_add(struct pw_buf *b, const void *p, size_t n);
 /* Whether p[0..n) is valid UTF-8 without NUL (JSON can carry it as text). */
 int	pw_utf8_text(const void *p, size_t n);
 /*
- * Whether s may be a name pw keeps and prints one a line (a source, a
- * region, a session): 1 to max bytes of UTF-8, no control character.
+ * Why s cannot be a label (a source or region name), or NULL when it can:
+ * a label is valid UTF-8 without control characters (C0, DEL, C1), for
+ * it is printed one a line (--plain), in JSON and in Prometheus labels
+ * as it is. The reason is a static string ("contains a control
+ * character", "not valid UTF-8").
  */
-int	pw_name_ok(const char *s, size_t max);
+const char *pw_label_why(const char *s);
+/* Whether s may be a session id: 1 to 256 bytes of a label's text. */
+int	pw_session_ok(const char *s);
 void	pw_buf_adds(struct pw_buf *b, const char *s);
 void	pw_buf_addc(struct pw_buf *b, char c);
 void	pw_buf_addf(struct pw_buf *b, const char *fmt, ...)

@@ -141,6 +141,16 @@ two() {
 	    "socks5://10.0.0.2:1080|FR|||")"
 }
 
+@test "warm csv: CR before LF in a quoted field is dropped too" {
+	printf 'url,username,password,note\r\nhttp://127.0.0.1:80,u,"two\r\nlines","a\r\nb"\r\n' \
+	    >cr.csv
+	run -0 --separate-stderr pw cache warm cr.csv
+	is "$output" "cr.csv${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" "http://u:two%0Alines@127.0.0.1:80"
+}
+
 @test "warm csv: host/port/scheme/username/password columns" {
 	printf 'scheme,host,port,username,password\nsocks5,10.0.0.1,1080,al,"p,w"\n,10.0.0.2,,,\nhttps,::1,8443,,\n' >l.csv
 	run -0 pw cache warm l.csv
@@ -148,6 +158,28 @@ two() {
 	    'https://[::1]:8443')"
 	run -0 pw --show-secrets pool show 1 --json
 	[[ $output == *'"url":"socks5://al:p%2Cw@10.0.0.1:1080"'* ]]
+}
+
+@test "warm csv/jsonl: a host or port column cannot add credentials or a host" {
+	printf 'host,port\n127.0.0.1,80@127.0.0.9\nu@127.0.0.2,8080\n127.0.0.3,8080\n' \
+	    >inj.csv
+	run -0 --separate-stderr pw cache warm inj.csv
+	is "$output" "inj.csv${T}ok${T}1${T}1${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: inj.csv:2: port is not a number" \
+	    "pw: cache warm: inj.csv:3: bad host: want a host name or an IP address")"
+	printf '{"host":"127.0.0.1","port":"81@127.0.0.8"}\n' >inj.jsonl
+	run -0 --separate-stderr pw cache warm inj.jsonl
+	is "$output" "inj.jsonl${T}ok${T}0${T}0${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: inj.jsonl:1: port is not a number"
+	# A user name or password column is a part, not pasted in.
+	printf 'host,port,username,password\n127.0.0.4,80,u@127.0.0.9:1,p/w@x\n' \
+	    >creds.csv
+	run -0 pw cache warm creds.csv
+	is "$(urls)" "$(lines http://127.0.0.3:8080 http://127.0.0.4:80)"
+	run -0 pw cache export --with-credentials -f txt
+	is "$output" "$(lines http://127.0.0.3:8080 \
+	    http://u%40127.0.0.9%3A1:p%2Fw%40x@127.0.0.4:80)"
 }
 
 @test "warm csv: bad quoting, wrong field counts, bad values" {
@@ -173,6 +205,22 @@ two() {
 	    "pw: cache warm: l.csv:7: weight 'heavy': want a number from 0 to 1e9" \
 	    "pw: cache warm: l.csv:8: missing url or host" \
 	    "pw: cache warm: l.csv:10: bad CSV quoting: unterminated quoted field")"
+}
+
+@test "warm csv: a stray quote or an over-long quoted field is one bad row" {
+	printf 'url,country,region\nhttp://127.0.0.1:81,US,a"b\nhttp://127.0.0.2:82,US,east\nhttp://127.0.0.3:83,DE,west\n' \
+	    >q.csv
+	run -0 --separate-stderr pw cache warm q.csv
+	is "$output" "q.csv${T}ok${T}2${T}2${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: q.csv:2: bad CSV quoting: quote inside an unquoted field"
+	# 300 KB in quotes, over a read's end, with "" and newlines in it.
+	python3 -c 'import sys; sys.stdout.write("url,region\nhttp://127.0.0.4:84,\"" + "a \"\"b\"\", c\n" * 30000 + "\"\nhttp://127.0.0.5:85,east\n")' \
+	    >long.csv
+	run -0 --separate-stderr pw cache warm long.csv
+	is "$output" "long.csv${T}ok${T}1${T}1${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: long.csv:2: line too long (over 8192 bytes)"
+	is "$(urls)" "$(lines http://127.0.0.2:82 http://127.0.0.3:83 \
+	    http://127.0.0.5:85)"
 }
 
 @test "warm csv: a header without url or host is refused, nothing added" {
@@ -232,6 +280,18 @@ two() {
 	    'pw: cache warm: l.json:8: missing url or host')"
 }
 
+@test "warm json: an expires_at that is no date is refused, not moved" {
+	printf '[{"url":"http://127.0.0.1:1","expires_at":"2030-02-31T00:00:00Z"},\n{"url":"http://127.0.0.2:1","expires_at":"2030- 2- 1T00:00:00Z"},\n{"url":"http://127.0.0.3:1","expires_at":"2028-02-29T12:30:59Z"}]\n' \
+	    >t.json
+	run -0 --separate-stderr pw cache warm t.json
+	is "$output" "t.json${T}ok${T}1${T}1${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: t.json:1: expires_at '2030-02-31T00:00:00Z': want epoch seconds or YYYY-MM-DDTHH:MM:SSZ" \
+	    "pw: cache warm: t.json:2: expires_at '2030- 2- 1T00:00:00Z': want epoch seconds or YYYY-MM-DDTHH:MM:SSZ")"
+	run -0 sqlite3 "$PW_STATE" "SELECT url, expires_at FROM proxies"
+	is "$output" "http://127.0.0.3:1|1835440259"
+}
+
 @test "warm json: a syntax error keeps what came before it" {
 	printf '[\n"http://10.0.0.1:1",\n"http://10.0.0.2:1",\n{"url": "http://10.0.0.3:1",,}\n,"http://10.0.0.4:1"]\n' >l.json
 	run -0 --separate-stderr pw cache warm l.json
@@ -244,6 +304,15 @@ two() {
 		[[ $stderr == "pw: cache warm: x.json:1: JSON syntax error: "* ]]
 	done
 	is "$(urls)" "$(lines http://10.0.0.1:1 http://10.0.0.2:1)"
+}
+
+@test "warm json: an element over the limit across a read is skipped, the rest read" {
+	python3 -c 'print("[\"http://127.0.0.1:81\",\n{\"url\":\"http://127.0.0.2:82\",\"region\":\"%s\"},\n\"http://127.0.0.3:83\"]" % ("x\\\"]}," * 60000))' \
+	    >big.json
+	run -0 --separate-stderr pw cache warm big.json
+	is "$output" "big.json${T}ok${T}2${T}2${T}0${T}0${T}1${T}-"
+	is "$stderr" "pw: cache warm: big.json:2: element too long"
+	is "$(urls)" "$(lines http://127.0.0.1:81 http://127.0.0.3:83)"
 }
 
 @test "warm jsonl: objects and strings a line; bad lines skipped" {
@@ -285,6 +354,25 @@ two() {
 	    http://10.0.0.3:1 http://10.0.0.4:1)"
 }
 
+@test "warm --format auto: comment lines first are passed over; names match whole" {
+	printf '# proxy list, updated hourly\n127.0.0.1:8080\n127.0.0.2:3128\n' \
+	    >proxies
+	run -0 --separate-stderr pw cache warm proxies
+	is "$output" "proxies${T}ok${T}2${T}2${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	printf '# Free proxies - host:port, one per line\n127.0.0.3:80\n' >free
+	run -0 --separate-stderr pw cache warm free
+	is "$output" "free${T}ok${T}1${T}1${T}0${T}0${T}0${T}-"
+	is "$stderr" ""
+	printf '# from example, daily\n\nurl,country\nhttp://127.0.0.4:1,de\n' \
+	    >csvish
+	run -0 --separate-stderr pw cache warm --json csvish
+	is "$output" '[{"source":"csvish","format":"csv","status":"ok","records":1,"added":1,"updated":0,"duplicate":0,"invalid":0,"error":null}]'
+	is "$stderr" ""
+	is "$(urls)" "$(lines http://127.0.0.1:8080 http://127.0.0.2:3128 \
+	    http://127.0.0.3:80 http://127.0.0.4:1)"
+}
+
 @test "warm: defaults --country/--region/--weight, --source overrides" {
 	printf 'url,country,source\nhttp://10.0.0.1:1,fr,mine\nhttp://10.0.0.2:1,,\n' >l.csv
 	run -0 pw cache warm --country de --region r --weight 5 --source s \
@@ -292,6 +380,39 @@ two() {
 	run -0 sqlite3 "$PW_STATE" "SELECT country, region, weight, source \
 	    FROM proxies ORDER BY id"
 	is "$output" "$(lines "FR|r|5.0|s" "DE|r|5.0|s")"
+}
+
+@test "warm: a source or region with a control character or bad UTF-8 is refused" {
+	{
+		printf 'url,region,source\n'
+		printf 'http://127.0.0.1:1,"two\nlines",s\n'
+		printf 'http://127.0.0.2:1,east,a\033[31mb\n'
+		printf 'http://127.0.0.3:1,\xff\xfe,s\n'
+		printf 'http://127.0.0.4:1,caf\xc3\xa9,s\n'
+	} >l.csv
+	run -0 --separate-stderr pw cache warm l.csv
+	is "$output" "l.csv${T}ok${T}1${T}1${T}0${T}0${T}3${T}-"
+	is "$stderr" "$(lines \
+	    "pw: cache warm: l.csv:2: region: contains a control character" \
+	    "pw: cache warm: l.csv:4: source: contains a control character" \
+	    "pw: cache warm: l.csv:5: region: not valid UTF-8")"
+	printf '{"url":"http://127.0.0.5:1","source":"a\\u0000b"}\n{"url":"http://127.0.0.6:1","source":"x\\ty"}\n' \
+	    >l.jsonl
+	run -0 --separate-stderr pw cache warm l.jsonl
+	is "$output" "l.jsonl${T}ok${T}0${T}0${T}0${T}0${T}2${T}-"
+	is "$stderr" "$(lines \
+	    'pw: cache warm: l.jsonl:1: JSON syntax error: NUL (\u0000) in a string' \
+	    "pw: cache warm: l.jsonl:2: source: contains a control character")"
+	is "$(urls)" "http://127.0.0.4:1"
+	before=$(state_sum)
+	printf 'http://127.0.0.7:1\n' >l.txt
+	run -2 --separate-stderr pw cache warm --source $'a\nb' l.txt
+	is "$stderr" "pw: cache warm: --source: contains a control character"
+	run -2 --separate-stderr pw cache warm --source $'\xc3' l.txt
+	is "$stderr" "pw: cache warm: --source: not valid UTF-8"
+	run -2 --separate-stderr pw cache warm --region $'\e[2J' l.txt
+	is "$stderr" "pw: cache warm: --region: contains a control character"
+	is "$(state_sum)" "$before"
 }
 
 # ------------------------------------------------------------ bad input

@@ -180,6 +180,27 @@ test_utf8_text(void **state)
 	assert_int_equal(pw_utf8_text("abcdefghijk\0mnopqrstu", 20), 0);
 }
 
+/* A label is one printable line in any output: no C0, DEL or C1. */
+static void
+test_label_why(void **state)
+{
+	(void)state;
+	assert_null(pw_label_why("eu-west caf\xc3\xa9 \xc2\xa0"
+	    "\xf0\x9f\x98\x80"));
+	assert_null(pw_label_why(""));
+	assert_string_equal(pw_label_why("a\nb"), "contains a control "
+	    "character");
+	assert_string_equal(pw_label_why("\t"), "contains a control "
+	    "character");
+	assert_string_equal(pw_label_why("a\x7f"), "contains a control "
+	    "character");
+	assert_string_equal(pw_label_why("\xc2\x9b"), "contains a control "
+	    "character");
+	assert_string_equal(pw_label_why("\xff"), "not valid UTF-8");
+	assert_string_equal(pw_label_why("\xc0\xaf"), "not valid UTF-8");
+	assert_string_equal(pw_label_why("\xc2"), "not valid UTF-8");
+}
+
 static void
 test_failf_and_prefix(void **state)
 {
@@ -408,6 +429,7 @@ main(void)
 		cmocka_unit_test(test_buf_detach),
 		cmocka_unit_test(test_buf_json),
 		cmocka_unit_test(test_utf8_text),
+		cmocka_unit_test(test_label_why),
 		cmocka_unit_test(test_failf_and_prefix),
 		cmocka_unit_test(test_parse_int),
 		cmocka_unit_test(test_parse_double),

@@ -121,17 +121,52 @@ test_nul_and_long(void **state)
 	free(big);
 }
 
+/*
+ * A quoted field over the limit, with newlines and quotes in it, is one
+ * bad record wherever reads end; the rows after it are read.
+ */
+static void
+test_csv_long(void **state)
+{
+	struct pw_buf	b;
+	char		*want;
+
+	(void)state;
+	pw_buf_init(&b);
+	pw_buf_adds(&b, "url,region\nhttp://a:1,\"");
+	for (int i = 0; i < 100; i++)
+		pw_buf_adds(&b, "a \"\"quoted\"\" word, then a line that goes "
+		    "on and on and on until it is a hundred bytes\n");
+	pw_buf_adds(&b, "\"\nhttp://b:2,east\n\"http://c:3\",\"\"\n");
+	want = pw_xasprintf("2! line too long (over %d bytes)\n"
+	    "103 http://b:2||east|||0\n104 http://c:3|||||0\n",
+	    PW_INGEST_MAX_RECORD);
+	check_n(PW_FMT_CSV, b.data, b.len, want);
+	free(want);
+	pw_buf_release(&b);
+}
+
 static void
 test_csv(void **state)
 {
 	(void)state;
 	check(PW_FMT_CSV,
 	    "Note, URL ,country,region,source,weight,expires_at\r\n"
-	    "\"a, \"\"b\"\"\",http://10.0.0.1:1,de,\"Ber\nlin\",s,2.5,"
+	    "\"a,\n\"\"b\"\"\",http://10.0.0.1:1,de,Berlin,s,2.5,"
 	    "1700000000\r\n"
 	    "x,socks5://10.0.0.2:1080,,,,,2023-11-14T22:13:20Z\n",
-	    "2 http://10.0.0.1:1|DE|Ber\nlin|s|2.5|1700000000\n"
+	    "2 http://10.0.0.1:1|DE|Berlin|s|2.5|1700000000\n"
 	    "4 socks5://10.0.0.2:1080|||||1700000000\n");
+	/* A label is printed one a line, in JSON and Prometheus. */
+	check(PW_FMT_CSV, "url,region,source\nh:1,\"Ber\nlin\",s\n"
+	    "h:2,a\tb,s\nh:3,e,\xff\nh:4,\xc2\x85,s\nh:5,\x7f,s\n"
+	    "h:6,\xc3\xa9,\xf0\x9f\x98\x80\n",
+	    "2! region: contains a control character\n"
+	    "4! region: contains a control character\n"
+	    "5! source: not valid UTF-8\n"
+	    "6! region: contains a control character\n"
+	    "7! region: contains a control character\n"
+	    "8 http://h:6||\xc3\xa9|\xf0\x9f\x98\x80||0\n");
 	check(PW_FMT_CSV, "ip,port,protocol,user,pass\n"
 	    "10.0.0.1,1080,socks5,al,\"p,w\"\n::1,80,,,\n",
 	    "2 socks5://al:p%2Cw@10.0.0.1:1080|||||0\n"
@@ -145,10 +180,43 @@ test_csv(void **state)
 	    "6! missing url or host\n"
 	    "7 http://a:1|||||0\n"
 	    "8! bad CSV quoting: unterminated quoted field\n");
+	/* A stray quote is data, bad in its field: the next rows are read. */
+	check(PW_FMT_CSV, "url,region\nhttp://a:1,a\"b\nhttp://b:2,east\n"
+	    "\"http://c:3\"x\"y,\"w\"\"\"\nhttp://d:4,\"\"\"q,\"\"\"\n"
+	    "http://e:5,\"\"\n",
+	    "2! bad CSV quoting: quote inside an unquoted field\n"
+	    "3 http://b:2||east|||0\n"
+	    "4! bad CSV quoting: junk after a closing quote\n"
+	    "5 http://d:4||\"q,\"|||0\n"
+	    "6 http://e:5|||||0\n");
 	check(PW_FMT_CSV, "addr,port\n1,2\n", "1! csv header names no url or "
 	    "host column; rest of the input ignored\n");
 	check(PW_FMT_CSV, "url,password\nhttp://a:1,pw\n",
 	    "2! password without a user name\n");
+	/* CR before LF is nothing, in quotes too; a CR alone is data. */
+	check(PW_FMT_CSV, "url,username,password\r\n"
+	    "http://h:1,u,\"p\r\nw\"\r\nhttp://h:2,u,\"p\r\r\nw\rx\"\r\n",
+	    "2 http://u:p%0Aw@h:1|||||0\n4 http://u:p%0D%0Aw%0Dx@h:2|||||0\n");
+	/* Columns go into a URL only as what they are, nothing more. */
+	check(PW_FMT_CSV, "host,port,scheme,username,password\n"
+	    "10.0.0.1,80@10.0.0.9,,,\nu@10.0.0.2,8080,,,\n[::1],81,,,\n"
+	    "::2,82,,,\n[::1]:80,1,,,\n10.0.0.1:99,1,,,\nh/x,1,,,\nh,-1,,,\n"
+	    "h,0,,,\n::1%eth0,1,,,\nh,1,http://x@y#,,\n"
+	    "h,1,socks5,a@b:c,p@ss:/w\nh x,1,,,\nH.Example,0080,,,\n",
+	    "2! port is not a number\n"
+	    "3! bad host: want a host name or an IP address\n"
+	    "4 http://[::1]:81|||||0\n5 http://[::2]:82|||||0\n"
+	    "6! bad host: want a host name or an IP address\n"
+	    "7! bad host: want a host name or an IP address\n"
+	    "8! bad host: want a host name or an IP address\n"
+	    "9! port is not a number\n"
+	    "10! 'http://h:0': port out of range (1-65535)\n"
+	    "11! bad host: want a host name or an IP address\n"
+	    "12! unsupported scheme (use http, https, socks4, socks4a, "
+	    "socks5 or socks5h)\n"
+	    "13 socks5://a%40b%3Ac:p%40ss%3A%2Fw@h:1|||||0\n"
+	    "14! 'http://h x:1': contains a space\n"
+	    "15 http://h.example:80|||||0\n");
 }
 
 static void
@@ -177,10 +245,62 @@ test_json(void **state)
 	    "1 http://a:1|||||253402300799\n"
 	    "1! expires_at '18934560056000': want epoch seconds or "
 	    "YYYY-MM-DDTHH:MM:SSZ\n");
+	/* Dates are checked, not normalised. */
+	{
+		static const char *const bad_times[] = {
+			"2030-02-31T00:00:00Z", "2030- 2- 1T00:00:00Z",
+			"2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z",
+			"2030-04-31T00:00:00Z", "2030-13-01T00:00:00Z",
+			"2030-00-10T00:00:00Z", "2030-01-00T00:00:00Z",
+			"2030-01-01T24:00:00Z", "2030-01-01T00:60:00Z",
+			"2030-01-01T00:00:60Z", "2030-1-01T00:00:00Z",
+			"+2030-01-01T00:00:0Z", "1969-12-31T23:59:59Z",
+			"2030-01-01t00:00:00Z", "2030-01-01T00:00:00",
+			"2030-01-01T00:00:00Z ", "+1700000000", " 1700000000",
+			"1970-01-01T00:00:00Z", "0", "",
+		};
+		struct pw_buf	in, want;
+		char		*got;
+
+		pw_buf_init(&in);
+		pw_buf_init(&want);
+		for (size_t i = 0; i < sizeof bad_times /
+		    sizeof bad_times[0]; i++) {
+			pw_buf_addf(&in, "{\"url\":\"h:1\",\"expires_at\":"
+			    "\"%s\"}\n", bad_times[i]);
+			if (bad_times[i][0] != '\0')
+				pw_buf_addf(&want, "%zu! expires_at '%s': "
+				    "want epoch seconds or "
+				    "YYYY-MM-DDTHH:MM:SSZ\n", i + 1,
+				    bad_times[i]);
+			else
+				pw_buf_addf(&want, "%zu http://h:1|||||0\n",
+				    i + 1);
+		}
+		got = parse(PW_FMT_JSONL, in.data, in.len, 0);
+		assert_string_equal(got, want.data);
+		free(got);
+		pw_buf_release(&in);
+		pw_buf_release(&want);
+	}
+	check(PW_FMT_JSONL, "{\"url\":\"h:1\",\"expires_at\":"
+	    "\"2024-02-29T23:59:59Z\"}\n{\"url\":\"h:2\",\"expires_at\":"
+	    "\"2000-02-29T00:00:00Z\"}\n{\"url\":\"h:3\",\"expires_at\":"
+	    "\"9999-12-31T23:59:59Z\"}\n{\"url\":\"h:4\",\"expires_at\":"
+	    "\"1970-01-01T00:00:01Z\"}\n",
+	    "1 http://h:1|||||1709251199\n2 http://h:2|||||951782400\n"
+	    "3 http://h:3|||||253402300799\n4 http://h:4|||||1\n");
 	check(PW_FMT_JSON, "[\"http://a:1\",\n\"b\" \"c\"]",
 	    "1 http://a:1|||||0\n2 http://b:80|||||0\n"
 	    "2! JSON syntax error: want ',' or ']'; rest "
 	    "of the input ignored\n");
+	check(PW_FMT_JSON, "[{\"url\":\"h:1\",\"region\":\"a\\u0007\"},"
+	    "{\"url\":\"h:2\",\"source\":\"\\u0085\"},"
+	    "{\"url\":\"h:3\",\"source\":\"\xed\xa0\x80\"},"
+	    "{\"url\":\"h:4\",\"source\":\"\\u00a0\"}]",
+	    "1! region: contains a control character\n"
+	    "1! source: contains a control character\n"
+	    "1! source: not valid UTF-8\n1 http://h:4|||\xc2\xa0||0\n");
 	check(PW_FMT_JSON, "[\"a\\u0000\"]", "1! JSON syntax error: NUL "
 	    "(\\u0000) in a string; rest of the input ignored\n");
 	check(PW_FMT_JSON, "[\"\\ud800x\"]", "1! JSON syntax error: lone "
@@ -208,6 +328,45 @@ test_json(void **state)
 	    "ignored\n");
 }
 
+/*
+ * An element over the limit is skipped to its end, wherever reads fall
+ * (the whole list at once, or an element across two reads), and the
+ * array goes on; strings and brackets in it are minded.
+ */
+static void
+test_json_long(void **state)
+{
+	struct pw_buf	b;
+
+	(void)state;
+	pw_buf_init(&b);
+	pw_buf_adds(&b, "[\"http://a:1\",\n{\"url\":\"http://b:2\",\"x\":\"");
+	for (int i = 0; i < 1000; i++)
+		pw_buf_adds(&b, "],}{[\\\"\\\\ ");
+	pw_buf_adds(&b, "\",\"y\":[{\"z\":\"]}\\\"\\\\\"},[1,2]]},\n"
+	    "\"http://c:3\"]");
+	check_n(PW_FMT_JSON, b.data, b.len, "1 http://a:1|||||0\n"
+	    "2! element too long\n3 http://c:3|||||0\n");
+	/* Brackets that do not match end the array, as anywhere. */
+	pw_buf_reset(&b);
+	pw_buf_adds(&b, "[{\"a\":\"");
+	for (int i = 0; i < 9000; i++)
+		pw_buf_addc(&b, 'x');
+	pw_buf_adds(&b, "\",\"b\":[}],\"http://c:3\"]");
+	check_n(PW_FMT_JSON, b.data, b.len, "1! element too long\n"
+	    "1! JSON syntax error: want ',' or a close; rest of the input "
+	    "ignored\n");
+	/* An over-long element that the input ends in. */
+	pw_buf_reset(&b);
+	pw_buf_adds(&b, "[\"http://a:1\",\n\"");
+	for (int i = 0; i < 9000; i++)
+		pw_buf_addc(&b, 'x');
+	check_n(PW_FMT_JSON, b.data, b.len, "1 http://a:1|||||0\n"
+	    "2! element too long\n2! JSON syntax error: unterminated array; "
+	    "rest of the input ignored\n");
+	pw_buf_release(&b);
+}
+
 static void
 test_jsonl(void **state)
 {
@@ -220,6 +379,12 @@ test_jsonl(void **state)
 	    "line\n"
 	    "6! JSON syntax error: junk after the value\n"
 	    "7! missing url or host\n8 http://d:4|||||0\n");
+	check(PW_FMT_JSONL, "{\"host\":\"10.0.0.1\",\"port\":\"81@10.0.0.8\"}\n"
+	    "{\"host\":\"h\",\"port\":81.5}\n{\"host\":\"u:p@h\",\"port\":1}\n"
+	    "{\"host\":\"h\",\"port\":81}\n",
+	    "1! port is not a number\n2! port is not a number\n"
+	    "3! bad host: want a host name or an IP address\n"
+	    "4 http://h:81|||||0\n");
 }
 
 static void
@@ -240,6 +405,20 @@ test_formats(void **state)
 	assert_int_equal(pw_format_sniff("Host,Port\n", 10), PW_FMT_CSV);
 	assert_int_equal(pw_format_sniff("a,b\n", 4), PW_FMT_TXT);
 	assert_int_equal(pw_format_sniff("h:1\n", 4), PW_FMT_TXT);
+	/* Comments first: the line after them tells. Names match whole. */
+	assert_int_equal(pw_format_sniff("# proxy list, updated hourly\n"
+	    "h:1\n", 33), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# Free proxies - host:port, one per "
+	    "line\n", 41), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# a, b\r\n\n# c\n [\"h:1\"]", 21),
+	    PW_FMT_JSON);
+	assert_int_equal(pw_format_sniff("# a\n\"url\", \"Country\"\n", 21),
+	    PW_FMT_CSV);
+	assert_int_equal(pw_format_sniff("#,ip,port,last checked\n", 23),
+	    PW_FMT_CSV);
+	assert_int_equal(pw_format_sniff("hostname,portal\n", 16), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("h:1, host\n", 10), PW_FMT_TXT);
+	assert_int_equal(pw_format_sniff("# only comments\n", 16), PW_FMT_TXT);
 	assert_int_equal(pw_format_parse("JSONL", &f), 0);
 	assert_int_equal(f, PW_FMT_JSONL);
 	assert_int_equal(pw_format_parse("yaml", &f), PW_EUSAGE);
@@ -247,6 +426,13 @@ test_formats(void **state)
 	check(PW_FMT_AUTO, "[\"a:1\"]", "1 http://a:1|||||0\n");
 	check(PW_FMT_AUTO, "url,country\nb:2,de\n",
 	    "2 http://b:2|DE||||0\n");
+	check(PW_FMT_AUTO, "# proxy list, updated hourly\n10.0.0.1:8080\n"
+	    "10.0.0.2:3128\n", "2 http://10.0.0.1:8080|||||0\n"
+	    "3 http://10.0.0.2:3128|||||0\n");
+	/* csv passes over the comments auto did. */
+	check(PW_FMT_AUTO, "# from x, daily\n\n# host, port\nhost,port\n"
+	    "h,1\n", "5 http://h:1|||||0\n");
+	check(PW_FMT_CSV, "#,ip,port\n1,h,1\n", "2 http://h:1|||||0\n");
 }
 
 static int
@@ -287,12 +473,12 @@ test_write_roundtrip(void **state)
 	(void)state;
 	memset(p, 0, sizeof p);
 	p[0].country = "DE";
-	p[0].region = "a, \"b\"\nc";
+	p[0].region = "a, \"b\" c";
 	p[0].source = " lead";
 	p[0].weight = 0.1;
 	p[0].expires_at = 1700000000;
 	p[1].weight = -1;
-	p[1].source = "\\\x01";
+	p[1].source = "\\\"\xc3\xa9";
 	p[2].weight = 3;
 	for (size_t k = 0; k < 3; k++) {
 		struct pw_buf b;
@@ -312,10 +498,11 @@ test_write_roundtrip(void **state)
 				*s = '#';
 		if (fmts[k] == PW_FMT_JSON)
 			assert_non_null(strstr(got, "# socks5://u:p%2C%22@h:"
-			    "1080|DE|a, \"b\"\nc| lead|0.1|1700000000\n"));
-		assert_non_null(strstr(got, "|DE|a, \"b\"\nc| lead|0.1|"
+			    "1080|DE|a, \"b\" c| lead|0.1|1700000000\n"));
+		assert_non_null(strstr(got, "|DE|a, \"b\" c| lead|0.1|"
 		    "1700000000\n"));
-		assert_non_null(strstr(got, "http://[::1]:80|||\\\x01||0\n"));
+		assert_non_null(strstr(got, "http://[::1]:80|||\\\"\xc3\xa9||"
+		    "0\n"));
 		assert_non_null(strstr(got, "https://a:443||||3|0\n"));
 		assert_null(strchr(got, '!'));
 		free(got);
@@ -330,7 +517,9 @@ main(void)
 		cmocka_unit_test(test_txt),
 		cmocka_unit_test(test_nul_and_long),
 		cmocka_unit_test(test_csv),
+		cmocka_unit_test(test_csv_long),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_json_long),
 		cmocka_unit_test(test_jsonl),
 		cmocka_unit_test(test_formats),
 		cmocka_unit_test(test_stop),
