@@ -315,9 +315,9 @@ http://[::1]/|::1 is a loopback address
 http://localhost/|localhost resolves to 127.0.0.1, a loopback address
 HTTP://LOCALHOST:$ORIGIN_PORT/|LOCALHOST resolves to 127.0.0.1, a loopback address
 https://u:p@127.0.0.2:8443/x?y#z|127.0.0.2 is a loopback address
-http://127.1/|127.1 resolves to 127.0.0.1, a loopback address
-http://2130706433/|2130706433 resolves to 127.0.0.1, a loopback address
-http://0x7f000001/|0x7f000001 resolves to 127.0.0.1, a loopback address
+http://127.1/|127.0.0.1 is a loopback address
+http://2130706433/|127.0.0.1 is a loopback address
+http://0x7f000001/|127.0.0.1 is a loopback address
 http://[::ffff:127.0.0.1]/|::ffff:127.0.0.1 is a loopback address
 http://10.0.0.1/|10.0.0.1 is a private address
 http://172.16.5.4:8080/|172.16.5.4 is a private address
@@ -338,6 +338,55 @@ EOF
 	# nothing was sent: no proxy was even chosen
 	is "$(proxies_started)" 0
 	is "$(state_sum)" "$before"
+}
+
+@test "POST /request: the host judged is the one libcurl connects to; parser tricks are refused" {
+	start_serve
+	# The origin as the only proxy: it answers what it is sent itself,
+	# so that nothing leaves loopback even if something got through.
+	pw -q pool add "$ORIGIN_URL"
+	local f u code why
+	# CODE|URL (JSON-escaped; P is the origin's port)|MESSAGE
+	for f in \
+	    'TARGET_FORBIDDEN|http://192.0.2.1\\@127.0.0.1:P/echo|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1\\@localhost:P/echo|localhost resolves to 127.0.0.1, a loopback address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P\\@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1%5c@127.0.0.1:P/echo|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1#@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1?@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1/@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P/@192.0.2.1/|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://[::1]@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P;@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://%31%32%37.1:P/echo|127.1 resolves to 127.0.0.1, a loopback address' \
+	    'TARGET_FORBIDDEN|http://\u24dbocalhost:P/echo|a host name that is not ASCII (give its xn-- form)' \
+	    'VALIDATION_ERROR|http://192.0.2.1\t@127.0.0.1:P/echo|' \
+	    'VALIDATION_ERROR|http://127.0.0.1:P\n@192.0.2.1/|' \
+	    'VALIDATION_ERROR|http://192.0.2.1 @127.0.0.1:P/echo|' \
+	    'VALIDATION_ERROR|http://u@192.0.2.1@127.0.0.1:P/echo|'; do
+		code=${f%%|*} u=${f#*|} why=${u#*|} u=${u%%|*}
+		u=${u//:P/:$ORIGIN_PORT}
+		post /api/v1/request "{\"url\": \"$u\"}"
+		envelope_error 422 "$code" || { echo "for $u"; return 1; }
+		if [ -n "$why" ]; then
+			is "$(j '.error.message')" "$why" || { echo "for $u"; return 1; }
+		else
+			is "$(field)" url || { echo "for $u"; return 1; }
+		fi
+	done
+	is "$(proxies_started)" 0
+	stop_peers
+	# Allowed, it reaches the host judged: the proxy is asked for it.
+	start_serve --allow-private
+	post /api/v1/request "{\"url\": \"http://192.0.2.1\\\\@127.0.0.1:$ORIGIN_PORT/echo\"}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .headers.Host')" "127.0.0.1:$ORIGIN_PORT"
+	# and a redirect is read the same way
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://127.0.0.1:$ORIGIN_PORT%5C@192.0.2.1/\",
+	    \"follow_redirects\": true}"
+	envelope_error 422 TARGET_FORBIDDEN
+	is "$(j '.error.message')" '192.0.2.1 is a reserved address'
+	is "$(j '.error.details.url')" "http://***:***@192.0.2.1/"
 }
 
 @test "a target whose host does not resolve is 504 TARGET_UNREACHABLE before any proxy is used" {
