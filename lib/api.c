@@ -1557,69 +1557,62 @@ h_config_get(struct req *q)
 /*
  * PUT /api/v1/config: {"key": value, ...}; a string, number or boolean
  * sets (checked as pw config set checks it), null unsets. Every key is
- * checked before any is stored. Later requests, on every thread, see it.
+ * checked before any is stored, then all are stored in one transaction.
+ * Later requests, on every thread, see them.
  */
 static int
 h_config_put(struct req *q)
 {
-	cJSON	*it;
-	char	*canon, val[64];
-	int	 r, n = 0;
+	const char	**names, **values;
+	char		(*num)[64];
+	cJSON		 *it;
+	size_t		  n = 0, bad;
+	int		  r;
 
 	if (use_ctx(q) != 0)
 		return 0;
-	for (it = q->json->child; it != NULL; it = it->next, n++) {
-		const char *v = val;
-
-		if (json_is(it, cJSON_NULL))
-			v = "";
-		else if (json_is(it, cJSON_String))
-			v = it->valuestring;
-		else if (json_is(it, cJSON_Number))
-			snprintf(val, sizeof val, "%.17g", it->valuedouble);
-		else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
-			snprintf(val, sizeof val, "%s", json_is(it,
-			    cJSON_True) ? "true" : "false");
-		else
-			return invalid(q, it->string, "%s: want a string, "
-			    "number, boolean or null, not %s", it->string,
-			    type_name(it));
-		canon = NULL;
-		if (json_is(it, cJSON_NULL))
-			r = pw_config_get(q->ctx, it->string, NULL) != NULL ?
-			    0 : pw_config_check(it->string, "", &canon,
-			    &q->ctx->err);
-		else {
-			r = pw_config_check(it->string, v, &canon,
-			    &q->ctx->err);
-			if (r == 0 && strcmp(it->string, "strategy") == 0)
-				r = pw_pool_strategy_check(q->ctx, canon);
-		}
-		free(canon);
-		if (r != 0)
-			return invalid(q, it->string, "%s", q->ctx->err.msg);
-	}
+	for (it = q->json->child; it != NULL; it = it->next)
+		n++;
 	if (n == 0)
 		return invalid(q, "body", "body: no setting to change");
-	for (it = q->json->child; it != NULL; it = it->next) {
-		const char *v = val;
-
-		if (json_is(it, cJSON_NULL)) {
-			if ((r = pw_config_unstore(q->ctx, it->string)) != 0)
-				return fail_lib(q, r);
-			continue;
+	names = pw_xcalloc(n, sizeof *names);
+	values = pw_xcalloc(n, sizeof *values);
+	num = pw_xcalloc(n, sizeof *num);
+	n = 0;
+	for (it = q->json->child; it != NULL; it = it->next, n++) {
+		names[n] = it->string;
+		if (json_is(it, cJSON_NULL))
+			values[n] = NULL;
+		else if (json_is(it, cJSON_String))
+			values[n] = it->valuestring;
+		else if (json_is(it, cJSON_Number)) {
+			snprintf(num[n], sizeof num[n], "%.17g",
+			    it->valuedouble);
+			values[n] = num[n];
+		} else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
+			values[n] = json_is(it, cJSON_True) ? "true" : "false";
+		else {
+			r = invalid(q, it->string, "%s: want a string, "
+			    "number, boolean or null, not %s", it->string,
+			    type_name(it));
+			goto out;
 		}
-		if (json_is(it, cJSON_String))
-			v = it->valuestring;
-		else if (json_is(it, cJSON_Number))
-			snprintf(val, sizeof val, "%.17g", it->valuedouble);
-		else
-			snprintf(val, sizeof val, "%s", json_is(it,
-			    cJSON_True) ? "true" : "false");
-		if ((r = pw_config_store(q->ctx, it->string, v)) != 0)
-			return fail_lib(q, r);
 	}
-	return reply(q, 200, config_json(q->ctx));
+	if ((r = pw_config_store_many(q->ctx, names, values, n, &bad)) != 0) {
+		if (bad < n)
+			r = invalid(q, names[bad], "%s", q->ctx->err.msg);
+		else
+			r = fail_lib(q, r);
+		/* What this worker holds in memory, as the file has it. */
+		(void)pw_config_reload_state(q->ctx);
+		goto out;
+	}
+	r = reply(q, 200, config_json(q->ctx));
+out:
+	free(names);
+	free(values);
+	free(num);
+	return r;
 }
 
 /* A copy of the counters, and requests per second over the window. */

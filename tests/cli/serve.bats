@@ -631,11 +631,20 @@ fetch.retries|{"fetch.retries": "many"}
 strategy|{"strategy": "fastest"}
 strategy|{"strategy": ["random"]}
 pool.cooldown|{"strategy": "random", "pool.cooldown": "soon"}
+ratelimit.redis_url|{"health.concurrency": 7, "ratelimit.redis_url": "redis://:pw123@127.0.0.1:6379/0"}
+service.key|{"strategy": "random", "fetch.retries": 7, "service.key": "x"}
 body|{}
 EOF
 	is "$(j '.error.message')" "body: no setting to change"
 	api PUT /api/v1/config --data-binary '{"nope": 1}'
 	like "$(j '.error.message')" "'nope': unknown config key (valid: strategy, *)"
+	# a secret is not kept in the file: refused, and nothing else stored
+	api PUT /api/v1/config --data-binary \
+	    '{"health.concurrency": 7, "ratelimit.redis_url": "redis://:pw123@127.0.0.1:6379/0"}'
+	is "$(j '.error.message')" 'ratelimit.redis_url: a password is not kept in the state file; give this URL in $PW_RATELIMIT__REDIS_URL'
+	[[ $BODY != *pw123* ]]
+	api GET /api/v1/config
+	is "$(j '.data["health.concurrency"].origin')" default
 	api PUT /api/v1/config --data-binary '[1]'
 	envelope_error 422 VALIDATION_ERROR
 	api PUT /api/v1/config --data-binary '{"strategy": '
