@@ -525,6 +525,30 @@ use_ctx(struct req *q)
 
 /* ---------------------------------------------------------- JSON input */
 
+/*
+ * The JSON text p[0..n) as one value, or NULL: when it is not JSON, and
+ * when anything but white space follows the value (cJSON stops at its
+ * end and would take "{} junk"). *at: where that begins, else SIZE_MAX.
+ */
+static cJSON *
+json_parse(const char *p, size_t n, size_t *at)
+{
+	const char	*end = NULL;
+	cJSON		*j;
+
+	*at = SIZE_MAX;
+	if ((j = cJSON_ParseWithLengthOpts(p, n, &end, 0)) == NULL)
+		return NULL;
+	for (; end < p + n; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\n' &&
+		    *end != '\r') {
+			*at = (size_t)(end - p);
+			cJSON_Delete(j);
+			return NULL;
+		}
+	return j;
+}
+
 static int
 json_is(const cJSON *j, int type)
 {
@@ -2355,6 +2379,8 @@ step_ratelimit(struct req *q)
 static int
 step_json(struct req *q)
 {
+	size_t	at;
+
 	if (q->route->body == BODY_NONE)
 		return 0;
 	if (q->body.len == 0 && q->route->body == BODY_OPT)
@@ -2363,10 +2389,14 @@ step_json(struct req *q)
 		invalid(q, "body", "body: a JSON object is required");
 		return 1;
 	}
-	q->json = cJSON_ParseWithLength(q->body.data, q->body.len);
-	if (q->json == NULL) {
-		fail(q, 400, "INVALID_JSON", NULL, "the request body is not "
-		    "valid JSON");
+	if ((q->json = json_parse(q->body.data, q->body.len, &at)) == NULL) {
+		if (at != SIZE_MAX)
+			fail(q, 400, "INVALID_JSON", NULL, "the request body "
+			    "is not valid JSON: more after its value (at byte "
+			    "%zu)", at);
+		else
+			fail(q, 400, "INVALID_JSON", NULL, "the request body "
+			    "is not valid JSON");
 		return 1;
 	}
 	if (!json_is(q->json, cJSON_Object)) {
@@ -3111,12 +3141,13 @@ pw_rl_config_parse(const char *json, size_t len, struct pw_rl_config *c,
     struct pw_err *err)
 {
 	cJSON	*root;
+	size_t	 at;
 	int	 r;
 
 	pw_rl_config_default(c);
 	if ((r = pw_cjson_init(err)) != 0)
 		return r;
-	if ((root = cJSON_ParseWithLength(json, len)) == NULL) {
+	if ((root = json_parse(json, len, &at)) == NULL) {
 		pw_rl_config_release(c);
 		return pw_failf(err, PW_EUSAGE, "not valid JSON");
 	}

@@ -178,6 +178,35 @@ add() {
 	is "$(state_sum)" "$before"
 }
 
+@test "a JSON value followed by anything but white space is 400 INVALID_JSON; nothing stored" {
+	start_serve
+	add http://10.0.0.1:3128
+	local before
+	before=$(state_sum)
+	post /api/v1/proxies '{"url": "http://10.0.0.2:3128"}]]]'
+	envelope_error 400 INVALID_JSON
+	is "$(j '.error.message')" 'the request body is not valid JSON: more after its value (at byte 31)'
+	api PUT /api/v1/config -H 'Content-Type: application/json' \
+	    --data-binary '{"health.timeout": 7} this is not JSON'
+	envelope_error 400 INVALID_JSON
+	post /api/v1/request '{"url": "http://10.0.0.9/"} x'
+	envelope_error 400 INVALID_JSON
+	post /api/v1/proxies '{"url": "http://10.0.0.2:3128"} {"url": "http://10.0.0.3:3128"}'
+	envelope_error 400 INVALID_JSON
+	printf '{"url": "http://10.0.0.2:3128"}\0' >"$BATS_TEST_TMPDIR/nul"
+	post /api/v1/proxies @"$BATS_TEST_TMPDIR/nul"
+	envelope_error 400 INVALID_JSON
+	api PUT /api/v1/rate-limit/config -H 'Content-Type: application/json' \
+	    --data-binary '{"default_tier": "free"} ]'
+	envelope_error 400 INVALID_JSON
+	is "$(state_sum)" "$before"
+	api GET /api/v1/config
+	is "$(j '.data["health.timeout"].origin')" default
+	# white space after it is fine
+	post /api/v1/proxies "$(printf '{"url": "http://10.0.0.2:3128"} \n\t\r\n')"
+	is "$STATUS" 201
+}
+
 @test "-v logs one line per request with its id; without -v none" {
 	start_serve -v
 	api GET /api/v1/health -H 'X-Request-ID: log-me'
