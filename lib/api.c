@@ -2376,10 +2376,89 @@ step_ratelimit(struct req *q)
 	return 1;
 }
 
+/*
+ * Where the JSON text p[0..n) has a \u0000 escape, or NULL: cJSON keeps
+ * no length with a string, so a NUL ends it there, silently. The text
+ * parsed, so every backslash is in a string, and one that starts an
+ * escape follows an even run of them.
+ */
+static char *
+json_nul_escape(char *p, size_t n)
+{
+	char	*e = p + n, *s = p, *f, *b;
+
+	while ((f = memmem(s, (size_t)(e - s), "\\u0000", 6)) != NULL) {
+		for (b = f; b > p && b[-1] == '\\'; b--)
+			;
+		if ((f - b) % 2 == 0)
+			return f;
+		s = f + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The first member where a and b, parsed from texts that differ only in
+ * the contents of strings, differ: its name (as the 422s name fields,
+ * "headers.X-Name", "ids[2]") appended to field[0..len). 1 when found.
+ */
+static int
+json_diff(const cJSON *a, const cJSON *b, char *field, size_t n, size_t len)
+{
+	size_t	i = 0, l;
+	int	w;
+
+	for (a = a->child, b = b->child; a != NULL && b != NULL;
+	    a = a->next, b = b->next, i++) {
+		if (a->string != NULL)
+			w = snprintf(field + len, n - len, "%s%.60s",
+			    len ? "." : "", a->string);
+		else
+			w = snprintf(field + len, n - len, "[%zu]", i);
+		l = w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+		if ((a->string != NULL && b->string != NULL &&
+		    strcmp(a->string, b->string) != 0) ||
+		    (json_is(a, cJSON_String) && json_is(b, cJSON_String) &&
+		    strcmp(a->valuestring, b->valuestring) != 0) ||
+		    json_diff(a, b, field, n, l))
+			return 1;
+	}
+	field[len] = '\0';
+	return 0;
+}
+
+/*
+ * A string of the body that holds a NUL (\u0000): 422 naming its field.
+ * The field is found by parsing the body again with each \u0000 made
+ * \u0001 and comparing: rare, so the common case pays only a memmem.
+ */
+static void
+refuse_nul(struct req *q, char *at)
+{
+	struct pw_buf	 b;
+	cJSON		*j;
+	char		 field[128] = "";
+	size_t		 end;
+
+	pw_buf_init(&b);
+	pw_buf_add(&b, q->body.data, q->body.len);
+	for (; at != NULL; at = json_nul_escape(at + 6, (size_t)(q->body.data +
+	    q->body.len - at - 6)))
+		b.data[at - q->body.data + 5] = '1';
+	if ((j = json_parse(b.data, b.len, &end)) == NULL ||
+	    !json_diff(q->json, j, field, sizeof field, 0))
+		snprintf(field, sizeof field, "body");
+	cJSON_Delete(j);
+	pw_buf_release(&b);
+	invalid(q, field, "%s: a NUL character (\\u0000) is not allowed in "
+	    "a string", field);
+}
+
 static int
 step_json(struct req *q)
 {
-	size_t	at;
+	size_t	 at;
+	char	*nul;
 
 	if (q->route->body == BODY_NONE)
 		return 0;
@@ -2387,6 +2466,12 @@ step_json(struct req *q)
 		return 0;
 	if (q->body.len == 0) {
 		invalid(q, "body", "body: a JSON object is required");
+		return 1;
+	}
+	/* Not in JSON text, and a string of cJSON's would end at it. */
+	if (memchr(q->body.data, '\0', q->body.len) != NULL) {
+		fail(q, 400, "INVALID_JSON", NULL, "the request body is not "
+		    "valid JSON: a NUL byte");
 		return 1;
 	}
 	if ((q->json = json_parse(q->body.data, q->body.len, &at)) == NULL) {
@@ -2402,6 +2487,10 @@ step_json(struct req *q)
 	if (!json_is(q->json, cJSON_Object)) {
 		invalid(q, "body", "body: want a JSON object, not %s",
 		    type_name(q->json));
+		return 1;
+	}
+	if ((nul = json_nul_escape(q->body.data, q->body.len)) != NULL) {
+		refuse_nul(q, nul);
 		return 1;
 	}
 	return 0;

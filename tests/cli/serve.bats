@@ -596,6 +596,39 @@ EOF
 	is "$(state_sum)" "$before"
 }
 
+@test "a NUL (\\u0000) in a string of a body is 422 naming the field, not cut short; nothing sent" {
+	start_serve --allow-private
+	add "$TP"
+	local b f e=$ORIGIN_URL/echo
+	while IFS='|' read -r f b; do
+		post /api/v1/request "$b"
+		envelope_error 422 VALIDATION_ERROR || { echo "for $b"; return 1; }
+		is "$(field)" "$f" || { echo "for $b"; return 1; }
+	done <<EOF
+body|{"url": "$e", "method": "POST", "body": "abc\\u0000defgh"}
+headers.X-A|{"url": "$e", "headers": {"X-A": "v\\u0000w"}}
+headers.X|{"url": "$e", "headers": {"X\\u0000Y": "v"}}
+url|{"url": "$e\\u0000x"}
+method|{"url": "$e", "method": "GET\\u0000X"}
+EOF
+	is "$(j '.error.message')" 'method: a NUL character (\u0000) is not allowed in a string'
+	post /api/v1/proxies '{"url": "http://10.0.0.1:3128\u0000x"}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" url
+	post /api/v1/proxies/test '{"ids": [1, "\u0000"]}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" 'ids[1]'
+	api GET /api/v1/proxies
+	is "$(j '.data.total')" 1
+	is "$(j '.data.items[0].stats.started')" 0
+	# an escaped backslash before u0000 is text, and goes as it is
+	post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+	    \"body\": \"a\\\\u0000b\", \"headers\": {\"X-A\": \"\\\\\\\\u0000\"}}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .body')" 'a\u0000b'
+	is "$(j '.data.body | fromjson | .headers["X-A"]')" '\\u0000'
+}
+
 # ------------------------------------------------------- config, metrics
 
 @test "GET /config: every key with its value, origin, type and default" {
