@@ -1166,6 +1166,28 @@ header_ok(const char *name, const char *value)
 	return strpbrk(value, "\r\n") == NULL;
 }
 
+/*
+ * A header a client may not give for a proxied request: libcurl frames
+ * the request itself (length, chunking, the connection and its
+ * upgrade) and names its host and proxy; one given besides would
+ * contradict it, so that the next hop reads the body as a second
+ * request (Content-Length: 0) or waits for bytes that never come.
+ */
+static int
+header_framing(const char *name)
+{
+	static const char *const names[] = { "content-length",
+	    "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+	    "trailer", "host", NULL };
+
+	if (strncasecmp(name, "proxy-", 6) == 0)
+		return 1;
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* An optional boolean member k: *out 0 when absent or null. */
 static int
 body_bool(struct req *q, const char *k, int *out)
@@ -1274,7 +1296,7 @@ static int
 header_private(const char *line)
 {
 	static const char *const names[] = { "authorization:", "cookie:",
-	    "proxy-authorization:", NULL };
+	    NULL };
 
 	for (int i = 0; names[i] != NULL; i++)
 		if (strncasecmp(line, names[i], strlen(names[i])) == 0)
@@ -1365,6 +1387,11 @@ h_request(struct req *q)
 			if (!header_ok(it->string, it->valuestring)) {
 				r = invalid(q, field, "%s: not a valid header",
 				    field);
+				goto out;
+			}
+			if (header_framing(it->string)) {
+				r = invalid(q, field, "%s: set by the server "
+				    "itself, never by a client", field);
 				goto out;
 			}
 			hdrs = pw_xrealloc(hdrs, (nh + 1) * sizeof *hdrs);

@@ -629,6 +629,37 @@ EOF
 	is "$(j '.data.body | fromjson | .headers["X-A"]')" '\\u0000'
 }
 
+@test "POST /request: framing headers are the server's, refused from a client: no request smuggled, none left waiting" {
+	start_origin -v
+	start_serve --allow-private
+	add "$MS"
+	local h e=$ORIGIN_URL/echo smuggled
+	smuggled='GET /status/418 HTTP/1.1\r\nHost: x\r\n\r\n'
+	for h in Content-Length content-length Transfer-Encoding Connection \
+	    Keep-Alive Upgrade TE Trailer Host Proxy-Authorization \
+	    Proxy-Connection; do
+		post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+		    \"headers\": {\"$h\": \"0\"}, \"body\": \"$smuggled\",
+		    \"timeout\": 3}"
+		envelope_error 422 VALIDATION_ERROR || { echo "for $h"; return 1; }
+		is "$(field)" "headers.$h" || { echo "for $h"; return 1; }
+		is "$(j '.error.message')" "headers.$h: set by the server itself, never by a client"
+	done
+	post /api/v1/request "{\"url\": \"$e\", \"headers\": {\"Content-Length\": \"5\"},
+	    \"timeout\": 3}"
+	envelope_error 422 VALIDATION_ERROR
+	# nothing reached the origin
+	! grep -q 'HTTP/1' "$ORIGIN_LOG"
+	# the body goes as one, framed by libcurl
+	post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+	    \"headers\": {\"Content-Type\": \"text/plain\"}, \"body\": \"$smuggled\"}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .body_length')" 37
+	sleep 0.2
+	is "$(grep -c 'HTTP/1' "$ORIGIN_LOG")" 1
+	! grep -q '/status/418' "$ORIGIN_LOG"
+}
+
 # ------------------------------------------------------- config, metrics
 
 @test "GET /config: every key with its value, origin, type and default" {
