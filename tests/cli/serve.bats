@@ -224,6 +224,23 @@ add() {
 	    "$SERVE_LOG"
 }
 
+@test "-v: what a client sent is logged on one line, control bytes and bad UTF-8 as \\xHH" {
+	start_serve -v
+	api GET '/api/v1/x%0Apw:%20serve:%20FAKE%20LINE' -H 'X-Request-ID: inj-1'
+	envelope_error 404 NOT_FOUND
+	api GET '/api/v1/%1b[31mred%0d%7f%ff%c2%9b' -g -H 'X-Request-ID: inj-2'
+	api GET /api/v1/health -H 'X-Request-ID: inj-3'
+	sleep 0.2
+	grep -q '^pw: serve: inj-1 GET /api/v1/x\\x0apw: serve: FAKE LINE 404 [0-9]*ms$' \
+	    "$SERVE_LOG"
+	! grep -q '^pw: serve: FAKE' "$SERVE_LOG"
+	grep -q '^pw: serve: inj-2 GET /api/v1/\\x1b\[31mred\\x0d\\x7f\\xff\\xc2\\x9b 404 [0-9]*ms$' \
+	    "$SERVE_LOG"
+	# a line each: the listening line and three requests, no raw control byte
+	is "$(wc -l <"$SERVE_LOG")" 4
+	! LC_ALL=C grep -q '[[:cntrl:]]' "$SERVE_LOG"
+}
+
 # ------------------------------------------------- health, ready, status
 
 @test "health: unhealthy (503) when empty or nothing usable, degraded, healthy" {
