@@ -18,8 +18,9 @@
  * before its response goes, so the next request sees the change. A
  * worker reads its settings again when the view reloaded or SIGHUP came.
  *
- * Every request goes through the steps in `pipeline` (request id, CORS,
- * body limit, route, API key, rate limit, JSON body, handler).
+ * Every request goes through the steps in `pipeline` (request id, Host,
+ * CORS and Origin, body limit, route, API key, rate limit, JSON body,
+ * handler).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,6 +70,7 @@ struct pw_server {
 	int			 log;
 	unsigned int		 threads;
 	char			 addr[128];
+	char			 listen_host[256];	/* as --listen has it */
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
@@ -173,6 +175,7 @@ static void	rl_prometheus(struct pw_server *, struct pw_buf *);
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
+static int	keys_needed(struct req *, int *);
 
 static void
 iso_time(int64_t t, char *buf, size_t n)
@@ -2236,12 +2239,105 @@ origin_listed(const char *list, const char *origin, int *any)
 }
 
 /*
+ * Whether Host names this server in a way no other site can: an IP
+ * address, localhost or a name under .localhost (RFC 6761), or the host
+ * --listen named; a port may follow. A page of another site that made
+ * its own name resolve to this server (DNS rebinding) sends that name.
+ */
+static int
+host_ours(const char *host, const char *listen_host)
+{
+	char		 name[256];
+	const char	*e, *port = NULL;
+	size_t		 n;
+	unsigned char	 a[16];
+	int		 v6 = *host == '[';
+
+	if (v6) {
+		if ((e = strchr(host, ']')) == NULL)
+			return 0;
+		n = (size_t)(e - host - 1);
+		host++;
+		if (e[1] == ':')
+			port = e + 2;
+		else if (e[1] != '\0')
+			return 0;
+	} else {
+		e = strchr(host, ':');
+		n = e != NULL ? (size_t)(e - host) : strlen(host);
+		if (e != NULL)
+			port = e + 1;
+	}
+	if (n == 0 || n >= sizeof name || (port != NULL && (*port == '\0' ||
+	    strspn(port, "0123456789") != strlen(port))))
+		return 0;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, name, a) == 1)
+		return 1;
+	if (v6)
+		return 0;
+	return strcasecmp(name, "localhost") == 0 || (n > 10 &&
+	    strcasecmp(name + n - 10, ".localhost") == 0) ||
+	    (*listen_host != '\0' && strcasecmp(name, listen_host) == 0);
+}
+
+/*
+ * Host. While the API asks for no key (the default), any page a browser
+ * shows could make its own name resolve to this server and read the
+ * answers as its own: a Host that is not ours is 421, before anything
+ * else. With keys such a page has none to send.
+ */
+static int
+step_host(struct req *q)
+{
+	const char	*host = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Host");
+	int		 needed;
+
+	/* The common case first: no look-up of keys. */
+	if (host == NULL || host_ours(host, q->srv->listen_host))
+		return 0;
+	if (keys_needed(q, &needed) != 0)
+		return 1;
+	if (needed)
+		return 0;
+	fail(q, 421, "MISDIRECTED_REQUEST", NULL, "Host '%.100s' is not "
+	    "this server's: without an API key, an address, localhost or "
+	    "the name of --listen only", host);
+	return 1;
+}
+
+/* Whether method changes something, for the Origin check. */
+static int
+method_writes(const char *m)
+{
+	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+	    strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0;
+}
+
+/* Whether Origin is this server as Host names it (scheme aside). */
+static int
+origin_same(struct req *q, const char *origin)
+{
+	const char	*host = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Host");
+	const char	*a = strstr(origin, "://");
+
+	return host != NULL && a != NULL && strcasecmp(a + 3, host) == 0;
+}
+
+/*
  * CORS. With no serve.cors_origins (the default) nothing is added, and
  * browsers keep pages of other origins from reading any response. A
  * request from a listed Origin gets Access-Control-Allow-Origin; its
  * preflight (OPTIONS with Access-Control-Request-Method) is answered
  * here, 204 with the methods of the path, before any API key is asked:
- * browsers send none with a preflight.
+ * browsers send none with a preflight. A request that changes something
+ * (POST, PUT, PATCH, DELETE) from a page of an origin not listed, nor
+ * this server's own, is refused: a form or a no-cors fetch of another
+ * site is sent by the browser without a preflight, and without a key
+ * the API would do what it asks.
  */
 static int
 step_cors(struct req *q)
@@ -2255,8 +2351,14 @@ step_cors(struct req *q)
 	if (use_ctx(q) != 0)
 		return 1;
 	if (!origin_listed(pw_config_get(q->ctx, "serve.cors_origins", NULL),
-	    origin, &any))
-		return 0;
+	    origin, &any)) {
+		if (!method_writes(q->method) || origin_same(q, origin))
+			return 0;
+		fail(q, 403, "FORBIDDEN", NULL, "Origin '%.100s' is not in "
+		    "serve.cors_origins: a page of another site may not "
+		    "change anything here", origin);
+		return 1;
+	}
 	q->cors = any ? "*" : origin;
 	if (strcmp(q->method, "OPTIONS") != 0 ||
 	    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
@@ -2307,12 +2409,44 @@ unauthorized(struct req *q, const char *why)
  * the worker's own connection), so a revoked key stops at once. The
  * key's id, name and tier stay in q->key for what follows.
  */
+/*
+ * Whether the API asks for a key (one exists, or serve.require_auth) into
+ * *needed: 0, or -1 with the response sent.
+ */
+static int
+keys_needed(struct req *q, int *needed)
+{
+	struct worker	*w;
+	uint64_t	 gen;
+	int		 any = 0, r;
+
+	if (use_ctx(q) != 0)
+		return -1;
+	if (pw_config_int(q->ctx, "serve.require_auth")) {
+		*needed = 1;
+		return 0;
+	}
+	/* Keys added or removed reload the view. */
+	w = (struct worker *)q->ctx;
+	gen = settings_gen(q->srv);
+	if (w->keys_gen != gen) {
+		if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
+			fail_lib(q, r);
+			return -1;
+		}
+		w->any_keys = any;
+		w->keys_gen = gen;
+	}
+	*needed = w->any_keys;
+	return 0;
+}
+
 static int
 step_auth(struct req *q)
 {
 	const char	*k;
 	size_t		 len = 0;
-	int		 any = 0, r;
+	int		 needed, r;
 
 	if (q->route->open)
 		return 0;
@@ -2320,22 +2454,10 @@ step_auth(struct req *q)
 	if (use_ctx(q) != 0)
 		return 1;
 	if (k == NULL) {
-		if (!pw_config_int(q->ctx, "serve.require_auth")) {
-			/* Keys added or removed reload the view. */
-			struct worker	*w = (struct worker *)q->ctx;
-			uint64_t	 gen = settings_gen(q->srv);
-
-			if (w->keys_gen != gen) {
-				if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
-					fail_lib(q, r);
-					return 1;
-				}
-				w->any_keys = any;
-				w->keys_gen = gen;
-			}
-			if (!w->any_keys)
-				return 0;
-		}
+		if (keys_needed(q, &needed) != 0)
+			return 1;
+		if (!needed)
+			return 0;
 		unauthorized(q, "an API key is needed (X-API-Key or "
 		    "Authorization: Bearer)");
 		return 1;
@@ -2481,6 +2603,20 @@ refuse_nul(struct req *q, char *at)
 	    "a string", field);
 }
 
+/* Content-Type is application/json, with parameters or not. */
+static int
+content_json(struct req *q)
+{
+	const char	*v = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Content-Type");
+
+	if (v == NULL)
+		return 0;
+	v += strspn(v, " \t");
+	return strncasecmp(v, "application/json", 16) == 0 &&
+	    (v[16] == '\0' || v[16] == ';' || v[16] == ' ' || v[16] == '\t');
+}
+
 static int
 step_json(struct req *q)
 {
@@ -2493,6 +2629,15 @@ step_json(struct req *q)
 		return 0;
 	if (q->body.len == 0) {
 		invalid(q, "body", "body: a JSON object is required");
+		return 1;
+	}
+	/*
+	 * A body of any other type is what a form of another site can
+	 * send without a preflight: it is not taken for JSON.
+	 */
+	if (!content_json(q)) {
+		fail(q, 415, "UNSUPPORTED_MEDIA_TYPE", NULL, "the body is "
+		    "JSON: want Content-Type: application/json");
 		return 1;
 	}
 	/* Not in JSON text, and a string of cJSON's would end at it. */
@@ -2533,6 +2678,7 @@ step_handler(struct req *q)
 /* Each step returns 0 to go on, 1 when it has replied. */
 static int (*const pipeline[])(struct req *) = {
 	step_request_id,
+	step_host,
 	step_cors,
 	step_body_limit,
 	step_route,
@@ -2901,6 +3047,13 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		snprintf(s->addr, sizeof s->addr, "%s:%d", inet_ntop(AF_INET,
 		    &a4->sin_addr, host, sizeof host), ntohs(a4->sin_port));
 	}
+	/* Its host as given, for Host: a name is taken as it is. */
+	if (*spec == '[')
+		snprintf(s->listen_host, sizeof s->listen_host, "%.*s",
+		    (int)strcspn(spec + 1, "]"), spec + 1);
+	else
+		snprintf(s->listen_host, sizeof s->listen_host, "%.*s",
+		    (int)(strrchr(spec, ':') - spec), spec);
 	s->state = pw_xstrdup(state);
 	s->cfg = ctx->cfg;
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;

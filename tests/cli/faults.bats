@@ -111,6 +111,7 @@ count() {
 	local i
 	for i in 1 2 3; do
 		run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
+		    -H 'Content-Type: application/json' \
 		    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
 		    "$SERVE_URL/api/v1/request"
 		is "$output" 200
@@ -381,7 +382,8 @@ fast_requests() {
 @test "pw serve: a request that takes long to answer is not cut by --read-timeout; a keep-alive client is not either" {
 	pw -q pool add "$TP"
 	start_serve -v --allow-private --read-timeout 1
-	run -0 curl -sS -m 10 -X POST --data-binary \
+	run -0 curl -sS -m 10 -X POST -H 'Content-Type: application/json' \
+	    --data-binary \
 	    "{\"url\": \"$ORIGIN_URL/slow/2500\"}" "$SERVE_URL/api/v1/request"
 	is "$(jq -r .data.body <<<"$output")" "slow 2500"
 	# one connection, a second request 1.5 s after the first
@@ -440,7 +442,8 @@ HTTP/1.1 200 OK"
 	for c in 1 2 3 4; do
 		(
 			while code=$(curl -s -o /dev/null -w '%{http_code}' \
-			    -X POST --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
+			    -X POST -H 'Content-Type: application/json' \
+			    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
 			    "$SERVE_URL/api/v1/request") && [ "$code" = 200 ]; do
 				echo "$EPOCHREALTIME"
 			done >"$ok.$c"
@@ -470,6 +473,7 @@ HTTP/1.1 200 OK"
 	stop_peers
 	start_serve -v --allow-private
 	run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
+	    -H 'Content-Type: application/json' \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" "$SERVE_URL/api/v1/request"
 	is "$output" 200
 	eventually succeeded_is 1 $((succeeded + 1))

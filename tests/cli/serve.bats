@@ -147,7 +147,8 @@ add() {
 	{ printf '{"url":"http://10.0.0.1:3128","source":"'
 	  head -c 1000000 /dev/zero | tr '\0' a
 	  printf '"}'; } >"$big"
-	api POST /api/v1/proxies --data-binary @"$big"
+	api POST /api/v1/proxies -H 'Content-Type: application/json' \
+	    --data-binary @"$big"
 	is "$STATUS" 201
 }
 
@@ -701,7 +702,7 @@ EOF
 
 @test "PUT /config: checked like pw config set, stored, seen by every thread" {
 	start_serve
-	api PUT /api/v1/config --data-binary \
+	put /api/v1/config \
 	    '{"strategy": "random", "fetch.retries": 5, "geo.fallback": true,
 	      "pool.cooldown": "15m"}'
 	is "$STATUS" 200
@@ -718,7 +719,7 @@ EOF
 		api GET /api/v1/status
 		is "$(j '.data.strategy')" random
 	done
-	api PUT /api/v1/config --data-binary '{"strategy": null}'
+	put /api/v1/config '{"strategy": null}'
 	is "$STATUS" 200
 	is "$(j '.data.strategy | [.value, .origin] | @tsv')" \
 	    "$(printf 'round-robin\tdefault')"
@@ -731,7 +732,7 @@ EOF
 	local before b f
 	before=$(state_sum)
 	while IFS='|' read -r f b; do
-		api PUT /api/v1/config --data-binary "$b"
+		put /api/v1/config "$b"
 		envelope_error 422 VALIDATION_ERROR
 		is "$(field)" "$f" || { echo "for $b"; return 1; }
 	done <<EOF
@@ -746,18 +747,18 @@ service.key|{"strategy": "random", "fetch.retries": 7, "service.key": "x"}
 body|{}
 EOF
 	is "$(j '.error.message')" "body: no setting to change"
-	api PUT /api/v1/config --data-binary '{"nope": 1}'
+	put /api/v1/config '{"nope": 1}'
 	like "$(j '.error.message')" "'nope': unknown config key (valid: strategy, *)"
 	# a secret is not kept in the file: refused, and nothing else stored
-	api PUT /api/v1/config --data-binary \
+	put /api/v1/config \
 	    '{"health.concurrency": 7, "ratelimit.redis_url": "redis://:pw123@127.0.0.1:6379/0"}'
 	is "$(j '.error.message')" 'ratelimit.redis_url: a password is not kept in the state file; give this URL in $PW_RATELIMIT__REDIS_URL'
 	[[ $BODY != *pw123* ]]
 	api GET /api/v1/config
 	is "$(j '.data["health.concurrency"].origin')" default
-	api PUT /api/v1/config --data-binary '[1]'
+	put /api/v1/config '[1]'
 	envelope_error 422 VALIDATION_ERROR
-	api PUT /api/v1/config --data-binary '{"strategy": '
+	put /api/v1/config '{"strategy": '
 	envelope_error 400 INVALID_JSON
 	is "$(state_sum)" "$before"
 }
@@ -831,6 +832,7 @@ EOF
 			for i in $(seq 1 50); do
 				case $((i % 5)) in
 				0) curl -s -o /dev/null -w '%{http_code}\n' \
+				    -H 'Content-Type: application/json' \
 				    -X POST --data-binary \
 				    "{\"url\": \"http://10.7.$c.$i:80\"}" \
 				    "$SERVE_URL/api/v1/proxies" ;;
@@ -868,6 +870,7 @@ EOF
 	start_serve --allow-private
 	add "$TP"
 	curl -sS -o "$BATS_TEST_TMPDIR/slow" -w '%{http_code}' -X POST \
+	    -H 'Content-Type: application/json' \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/slow/1500\"}" \
 	    "$SERVE_URL/api/v1/request" >"$BATS_TEST_TMPDIR/slow.code" &
 	local cpid=$! rc=0

@@ -208,7 +208,7 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	before=$(state_sum)
 	post /api/v1/proxies '{"url": "http://10.0.0.1:3128"}'
 	envelope_error 401 UNAUTHORIZED
-	api PUT /api/v1/config --data-binary '{"strategy": "random"}'
+	put /api/v1/config '{"strategy": "random"}'
 	envelope_error 401 UNAUTHORIZED
 	api DELETE /api/v1/proxies/1 -H 'X-API-Key: pw_000000000000000000000000000000000000000000000000'
 	envelope_error 401 UNAUTHORIZED
@@ -418,11 +418,11 @@ EOF
 	start_serve
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	envelope_error 422 TARGET_FORBIDDEN
-	api PUT /api/v1/config --data-binary '{"serve.allow_private_targets": true}'
+	put /api/v1/config '{"serve.allow_private_targets": true}'
 	is "$STATUS" 200
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	is "$STATUS" 200
-	api PUT /api/v1/config --data-binary '{"serve.allow_private_targets": null}'
+	put /api/v1/config '{"serve.allow_private_targets": null}'
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	envelope_error 422 TARGET_FORBIDDEN
 }
@@ -583,6 +583,72 @@ EOF
 	is "$(header Access-Control-Allow-Origin)" '*'
 }
 
+@test "pages of other sites, without keys: a body not sent as JSON is 415, a change from another Origin 403, a foreign Host 421" {
+	start_serve
+	pw -q pool add http://10.0.0.1:3128
+	local before t h json='Content-Type: application/json' b='{"url": "http://10.0.0.2:3128"}'
+	before=$(state_sum)
+	# what an HTML form of another site sends without a preflight
+	for t in text/plain application/x-www-form-urlencoded multipart/form-data \
+	    application/jsonp 'application/json-seq'; do
+		api POST /api/v1/proxies -H "Content-Type: $t" --data-binary "$b"
+		envelope_error 415 UNSUPPORTED_MEDIA_TYPE || { echo "for $t"; return 1; }
+	done
+	api POST /api/v1/proxies -H 'Content-Type:' --data-binary "$b"
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	api PUT /api/v1/config -H 'Content-Type: text/plain' \
+	    --data-binary '{"serve.allow_private_targets": true}'
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	api POST /api/v1/request -H 'Content-Type: text/plain' \
+	    --data-binary '{"url": "http://10.0.0.9/"}'
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	# a change asked for by a page of another origin, JSON or not
+	for h in http://attacker.example null "http://127.0.0.1:$SERVE_PORT.attacker.example"; do
+		api POST /api/v1/proxies -H "Origin: $h" -H "$json" --data-binary "$b"
+		envelope_error 403 FORBIDDEN || { echo "for $h"; return 1; }
+	done
+	api DELETE /api/v1/proxies/1 -H 'Origin: http://attacker.example'
+	envelope_error 403 FORBIDDEN
+	api PUT /api/v1/config -H 'Origin: http://attacker.example' -H "$json" \
+	    --data-binary '{"serve.allow_private_targets": true}'
+	envelope_error 403 FORBIDDEN
+	api POST /api/v1/proxies/test -H 'Origin: http://attacker.example'
+	envelope_error 403 FORBIDDEN
+	is "$(state_sum)" "$before"
+	# reading is not refused: the browser keeps the answer from the page
+	api GET /api/v1/proxies -H 'Origin: http://attacker.example'
+	is "$STATUS" 200
+	! grep -qi '^access-control-' <<<"$HDRS"
+	# JSON with parameters, from the server's own origin or none
+	api POST /api/v1/proxies -H "Origin: http://127.0.0.1:$SERVE_PORT" \
+	    -H 'Content-Type: Application/JSON; charset=utf-8' --data-binary "$b"
+	is "$STATUS" 201
+	pw config set serve.cors_origins https://app.example
+	api DELETE /api/v1/proxies/2 -H 'Origin: https://app.example'
+	is "$STATUS" 204
+	# Host: an address, localhost or a name under it, not another name
+	for h in attacker.example "attacker.example:$SERVE_PORT" \
+	    127.0.0.1.nip.io "localhost.attacker.example" "[::1" \
+	    "127.0.0.1:$SERVE_PORT:1" "127.0.0.1:x"; do
+		api GET /api/v1/proxies -H "Host: $h"
+		envelope_error 421 MISDIRECTED_REQUEST || { echo "for $h"; return 1; }
+	done
+	api GET /api/v1/health -H 'Host: attacker.example'
+	envelope_error 421 MISDIRECTED_REQUEST
+	for h in "127.0.0.1:$SERVE_PORT" 127.0.0.1 "localhost:$SERVE_PORT" \
+	    LOCALHOST "app.localhost:$SERVE_PORT" "[::1]:$SERVE_PORT" 10.1.2.3; do
+		api GET /api/v1/proxies -H "Host: $h"
+		is "$STATUS" 200 || { echo "for $h"; return 1; }
+	done
+	# with a key, the key is what counts
+	local key
+	key=$(pw -q serve keys add k)
+	api GET /api/v1/proxies -H 'Host: attacker.example'
+	envelope_error 401 UNAUTHORIZED
+	api GET /api/v1/proxies -H 'Host: attacker.example' -H "X-API-Key: $key"
+	is "$STATUS" 200
+}
+
 @test "serve.cors_origins takes only origins: bad ones are refused by pw config and PUT /config" {
 	local before
 	before=$(state_sum)
@@ -594,7 +660,7 @@ EOF
 	is "$(state_sum)" "$before"
 	start_serve
 	before=$(state_sum)
-	api PUT /api/v1/config --data-binary '{"serve.cors_origins": "https://ok.example javascript:alert(1)"}'
+	put /api/v1/config '{"serve.cors_origins": "https://ok.example javascript:alert(1)"}'
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" serve.cors_origins
 	is "$(j '.error.message')" "serve.cors_origins: 'javascript:alert(1)': want origins like https://app.example:8443 (scheme, host and port, no path) or *, separated by spaces"

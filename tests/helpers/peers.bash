@@ -60,7 +60,9 @@
 #       SERVE_PORT SERVE_URL SERVE_PID SERVE_LOG (its stderr)
 #   api METHOD PATH [CURL ARGS...]  a request to SERVE_URL (or API_URL):
 #       STATUS, BODY, HDRS (headers, no CRs); post PATH JSON [CURL ARGS...]
-#       the same with a JSON body; j FILTER: jq -r FILTER over BODY
+#       the same with a JSON body (Content-Type: application/json), and
+#       put PATH JSON [CURL ARGS...] with PUT; j FILTER: jq -r FILTER over
+#       BODY
 #   start_gateway [ARGS...]    pw serve -v --gateway on a free port, with
 #       ARGS; GW (its URL) GW_URL GW_PORT GW_PID GW_LOG
 #   stop_peers                 end every peer of this context, and wait
@@ -574,6 +576,13 @@ post() {
 	local p=$1 b=$2
 	shift 2
 	api POST "$p" -H 'Content-Type: application/json' --data-binary "$b" \
+	    "$@"
+}
+
+put() {
+	local p=$1 b=$2
+	shift 2
+	api PUT "$p" -H 'Content-Type: application/json' --data-binary "$b" \
 	    "$@"
 }
 
