@@ -705,6 +705,21 @@ EOF
 	is "$(j '.data.summary.total')" 2
 }
 
+@test "POST /proxies/test: an id given twice is checked once, as pw health 4 4 does" {
+	pw config set health.url "$ORIGIN_URL/status/204"
+	pw -q pool add "$TP" "$REFUSED"
+	start_serve
+	post /api/v1/proxies/test '{"ids": [2, 2, 2], "timeout": 5}'
+	is "$STATUS" 200
+	is "$(j '[.data.results[] | [.id, .consecutive_failures]] | @json')" '[[2,1]]'
+	is "$(j '.data.summary | [.total, .checked, .degraded] | @tsv')" "$(printf '1\t1\t1')"
+	post /api/v1/proxies/test '{"ids": [2, 1, 2, 1]}'
+	is "$(j '[.data.results[] | [.id, .consecutive_failures]] | sort | @json')" '[[1,0],[2,2]]'
+	is "$(j '.data.summary.total')" 2
+	run -0 pw pool ls --json
+	is "$(jq -c '[.[] | [.id, .consec_fail]]' <<<"$output")" '[[1,0],[2,2]]'
+}
+
 @test "POST /proxies/test: bad ids and timeouts are 422 naming the field, unknown ids 404; nothing checked" {
 	pw -q pool add "$TP"
 	start_serve
