@@ -2189,7 +2189,13 @@ step_route(struct req *q)
 		if (path_match(routes[i].path, q->path, param,
 		    sizeof param) != best)
 			continue;
-		if (strcmp(routes[i].method, q->method) == 0) {
+		/*
+		 * HEAD wherever GET (RFC 9110): the same answer, whose body
+		 * libmicrohttpd leaves out, Content-Length kept.
+		 */
+		if (strcmp(routes[i].method, q->method) == 0 ||
+		    (strcmp(routes[i].method, "GET") == 0 &&
+		    strcmp(q->method, "HEAD") == 0)) {
 			q->route = &routes[i];
 			memcpy(q->param, param, sizeof param);
 			pw_buf_release(&allow);
@@ -2197,6 +2203,8 @@ step_route(struct req *q)
 		}
 		pw_buf_addf(&allow, "%s%s", allow.len ? ", " : "",
 		    routes[i].method);
+		if (strcmp(routes[i].method, "GET") == 0)
+			pw_buf_adds(&allow, ", HEAD");
 	}
 	reply_full(q, 405, NULL, "METHOD_NOT_ALLOWED", "method not allowed",
 	    NULL, allow.data, NULL);

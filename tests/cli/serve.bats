@@ -115,19 +115,63 @@ add() {
 	envelope_error 404 NOT_FOUND
 	api POST /api/v1/health
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" GET
+	is "$(header Allow)" "GET, HEAD"
 	api PUT /api/v1/proxies/1
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" "GET, DELETE"
+	is "$(header Allow)" "GET, HEAD, DELETE"
 	api DELETE /api/v1/proxies
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" "GET, POST"
+	is "$(header Allow)" "GET, HEAD, POST"
 	api POST /api/v1/proxies/next
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" GET
+	is "$(header Allow)" "GET, HEAD"
 	api GET /api/v1/request
 	envelope_error 405 METHOD_NOT_ALLOWED
 	is "$(header Allow)" POST
+	api HEAD /api/v1/request -I
+	is "$STATUS" 405
+}
+
+@test "HEAD wherever GET: the same status and headers, Content-Length of the GET's body, no body" {
+	start_serve
+	add http://10.0.0.1:3128
+	local p get_len raw=$BATS_TEST_TMPDIR/raw
+	# the whole answer to a HEAD, as it comes on the wire
+	head_raw() {
+		{
+			printf 'HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' \
+			    "$1" "$SERVE_PORT" >&7
+			cat <&7 >"$raw"
+		} 7<>"/dev/tcp/127.0.0.1/$SERVE_PORT"
+	}
+	for p in /api/v1/health /api/v1/status /api/v1/proxies /api/v1/proxies/1 \
+	    /api/v1/config /metrics /openapi.json /docs /docs/app.js; do
+		api GET "$p"
+		is "$STATUS" 200 || { echo "GET $p"; return 1; }
+		get_len=$(wc -c <"$BATS_TEST_TMPDIR/body")
+		api HEAD "$p" -I
+		is "$STATUS" 200 || { echo "HEAD $p"; return 1; }
+		# (an uptime in the body may have grown a digit since)
+		case $p in
+		/api/v1/health|/api/v1/status|/metrics)
+			like "$(header Content-Length)" '[1-9]*' ;;
+		*)
+			is "$(header Content-Length)" "$get_len" ||
+			    { echo "HEAD $p"; return 1; } ;;
+		esac
+		[ -n "$(header X-Request-ID)" ]
+		is "$(header Content-Type)" "$(curl -s -o /dev/null -w '%{content_type}' "$SERVE_URL$p")"
+		# nothing after the head
+		head_raw "$p"
+		is "$(head -n 1 "$raw" | tr -d '\r')" 'HTTP/1.1 200 OK'
+		is "$(tail -c 4 "$raw" | od -An -c | tr -d ' ')" '\r\n\r\n' ||
+		    { echo "HEAD $p"; return 1; }
+	done
+	head_raw /api/v1/proxies/7
+	is "$(head -n 1 "$raw" | tr -d '\r')" 'HTTP/1.1 404 Not Found'
+	is "$(tail -c 4 "$raw" | od -An -c | tr -d ' ')" '\r\n\r\n'
+	api HEAD /nope -I
+	is "$STATUS" 404
 }
 
 @test "a body over 1 MiB is refused with 413, announced or chunked; nothing stored" {
