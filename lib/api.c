@@ -1209,13 +1209,33 @@ body_bool(struct req *q, const char *k, int *out)
 }
 
 /*
- * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
- * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
- * Loopback and private targets are allowed by
- * serve.allow_private_targets (pw serve --allow-private sets it).
+ * A redirect of the target to a URL that cannot be fetched: the target's
+ * fault, not the client's (502 BAD_REDIRECT, the URL in details.url).
  */
 static int
-target_check(struct req *q, const char *url)
+bad_redirect(struct req *q, const char *url)
+{
+	char	*shown = pw_redact_url(url);
+	cJSON	*d = cJSON_CreateObject();
+	int	 r;
+
+	add_str(d, "url", shown);
+	free(shown);
+	r = fail(q, 502, "BAD_REDIRECT", d, "the target redirected to a URL "
+	    "that cannot be fetched: %s", q->ctx->err.msg);
+	return r;
+}
+
+/*
+ * Whether the target of url, the client's or (hops > 0) a redirect's, may
+ * be fetched (see ssrf.c): 0, or -1 with 422 TARGET_FORBIDDEN (or 504
+ * when its host does not resolve) sent; a URL libcurl would not take is
+ * 422 naming url, or 502 BAD_REDIRECT from a redirect. Loopback and
+ * private targets are allowed by serve.allow_private_targets (pw serve
+ * --allow-private sets it).
+ */
+static int
+target_check(struct req *q, const char *url, int hops)
 {
 	int	r, allow = pw_config_int(q->ctx, "serve.allow_private_targets");
 	cJSON	*d;
@@ -1231,6 +1251,8 @@ target_check(struct req *q, const char *url)
 		fail(q, 422, "TARGET_FORBIDDEN", d, "%s", q->ctx->err.msg);
 	} else if (r == PW_ETARGET)
 		fail(q, 504, "TARGET_UNREACHABLE", NULL, "%s", q->ctx->err.msg);
+	else if (hops > 0)
+		bad_redirect(q, url);
 	else
 		invalid(q, "url", "url: %s", q->ctx->err.msg);
 	return -1;
@@ -1427,7 +1449,7 @@ h_request(struct req *q)
 	 */
 	cur = pw_xstrdup(url);
 	for (;;) {
-		if (target_check(q, cur) != 0) {
+		if (target_check(q, cur, hops) != 0) {
 			r = 0;
 			goto out;
 		}
@@ -1556,7 +1578,8 @@ h_request(struct req *q)
 			    q->ctx->err.msg);
 		else if (r == PW_EUSAGE) {
 			cJSON_Delete(det);
-			r = invalid(q, "url", "url: %s", q->ctx->err.msg);
+			r = hops > 0 ? bad_redirect(q, cur) : invalid(q, "url",
+			    "url: %s", q->ctx->err.msg);
 		} else {
 			cJSON_Delete(det);
 			r = fail_lib(q, r);

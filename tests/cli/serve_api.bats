@@ -492,6 +492,29 @@ EOF
 	is "$(field)" follow_redirects
 }
 
+@test "follow_redirects: a Location that cannot be fetched is the target's fault, 502 BAD_REDIRECT" {
+	start_serve --allow-private
+	pw -q pool add "$TP"
+	local f loc shown
+	# LOCATION (as the origin's query has it)|URL in details.url
+	for f in 'http://127.0.0.1:99999/x|http://127.0.0.1:99999/x' \
+	    'http://%5B::1/x|http://[::1/x' \
+	    'http://u@x@127.0.0.1/|http://***@127.0.0.1/' \
+	    'http://bob:hunter2@127.0.0.1:0x50/|http://***:***@127.0.0.1:0x50/'; do
+		loc=${f%%|*} shown=${f#*|}
+		post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=$loc\",
+		    \"follow_redirects\": true}"
+		envelope_error 502 BAD_REDIRECT || { echo "for $loc"; return 1; }
+		is "$(j '.error.details.url')" "$shown" || { echo "for $loc"; return 1; }
+		like "$(j '.error.message')" 'the target redirected to a URL that cannot be fetched: *'
+		[[ $BODY != *hunter2* ]]
+	done
+	# not followed, the redirect is the answer
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://127.0.0.1:99999/x\"}"
+	is "$STATUS" 200
+	is "$(j '.data.status_code')" 302
+}
+
 @test "follow_redirects: credentials go to the origin they were given for, not to another" {
 	start_serve --allow-private
 	pw -q pool add "$TP"
