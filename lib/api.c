@@ -1632,10 +1632,26 @@ h_config_get(struct req *q)
 }
 
 /*
+ * What only an administrator may do (change the settings, the rate
+ * limits): once keys exist, a key of tier "admin"; else 403 sent and 0.
+ * Without keys (nor serve.require_auth) the whole API is open, and on
+ * loopback unless --insecure.
+ */
+static int
+admin_only(struct req *q, const char *what)
+{
+	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
+		return 1;
+	fail(q, 403, "FORBIDDEN", NULL, "%s is for keys of tier admin", what);
+	return 0;
+}
+
+/*
  * PUT /api/v1/config: {"key": value, ...}; a string, number or boolean
  * sets (checked as pw config set checks it), null unsets. Every key is
  * checked before any is stored, then all are stored in one transaction.
- * Later requests, on every thread, see them.
+ * Later requests, on every thread, see them. An administrator's: the
+ * settings turn the SSRF guard, rate limiting and keys off.
  */
 static int
 h_config_put(struct req *q)
@@ -1646,7 +1662,7 @@ h_config_put(struct req *q)
 	size_t		  n = 0, bad;
 	int		  r;
 
-	if (use_ctx(q) != 0)
+	if (!admin_only(q, "changing the settings") || use_ctx(q) != 0)
 		return 0;
 	for (it = q->json->child; it != NULL; it = it->next)
 		n++;
@@ -3527,19 +3543,11 @@ rl_config_json(struct pw_server *s)
 	return o;
 }
 
-/*
- * The rate-limit configuration is an administrator's: once keys exist, a
- * key of tier "admin". Without keys (nor serve.require_auth) the whole
- * API is open, and on loopback unless --insecure.
- */
+/* The rate-limit configuration is an administrator's (admin_only). */
 static int
 rl_admin(struct req *q)
 {
-	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
-		return 1;
-	fail(q, 403, "FORBIDDEN", NULL, "the rate-limit configuration is "
-	    "for keys of tier admin");
-	return 0;
+	return admin_only(q, "the rate-limit configuration");
 }
 
 /* GET /api/v1/rate-limit/config */

@@ -219,6 +219,32 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	[ "$(jq -r '.[0].last_used' <<<"$output")" != null ]
 }
 
+@test "once keys exist, only a key of tier admin changes the settings: 403 FORBIDDEN for others" {
+	local user admin b
+	user=$(pw -q serve keys add user)
+	admin=$(pw -q serve keys add boss --tier admin)
+	start_serve
+	for b in '{"serve.allow_private_targets": true}' \
+	    '{"ratelimit.enabled": false}' '{"serve.require_auth": false}' \
+	    '{"strategy": "random"}'; do
+		put /api/v1/config "$b" -H "X-API-Key: $user"
+		envelope_error 403 FORBIDDEN || { echo "for $b"; return 1; }
+		is "$(j '.error.message')" 'changing the settings is for keys of tier admin'
+	done
+	put /api/v1/config '{"strategy": "random"}'
+	envelope_error 401 UNAUTHORIZED
+	run -0 pw config list --plain
+	! grep -q 'state$' <<<"$output"
+	# reading them is anyone's with a key
+	api GET /api/v1/config -H "X-API-Key: $user"
+	is "$STATUS" 200
+	is "$(j '.data["serve.allow_private_targets"].value')" false
+	put /api/v1/config '{"serve.allow_private_targets": true}' -H "X-API-Key: $admin"
+	is "$STATUS" 200
+	run -0 pw config get serve.allow_private_targets
+	is "$output" true
+}
+
 @test "serve.require_auth asks for a key even when none exists" {
 	pw config set serve.require_auth true
 	start_serve
