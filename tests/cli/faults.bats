@@ -360,7 +360,7 @@ fast_requests() {
 		slow_client "$SERVE_PORT" --give-up 8 >"$out.head.$i" &
 		pids+=($!)
 	done
-	slow_client "$SERVE_PORT" --give-up 8 --data "$(printf 'POST /api/v1/proxies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n%500s' '')" >"$out.body" &
+	slow_client "$SERVE_PORT" --give-up 8 --data "$(printf 'POST /api/v1/proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n%500s' '')" >"$out.body" &
 	pids+=($!)
 	run -0 fast_requests "$SERVE_URL/api/v1/status" 8
 	is "$output" "200 200 200 200 200 200 200 200"
@@ -390,7 +390,7 @@ fast_requests() {
 	run -0 /usr/bin/python3 -c 'import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 for i in range(2):
-    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     print(s.recv(65536).split(b"\r\n")[0].decode())
     time.sleep(1.5)' "$SERVE_PORT"
 	is "$output" "HTTP/1.1 200 OK
