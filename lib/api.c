@@ -1217,13 +1217,11 @@ bad_redirect(struct req *q, const char *url)
 {
 	char	*shown = pw_redact_url(url);
 	cJSON	*d = cJSON_CreateObject();
-	int	 r;
 
 	add_str(d, "url", shown);
 	free(shown);
-	r = fail(q, 502, "BAD_REDIRECT", d, "the target redirected to a URL "
-	    "that cannot be fetched: %s", q->ctx->err.msg);
-	return r;
+	return fail(q, 502, "BAD_REDIRECT", d, "the target redirected to a "
+	    "URL that cannot be fetched: %s", q->ctx->err.msg);
 }
 
 /*
@@ -2456,14 +2454,6 @@ unauthorized(struct req *q, const char *why)
 }
 
 /*
- * API keys. Once any key exists (pw serve keys add), or when
- * serve.require_auth is set, every route but the open ones (probes and
- * documentation) needs one; a key that is given must be valid, whatever
- * the route. The key is looked up on every request (an indexed read of
- * the worker's own connection), so a revoked key stops at once. The
- * key's id, name and tier stay in q->key for what follows.
- */
-/*
  * Whether the API asks for a key (one exists, or serve.require_auth) into
  * *needed: 0, or -1 with the response sent.
  */
@@ -2495,6 +2485,14 @@ keys_needed(struct req *q, int *needed)
 	return 0;
 }
 
+/*
+ * API keys. Once any key exists (pw serve keys add), or when
+ * serve.require_auth is set, every route but the open ones (probes and
+ * documentation) needs one; a key that is given must be valid, whatever
+ * the route. The key is looked up on every request (an indexed read of
+ * the worker's own connection), so a revoked key stops at once. The
+ * key's id, name and tier stay in q->key for what follows.
+ */
 static int
 step_auth(struct req *q)
 {
