@@ -18,8 +18,9 @@
  * before its response goes, so the next request sees the change. A
  * worker reads its settings again when the view reloaded or SIGHUP came.
  *
- * Every request goes through the steps in `pipeline` (request id, CORS,
- * body limit, route, API key, rate limit, JSON body, handler).
+ * Every request goes through the steps in `pipeline` (request id, Host,
+ * CORS and Origin, body limit, route, API key, rate limit, JSON body,
+ * handler).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -69,6 +70,7 @@ struct pw_server {
 	int			 log;
 	unsigned int		 threads;
 	char			 addr[128];
+	char			 listen_host[256];	/* as --listen has it */
 	int64_t			 started_ms;
 	atomic_long		 inflight;
 	atomic_long		 requests;
@@ -173,6 +175,7 @@ static void	rl_prometheus(struct pw_server *, struct pw_buf *);
 
 static int	send_body(struct req *, unsigned int, const char *, size_t,
 		    const char *, const char *, const char *);
+static int	keys_needed(struct req *, int *);
 
 static void
 iso_time(int64_t t, char *buf, size_t n)
@@ -524,6 +527,30 @@ use_ctx(struct req *q)
 }
 
 /* ---------------------------------------------------------- JSON input */
+
+/*
+ * The JSON text p[0..n) as one value, or NULL: when it is not JSON, and
+ * when anything but white space follows the value (cJSON stops at its
+ * end and would take "{} junk"). *at: where that begins, else SIZE_MAX.
+ */
+static cJSON *
+json_parse(const char *p, size_t n, size_t *at)
+{
+	const char	*end = NULL;
+	cJSON		*j;
+
+	*at = SIZE_MAX;
+	if ((j = cJSON_ParseWithLengthOpts(p, n, &end, 0)) == NULL)
+		return NULL;
+	for (; end < p + n; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\n' &&
+		    *end != '\r') {
+			*at = (size_t)(end - p);
+			cJSON_Delete(j);
+			return NULL;
+		}
+	return j;
+}
 
 static int
 json_is(const cJSON *j, int type)
@@ -1142,6 +1169,28 @@ header_ok(const char *name, const char *value)
 	return strpbrk(value, "\r\n") == NULL;
 }
 
+/*
+ * A header a client may not give for a proxied request: libcurl frames
+ * the request itself (length, chunking, the connection and its
+ * upgrade) and names its host and proxy; one given besides would
+ * contradict it, so that the next hop reads the body as a second
+ * request (Content-Length: 0) or waits for bytes that never come.
+ */
+static int
+header_framing(const char *name)
+{
+	static const char *const names[] = { "content-length",
+	    "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+	    "trailer", "host", NULL };
+
+	if (strncasecmp(name, "proxy-", 6) == 0)
+		return 1;
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* An optional boolean member k: *out 0 when absent or null. */
 static int
 body_bool(struct req *q, const char *k, int *out)
@@ -1160,13 +1209,31 @@ body_bool(struct req *q, const char *k, int *out)
 }
 
 /*
- * Whether the target of url may be fetched (see ssrf.c): 0, or -1 with
- * 422 TARGET_FORBIDDEN (or 504 when its host does not resolve) sent.
- * Loopback and private targets are allowed by
- * serve.allow_private_targets (pw serve --allow-private sets it).
+ * A redirect of the target to a URL that cannot be fetched: the target's
+ * fault, not the client's (502 BAD_REDIRECT, the URL in details.url).
  */
 static int
-target_check(struct req *q, const char *url)
+bad_redirect(struct req *q, const char *url)
+{
+	char	*shown = pw_redact_url(url);
+	cJSON	*d = cJSON_CreateObject();
+
+	add_str(d, "url", shown);
+	free(shown);
+	return fail(q, 502, "BAD_REDIRECT", d, "the target redirected to a "
+	    "URL that cannot be fetched: %s", q->ctx->err.msg);
+}
+
+/*
+ * Whether the target of url, the client's or (hops > 0) a redirect's, may
+ * be fetched (see ssrf.c): 0, or -1 with 422 TARGET_FORBIDDEN (or 504
+ * when its host does not resolve) sent; a URL libcurl would not take is
+ * 422 naming url, or 502 BAD_REDIRECT from a redirect. Loopback and
+ * private targets are allowed by serve.allow_private_targets (pw serve
+ * --allow-private sets it).
+ */
+static int
+target_check(struct req *q, const char *url, int hops)
 {
 	int	r, allow = pw_config_int(q->ctx, "serve.allow_private_targets");
 	cJSON	*d;
@@ -1182,6 +1249,8 @@ target_check(struct req *q, const char *url)
 		fail(q, 422, "TARGET_FORBIDDEN", d, "%s", q->ctx->err.msg);
 	} else if (r == PW_ETARGET)
 		fail(q, 504, "TARGET_UNREACHABLE", NULL, "%s", q->ctx->err.msg);
+	else if (hops > 0)
+		bad_redirect(q, url);
 	else
 		invalid(q, "url", "url: %s", q->ctx->err.msg);
 	return -1;
@@ -1250,7 +1319,7 @@ static int
 header_private(const char *line)
 {
 	static const char *const names[] = { "authorization:", "cookie:",
-	    "proxy-authorization:", NULL };
+	    NULL };
 
 	for (int i = 0; names[i] != NULL; i++)
 		if (strncasecmp(line, names[i], strlen(names[i])) == 0)
@@ -1343,6 +1412,11 @@ h_request(struct req *q)
 				    field);
 				goto out;
 			}
+			if (header_framing(it->string)) {
+				r = invalid(q, field, "%s: set by the server "
+				    "itself, never by a client", field);
+				goto out;
+			}
 			hdrs = pw_xrealloc(hdrs, (nh + 1) * sizeof *hdrs);
 			hdrs[nh++] = pw_xasprintf("%s: %s", it->string,
 			    it->valuestring);
@@ -1373,7 +1447,7 @@ h_request(struct req *q)
 	 */
 	cur = pw_xstrdup(url);
 	for (;;) {
-		if (target_check(q, cur) != 0) {
+		if (target_check(q, cur, hops) != 0) {
 			r = 0;
 			goto out;
 		}
@@ -1502,7 +1576,8 @@ h_request(struct req *q)
 			    q->ctx->err.msg);
 		else if (r == PW_EUSAGE) {
 			cJSON_Delete(det);
-			r = invalid(q, "url", "url: %s", q->ctx->err.msg);
+			r = hops > 0 ? bad_redirect(q, cur) : invalid(q, "url",
+			    "url: %s", q->ctx->err.msg);
 		} else {
 			cJSON_Delete(det);
 			r = fail_lib(q, r);
@@ -1555,71 +1630,80 @@ h_config_get(struct req *q)
 }
 
 /*
+ * What only an administrator may do (change the settings, the rate
+ * limits): once keys exist, a key of tier "admin"; else 403 sent and 0.
+ * Without keys (nor serve.require_auth) the whole API is open, and on
+ * loopback unless --insecure.
+ */
+static int
+admin_only(struct req *q, const char *what)
+{
+	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
+		return 1;
+	fail(q, 403, "FORBIDDEN", NULL, "%s is for keys of tier admin", what);
+	return 0;
+}
+
+/*
  * PUT /api/v1/config: {"key": value, ...}; a string, number or boolean
  * sets (checked as pw config set checks it), null unsets. Every key is
- * checked before any is stored. Later requests, on every thread, see it.
+ * checked before any is stored, then all are stored in one transaction.
+ * Later requests, on every thread, see them. An administrator's: the
+ * settings turn the SSRF guard, rate limiting and keys off.
  */
 static int
 h_config_put(struct req *q)
 {
-	cJSON	*it;
-	char	*canon, val[64];
-	int	 r, n = 0;
+	const char	**names, **values;
+	char		(*num)[64];
+	cJSON		 *it;
+	size_t		  n = 0, bad;
+	int		  r;
 
-	if (use_ctx(q) != 0)
+	if (!admin_only(q, "changing the settings") || use_ctx(q) != 0)
 		return 0;
-	for (it = q->json->child; it != NULL; it = it->next, n++) {
-		const char *v = val;
-
-		if (json_is(it, cJSON_NULL))
-			v = "";
-		else if (json_is(it, cJSON_String))
-			v = it->valuestring;
-		else if (json_is(it, cJSON_Number))
-			snprintf(val, sizeof val, "%.17g", it->valuedouble);
-		else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
-			snprintf(val, sizeof val, "%s", json_is(it,
-			    cJSON_True) ? "true" : "false");
-		else
-			return invalid(q, it->string, "%s: want a string, "
-			    "number, boolean or null, not %s", it->string,
-			    type_name(it));
-		canon = NULL;
-		if (json_is(it, cJSON_NULL))
-			r = pw_config_get(q->ctx, it->string, NULL) != NULL ?
-			    0 : pw_config_check(it->string, "", &canon,
-			    &q->ctx->err);
-		else {
-			r = pw_config_check(it->string, v, &canon,
-			    &q->ctx->err);
-			if (r == 0 && strcmp(it->string, "strategy") == 0)
-				r = pw_pool_strategy_check(q->ctx, canon);
-		}
-		free(canon);
-		if (r != 0)
-			return invalid(q, it->string, "%s", q->ctx->err.msg);
-	}
+	for (it = q->json->child; it != NULL; it = it->next)
+		n++;
 	if (n == 0)
 		return invalid(q, "body", "body: no setting to change");
-	for (it = q->json->child; it != NULL; it = it->next) {
-		const char *v = val;
-
-		if (json_is(it, cJSON_NULL)) {
-			if ((r = pw_config_unstore(q->ctx, it->string)) != 0)
-				return fail_lib(q, r);
-			continue;
+	names = pw_xcalloc(n, sizeof *names);
+	values = pw_xcalloc(n, sizeof *values);
+	num = pw_xcalloc(n, sizeof *num);
+	n = 0;
+	for (it = q->json->child; it != NULL; it = it->next, n++) {
+		names[n] = it->string;
+		if (json_is(it, cJSON_NULL))
+			values[n] = NULL;
+		else if (json_is(it, cJSON_String))
+			values[n] = it->valuestring;
+		else if (json_is(it, cJSON_Number)) {
+			snprintf(num[n], sizeof num[n], "%.17g",
+			    it->valuedouble);
+			values[n] = num[n];
+		} else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
+			values[n] = json_is(it, cJSON_True) ? "true" : "false";
+		else {
+			r = invalid(q, it->string, "%s: want a string, "
+			    "number, boolean or null, not %s", it->string,
+			    type_name(it));
+			goto out;
 		}
-		if (json_is(it, cJSON_String))
-			v = it->valuestring;
-		else if (json_is(it, cJSON_Number))
-			snprintf(val, sizeof val, "%.17g", it->valuedouble);
-		else
-			snprintf(val, sizeof val, "%s", json_is(it,
-			    cJSON_True) ? "true" : "false");
-		if ((r = pw_config_store(q->ctx, it->string, v)) != 0)
-			return fail_lib(q, r);
 	}
-	return reply(q, 200, config_json(q->ctx));
+	if ((r = pw_config_store_many(q->ctx, names, values, n, &bad)) != 0) {
+		if (bad < n)
+			r = invalid(q, names[bad], "%s", q->ctx->err.msg);
+		else
+			r = fail_lib(q, r);
+		/* What this worker holds in memory, as the file has it. */
+		(void)pw_config_reload_state(q->ctx);
+		goto out;
+	}
+	r = reply(q, 200, config_json(q->ctx));
+out:
+	free(names);
+	free(values);
+	free(num);
+	return r;
 }
 
 /* A copy of the counters, and requests per second over the window. */
@@ -1854,7 +1938,7 @@ h_proxies_test(struct req *q)
 	struct pw_proxy		 p;
 	cJSON			*ji = NULL, *it, *d, *results, *sm;
 	int64_t			*ids = NULL;
-	size_t			 n = 0;
+	size_t			 n = 0, i;
 	double			 timeout;
 	int			 r, set = 0;
 
@@ -1882,11 +1966,12 @@ h_proxies_test(struct req *q)
 			    "%d", n, TEST_IDS_MAX);
 		ids = pw_xcalloc(n, sizeof *ids);
 		n = 0;
-		for (it = ji->child; it != NULL; it = it->next, n++) {
+		for (it = ji->child, i = 0; it != NULL; it = it->next, i++) {
 			char field[32];
 			double x = it->valuedouble;
+			size_t k;
 
-			snprintf(field, sizeof field, "ids[%zu]", n);
+			snprintf(field, sizeof field, "ids[%zu]", i);
 			if (!json_is(it, cJSON_Number) || x < 1 || x > 9e15 ||
 			    x != (double)(int64_t)x) {
 				r = invalid(q, field, "%s: want a proxy id (an "
@@ -1894,6 +1979,11 @@ h_proxies_test(struct req *q)
 				goto out;
 			}
 			ids[n] = (int64_t)it->valuedouble;
+			/* Each proxy once, as pw health 4 4 checks it. */
+			for (k = 0; k < n && ids[k] != ids[n]; k++)
+				;
+			if (k < n)
+				continue;
 			if ((r = pw_pool_get(q->ctx, ids[n], 0, &p)) != 0) {
 				cJSON *det = cJSON_CreateObject();
 
@@ -1909,6 +1999,7 @@ h_proxies_test(struct req *q)
 				goto out;
 			}
 			pw_proxy_release(&p);
+			n++;
 		}
 	} else {
 		if ((r = pw_health_select(q->ctx, NULL, 0, &ids, &n)) != 0) {
@@ -2135,7 +2226,13 @@ step_route(struct req *q)
 		if (path_match(routes[i].path, q->path, param,
 		    sizeof param) != best)
 			continue;
-		if (strcmp(routes[i].method, q->method) == 0) {
+		/*
+		 * HEAD wherever GET (RFC 9110): the same answer, whose body
+		 * libmicrohttpd leaves out, Content-Length kept.
+		 */
+		if (strcmp(routes[i].method, q->method) == 0 ||
+		    (strcmp(routes[i].method, "GET") == 0 &&
+		    strcmp(q->method, "HEAD") == 0)) {
 			q->route = &routes[i];
 			memcpy(q->param, param, sizeof param);
 			pw_buf_release(&allow);
@@ -2143,6 +2240,8 @@ step_route(struct req *q)
 		}
 		pw_buf_addf(&allow, "%s%s", allow.len ? ", " : "",
 		    routes[i].method);
+		if (strcmp(routes[i].method, "GET") == 0)
+			pw_buf_adds(&allow, ", HEAD");
 	}
 	reply_full(q, 405, NULL, "METHOD_NOT_ALLOWED", "method not allowed",
 	    NULL, allow.data, NULL);
@@ -2192,12 +2291,105 @@ origin_listed(const char *list, const char *origin, int *any)
 }
 
 /*
+ * Whether Host names this server in a way no other site can: an IP
+ * address, localhost or a name under .localhost (RFC 6761), or the host
+ * --listen named; a port may follow. A page of another site that made
+ * its own name resolve to this server (DNS rebinding) sends that name.
+ */
+static int
+host_ours(const char *host, const char *listen_host)
+{
+	char		 name[256];
+	const char	*e, *port = NULL;
+	size_t		 n;
+	unsigned char	 a[16];
+	int		 v6 = *host == '[';
+
+	if (v6) {
+		if ((e = strchr(host, ']')) == NULL)
+			return 0;
+		n = (size_t)(e - host - 1);
+		host++;
+		if (e[1] == ':')
+			port = e + 2;
+		else if (e[1] != '\0')
+			return 0;
+	} else {
+		e = strchr(host, ':');
+		n = e != NULL ? (size_t)(e - host) : strlen(host);
+		if (e != NULL)
+			port = e + 1;
+	}
+	if (n == 0 || n >= sizeof name || (port != NULL && (*port == '\0' ||
+	    strspn(port, "0123456789") != strlen(port))))
+		return 0;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, name, a) == 1)
+		return 1;
+	if (v6)
+		return 0;
+	return strcasecmp(name, "localhost") == 0 || (n > 10 &&
+	    strcasecmp(name + n - 10, ".localhost") == 0) ||
+	    (*listen_host != '\0' && strcasecmp(name, listen_host) == 0);
+}
+
+/*
+ * Host. While the API asks for no key (the default), any page a browser
+ * shows could make its own name resolve to this server and read the
+ * answers as its own: a Host that is not ours is 421, before anything
+ * else. With keys such a page has none to send.
+ */
+static int
+step_host(struct req *q)
+{
+	const char	*host = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Host");
+	int		 needed;
+
+	/* The common case first: no look-up of keys. */
+	if (host == NULL || host_ours(host, q->srv->listen_host))
+		return 0;
+	if (keys_needed(q, &needed) != 0)
+		return 1;
+	if (needed)
+		return 0;
+	fail(q, 421, "MISDIRECTED_REQUEST", NULL, "Host '%.100s' is not "
+	    "this server's: without an API key, an address, localhost or "
+	    "the name of --listen only", host);
+	return 1;
+}
+
+/* Whether method changes something, for the Origin check. */
+static int
+method_writes(const char *m)
+{
+	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+	    strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0;
+}
+
+/* Whether Origin is this server as Host names it (scheme aside). */
+static int
+origin_same(struct req *q, const char *origin)
+{
+	const char	*host = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Host");
+	const char	*a = strstr(origin, "://");
+
+	return host != NULL && a != NULL && strcasecmp(a + 3, host) == 0;
+}
+
+/*
  * CORS. With no serve.cors_origins (the default) nothing is added, and
  * browsers keep pages of other origins from reading any response. A
  * request from a listed Origin gets Access-Control-Allow-Origin; its
  * preflight (OPTIONS with Access-Control-Request-Method) is answered
  * here, 204 with the methods of the path, before any API key is asked:
- * browsers send none with a preflight.
+ * browsers send none with a preflight. A request that changes something
+ * (POST, PUT, PATCH, DELETE) from a page of an origin not listed, nor
+ * this server's own, is refused: a form or a no-cors fetch of another
+ * site is sent by the browser without a preflight, and without a key
+ * the API would do what it asks.
  */
 static int
 step_cors(struct req *q)
@@ -2211,8 +2403,14 @@ step_cors(struct req *q)
 	if (use_ctx(q) != 0)
 		return 1;
 	if (!origin_listed(pw_config_get(q->ctx, "serve.cors_origins", NULL),
-	    origin, &any))
-		return 0;
+	    origin, &any)) {
+		if (!method_writes(q->method) || origin_same(q, origin))
+			return 0;
+		fail(q, 403, "FORBIDDEN", NULL, "Origin '%.100s' is not in "
+		    "serve.cors_origins: a page of another site may not "
+		    "change anything here", origin);
+		return 1;
+	}
 	q->cors = any ? "*" : origin;
 	if (strcmp(q->method, "OPTIONS") != 0 ||
 	    MHD_lookup_connection_value(q->c, MHD_HEADER_KIND,
@@ -2256,6 +2454,38 @@ unauthorized(struct req *q, const char *why)
 }
 
 /*
+ * Whether the API asks for a key (one exists, or serve.require_auth) into
+ * *needed: 0, or -1 with the response sent.
+ */
+static int
+keys_needed(struct req *q, int *needed)
+{
+	struct worker	*w;
+	uint64_t	 gen;
+	int		 any = 0, r;
+
+	if (use_ctx(q) != 0)
+		return -1;
+	if (pw_config_int(q->ctx, "serve.require_auth")) {
+		*needed = 1;
+		return 0;
+	}
+	/* Keys added or removed reload the view. */
+	w = (struct worker *)q->ctx;
+	gen = settings_gen(q->srv);
+	if (w->keys_gen != gen) {
+		if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
+			fail_lib(q, r);
+			return -1;
+		}
+		w->any_keys = any;
+		w->keys_gen = gen;
+	}
+	*needed = w->any_keys;
+	return 0;
+}
+
+/*
  * API keys. Once any key exists (pw serve keys add), or when
  * serve.require_auth is set, every route but the open ones (probes and
  * documentation) needs one; a key that is given must be valid, whatever
@@ -2268,7 +2498,7 @@ step_auth(struct req *q)
 {
 	const char	*k;
 	size_t		 len = 0;
-	int		 any = 0, r;
+	int		 needed, r;
 
 	if (q->route->open)
 		return 0;
@@ -2276,22 +2506,10 @@ step_auth(struct req *q)
 	if (use_ctx(q) != 0)
 		return 1;
 	if (k == NULL) {
-		if (!pw_config_int(q->ctx, "serve.require_auth")) {
-			/* Keys added or removed reload the view. */
-			struct worker	*w = (struct worker *)q->ctx;
-			uint64_t	 gen = settings_gen(q->srv);
-
-			if (w->keys_gen != gen) {
-				if ((r = pw_apikey_any(q->ctx, &any)) != 0) {
-					fail_lib(q, r);
-					return 1;
-				}
-				w->any_keys = any;
-				w->keys_gen = gen;
-			}
-			if (!w->any_keys)
-				return 0;
-		}
+		if (keys_needed(q, &needed) != 0)
+			return 1;
+		if (!needed)
+			return 0;
 		unauthorized(q, "an API key is needed (X-API-Key or "
 		    "Authorization: Bearer)");
 		return 1;
@@ -2359,9 +2577,104 @@ step_ratelimit(struct req *q)
 	return 1;
 }
 
+/*
+ * Where the JSON text p[0..n) has a \u0000 escape, or NULL: cJSON keeps
+ * no length with a string, so a NUL ends it there, silently. The text
+ * parsed, so every backslash is in a string, and one that starts an
+ * escape follows an even run of them.
+ */
+static char *
+json_nul_escape(char *p, size_t n)
+{
+	char	*e = p + n, *s = p, *f, *b;
+
+	while ((f = memmem(s, (size_t)(e - s), "\\u0000", 6)) != NULL) {
+		for (b = f; b > p && b[-1] == '\\'; b--)
+			;
+		if ((f - b) % 2 == 0)
+			return f;
+		s = f + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The first member where a and b, parsed from texts that differ only in
+ * the contents of strings, differ: its name (as the 422s name fields,
+ * "headers.X-Name", "ids[2]") appended to field[0..len). 1 when found.
+ */
+static int
+json_diff(const cJSON *a, const cJSON *b, char *field, size_t n, size_t len)
+{
+	size_t	i = 0, l;
+	int	w;
+
+	for (a = a->child, b = b->child; a != NULL && b != NULL;
+	    a = a->next, b = b->next, i++) {
+		if (a->string != NULL)
+			w = snprintf(field + len, n - len, "%s%.60s",
+			    len ? "." : "", a->string);
+		else
+			w = snprintf(field + len, n - len, "[%zu]", i);
+		l = w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+		if ((a->string != NULL && b->string != NULL &&
+		    strcmp(a->string, b->string) != 0) ||
+		    (json_is(a, cJSON_String) && json_is(b, cJSON_String) &&
+		    strcmp(a->valuestring, b->valuestring) != 0) ||
+		    json_diff(a, b, field, n, l))
+			return 1;
+	}
+	field[len] = '\0';
+	return 0;
+}
+
+/*
+ * A string of the body that holds a NUL (\u0000): 422 naming its field.
+ * The field is found by parsing the body again with each \u0000 made
+ * \u0001 and comparing: rare, so the common case pays only a memmem.
+ */
+static void
+refuse_nul(struct req *q, char *at)
+{
+	struct pw_buf	 b;
+	cJSON		*j;
+	char		 field[128] = "";
+	size_t		 end;
+
+	pw_buf_init(&b);
+	pw_buf_add(&b, q->body.data, q->body.len);
+	for (; at != NULL; at = json_nul_escape(at + 6, (size_t)(q->body.data +
+	    q->body.len - at - 6)))
+		b.data[at - q->body.data + 5] = '1';
+	if ((j = json_parse(b.data, b.len, &end)) == NULL ||
+	    !json_diff(q->json, j, field, sizeof field, 0))
+		snprintf(field, sizeof field, "body");
+	cJSON_Delete(j);
+	pw_buf_release(&b);
+	invalid(q, field, "%s: a NUL character (\\u0000) is not allowed in "
+	    "a string", field);
+}
+
+/* Content-Type is application/json, with parameters or not. */
+static int
+content_json(struct req *q)
+{
+	const char	*v = MHD_lookup_connection_value(q->c,
+			    MHD_HEADER_KIND, "Content-Type");
+
+	if (v == NULL)
+		return 0;
+	v += strspn(v, " \t");
+	return strncasecmp(v, "application/json", 16) == 0 &&
+	    (v[16] == '\0' || v[16] == ';' || v[16] == ' ' || v[16] == '\t');
+}
+
 static int
 step_json(struct req *q)
 {
+	size_t	 at;
+	char	*nul;
+
 	if (q->route->body == BODY_NONE)
 		return 0;
 	if (q->body.len == 0 && q->route->body == BODY_OPT)
@@ -2370,15 +2683,38 @@ step_json(struct req *q)
 		invalid(q, "body", "body: a JSON object is required");
 		return 1;
 	}
-	q->json = cJSON_ParseWithLength(q->body.data, q->body.len);
-	if (q->json == NULL) {
+	/*
+	 * A body of any other type is what a form of another site can
+	 * send without a preflight: it is not taken for JSON.
+	 */
+	if (!content_json(q)) {
+		fail(q, 415, "UNSUPPORTED_MEDIA_TYPE", NULL, "the body is "
+		    "JSON: want Content-Type: application/json");
+		return 1;
+	}
+	/* Not in JSON text, and a string of cJSON's would end at it. */
+	if (memchr(q->body.data, '\0', q->body.len) != NULL) {
 		fail(q, 400, "INVALID_JSON", NULL, "the request body is not "
-		    "valid JSON");
+		    "valid JSON: a NUL byte");
+		return 1;
+	}
+	if ((q->json = json_parse(q->body.data, q->body.len, &at)) == NULL) {
+		if (at != SIZE_MAX)
+			fail(q, 400, "INVALID_JSON", NULL, "the request body "
+			    "is not valid JSON: more after its value (at byte "
+			    "%zu)", at);
+		else
+			fail(q, 400, "INVALID_JSON", NULL, "the request body "
+			    "is not valid JSON");
 		return 1;
 	}
 	if (!json_is(q->json, cJSON_Object)) {
 		invalid(q, "body", "body: want a JSON object, not %s",
 		    type_name(q->json));
+		return 1;
+	}
+	if ((nul = json_nul_escape(q->body.data, q->body.len)) != NULL) {
+		refuse_nul(q, nul);
 		return 1;
 	}
 	return 0;
@@ -2394,6 +2730,7 @@ step_handler(struct req *q)
 /* Each step returns 0 to go on, 1 when it has replied. */
 static int (*const pipeline[])(struct req *) = {
 	step_request_id,
+	step_host,
 	step_cors,
 	step_body_limit,
 	step_route,
@@ -2762,6 +3099,13 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 		snprintf(s->addr, sizeof s->addr, "%s:%d", inet_ntop(AF_INET,
 		    &a4->sin_addr, host, sizeof host), ntohs(a4->sin_port));
 	}
+	/* Its host as given, for Host: a name is taken as it is. */
+	if (*spec == '[')
+		snprintf(s->listen_host, sizeof s->listen_host, "%.*s",
+		    (int)strcspn(spec + 1, "]"), spec + 1);
+	else
+		snprintf(s->listen_host, sizeof s->listen_host, "%.*s",
+		    (int)(strrchr(spec, ':') - spec), spec);
 	s->state = pw_xstrdup(state);
 	s->cfg = ctx->cfg;
 	s->body_max = o->body_max ? o->body_max : BODY_MAX_DEFAULT;
@@ -3118,12 +3462,13 @@ pw_rl_config_parse(const char *json, size_t len, struct pw_rl_config *c,
     struct pw_err *err)
 {
 	cJSON	*root;
+	size_t	 at;
 	int	 r;
 
 	pw_rl_config_default(c);
 	if ((r = pw_cjson_init(err)) != 0)
 		return r;
-	if ((root = cJSON_ParseWithLength(json, len)) == NULL) {
+	if ((root = json_parse(json, len, &at)) == NULL) {
 		pw_rl_config_release(c);
 		return pw_failf(err, PW_EUSAGE, "not valid JSON");
 	}
@@ -3196,19 +3541,11 @@ rl_config_json(struct pw_server *s)
 	return o;
 }
 
-/*
- * The rate-limit configuration is an administrator's: once keys exist, a
- * key of tier "admin". Without keys (nor serve.require_auth) the whole
- * API is open, and on loopback unless --insecure.
- */
+/* The rate-limit configuration is an administrator's (admin_only). */
 static int
 rl_admin(struct req *q)
 {
-	if (q->key.id == 0 || strcmp(q->key.tier, "admin") == 0)
-		return 1;
-	fail(q, 403, "FORBIDDEN", NULL, "the rate-limit configuration is "
-	    "for keys of tier admin");
-	return 0;
+	return admin_only(q, "the rate-limit configuration");
 }
 
 /* GET /api/v1/rate-limit/config */

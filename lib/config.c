@@ -782,21 +782,26 @@ pw_config_shown(const char *key, const char *value)
 	return pw_xasprintf("%.*s***@%s", (int)(u - value), value, u + n);
 }
 
-int
-pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
+/*
+ * Check key=value as it is to be stored: its value, no secret in clear
+ * (the state file keeps none), a strategy that exists. 0 with *canon
+ * (caller frees) and *idx, the key's index.
+ */
+static int
+check_store(struct pw_ctx *ctx, const char *key, const char *value,
+    char **canon, int *idx)
 {
-	char		*canon;
 	int		 i, r;
 	size_t		 n;
 	char		 env[128];
 
-	if ((r = pw_config_check(key, value, &canon, &ctx->err)) != 0)
+	if ((r = pw_config_check(key, value, canon, &ctx->err)) != 0)
 		return r;
 	i = key_index(key);
-	/* The state file keeps no secret in clear. */
-	if ((keys[i].secret == SECRET_URL && userinfo(canon, &n) != NULL) ||
-	    (keys[i].secret == SECRET_ALL && *canon != '\0')) {
-		free(canon);
+	if ((keys[i].secret == SECRET_URL && userinfo(*canon, &n) != NULL) ||
+	    (keys[i].secret == SECRET_ALL && **canon != '\0')) {
+		free(*canon);
+		*canon = NULL;
 		env_name(keys[i].name, env, sizeof env);
 		return pw_failf(&ctx->err, PW_EUSAGE, "%s: a %s is not kept "
 		    "in the state file; give %s in $%s", key,
@@ -804,15 +809,67 @@ pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
 		    keys[i].secret == SECRET_URL ? "this URL" : "it", env);
 	}
 	if (keys[i].type == T_STRATEGY &&
-	    (r = pw_pool_strategy_check(ctx, canon)) != 0) {
-		free(canon);
+	    (r = pw_pool_strategy_check(ctx, *canon)) != 0) {
+		free(*canon);
+		*canon = NULL;
 		return pw_err_prefix(&ctx->err, "%s", key);
 	}
+	*idx = i;
+	return 0;
+}
+
+int
+pw_config_store(struct pw_ctx *ctx, const char *key, const char *value)
+{
+	char	*canon;
+	int	 i, r;
+
+	if ((r = check_store(ctx, key, value, &canon, &i)) != 0)
+		return r;
 	r = pw_store_config_put(ctx->store, keys[i].name, canon, &ctx->err);
 	if (r == 0)
 		layer_set(ctx->cfg, 0, i, canon);
 	else
 		free(canon);
+	return r;
+}
+
+int
+pw_config_store_many(struct pw_ctx *ctx, const char *const *names,
+    const char *const *values, size_t n, size_t *bad)
+{
+	char	**canon = pw_xcalloc(n ? n : 1, sizeof *canon);
+	int	 *idx = pw_xcalloc(n ? n : 1, sizeof *idx);
+	size_t	  k;
+	int	  r = 0;
+
+	*bad = SIZE_MAX;
+	for (k = 0; k < n && r == 0; k++) {
+		if (values[k] != NULL)
+			r = check_store(ctx, names[k], values[k], &canon[k],
+			    &idx[k]);
+		else if ((idx[k] = key_index(names[k])) < 0)
+			r = unknown_key(names[k], &ctx->err);
+		if (r != 0)
+			*bad = k;
+	}
+	if (r == 0 && (r = pw_store_begin(ctx->store, &ctx->err)) == 0) {
+		for (k = 0; k < n && r == 0; k++)
+			r = pw_store_config_put(ctx->store, keys[idx[k]].name,
+			    canon[k], &ctx->err);
+		if (r == 0)
+			r = pw_store_commit(ctx->store, &ctx->err);
+		else
+			pw_store_rollback(ctx->store);
+	}
+	for (k = 0; k < n; k++) {
+		if (r == 0)
+			layer_set(ctx->cfg, 0, idx[k], canon[k]);
+		else
+			free(canon[k]);
+	}
+	free(canon);
+	free(idx);
 	return r;
 }
 

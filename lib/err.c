@@ -18,6 +18,8 @@
 
 #include "internal.h"
 
+static size_t	utf8_seq(const unsigned char *, size_t);
+
 static pw_log_fn	*log_fn;
 static void		*log_arg;
 static int		 log_max = PW_LOG_WARN;
@@ -79,10 +81,48 @@ pw_log_context(const char *ctx)
 	log_context = ctx;
 }
 
+/*
+ * in as one line of a log, into out[n]: each control byte (C0, DEL, and
+ * C1 as UTF-8 spells it) and each byte that is not valid UTF-8 as \xHH.
+ * A message may quote what a client sent (pw serve logs each request's
+ * path): a line break in it would forge a line, an escape sequence reach
+ * the terminal. Cut short at a whole character.
+ */
+static void
+log_line(const char *in, char *out, size_t n)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)in;
+	size_t			 len = strlen(in), i = 0, o = 0, k;
+
+	while (i < len) {
+		k = utf8_seq(p + i, len - i);
+		if (k == 0 || p[i] < 0x20 || p[i] == 0x7f ||
+		    (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
+			for (k = k == 2 ? 2 : 1; k > 0; k--, i++) {
+				if (o + 4 >= n)
+					goto out;
+				out[o++] = '\\';
+				out[o++] = 'x';
+				out[o++] = hex[p[i] >> 4];
+				out[o++] = hex[p[i] & 15];
+			}
+			continue;
+		}
+		if (o + k >= n)
+			break;
+		memcpy(out + o, p + i, k);
+		o += k;
+		i += k;
+	}
+out:
+	out[o] = '\0';
+}
+
 void
 pw_log(int level, const char *fmt, ...)
 {
-	char	msg[1024];
+	char	msg[1024], line[2048];
 	int	n = 0;
 	va_list	ap;
 
@@ -95,6 +135,13 @@ pw_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg + n, sizeof msg - n, fmt, ap);
 	va_end(ap);
+	/* Printable ASCII, the common case, goes as it is. */
+	for (const char *c = msg; *c != '\0'; c++)
+		if (*c < 0x20 || *c >= 0x7f) {
+			log_line(msg, line, sizeof line);
+			log_fn(log_arg, level, line);
+			return;
+		}
 	log_fn(log_arg, level, msg);
 }
 

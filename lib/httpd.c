@@ -36,6 +36,7 @@ static const struct sym mhd_api[] = {
 static const struct sym cjson_api[] = {
 #define F(n, field) { n, offsetof(struct pw_cjson_api, field) }
 	F("cJSON_ParseWithLength", ParseWithLength),
+	F("cJSON_ParseWithLengthOpts", ParseWithLengthOpts),
 	F("cJSON_Delete", Delete),
 	F("cJSON_PrintUnformatted", PrintUnformatted),
 	F("cJSON_free", free),

@@ -44,6 +44,8 @@ struct pw_mhd_api {
 
 struct pw_cjson_api {
 	cJSON		*(*ParseWithLength)(const char *, size_t);
+	cJSON		*(*ParseWithLengthOpts)(const char *, size_t,
+			    const char **, cJSON_bool);
 	void		 (*Delete)(cJSON *);
 	char		*(*PrintUnformatted)(const cJSON *);
 	void		 (*free)(void *);
@@ -74,6 +76,7 @@ extern struct pw_cjson_api pw_cjson;
 #define MHD_get_connection_info		pw_mhd.get_connection_info
 
 #define cJSON_ParseWithLength		pw_cjson.ParseWithLength
+#define cJSON_ParseWithLengthOpts	pw_cjson.ParseWithLengthOpts
 #define cJSON_Delete			pw_cjson.Delete
 #define cJSON_PrintUnformatted		pw_cjson.PrintUnformatted
 #define cJSON_free			pw_cjson.free

@@ -442,9 +442,11 @@ int	 pw_addr_class6(const unsigned char b[16]);
  */
 int	 pw_addr_forbidden(int c, int allow_private);
 /*
- * Resolve the host of an http(s) URL and judge every address: 0 when
- * all are allowed; 1, with why in err, when one is not; PW_ETARGET when
- * the host does not resolve, PW_EUSAGE when the URL has no host.
+ * Resolve the host of an http(s) URL, as libcurl reads the URL, and
+ * judge every address: 0 when all are allowed; 1, with why in err, when
+ * one is not (or the host is not ASCII); PW_ETARGET when the host does
+ * not resolve, PW_EUSAGE when libcurl would not take the URL. Loads
+ * libcurl (pw_net_init_lazy) if need be.
  */
 int	 pw_ssrf_check(const char *url, int allow_private, struct pw_err *err);
 

@@ -237,6 +237,14 @@ double	 pw_config_double(struct pw_ctx *ctx, const char *key);
 int	 pw_config_store(struct pw_ctx *ctx, const char *key,
 	    const char *value);
 int	 pw_config_unstore(struct pw_ctx *ctx, const char *key);
+/*
+ * Persist names[i]=values[i] (NULL: unset) for i < n, each checked as
+ * pw_config_store checks one, every one before any is written; then all
+ * in one transaction, or none. On a refusal *bad is the index of the
+ * name at fault (SIZE_MAX when none was: the state file failed).
+ */
+int	 pw_config_store_many(struct pw_ctx *ctx, const char *const *names,
+	    const char *const *values, size_t n, size_t *bad);
 
 struct pw_config_key {
 	const char	*name;

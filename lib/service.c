@@ -235,11 +235,14 @@ post_plain(struct pw_ctx *ctx, const char *url, const char *path,
 		    strerror(soerr ? soerr : errno));
 		goto done;
 	}
-	pw_buf_addf(&req, "POST %.*s%s HTTP/1.1\r\nHost: %s:%s\r\n"
-	    "User-Agent: pw/%s\r\nAccept: application/json\r\n"
+	/* An IPv6 address in brackets, as in the URL (RFC 9110 Host). */
+	pw_buf_addf(&req, strchr(host, ':') != NULL ?
+	    "POST %.*s%s HTTP/1.1\r\nHost: [%s]:%s\r\n" :
+	    "POST %.*s%s HTTP/1.1\r\nHost: %s:%s\r\n", (int)plen, prefix,
+	    path, host, port);
+	pw_buf_addf(&req, "User-Agent: pw/%s\r\nAccept: application/json\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n", (int)plen, prefix, path, host, port,
-	    PW_VERSION, strlen(body));
+	    "Connection: close\r\n", PW_VERSION, strlen(body));
 	auth_header(ctx, &req);
 	pw_buf_adds(&req, "\r\n");
 	pw_buf_adds(&req, body);

@@ -2,8 +2,10 @@
  * ssrf.c -- which targets POST /api/v1/request may fetch: not an address
  * of the server's own host or networks (server-side request forgery).
  *
- * A target's host is resolved here, and every address it resolves to
- * must be allowed; a literal address is judged as it is. IPv4 addresses
+ * The host judged is the one libcurl connects to: the URL is read by
+ * libcurl's own parser, never by one of ours. A target's host is
+ * resolved here, and every address it resolves to must be allowed; a
+ * literal address is judged as it is. IPv4 addresses
  * inside IPv6 ones (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64
  * 64:ff9b::/96, 6to4 2002::/16) are judged as the IPv4 address they
  * carry, so that no spelling of 127.0.0.1 gets through.
@@ -16,7 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "internal.h"
+#include "net.h"
 
 static const char *const class_names[] = {
 	[PW_ADDR_PUBLIC] = "public",
@@ -63,9 +65,14 @@ pw_addr_class4(const unsigned char b[4])
 		return PW_ADDR_LINK_LOCAL;		/* 169.254/16 */
 	if (in4(a, 0xe0000000, 4))
 		return PW_ADDR_MULTICAST;
-	/* 192.0.0/24, benchmarking 198.18/15, 240/4 and broadcast. */
-	if (in4(a, 0xc0000000, 24) || in4(a, 0xc6120000, 15) ||
-	    in4(a, 0xf0000000, 4))
+	/*
+	 * 192.0.0/24, documentation (192.0.2/24, 198.51.100/24,
+	 * 203.0.113/24, as 2001:db8::/32 below), benchmarking 198.18/15,
+	 * 240/4 and broadcast.
+	 */
+	if (in4(a, 0xc0000000, 24) || in4(a, 0xc0000200, 24) ||
+	    in4(a, 0xc6336400, 24) || in4(a, 0xcb007100, 24) ||
+	    in4(a, 0xc6120000, 15) || in4(a, 0xf0000000, 4))
 		return PW_ADDR_RESERVED;
 	return PW_ADDR_PUBLIC;
 }
@@ -126,39 +133,63 @@ pw_addr_forbidden(int c, int allow_private)
 }
 
 /*
- * The host of an http(s) URL into host[n]: brackets of an IPv6 literal
- * removed, user information and port left out. -1 when there is none.
+ * The host of an http(s) URL into host[n], as libcurl reads it when it
+ * fetches the URL: its own parser, with the flags CURLOPT_URL uses, so
+ * that the host judged is the host connected to, whatever the URL's
+ * user information, backslashes or encodings would make another parser
+ * read (RFC 3986 and browsers end the host elsewhere). Brackets of an
+ * IPv6 literal removed; percent-encoding and dotted-decimal forms
+ * already undone by libcurl. 0; PW_EUSAGE, with why in err, when libcurl
+ * would not fetch the URL; 1 when the host cannot be judged here.
  */
 static int
-url_host(const char *url, char *host, size_t n)
+url_host(const char *url, char *host, size_t n, struct pw_err *err)
 {
-	const char	*a = strstr(url, "://"), *e, *at, *h, *he;
+	CURLU		*u;
+	CURLUcode	 uc;
+	char		*h = NULL, *red;
 	size_t		 len;
+	int		 r = 0;
 
-	if (a == NULL)
-		return -1;
-	a += 3;
-	e = a + strcspn(a, "/?#\\");
-	/* The last '@' before the path ends the user information. */
-	for (at = a, h = a; at < e; at++)
-		if (*at == '@')
-			h = at + 1;
-	if (h < e && *h == '[') {
-		he = memchr(h, ']', e - h);
-		if (he == NULL)
-			return -1;
-		h++;
-	} else {
-		he = h;
-		while (he < e && *he != ':')
-			he++;
+	if ((r = pw_net_init_lazy(err)) != 0)
+		return r;
+	if ((u = curl_url()) == NULL)
+		return pw_failf(err, PW_ENOMEM, "out of memory");
+	if ((uc = curl_url_set(u, CURLUPART_URL, url, CURLU_GUESS_SCHEME |
+	    CURLU_NON_SUPPORT_SCHEME)) != CURLUE_OK ||
+	    (uc = curl_url_get(u, CURLUPART_HOST, &h, 0)) != CURLUE_OK) {
+		/* A password in the URL stays out of the message. */
+		red = pw_redact_url(url);
+		r = pw_failf(err, PW_EUSAGE, "'%.200s': %s", red,
+		    uc == CURLUE_NO_HOST ? "no host in the URL" :
+		    curl_url_strerror(uc));
+		free(red);
+		goto out;
 	}
-	len = he - h;
-	if (len == 0 || len >= n)
-		return -1;
+	len = strlen(h);
+	if (len > 2 && h[0] == '[' && h[len - 1] == ']')
+		memmove(h, h + 1, len -= 2);
+	if (len == 0 || len >= n) {
+		r = pw_failf(err, PW_EUSAGE, "a host name of %zu bytes", len);
+		goto out;
+	}
+	/*
+	 * libcurl turns a name of other characters into its xn-- form
+	 * with rules of its own (IDNA, UTS #46): judge that form, or none.
+	 */
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)h[i] >= 0x80) {
+			pw_failf(err, PW_EFAIL, "a host name that is not ASCII "
+			    "(give its xn-- form)");
+			r = 1;
+			goto out;
+		}
 	memcpy(host, h, len);
 	host[len] = '\0';
-	return 0;
+out:
+	curl_free(h);
+	curl_url_cleanup(u);
+	return r;
 }
 
 int
@@ -168,17 +199,8 @@ pw_ssrf_check(const char *url, int allow_private, struct pw_err *err)
 	char		 host[256], shown[INET6_ADDRSTRLEN];
 	int		 e, c;
 
-	if (url_host(url, host, sizeof host) != 0) {
-		/* A password in the URL stays out of the message. */
-		char *red = pw_redact_url(url);
-		pw_failf(err, PW_EUSAGE, "'%.200s': no host in the URL", red);
-		free(red);
-		return PW_EUSAGE;
-	}
-	/* curl would decode it; nothing legitimate needs it. */
-	if (strchr(host, '%') != NULL && strchr(host, ':') == NULL)
-		return pw_failf(err, PW_EFAIL, "%s: a percent-encoded host "
-		    "is not allowed", host), 1;
+	if ((e = url_host(url, host, sizeof host, err)) != 0)
+		return e;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_socktype = SOCK_STREAM;
 	if ((e = getaddrinfo(host, NULL, &hints, &ai)) != 0)

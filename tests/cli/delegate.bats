@@ -121,6 +121,21 @@ outbox() {
 	is "$(stat service.outbox.sent)" 1
 }
 
+@test "an IPv6 endpoint: its Host is the bracketed address, which a service without keys serves" {
+	svc 1 -q pool add http://10.0.0.1:3128
+	local port
+	port=$(free_port)
+	_peers_spawn serve "$BATS_TEST_TMPDIR/serve6.log" env PW_STATE="$S1_STATE" \
+	    pw serve --listen "[::1]:$port"
+	wait_port "$port" 10 ::1
+	pw -q pool add http://10.9.9.9:1
+	PW_SERVICE__ENDPOINTS="http://[::1]:$port" run -0 --separate-stderr \
+	    pw pool next --format json
+	is "$(jq -r .path <<<"$output")" service
+	is "$(jq -r .url <<<"$output")" http://10.0.0.1:3128
+	is "$stderr" ""
+}
+
 @test "pw fetch goes through the service's proxy, and its outcome is sent at once" {
 	svc 1 -q pool add "$TP"
 	start_svc 1

@@ -111,6 +111,7 @@ count() {
 	local i
 	for i in 1 2 3; do
 		run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
+		    -H 'Content-Type: application/json' \
 		    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
 		    "$SERVE_URL/api/v1/request"
 		is "$output" 200
@@ -359,7 +360,7 @@ fast_requests() {
 		slow_client "$SERVE_PORT" --give-up 8 >"$out.head.$i" &
 		pids+=($!)
 	done
-	slow_client "$SERVE_PORT" --give-up 8 --data "$(printf 'POST /api/v1/proxies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n%500s' '')" >"$out.body" &
+	slow_client "$SERVE_PORT" --give-up 8 --data "$(printf 'POST /api/v1/proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n%500s' '')" >"$out.body" &
 	pids+=($!)
 	run -0 fast_requests "$SERVE_URL/api/v1/status" 8
 	is "$output" "200 200 200 200 200 200 200 200"
@@ -381,14 +382,15 @@ fast_requests() {
 @test "pw serve: a request that takes long to answer is not cut by --read-timeout; a keep-alive client is not either" {
 	pw -q pool add "$TP"
 	start_serve -v --allow-private --read-timeout 1
-	run -0 curl -sS -m 10 -X POST --data-binary \
+	run -0 curl -sS -m 10 -X POST -H 'Content-Type: application/json' \
+	    --data-binary \
 	    "{\"url\": \"$ORIGIN_URL/slow/2500\"}" "$SERVE_URL/api/v1/request"
 	is "$(jq -r .data.body <<<"$output")" "slow 2500"
 	# one connection, a second request 1.5 s after the first
 	run -0 /usr/bin/python3 -c 'import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 for i in range(2):
-    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     print(s.recv(65536).split(b"\r\n")[0].decode())
     time.sleep(1.5)' "$SERVE_PORT"
 	is "$output" "HTTP/1.1 200 OK
@@ -440,7 +442,8 @@ HTTP/1.1 200 OK"
 	for c in 1 2 3 4; do
 		(
 			while code=$(curl -s -o /dev/null -w '%{http_code}' \
-			    -X POST --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
+			    -X POST -H 'Content-Type: application/json' \
+			    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" \
 			    "$SERVE_URL/api/v1/request") && [ "$code" = 200 ]; do
 				echo "$EPOCHREALTIME"
 			done >"$ok.$c"
@@ -470,6 +473,7 @@ HTTP/1.1 200 OK"
 	stop_peers
 	start_serve -v --allow-private
 	run -0 curl -sS -o /dev/null -w '%{http_code}' -X POST \
+	    -H 'Content-Type: application/json' \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/ip\"}" "$SERVE_URL/api/v1/request"
 	is "$output" 200
 	eventually succeeded_is 1 $((succeeded + 1))

@@ -287,7 +287,7 @@ send() {
 	send DELETE /api/v1/proxies/3 ''
 	# what the delegation hands a client, it asked for
 	asked curl -sS -X POST -H "X-API-Key: $APIKEY" \
-	    --data-binary "{\"client_id\": \"c1\", \"target\": \"$ORIGIN_URL/\"}" \
+	    -H 'Content-Type: application/json' --data-binary "{\"client_id\": \"c1\", \"target\": \"$ORIGIN_URL/\"}" \
 	    "$SERVE_URL/api/v1/proxy/request"
 	# keys: a wrong one, a bearer token, none
 	keep curl -sS -i -H "X-API-Key: pw_S3cr3tWrongKey" "$SERVE_URL/api/v1/proxies"

@@ -115,19 +115,63 @@ add() {
 	envelope_error 404 NOT_FOUND
 	api POST /api/v1/health
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" GET
+	is "$(header Allow)" "GET, HEAD"
 	api PUT /api/v1/proxies/1
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" "GET, DELETE"
+	is "$(header Allow)" "GET, HEAD, DELETE"
 	api DELETE /api/v1/proxies
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" "GET, POST"
+	is "$(header Allow)" "GET, HEAD, POST"
 	api POST /api/v1/proxies/next
 	envelope_error 405 METHOD_NOT_ALLOWED
-	is "$(header Allow)" GET
+	is "$(header Allow)" "GET, HEAD"
 	api GET /api/v1/request
 	envelope_error 405 METHOD_NOT_ALLOWED
 	is "$(header Allow)" POST
+	api HEAD /api/v1/request -I
+	is "$STATUS" 405
+}
+
+@test "HEAD wherever GET: the same status and headers, Content-Length of the GET's body, no body" {
+	start_serve
+	add http://10.0.0.1:3128
+	local p get_len raw=$BATS_TEST_TMPDIR/raw
+	# the whole answer to a HEAD, as it comes on the wire
+	head_raw() {
+		{
+			printf 'HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' \
+			    "$1" "$SERVE_PORT" >&7
+			cat <&7 >"$raw"
+		} 7<>"/dev/tcp/127.0.0.1/$SERVE_PORT"
+	}
+	for p in /api/v1/health /api/v1/status /api/v1/proxies /api/v1/proxies/1 \
+	    /api/v1/config /metrics /openapi.json /docs /docs/app.js; do
+		api GET "$p"
+		is "$STATUS" 200 || { echo "GET $p"; return 1; }
+		get_len=$(wc -c <"$BATS_TEST_TMPDIR/body")
+		api HEAD "$p" -I
+		is "$STATUS" 200 || { echo "HEAD $p"; return 1; }
+		# (an uptime in the body may have grown a digit since)
+		case $p in
+		/api/v1/health|/api/v1/status|/metrics)
+			like "$(header Content-Length)" '[1-9]*' ;;
+		*)
+			is "$(header Content-Length)" "$get_len" ||
+			    { echo "HEAD $p"; return 1; } ;;
+		esac
+		[ -n "$(header X-Request-ID)" ]
+		is "$(header Content-Type)" "$(curl -s -o /dev/null -w '%{content_type}' "$SERVE_URL$p")"
+		# nothing after the head
+		head_raw "$p"
+		is "$(head -n 1 "$raw" | tr -d '\r')" 'HTTP/1.1 200 OK'
+		is "$(tail -c 4 "$raw" | od -An -c | tr -d ' ')" '\r\n\r\n' ||
+		    { echo "HEAD $p"; return 1; }
+	done
+	head_raw /api/v1/proxies/7
+	is "$(head -n 1 "$raw" | tr -d '\r')" 'HTTP/1.1 404 Not Found'
+	is "$(tail -c 4 "$raw" | od -An -c | tr -d ' ')" '\r\n\r\n'
+	api HEAD /nope -I
+	is "$STATUS" 404
 }
 
 @test "a body over 1 MiB is refused with 413, announced or chunked; nothing stored" {
@@ -147,7 +191,8 @@ add() {
 	{ printf '{"url":"http://10.0.0.1:3128","source":"'
 	  head -c 1000000 /dev/zero | tr '\0' a
 	  printf '"}'; } >"$big"
-	api POST /api/v1/proxies --data-binary @"$big"
+	api POST /api/v1/proxies -H 'Content-Type: application/json' \
+	    --data-binary @"$big"
 	is "$STATUS" 201
 }
 
@@ -178,6 +223,35 @@ add() {
 	is "$(state_sum)" "$before"
 }
 
+@test "a JSON value followed by anything but white space is 400 INVALID_JSON; nothing stored" {
+	start_serve
+	add http://10.0.0.1:3128
+	local before
+	before=$(state_sum)
+	post /api/v1/proxies '{"url": "http://10.0.0.2:3128"}]]]'
+	envelope_error 400 INVALID_JSON
+	is "$(j '.error.message')" 'the request body is not valid JSON: more after its value (at byte 31)'
+	api PUT /api/v1/config -H 'Content-Type: application/json' \
+	    --data-binary '{"health.timeout": 7} this is not JSON'
+	envelope_error 400 INVALID_JSON
+	post /api/v1/request '{"url": "http://10.0.0.9/"} x'
+	envelope_error 400 INVALID_JSON
+	post /api/v1/proxies '{"url": "http://10.0.0.2:3128"} {"url": "http://10.0.0.3:3128"}'
+	envelope_error 400 INVALID_JSON
+	printf '{"url": "http://10.0.0.2:3128"}\0' >"$BATS_TEST_TMPDIR/nul"
+	post /api/v1/proxies @"$BATS_TEST_TMPDIR/nul"
+	envelope_error 400 INVALID_JSON
+	api PUT /api/v1/rate-limit/config -H 'Content-Type: application/json' \
+	    --data-binary '{"default_tier": "free"} ]'
+	envelope_error 400 INVALID_JSON
+	is "$(state_sum)" "$before"
+	api GET /api/v1/config
+	is "$(j '.data["health.timeout"].origin')" default
+	# white space after it is fine
+	post /api/v1/proxies "$(printf '{"url": "http://10.0.0.2:3128"} \n\t\r\n')"
+	is "$STATUS" 201
+}
+
 @test "-v logs one line per request with its id; without -v none" {
 	start_serve -v
 	api GET /api/v1/health -H 'X-Request-ID: log-me'
@@ -193,6 +267,23 @@ add() {
 	! grep -q quiet "$SERVE_LOG"
 	grep -q "^pw: serve: listening on http://127.0.0.1:$SERVE_PORT$" \
 	    "$SERVE_LOG"
+}
+
+@test "-v: what a client sent is logged on one line, control bytes and bad UTF-8 as \\xHH" {
+	start_serve -v
+	api GET '/api/v1/x%0Apw:%20serve:%20FAKE%20LINE' -H 'X-Request-ID: inj-1'
+	envelope_error 404 NOT_FOUND
+	api GET '/api/v1/%1b[31mred%0d%7f%ff%c2%9b' -g -H 'X-Request-ID: inj-2'
+	api GET /api/v1/health -H 'X-Request-ID: inj-3'
+	sleep 0.2
+	grep -q '^pw: serve: inj-1 GET /api/v1/x\\x0apw: serve: FAKE LINE 404 [0-9]*ms$' \
+	    "$SERVE_LOG"
+	! grep -q '^pw: serve: FAKE' "$SERVE_LOG"
+	grep -q '^pw: serve: inj-2 GET /api/v1/\\x1b\[31mred\\x0d\\x7f\\xff\\xc2\\x9b 404 [0-9]*ms$' \
+	    "$SERVE_LOG"
+	# a line each: the listening line and three requests, no raw control byte
+	is "$(wc -l <"$SERVE_LOG")" 4
+	! LC_ALL=C grep -q '[[:cntrl:]]' "$SERVE_LOG"
 }
 
 # ------------------------------------------------- health, ready, status
@@ -567,6 +658,70 @@ EOF
 	is "$(state_sum)" "$before"
 }
 
+@test "a NUL (\\u0000) in a string of a body is 422 naming the field, not cut short; nothing sent" {
+	start_serve --allow-private
+	add "$TP"
+	local b f e=$ORIGIN_URL/echo
+	while IFS='|' read -r f b; do
+		post /api/v1/request "$b"
+		envelope_error 422 VALIDATION_ERROR || { echo "for $b"; return 1; }
+		is "$(field)" "$f" || { echo "for $b"; return 1; }
+	done <<EOF
+body|{"url": "$e", "method": "POST", "body": "abc\\u0000defgh"}
+headers.X-A|{"url": "$e", "headers": {"X-A": "v\\u0000w"}}
+headers.X|{"url": "$e", "headers": {"X\\u0000Y": "v"}}
+url|{"url": "$e\\u0000x"}
+method|{"url": "$e", "method": "GET\\u0000X"}
+EOF
+	is "$(j '.error.message')" 'method: a NUL character (\u0000) is not allowed in a string'
+	post /api/v1/proxies '{"url": "http://10.0.0.1:3128\u0000x"}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" url
+	post /api/v1/proxies/test '{"ids": [1, "\u0000"]}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" 'ids[1]'
+	api GET /api/v1/proxies
+	is "$(j '.data.total')" 1
+	is "$(j '.data.items[0].stats.started')" 0
+	# an escaped backslash before u0000 is text, and goes as it is
+	post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+	    \"body\": \"a\\\\u0000b\", \"headers\": {\"X-A\": \"\\\\\\\\u0000\"}}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .body')" 'a\u0000b'
+	is "$(j '.data.body | fromjson | .headers["X-A"]')" '\\u0000'
+}
+
+@test "POST /request: framing headers are the server's, refused from a client: no request smuggled, none left waiting" {
+	start_origin -v
+	start_serve --allow-private
+	add "$MS"
+	local h e=$ORIGIN_URL/echo smuggled
+	smuggled='GET /status/418 HTTP/1.1\r\nHost: x\r\n\r\n'
+	for h in Content-Length content-length Transfer-Encoding Connection \
+	    Keep-Alive Upgrade TE Trailer Host Proxy-Authorization \
+	    Proxy-Connection; do
+		post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+		    \"headers\": {\"$h\": \"0\"}, \"body\": \"$smuggled\",
+		    \"timeout\": 3}"
+		envelope_error 422 VALIDATION_ERROR || { echo "for $h"; return 1; }
+		is "$(field)" "headers.$h" || { echo "for $h"; return 1; }
+		is "$(j '.error.message')" "headers.$h: set by the server itself, never by a client"
+	done
+	post /api/v1/request "{\"url\": \"$e\", \"headers\": {\"Content-Length\": \"5\"},
+	    \"timeout\": 3}"
+	envelope_error 422 VALIDATION_ERROR
+	# nothing reached the origin
+	! grep -q 'HTTP/1' "$ORIGIN_LOG"
+	# the body goes as one, framed by libcurl
+	post /api/v1/request "{\"url\": \"$e\", \"method\": \"POST\",
+	    \"headers\": {\"Content-Type\": \"text/plain\"}, \"body\": \"$smuggled\"}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .body_length')" 37
+	sleep 0.2
+	is "$(grep -c 'HTTP/1' "$ORIGIN_LOG")" 1
+	! grep -q '/status/418' "$ORIGIN_LOG"
+}
+
 # ------------------------------------------------------- config, metrics
 
 @test "GET /config: every key with its value, origin, type and default" {
@@ -591,7 +746,7 @@ EOF
 
 @test "PUT /config: checked like pw config set, stored, seen by every thread" {
 	start_serve
-	api PUT /api/v1/config --data-binary \
+	put /api/v1/config \
 	    '{"strategy": "random", "fetch.retries": 5, "geo.fallback": true,
 	      "pool.cooldown": "15m"}'
 	is "$STATUS" 200
@@ -608,7 +763,7 @@ EOF
 		api GET /api/v1/status
 		is "$(j '.data.strategy')" random
 	done
-	api PUT /api/v1/config --data-binary '{"strategy": null}'
+	put /api/v1/config '{"strategy": null}'
 	is "$STATUS" 200
 	is "$(j '.data.strategy | [.value, .origin] | @tsv')" \
 	    "$(printf 'round-robin\tdefault')"
@@ -621,7 +776,7 @@ EOF
 	local before b f
 	before=$(state_sum)
 	while IFS='|' read -r f b; do
-		api PUT /api/v1/config --data-binary "$b"
+		put /api/v1/config "$b"
 		envelope_error 422 VALIDATION_ERROR
 		is "$(field)" "$f" || { echo "for $b"; return 1; }
 	done <<EOF
@@ -631,14 +786,23 @@ fetch.retries|{"fetch.retries": "many"}
 strategy|{"strategy": "fastest"}
 strategy|{"strategy": ["random"]}
 pool.cooldown|{"strategy": "random", "pool.cooldown": "soon"}
+ratelimit.redis_url|{"health.concurrency": 7, "ratelimit.redis_url": "redis://:pw123@127.0.0.1:6379/0"}
+service.key|{"strategy": "random", "fetch.retries": 7, "service.key": "x"}
 body|{}
 EOF
 	is "$(j '.error.message')" "body: no setting to change"
-	api PUT /api/v1/config --data-binary '{"nope": 1}'
+	put /api/v1/config '{"nope": 1}'
 	like "$(j '.error.message')" "'nope': unknown config key (valid: strategy, *)"
-	api PUT /api/v1/config --data-binary '[1]'
+	# a secret is not kept in the file: refused, and nothing else stored
+	put /api/v1/config \
+	    '{"health.concurrency": 7, "ratelimit.redis_url": "redis://:pw123@127.0.0.1:6379/0"}'
+	is "$(j '.error.message')" 'ratelimit.redis_url: a password is not kept in the state file; give this URL in $PW_RATELIMIT__REDIS_URL'
+	[[ $BODY != *pw123* ]]
+	api GET /api/v1/config
+	is "$(j '.data["health.concurrency"].origin')" default
+	put /api/v1/config '[1]'
 	envelope_error 422 VALIDATION_ERROR
-	api PUT /api/v1/config --data-binary '{"strategy": '
+	put /api/v1/config '{"strategy": '
 	envelope_error 400 INVALID_JSON
 	is "$(state_sum)" "$before"
 }
@@ -712,6 +876,7 @@ EOF
 			for i in $(seq 1 50); do
 				case $((i % 5)) in
 				0) curl -s -o /dev/null -w '%{http_code}\n' \
+				    -H 'Content-Type: application/json' \
 				    -X POST --data-binary \
 				    "{\"url\": \"http://10.7.$c.$i:80\"}" \
 				    "$SERVE_URL/api/v1/proxies" ;;
@@ -749,6 +914,7 @@ EOF
 	start_serve --allow-private
 	add "$TP"
 	curl -sS -o "$BATS_TEST_TMPDIR/slow" -w '%{http_code}' -X POST \
+	    -H 'Content-Type: application/json' \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/slow/1500\"}" \
 	    "$SERVE_URL/api/v1/request" >"$BATS_TEST_TMPDIR/slow.code" &
 	local cpid=$! rc=0

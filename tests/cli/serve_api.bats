@@ -208,7 +208,7 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	before=$(state_sum)
 	post /api/v1/proxies '{"url": "http://10.0.0.1:3128"}'
 	envelope_error 401 UNAUTHORIZED
-	api PUT /api/v1/config --data-binary '{"strategy": "random"}'
+	put /api/v1/config '{"strategy": "random"}'
 	envelope_error 401 UNAUTHORIZED
 	api DELETE /api/v1/proxies/1 -H 'X-API-Key: pw_000000000000000000000000000000000000000000000000'
 	envelope_error 401 UNAUTHORIZED
@@ -217,6 +217,32 @@ print(hashlib.blake2b(sys.argv[1].encode(), digest_size=32).hexdigest().upper())
 	is "$STATUS" 201
 	run -0 pw serve keys ls --json
 	[ "$(jq -r '.[0].last_used' <<<"$output")" != null ]
+}
+
+@test "once keys exist, only a key of tier admin changes the settings: 403 FORBIDDEN for others" {
+	local user admin b
+	user=$(pw -q serve keys add user)
+	admin=$(pw -q serve keys add boss --tier admin)
+	start_serve
+	for b in '{"serve.allow_private_targets": true}' \
+	    '{"ratelimit.enabled": false}' '{"serve.require_auth": false}' \
+	    '{"strategy": "random"}'; do
+		put /api/v1/config "$b" -H "X-API-Key: $user"
+		envelope_error 403 FORBIDDEN || { echo "for $b"; return 1; }
+		is "$(j '.error.message')" 'changing the settings is for keys of tier admin'
+	done
+	put /api/v1/config '{"strategy": "random"}'
+	envelope_error 401 UNAUTHORIZED
+	run -0 pw config list --plain
+	! grep -q 'state$' <<<"$output"
+	# reading them is anyone's with a key
+	api GET /api/v1/config -H "X-API-Key: $user"
+	is "$STATUS" 200
+	is "$(j '.data["serve.allow_private_targets"].value')" false
+	put /api/v1/config '{"serve.allow_private_targets": true}' -H "X-API-Key: $admin"
+	is "$STATUS" 200
+	run -0 pw config get serve.allow_private_targets
+	is "$output" true
 }
 
 @test "serve.require_auth asks for a key even when none exists" {
@@ -315,9 +341,9 @@ http://[::1]/|::1 is a loopback address
 http://localhost/|localhost resolves to 127.0.0.1, a loopback address
 HTTP://LOCALHOST:$ORIGIN_PORT/|LOCALHOST resolves to 127.0.0.1, a loopback address
 https://u:p@127.0.0.2:8443/x?y#z|127.0.0.2 is a loopback address
-http://127.1/|127.1 resolves to 127.0.0.1, a loopback address
-http://2130706433/|2130706433 resolves to 127.0.0.1, a loopback address
-http://0x7f000001/|0x7f000001 resolves to 127.0.0.1, a loopback address
+http://127.1/|127.0.0.1 is a loopback address
+http://2130706433/|127.0.0.1 is a loopback address
+http://0x7f000001/|127.0.0.1 is a loopback address
 http://[::ffff:127.0.0.1]/|::ffff:127.0.0.1 is a loopback address
 http://10.0.0.1/|10.0.0.1 is a private address
 http://172.16.5.4:8080/|172.16.5.4 is a private address
@@ -338,6 +364,55 @@ EOF
 	# nothing was sent: no proxy was even chosen
 	is "$(proxies_started)" 0
 	is "$(state_sum)" "$before"
+}
+
+@test "POST /request: the host judged is the one libcurl connects to; parser tricks are refused" {
+	start_serve
+	# The origin as the only proxy: it answers what it is sent itself,
+	# so that nothing leaves loopback even if something got through.
+	pw -q pool add "$ORIGIN_URL"
+	local f u code why
+	# CODE|URL (JSON-escaped; P is the origin's port)|MESSAGE
+	for f in \
+	    'TARGET_FORBIDDEN|http://192.0.2.1\\@127.0.0.1:P/echo|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1\\@localhost:P/echo|localhost resolves to 127.0.0.1, a loopback address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P\\@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1%5c@127.0.0.1:P/echo|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1#@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1?@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://192.0.2.1/@127.0.0.1:P/echo|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P/@192.0.2.1/|127.0.0.1 is a loopback address' \
+	    'TARGET_FORBIDDEN|http://[::1]@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://127.0.0.1:P;@192.0.2.1/|192.0.2.1 is a reserved address' \
+	    'TARGET_FORBIDDEN|http://%31%32%37.1:P/echo|127.1 resolves to 127.0.0.1, a loopback address' \
+	    'TARGET_FORBIDDEN|http://\u24dbocalhost:P/echo|a host name that is not ASCII (give its xn-- form)' \
+	    'VALIDATION_ERROR|http://192.0.2.1\t@127.0.0.1:P/echo|' \
+	    'VALIDATION_ERROR|http://127.0.0.1:P\n@192.0.2.1/|' \
+	    'VALIDATION_ERROR|http://192.0.2.1 @127.0.0.1:P/echo|' \
+	    'VALIDATION_ERROR|http://u@192.0.2.1@127.0.0.1:P/echo|'; do
+		code=${f%%|*} u=${f#*|} why=${u#*|} u=${u%%|*}
+		u=${u//:P/:$ORIGIN_PORT}
+		post /api/v1/request "{\"url\": \"$u\"}"
+		envelope_error 422 "$code" || { echo "for $u"; return 1; }
+		if [ -n "$why" ]; then
+			is "$(j '.error.message')" "$why" || { echo "for $u"; return 1; }
+		else
+			is "$(field)" url || { echo "for $u"; return 1; }
+		fi
+	done
+	is "$(proxies_started)" 0
+	stop_peers
+	# Allowed, it reaches the host judged: the proxy is asked for it.
+	start_serve --allow-private
+	post /api/v1/request "{\"url\": \"http://192.0.2.1\\\\@127.0.0.1:$ORIGIN_PORT/echo\"}"
+	is "$STATUS" 200
+	is "$(j '.data.body | fromjson | .headers.Host')" "127.0.0.1:$ORIGIN_PORT"
+	# and a redirect is read the same way
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://127.0.0.1:$ORIGIN_PORT%5C@192.0.2.1/\",
+	    \"follow_redirects\": true}"
+	envelope_error 422 TARGET_FORBIDDEN
+	is "$(j '.error.message')" '192.0.2.1 is a reserved address'
+	is "$(j '.error.details.url')" "http://***:***@192.0.2.1/"
 }
 
 @test "a target whose host does not resolve is 504 TARGET_UNREACHABLE before any proxy is used" {
@@ -369,11 +444,11 @@ EOF
 	start_serve
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	envelope_error 422 TARGET_FORBIDDEN
-	api PUT /api/v1/config --data-binary '{"serve.allow_private_targets": true}'
+	put /api/v1/config '{"serve.allow_private_targets": true}'
 	is "$STATUS" 200
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	is "$STATUS" 200
-	api PUT /api/v1/config --data-binary '{"serve.allow_private_targets": null}'
+	put /api/v1/config '{"serve.allow_private_targets": null}'
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/ip\"}"
 	envelope_error 422 TARGET_FORBIDDEN
 }
@@ -441,6 +516,29 @@ EOF
 	post /api/v1/request "{\"url\": \"$ORIGIN_URL/\", \"follow_redirects\": 1}"
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" follow_redirects
+}
+
+@test "follow_redirects: a Location that cannot be fetched is the target's fault, 502 BAD_REDIRECT" {
+	start_serve --allow-private
+	pw -q pool add "$TP"
+	local f loc shown
+	# LOCATION (as the origin's query has it)|URL in details.url
+	for f in 'http://127.0.0.1:99999/x|http://127.0.0.1:99999/x' \
+	    'http://%5B::1/x|http://[::1/x' \
+	    'http://u@x@127.0.0.1/|http://***@127.0.0.1/' \
+	    'http://bob:hunter2@127.0.0.1:0x50/|http://***:***@127.0.0.1:0x50/'; do
+		loc=${f%%|*} shown=${f#*|}
+		post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=$loc\",
+		    \"follow_redirects\": true}"
+		envelope_error 502 BAD_REDIRECT || { echo "for $loc"; return 1; }
+		is "$(j '.error.details.url')" "$shown" || { echo "for $loc"; return 1; }
+		like "$(j '.error.message')" 'the target redirected to a URL that cannot be fetched: *'
+		[[ $BODY != *hunter2* ]]
+	done
+	# not followed, the redirect is the answer
+	post /api/v1/request "{\"url\": \"$ORIGIN_URL/status/302?Location=http://127.0.0.1:99999/x\"}"
+	is "$STATUS" 200
+	is "$(j '.data.status_code')" 302
 }
 
 @test "follow_redirects: credentials go to the origin they were given for, not to another" {
@@ -534,6 +632,72 @@ EOF
 	is "$(header Access-Control-Allow-Origin)" '*'
 }
 
+@test "pages of other sites, without keys: a body not sent as JSON is 415, a change from another Origin 403, a foreign Host 421" {
+	start_serve
+	pw -q pool add http://10.0.0.1:3128
+	local before t h json='Content-Type: application/json' b='{"url": "http://10.0.0.2:3128"}'
+	before=$(state_sum)
+	# what an HTML form of another site sends without a preflight
+	for t in text/plain application/x-www-form-urlencoded multipart/form-data \
+	    application/jsonp 'application/json-seq'; do
+		api POST /api/v1/proxies -H "Content-Type: $t" --data-binary "$b"
+		envelope_error 415 UNSUPPORTED_MEDIA_TYPE || { echo "for $t"; return 1; }
+	done
+	api POST /api/v1/proxies -H 'Content-Type:' --data-binary "$b"
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	api PUT /api/v1/config -H 'Content-Type: text/plain' \
+	    --data-binary '{"serve.allow_private_targets": true}'
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	api POST /api/v1/request -H 'Content-Type: text/plain' \
+	    --data-binary '{"url": "http://10.0.0.9/"}'
+	envelope_error 415 UNSUPPORTED_MEDIA_TYPE
+	# a change asked for by a page of another origin, JSON or not
+	for h in http://attacker.example null "http://127.0.0.1:$SERVE_PORT.attacker.example"; do
+		api POST /api/v1/proxies -H "Origin: $h" -H "$json" --data-binary "$b"
+		envelope_error 403 FORBIDDEN || { echo "for $h"; return 1; }
+	done
+	api DELETE /api/v1/proxies/1 -H 'Origin: http://attacker.example'
+	envelope_error 403 FORBIDDEN
+	api PUT /api/v1/config -H 'Origin: http://attacker.example' -H "$json" \
+	    --data-binary '{"serve.allow_private_targets": true}'
+	envelope_error 403 FORBIDDEN
+	api POST /api/v1/proxies/test -H 'Origin: http://attacker.example'
+	envelope_error 403 FORBIDDEN
+	is "$(state_sum)" "$before"
+	# reading is not refused: the browser keeps the answer from the page
+	api GET /api/v1/proxies -H 'Origin: http://attacker.example'
+	is "$STATUS" 200
+	! grep -qi '^access-control-' <<<"$HDRS"
+	# JSON with parameters, from the server's own origin or none
+	api POST /api/v1/proxies -H "Origin: http://127.0.0.1:$SERVE_PORT" \
+	    -H 'Content-Type: Application/JSON; charset=utf-8' --data-binary "$b"
+	is "$STATUS" 201
+	pw config set serve.cors_origins https://app.example
+	api DELETE /api/v1/proxies/2 -H 'Origin: https://app.example'
+	is "$STATUS" 204
+	# Host: an address, localhost or a name under it, not another name
+	for h in attacker.example "attacker.example:$SERVE_PORT" \
+	    127.0.0.1.nip.io "localhost.attacker.example" "[::1" \
+	    "127.0.0.1:$SERVE_PORT:1" "127.0.0.1:x"; do
+		api GET /api/v1/proxies -H "Host: $h"
+		envelope_error 421 MISDIRECTED_REQUEST || { echo "for $h"; return 1; }
+	done
+	api GET /api/v1/health -H 'Host: attacker.example'
+	envelope_error 421 MISDIRECTED_REQUEST
+	for h in "127.0.0.1:$SERVE_PORT" 127.0.0.1 "localhost:$SERVE_PORT" \
+	    LOCALHOST "app.localhost:$SERVE_PORT" "[::1]:$SERVE_PORT" 10.1.2.3; do
+		api GET /api/v1/proxies -H "Host: $h"
+		is "$STATUS" 200 || { echo "for $h"; return 1; }
+	done
+	# with a key, the key is what counts
+	local key
+	key=$(pw -q serve keys add k)
+	api GET /api/v1/proxies -H 'Host: attacker.example'
+	envelope_error 401 UNAUTHORIZED
+	api GET /api/v1/proxies -H 'Host: attacker.example' -H "X-API-Key: $key"
+	is "$STATUS" 200
+}
+
 @test "serve.cors_origins takes only origins: bad ones are refused by pw config and PUT /config" {
 	local before
 	before=$(state_sum)
@@ -545,7 +709,7 @@ EOF
 	is "$(state_sum)" "$before"
 	start_serve
 	before=$(state_sum)
-	api PUT /api/v1/config --data-binary '{"serve.cors_origins": "https://ok.example javascript:alert(1)"}'
+	put /api/v1/config '{"serve.cors_origins": "https://ok.example javascript:alert(1)"}'
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" serve.cors_origins
 	is "$(j '.error.message')" "serve.cors_origins: 'javascript:alert(1)': want origins like https://app.example:8443 (scheme, host and port, no path) or *, separated by spaces"
@@ -588,6 +752,21 @@ EOF
 	is "$(j '.data.summary.total')" 2
 	post /api/v1/proxies/test '{"ids": null}'
 	is "$(j '.data.summary.total')" 2
+}
+
+@test "POST /proxies/test: an id given twice is checked once, as pw health 4 4 does" {
+	pw config set health.url "$ORIGIN_URL/status/204"
+	pw -q pool add "$TP" "$REFUSED"
+	start_serve
+	post /api/v1/proxies/test '{"ids": [2, 2, 2], "timeout": 5}'
+	is "$STATUS" 200
+	is "$(j '[.data.results[] | [.id, .consecutive_failures]] | @json')" '[[2,1]]'
+	is "$(j '.data.summary | [.total, .checked, .degraded] | @tsv')" "$(printf '1\t1\t1')"
+	post /api/v1/proxies/test '{"ids": [2, 1, 2, 1]}'
+	is "$(j '[.data.results[] | [.id, .consecutive_failures]] | sort | @json')" '[[1,0],[2,2]]'
+	is "$(j '.data.summary.total')" 2
+	run -0 pw pool ls --json
+	is "$(jq -c '[.[] | [.id, .consec_fail]]' <<<"$output")" '[[1,0],[2,2]]'
 }
 
 @test "POST /proxies/test: bad ids and timeouts are 422 naming the field, unknown ids 404; nothing checked" {

@@ -429,6 +429,7 @@ stop_serve() {
 	pw -q pool add "$TP"
 	start_serve --allow-private -v
 	curl -sS -o "$BATS_TEST_TMPDIR/slow" -w '%{http_code}' -X POST \
+	    -H 'Content-Type: application/json' \
 	    --data-binary "{\"url\": \"$ORIGIN_URL/slow/1000\"}" \
 	    "$SERVE_URL/api/v1/request" >"$BATS_TEST_TMPDIR/slow.code" &
 	local cpid=$!

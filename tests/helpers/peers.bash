@@ -21,8 +21,9 @@
 #                              works, but its holder is then an orphan,
 #                              which stop_peers must wait for init to reap
 #   wait_port PORT [SECS [HOST]]  wait until PORT accepts (default 10 s)
-#   start_origin [--tls] [--ipv6]   tests/helpers/origin.py
-#       ORIGIN_PORT ORIGIN_URL ORIGIN_PID                  plain, 127.0.0.1
+#   start_origin [--tls] [--ipv6] [-v]   tests/helpers/origin.py
+#       ORIGIN_PORT ORIGIN_URL ORIGIN_PID ORIGIN_LOG       plain, 127.0.0.1
+#     -v: the origin logs a line per request (to ORIGIN_LOG)
 #       ORIGIN_TLS_PORT ORIGIN_TLS_URL ORIGIN_TLS_PID ORIGIN_CA   --tls
 #       ORIGIN6_PORT ORIGIN6_URL ORIGIN6_PID                --ipv6 (::1)
 #       ORIGIN6_TLS_PORT ORIGIN6_TLS_URL ORIGIN6_TLS_PID    --tls --ipv6
@@ -59,7 +60,9 @@
 #       SERVE_PORT SERVE_URL SERVE_PID SERVE_LOG (its stderr)
 #   api METHOD PATH [CURL ARGS...]  a request to SERVE_URL (or API_URL):
 #       STATUS, BODY, HDRS (headers, no CRs); post PATH JSON [CURL ARGS...]
-#       the same with a JSON body; j FILTER: jq -r FILTER over BODY
+#       the same with a JSON body (Content-Type: application/json), and
+#       put PATH JSON [CURL ARGS...] with PUT; j FILTER: jq -r FILTER over
+#       BODY
 #   start_gateway [ARGS...]    pw serve -v --gateway on a free port, with
 #       ARGS; GW (its URL) GW_URL GW_PORT GW_PID GW_LOG
 #   stop_peers                 end every peer of this context, and wait
@@ -233,6 +236,7 @@ _peers_py() {
 	    --port-file "$pf" "$@" || return
 	_peers_wait "$name" "$log" test -s "$pf" || return
 	read -r _PEER_PORT <"$pf"
+	_PEER_LOG=$log
 }
 
 # _peers_retry NAME LAUNCH: for daemons that take their port on the command
@@ -311,6 +315,7 @@ start_origin() {
 		case $1 in
 		--tls) tls=1 ;;
 		--ipv6) ipv6=1 ;;
+		-v) args+=(-v) ;;
 		*) _peers_err "start_origin: unknown option $1"; return ;;
 		esac
 		shift
@@ -329,7 +334,7 @@ start_origin() {
 	url=http${tls:+s}://$host:$_PEER_PORT
 	case $name in
 	origin) export ORIGIN_PORT=$_PEER_PORT ORIGIN_URL=$url \
-	    ORIGIN_PID=$_PEER_PID ;;
+	    ORIGIN_PID=$_PEER_PID ORIGIN_LOG=$_PEER_LOG ;;
 	origin-tls) export ORIGIN_TLS_PORT=$_PEER_PORT ORIGIN_TLS_URL=$url \
 	    ORIGIN_TLS_PID=$_PEER_PID ;;
 	origin6) export ORIGIN6_PORT=$_PEER_PORT ORIGIN6_URL=$url \
@@ -571,6 +576,13 @@ post() {
 	local p=$1 b=$2
 	shift 2
 	api POST "$p" -H 'Content-Type: application/json' --data-binary "$b" \
+	    "$@"
+}
+
+put() {
+	local p=$1 b=$2
+	shift 2
+	api PUT "$p" -H 'Content-Type: application/json' --data-binary "$b" \
 	    "$@"
 }
 

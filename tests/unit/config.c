@@ -580,6 +580,51 @@ test_store_refuses_bad_value(void **state)
 }
 
 static void
+test_store_many(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_ctx		*ctx = ctx_state(f);
+	struct pw_err		 err = { 0 };
+	struct kv_count		 kc = { 0 };
+	const char		*names[] = { "health.concurrency", "strategy",
+				    "ratelimit.redis_url", "service.key" };
+	const char		*values[] = { "7", "random",
+				    "redis://:pw123@127.0.0.1:6379/0", "x" };
+	size_t			 bad;
+
+	/* A secret, refused: nothing else is stored either. */
+	assert_int_equal(pw_config_store_many(ctx, names, values, 3, &bad),
+	    PW_EUSAGE);
+	assert_int_equal(bad, 2);
+	assert_string_equal(ctx->err.msg, "ratelimit.redis_url: a password "
+	    "is not kept in the state file; give this URL in "
+	    "$PW_RATELIMIT__REDIS_URL");
+	assert_int_equal(pw_config_store_many(ctx, names + 1, values + 1, 3,
+	    &bad), PW_EUSAGE);
+	assert_int_equal(bad, 1);
+	names[3] = "strategy";
+	values[3] = "nosuch";
+	assert_int_equal(pw_config_store_many(ctx, names + 3, values + 3, 1,
+	    &bad), PW_EUSAGE);
+	assert_int_equal(bad, 0);
+	check_get(ctx, "health.concurrency", "100", PW_ORIGIN_DEFAULT);
+	assert_int_equal(pw_store_config_each(ctx->store, kv_count, &kc,
+	    &err), 0);
+	assert_int_equal(kc.n, 0);
+	/* Good ones: all at once; NULL unsets. */
+	assert_int_equal(pw_config_store_many(ctx, names, values, 2, &bad), 0);
+	check_get(ctx, "health.concurrency", "7", PW_ORIGIN_STATE);
+	check_get(ctx, "strategy", "random", PW_ORIGIN_STATE);
+	values[0] = NULL;
+	assert_int_equal(pw_config_store_many(ctx, names, values, 1, &bad), 0);
+	check_get(ctx, "health.concurrency", "100", PW_ORIGIN_DEFAULT);
+	pw_close(ctx);
+	ctx = ctx_state(f);
+	check_get(ctx, "strategy", "random", PW_ORIGIN_STATE);
+	check_get(ctx, "health.concurrency", "100", PW_ORIGIN_DEFAULT);
+}
+
+static void
 test_hand_edited_state(void **state)
 {
 	struct fix	*f = *state;
@@ -742,6 +787,7 @@ main(void)
 		T(test_precedence),
 		T(test_state_layer_persists),
 		T(test_store_refuses_bad_value),
+		T(test_store_many),
 		T(test_hand_edited_state),
 		T(test_state_path),
 		T(test_state_path_without_home),

@@ -387,9 +387,16 @@ test_log(void **state)
 	assert_string_equal(l.msg, "proxy 3: slow");
 	pw_log(PW_LOG_DEBUG, "too detailed");
 	assert_int_equal(l.n, 1);
+	/* One line, whatever it quotes: control bytes and bad UTF-8 \xHH. */
+	pw_log(PW_LOG_WARN, "GET %s", "/x\npw: FAKE\r\x1b[31m\x7f");
+	assert_string_equal(l.msg, "GET /x\\x0apw: FAKE\\x0d\\x1b[31m\\x7f");
+	pw_log(PW_LOG_WARN, "%s", "caf\xc3\xa9 \xc2\x9b" "1m \xff\xc3 "
+	    "\xe2\x82");
+	assert_string_equal(l.msg, "caf\xc3\xa9 \\xc2\\x9b1m \\xff\\xc3 "
+	    "\\xe2\\x82");
 	pw_log_set(NULL, NULL, PW_LOG_WARN);
 	pw_log(PW_LOG_ERROR, "dropped");
-	assert_int_equal(l.n, 1);
+	assert_int_equal(l.n, 3);
 }
 
 static void *

@@ -763,6 +763,8 @@ test_config_parse(void **state)
 	static const char *const bad[][2] = {
 		{ "[]", "want a JSON object, not an array" },
 		{ "{", "not valid JSON" },
+		{ "{} {\"tiers\": []}", "not valid JSON" },
+		{ "{\"whitelist\": []}]", "not valid JSON" },
 		{ "{\"tier\": 1}", "tier: unknown field" },
 		/* Found by fuzz_ratelimit: a name is shown on one line. */
 		{ "{\"a\\nb\": 1}", "a?b: unknown field" },

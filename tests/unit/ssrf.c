@@ -1,9 +1,9 @@
 /*
  * ssrf.c -- unit tests for lib/ssrf.c: the class of every kind of
  * address, IPv4 inside IPv6, what allow_private lets through, and the
- * host of a URL judged after resolution. Only literal addresses and
- * names from /etc/hosts: nothing is looked up on a network, nothing is
- * contacted.
+ * host of a URL (as libcurl reads it) judged after resolution. Only
+ * literal addresses and names from /etc/hosts: nothing is looked up on
+ * a network, nothing is contacted.
  */
 #include <arpa/inet.h>
 
@@ -54,6 +54,12 @@ test_ipv4_classes(void **state)
 		{ "255.255.255.255", PW_ADDR_RESERVED },
 		{ "192.0.0.8", PW_ADDR_RESERVED },
 		{ "198.18.0.1", PW_ADDR_RESERVED },
+		{ "192.0.2.1", PW_ADDR_RESERVED },
+		{ "192.0.3.1", PW_ADDR_PUBLIC },
+		{ "198.51.100.255", PW_ADDR_RESERVED },
+		{ "198.51.101.1", PW_ADDR_PUBLIC },
+		{ "203.0.113.0", PW_ADDR_RESERVED },
+		{ "203.0.112.1", PW_ADDR_PUBLIC },
 		{ "198.20.0.1", PW_ADDR_PUBLIC },
 		{ "1.1.1.1", PW_ADDR_PUBLIC },
 		{ "8.8.8.8", PW_ADDR_PUBLIC },
@@ -145,7 +151,7 @@ test_url_hosts(void **state)
 {
 	static const char *const refused[] = {
 		"http://127.0.0.1/", "http://127.0.0.1:8080/x?y#z",
-		"https://user:pw@127.0.0.1/", "http://u@x@127.0.0.1/",
+		"https://user:pw@127.0.0.1/",
 		"http://[::1]/", "http://[::1]:443/",
 		"http://[::ffff:10.0.0.1]/",
 		"http://localhost/", "HTTP://LOCALHOST:1/",
@@ -153,13 +159,22 @@ test_url_hosts(void **state)
 		"http://017700000001/", "http://10.0.0.1?x",
 		"http://10.0.0.1#y",
 		"http://0.0.0.0/", "http://224.0.0.1/",
-		"http://169.254.169.254\\@8.8.8.8/",
 		"http://%31%32%37.0.0.1/",
+		/* The host libcurl connects to: a backslash ends no host. */
+		"http://192.0.2.1\\@127.0.0.1:80/echo",
+		"http://8.8.8.8\\@[::1]/", "http://127.0.0.1:80\\@192.0.2.1/",
+		"http://192.0.2.1#@127.0.0.1/", "http://[::1]@192.0.2.1/",
+		"http://127.0.0.1/@8.8.8.8", "http://127.0.0.1;@192.0.2.1/",
+		"http://198.51.100.1/", "http://203.0.113.9/",
+		/* libcurl's IDN rules would make "localhost" of it */
+		"http://\xe2\x93\x9bocalhost/",
 	};
 	static const char *const allowed[] = {
 		"http://8.8.8.8/", "https://1.1.1.1:8443/x",
 		"http://u:p@93.184.216.34/", "http://[2606:4700::1111]/",
 		"http://127.0.0.1@8.8.8.8/",
+		"http://169.254.169.254\\@8.8.8.8/",
+		"http://[::1]\\@8.8.8.8/",
 	};
 	char	msg[sizeof ((struct pw_err *)0)->msg];
 
@@ -184,9 +199,27 @@ test_url_hosts(void **state)
 	assert_int_equal(check("http://[ff02::1]/", 1, msg, sizeof msg), 1);
 	assert_int_equal(check("http://255.255.255.255/", 1, msg,
 	    sizeof msg), 1);
-	/* no host, and a host that does not resolve */
-	assert_int_equal(check("http:///x", 0, msg, sizeof msg), PW_EUSAGE);
+	/* the host libcurl reads, in its own spelling */
+	assert_int_equal(check("http://192.0.2.1\\@127.1:80/", 0, msg,
+	    sizeof msg), 1);
+	assert_string_equal(msg, "127.0.0.1 is a loopback address");
+	assert_int_equal(check("http://127.0.0.1:80\\@192.0.2.1/", 1, msg,
+	    sizeof msg), 1);
+	assert_string_equal(msg, "192.0.2.1 is a reserved address");
+	assert_int_equal(check("http://\xe2\x93\x9bocalhost/", 1, msg,
+	    sizeof msg), 1);
+	assert_string_equal(msg, "a host name that is not ASCII (give its "
+	    "xn-- form)");
+	/* no host, URLs libcurl would not take, a host that does not resolve */
+	assert_int_equal(check("http://:80/", 0, msg, sizeof msg), PW_EUSAGE);
+	assert_string_equal(msg, "'http://:80/': no host in the URL");
 	assert_int_equal(check("http://[::1/", 0, msg, sizeof msg), PW_EUSAGE);
+	assert_int_equal(check("http://u@x@127.0.0.1/", 0, msg, sizeof msg),
+	    PW_EUSAGE);
+	assert_int_equal(check("http://a\t@127.0.0.1/", 0, msg, sizeof msg),
+	    PW_EUSAGE);
+	assert_int_equal(check("http://127.0.0.1:99999/", 0, msg, sizeof msg),
+	    PW_EUSAGE);
 	assert_int_equal(check("http://no-such-host.invalid/", 0, msg,
 	    sizeof msg), PW_ETARGET);
 	assert_non_null(strstr(msg, "no-such-host.invalid: cannot resolve"));
