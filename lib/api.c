@@ -946,7 +946,7 @@ h_proxies_add(struct req *q)
 	struct pw_addr	 a;
 	struct pw_meta	 m;
 	struct pw_proxy	 p;
-	const char	*url, *country;
+	const char	*url, *country, *why;
 	char		 ccode[3], loc[64];
 	int64_t		 id;
 	int		 res, r, set;
@@ -970,6 +970,11 @@ h_proxies_add(struct req *q)
 		return invalid(q, "source", "source: empty name");
 	if (m.region != NULL && *m.region == '\0')
 		return invalid(q, "region", "region: empty name");
+	/* Printed one a line and in Prometheus labels, as the CLI's. */
+	if (m.source != NULL && (why = pw_label_why(m.source)) != NULL)
+		return invalid(q, "source", "source: %s", why);
+	if (m.region != NULL && (why = pw_label_why(m.region)) != NULL)
+		return invalid(q, "region", "region: %s", why);
 	if (country != NULL) {
 		if (pw_country_check(country, ccode, &q->ctx->err) != 0)
 			return invalid(q, "country", "country: %s",

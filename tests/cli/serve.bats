@@ -404,6 +404,13 @@ add() {
 	post /api/v1/proxies '{"url": "http://10.0.0.1:3128", "source": ""}'
 	envelope_error 422 VALIDATION_ERROR
 	is "$(field)" source
+	# A label is printed one a line: no control character.
+	post /api/v1/proxies '{"url": "http://10.0.0.1:3128", "source": "a\n9\tb"}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" source
+	post /api/v1/proxies '{"url": "http://10.0.0.1:3128", "region": "\u001b[31m"}'
+	envelope_error 422 VALIDATION_ERROR
+	is "$(field)" region
 	is "$(state_sum)" "$before"
 }
 
