@@ -1682,8 +1682,7 @@ h_config_put(struct req *q)
 		else if (json_is(it, cJSON_String))
 			values[n] = it->valuestring;
 		else if (json_is(it, cJSON_Number)) {
-			snprintf(num[n], sizeof num[n], "%.17g",
-			    it->valuedouble);
+			pw_fmt_double(num[n], it->valuedouble);
 			values[n] = num[n];
 		} else if (json_is(it, cJSON_True) || json_is(it, cJSON_False))
 			values[n] = json_is(it, cJSON_True) ? "true" : "false";

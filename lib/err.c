@@ -276,7 +276,8 @@ pw_parse_double(const char *s, double min, double max, double *out)
 	char	*end;
 	double	 v;
 
-	if (s == NULL || *s == '\0' || *s == ' ')
+	/* A decimal number: not the hex, "inf" or white space of strtod. */
+	if (s == NULL || *s == '\0' || s[strspn(s, "0123456789.eE+-")] != '\0')
 		return PW_EUSAGE;
 	errno = 0;
 	v = strtod(s, &end);
@@ -284,6 +285,14 @@ pw_parse_double(const char *s, double min, double max, double *out)
 		return PW_EUSAGE;
 	*out = v;
 	return 0;
+}
+
+void
+pw_fmt_double(char buf[32], double v)
+{
+	snprintf(buf, 32, "%.15g", v);
+	if (strtod(buf, NULL) != v)
+		snprintf(buf, 32, "%.17g", v);
 }
 
 int

@@ -1642,12 +1642,12 @@ pw_ingest_write(int format, const struct pw_export *x, long i,
     struct pw_buf *b)
 {
 	const struct pw_proxy	*p = x->p;
-	char			 w[40], t[32];
+	char			 w[32], t[32];
 	const char		*cols[5];
 
 	w[0] = '\0';
 	if (p->weight >= 0)
-		snprintf(w, sizeof w, "%.17g", p->weight);
+		pw_fmt_double(w, p->weight);
 	t[0] = '\0';
 	if (p->expires_at > 0)
 		iso_time(p->expires_at, t);

@@ -86,8 +86,10 @@ int64_t	 pw_mono_ms(void);
 char	*pw_dirname(const char *path);
 /* Parse a decimal integer in [min, max]; 0 or PW_EUSAGE. */
 int	 pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
-/* Parse a real number in [min, max]; 0 or PW_EUSAGE. */
+/* Parse a decimal real number in [min, max]; 0 or PW_EUSAGE. */
 int	 pw_parse_double(const char *s, double min, double max, double *out);
+/* v in the fewest digits that read back as v: 0.1, not 0.10000000000000001. */
+void	 pw_fmt_double(char buf[32], double v);
 /* Parse "90", "90s", "15m", "2h", "7d" into seconds; 0 or PW_EUSAGE. */
 int	 pw_parse_duration(const char *s, int64_t *out);
 /* Parse "250ms", "0.5", "2s" (seconds unless "ms") into ms; 0 or PW_EUSAGE. */

@@ -195,6 +195,8 @@ three() {
 	--weight|1e10|--weight: '1e10': want a number from 0 to 1e9
 	--weight|nan|--weight: 'nan': want a number from 0 to 1e9
 	--weight||--weight: '': want a number from 0 to 1e9
+	--weight|0x10|--weight: '0x10': want a number from 0 to 1e9
+	--weight|inf|--weight: 'inf': want a number from 0 to 1e9
 	--source||--source: empty name
 	--region||--region: empty name
 	EOF

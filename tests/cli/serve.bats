@@ -766,6 +766,11 @@ EOF
 	is "$output" 5
 	run -0 pw config get geo.fallback
 	is "$output" true
+	# A number is kept in the fewest digits that read back as it.
+	put /api/v1/config '{"strategy.alpha": 0.1}'
+	is "$STATUS" 200
+	run -0 pw config get strategy.alpha
+	is "$output" 0.1
 	for _ in 1 2 3 4 5 6 7 8; do
 		api GET /api/v1/status
 		is "$(j '.data.strategy')" random
