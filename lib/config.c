@@ -776,6 +776,25 @@ pw_config_shown(const char *key, const char *value)
 		return NULL;
 	if (i >= 0 && keys[i].secret == SECRET_ALL && *value != '\0')
 		return pw_xstrdup("***");
+	/*
+	 * Gateway users: their names; a salted hash is no password, but a
+	 * weak password falls to a search of its hash.
+	 */
+	if (i >= 0 && keys[i].type == T_USERS) {
+		struct pw_buf	b;
+
+		pw_buf_init(&b);
+		for (const char *p = value, *c, *e; *p != '\0'; p = e) {
+			e = p + strcspn(p, ",");
+			c = memchr(p, ':', e - p);
+			pw_buf_add(&b, p, (c != NULL ? c : e) - p);
+			if (c != NULL)
+				pw_buf_adds(&b, ":***");
+			if (*e == ',')
+				pw_buf_addc(&b, *e++);
+		}
+		return pw_buf_detach(&b);
+	}
 	if (i < 0 || keys[i].secret != SECRET_URL ||
 	    (u = userinfo(value, &n)) == NULL)
 		return pw_xstrdup(value);

@@ -363,6 +363,11 @@ while served < 2:
 	run -0 pw config get serve.gateway_users
 	[[ $output != *s3cret* ]]
 	like "$output" 'alice:$b2$*,bob:$b2$*'
+	# Listed, the names alone: a weak password falls to a search of its
+	# hash.
+	run -0 pw config list --plain
+	grep -qxF "serve.gateway_users"$'\t'"alice:***,bob:***"$'\t'state \
+	    <<<"$(cut -f 1-3 <<<"$output")"
 	run -0 sqlite3 "$PW_STATE" .dump
 	[[ $output != *s3cret* ]]
 	start_gateway
