@@ -458,14 +458,18 @@ cache_warm(struct pw_cmdctx *cc)
 	{
 		size_t	nids;
 		/*
-		 * Batches committed before an error still count as a warm;
-		 * failed sources that left nothing imported do not.
+		 * A warm is a list that brought proxies: batches committed
+		 * before an error count; an empty list, one of invalid
+		 * records or failed sources alone do not (the last warm is
+		 * what a check of the pool's freshness reads).
 		 */
 		pw_warm_ids(wr.w, &nids);
-		if (r == 0 && (wr.failed == 0 || nids > 0))
-			r = pw_warm_finish(wr.w);
-		else if (r != 0 && nids > 0)
-			pw_warm_finish(wr.w);
+		if (nids > 0) {
+			if (r == 0)
+				r = pw_warm_finish(wr.w);
+			else
+				pw_warm_finish(wr.w);
+		}
 	}
 	/*
 	 * Then the check of what was imported, from the sources that were

@@ -863,6 +863,9 @@ pw_pool_resolve_pick(struct pw_ctx *ctx, const struct pw_pick *pk,
 	if (pk->session != NULL && !pw_session_ok(pk->session))
 		return pw_failf(&ctx->err, PW_EUSAGE, "session: want 1 to 256 "
 		    "bytes of text without control characters");
+	/* A session without a strategy is sticky, as --session says. */
+	if (pk->session != NULL && pk->strategy == NULL && pk->plugin == NULL)
+		name = "sticky";
 	if (name != NULL && strcmp(name, "sticky") == 0) {
 		if (pk->session == NULL)
 			return pw_failf(&ctx->err, PW_EUSAGE, "strategy "

@@ -865,6 +865,24 @@ statuses() {
 	sqlite3 "$PW_STATE" "SELECT id || ' ' || status FROM proxies ORDER BY id"
 }
 
+@test "warm: a list that brings no proxy is no warm: last_warm stays, no state file made" {
+	printf '%s\n' '# nothing valid' 'ftp://x.example:1' 'not a proxy' >bad.txt
+	: >empty.txt
+	for f in bad.txt empty.txt; do
+		run -0 --separate-stderr pw cache warm "$f"
+		[ ! -e "$PW_STATE" ]
+	done
+	printf '%s\n' http://a.example:1 >good.txt
+	run -0 --separate-stderr pw cache warm good.txt
+	run -0 pw cache stats --json
+	when=$(jq -r .last_warm <<<"$output")
+	[ "$when" != null ]
+	sleep 1
+	run -0 --separate-stderr pw cache warm bad.txt
+	run -0 pw cache stats --json
+	is "$(jq -r .last_warm <<<"$output")" "$when"
+}
+
 @test "warm --validate: the live proxy is healthy and selected, the dead one never" {
 	printf '%s\n' "$LIVE" "$DEAD" >l.txt
 	run -0 --separate-stderr pw cache warm --validate --url "$JUDGE" \

@@ -185,6 +185,9 @@ measured() {
 	run -0 pw config set session.strategy least-used
 	run -0 pw config set strategy sticky
 	pick_as least-used pw -v pool next --session new
+	# --session alone is sticky too, whatever the strategy setting.
+	run -0 pw config set strategy round-robin
+	pick_as least-used pw -v pool next --session newer
 	run -0 pw config set geo.strategy random
 	run -0 pw config set geo.fallback true
 	run -0 pw config set strategy geo
@@ -249,7 +252,7 @@ measured() {
 	is "$stderr" "pw: pool next: strategy sticky needs a session (--session ID)"
 	run -2 --separate-stderr pw pool next --strategy geo
 	is "$stderr" "pw: pool next: strategy geo needs a country or region (--country CC, --region R)"
-	PW_STRATEGY=geo run -2 --separate-stderr pw pool next --session x
+	run -2 --separate-stderr pw pool next --strategy geo --session x
 	is "$stderr" "pw: pool next: strategy geo needs a country or region (--country CC, --region R)"
 	unchanged
 }
