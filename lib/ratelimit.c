@@ -1570,7 +1570,8 @@ pw_rl_server_check(struct pw_rl_server *s, struct pw_store *st,
 	s->st.failures += v->failed;
 	count_of(&s->st.tiers, &s->st.ntiers, tname)->checks++;
 	count_of(&s->st.endpoints, &s->st.nendpoints, endpoint)->checks++;
-	if (!v->allowed) {
+	/* A backend that failed closed throttled nobody: 503, counted so. */
+	if (!v->allowed && !v->failed) {
 		s->st.throttled++;
 		count_of(&s->st.tiers, &s->st.ntiers, tname)->throttled++;
 		count_of(&s->st.endpoints, &s->st.nendpoints,

@@ -272,11 +272,14 @@ tiers() {
 	done >"$W/c"
 	is "$(sort "$W/c" | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')" "200x5 429x3 "
 	is "$(redis-cli -p "$REDIS_PORT" -n 2 hget pw:rl:t:addr:127.0.0.1 c)" 5
+	thr=$(curl -s "$A/metrics" | awk '/^pw_ratelimit_throttled_total/ { n += $2 } END { print n + 0 }')
 	kill -9 "$rpid"
 	for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || break; sleep 0.1; done
 	API_URL=$A api GET /api/v1/proxies
 	is "$STATUS" 503
 	is "$(j .error.code)" RATE_LIMIT_UNAVAILABLE
+	# A backend that is away throttled nobody: no 429 is counted.
+	is "$(curl -s "$A/metrics" | awk '/^pw_ratelimit_throttled_total/ { n += $2 } END { print n + 0 }')" "$thr"
 	API_URL=$B api GET /api/v1/proxies
 	is "$STATUS" 200
 	api GET /api/v1/rate-limit/metrics
