@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -708,13 +709,29 @@ plain_head(struct conn *c, struct pw_buf *b)
 			free(cred);
 		}
 	} else {
-		/* Origin form to the origin itself. */
+		/*
+		 * Origin form to the origin itself, and the target's authority
+		 * for Host (RFC 9112 3.2.2: a proxy ignores the Host a request
+		 * in absolute form came with, and an HTTP/1.0 one may have
+		 * none), without its user information.
+		 */
 		size_t tend = q->target_off + q->target_len;
+		const char *a = p + q->target_off, *ae = p + q->path_off, *at;
+
 		pw_buf_add(b, p, q->target_off);
 		if (q->path_off == tend || p[q->path_off] != '/')
 			pw_buf_addc(b, '/');
 		pw_buf_add(b, p + q->path_off, tend - q->path_off);
 		pw_buf_add(b, p + tend, (size_t)(eol - p) + 1 - tend);
+		if ((at = memmem(a, ae - a, "://", 3)) != NULL)
+			a = at + 3;
+		for (at = ae; at > a && at[-1] != '@'; at--)
+			;
+		if (at > a)
+			a = at;
+		pw_buf_adds(b, "Host: ");
+		pw_buf_add(b, a, ae - a);
+		pw_buf_adds(b, "\r\n");
 	}
 	/* The rest, less what was for the gateway alone. */
 	for (i = (size_t)(eol - p) + 1; i < end; ) {
@@ -728,6 +745,12 @@ plain_head(struct conn *c, struct pw_buf *b)
 			continue;
 		}
 		eol = memchr(p + i, '\n', end - i);
+		/* The client's Host, replaced above. */
+		if (!via_http && eol - (p + i) >= 5 &&
+		    strncasecmp(p + i, "host:", 5) == 0) {
+			i = (size_t)(eol - p) + 1;
+			continue;
+		}
 		pw_buf_add(b, p + i, (size_t)(eol - p) + 1 - i);
 		i = (size_t)(eol - p) + 1;
 	}

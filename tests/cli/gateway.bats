@@ -216,6 +216,14 @@ EOF
 	    "$ORIGIN_URL/echo?a=1" | jq -c '[.header_list, .path, .query]')
 	via=$(through "$ORIGIN_URL/echo?a=1" | jq -c '[.header_list, .path, .query]')
 	is "$via" "$direct"
+	# The Host is the target's, whatever the client said (RFC 9112
+	# 3.2.2), and there is one for an HTTP/1.0 request without it.
+	run -0 through "$ORIGIN_URL/echo" -H 'Host: evil.example'
+	is "$(jq -r '[.header_list[] | select(.[0] | ascii_downcase == "host") | .[1]] | join(" ")' <<<"$output")" \
+	    "${ORIGIN_URL#http://}"
+	run -0 through "$ORIGIN_URL/echo" -0 -H 'Host:'
+	is "$(jq -r '[.header_list[] | select(.[0] | ascii_downcase == "host") | .[1]] | join(" ")' <<<"$output")" \
+	    "${ORIGIN_URL#http://}"
 	# A POST body, chunked, and the next request on the same connection.
 	run -0 through "$ORIGIN_URL/echo" -H 'Transfer-Encoding: chunked' \
 	    --data-binary 'hello world'
