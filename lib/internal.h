@@ -8,7 +8,7 @@
 
 #include "pw.h"
 
-#define PW_SCHEMA_VERSION	2
+#define PW_SCHEMA_VERSION	3
 #define PW_APPLICATION_ID	0x70770001
 
 /* ---------------------------------------------------------------- store */

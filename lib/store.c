@@ -357,6 +357,23 @@ static const char *const migrations[] = {
 	"  substr(key, instr(key, '://') + 3, 32)"
 	"  WHERE user IS NOT NULL"
 	"  AND substr(key, instr(key, '://') + 35, 1) = '@';",
+	/*
+	 * 2 -> 3: the outbox keeps every outcome. Its key of proxy, result
+	 * and millisecond took two processes' outcomes of one millisecond
+	 * for one, and dropped the second without a word.
+	 */
+	"CREATE TABLE feedback_outbox_3 ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  proxy_id INTEGER NOT NULL,"
+	"  success INTEGER NOT NULL,"
+	"  latency_ms REAL,"
+	"  error TEXT,"
+	"  ts_ms INTEGER NOT NULL,"
+	"  lease_until INTEGER);"	/* being sent by a flush until then */
+	"INSERT INTO feedback_outbox_3 SELECT id, proxy_id, success,"
+	"  latency_ms, error, ts_ms, lease_until FROM feedback_outbox;"
+	"DROP TABLE feedback_outbox;"
+	"ALTER TABLE feedback_outbox_3 RENAME TO feedback_outbox;",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -2084,7 +2101,7 @@ static const char *const svc_sql[V_COUNT] = {
 	/* Kept, not deleted: pw pool report still knows whose it was. */
 	[V_CACHE_DROP] = "UPDATE service_cache SET expires_at = 0 "
 	    "WHERE proxy_id = ?1 AND expires_at != 0",
-	[V_OUTBOX_ADD] = "INSERT OR IGNORE INTO feedback_outbox(proxy_id, "
+	[V_OUTBOX_ADD] = "INSERT INTO feedback_outbox(proxy_id, "
 	    "success, latency_ms, error, ts_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 

@@ -303,15 +303,22 @@ pw: pool flush: cannot send feedback: $S1_URL: *"
 	eventually svc_is 1 .succeeded 1
 }
 
-@test "the outbox is bounded and keeps one copy of an outcome" {
+@test "the outbox is bounded, and keeps every outcome, however many in one millisecond" {
 	svc 1 -q pool add http://10.0.0.1:3128
 	start_svc 1
-	export PW_SERVICE__ENDPOINTS=$S1_URL PW_SERVICE__OUTBOX_MAX=2
+	export PW_SERVICE__ENDPOINTS=$S1_URL
 	run -0 pw pool next
 	stop_svc 1
+	# Two outcomes of one millisecond are two, not one.
+	for i in $(seq 40); do
+		PW_NOW=1800000000 pw pool report 1 ok --latency-ms "$i" &
+	done
+	wait
+	is "$(outbox)" 40
+	is "$(sqlite3 -readonly "$PW_STATE" 'SELECT count(DISTINCT latency_ms) FROM feedback_outbox')" 40
+	sqlite3 "$PW_STATE" 'DELETE FROM feedback_outbox'
+	export PW_SERVICE__OUTBOX_MAX=2
 	PW_NOW=1800000000 pw pool report 1 ok
-	PW_NOW=1800000000 pw pool report 1 ok
-	is "$(outbox)" 1
 	PW_NOW=1800000001 pw pool report 1 ok
 	run -0 --separate-stderr env PW_NOW=1800000002 pw pool report 1 fail
 	is "$stderr" "pw: warning: service outbox full: dropped the 1 oldest outcome"

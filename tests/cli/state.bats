@@ -337,7 +337,27 @@ give_user() {
 	is "${lines[1]}" "3${T}socks5://***@[::1]:1080${T}duplicate"
 	is "$(sqlite3 "$PW_STATE" "SELECT group_concat(key, ' ') FROM
 	    (SELECT key FROM proxies ORDER BY id)")" "$k"
-	is "$(sqlite3 "$PW_STATE" "PRAGMA user_version")" 2
+	is "$(sqlite3 "$PW_STATE" "PRAGMA user_version")" 3
+	is "$(sqlite3 "$PW_STATE" "PRAGMA integrity_check")" ok
+}
+
+@test "upgrade: version 2's outbox, keyed by proxy, result and millisecond, keeps its outcomes and takes every new one" {
+	run -0 pw -q pool add http://127.0.0.1:10
+	sqlite3 "$PW_STATE" "DROP TABLE feedback_outbox;
+	    CREATE TABLE feedback_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,
+	    proxy_id INTEGER NOT NULL, success INTEGER NOT NULL, latency_ms REAL,
+	    error TEXT, ts_ms INTEGER NOT NULL, lease_until INTEGER,
+	    UNIQUE (proxy_id, success, ts_ms));
+	    INSERT INTO feedback_outbox(proxy_id, success, latency_ms, ts_ms)
+	    VALUES (7, 1, 12.5, 1800000000000), (7, 0, NULL, 1800000000000);
+	    PRAGMA user_version = 2"
+	run -0 pw pool ls
+	is "$(sqlite3 "$PW_STATE" "PRAGMA user_version")" 3
+	is "$(sqlite3 "$PW_STATE" "SELECT group_concat(id || ':' || success || ':' ||
+	    ifnull(latency_ms, '-'), ' ') FROM feedback_outbox")" "1:1:12.5 2:0:-"
+	sqlite3 "$PW_STATE" "INSERT INTO feedback_outbox(proxy_id, success, ts_ms)
+	    VALUES (7, 1, 1800000000000)"
+	is "$(sqlite3 "$PW_STATE" "SELECT max(id) || ' ' || count(*) FROM feedback_outbox")" "3 3"
 	is "$(sqlite3 "$PW_STATE" "PRAGMA integrity_check")" ok
 }
 
