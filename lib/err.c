@@ -19,6 +19,7 @@
 #include "internal.h"
 
 static size_t	utf8_seq(const unsigned char *, size_t);
+static int	utf8_control(const unsigned char *, size_t);
 
 static pw_log_fn	*log_fn;
 static void		*log_arg;
@@ -97,8 +98,7 @@ log_line(const char *in, char *out, size_t n)
 
 	while (i < len) {
 		k = utf8_seq(p + i, len - i);
-		if (k == 0 || p[i] < 0x20 || p[i] == 0x7f ||
-		    (k == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
+		if (k == 0 || utf8_control(p + i, k)) {
 			for (k = k == 2 ? 2 : 1; k > 0; k--, i++) {
 				if (o + 4 >= n)
 					goto out;
@@ -436,6 +436,14 @@ utf8_seq(const unsigned char *p, size_t n)
 	return k + 1;
 }
 
+/* Whether the character p[0..k) is a control: C0, DEL, or C1 (U+0080-9F). */
+static int
+utf8_control(const unsigned char *p, size_t k)
+{
+	return p[0] < 0x20 || p[0] == 0x7f ||
+	    (k == 2 && p[0] == 0xc2 && p[1] < 0xa0);
+}
+
 /*
  * Is p[0..n) valid UTF-8 without NUL, so that JSON can carry it as text?
  * ASCII, most of what comes here, is taken eight bytes at a time.
@@ -468,24 +476,18 @@ const char *
 pw_label_why(const char *s)
 {
 	const unsigned char	*p = (const unsigned char *)s;
-	size_t			 i, n;
+	size_t			 i, k, n = strlen(s);
+	int			 bad = 0;
 
-	/* ASCII, most labels, in one pass. */
-	for (i = 0; p[i] != '\0' && p[i] < 0x80; i++)
-		if (p[i] < 0x20 || p[i] == 0x7f)
-			return "contains a control character";
-	if (p[i] == '\0')
-		return NULL;
-	n = i + strlen(s + i);
-	for (; i < n; i++) {
-		if (p[i] < 0x20 || p[i] == 0x7f)
-			return "contains a control character";
-		/* U+0080-U+009F: C1, the terminal's controls. */
-		if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 &&
-		    p[i + 1] <= 0x9f)
+	/* A control anywhere is said first, bad UTF-8 before it or not. */
+	for (i = 0; i < n; i += k) {
+		if ((k = utf8_seq(p + i, n - i)) == 0) {
+			bad = 1;
+			k = 1;
+		} else if (utf8_control(p + i, k))
 			return "contains a control character";
 	}
-	return pw_utf8_text(s, n) ? NULL : "not valid UTF-8";
+	return bad ? "not valid UTF-8" : NULL;
 }
 
 int

@@ -1312,7 +1312,7 @@ json_run(struct pw_ingest *in, int eof)
 	int		 r;
 
 	for (;;) {
-		/* First: white space there may be in a string, escaped. */
+		/* An over-long element is dropped as its bytes come. */
 		if (in->js == J_SKIP) {
 			q = json_skip(in, in->in.data + in->pos, end, &why);
 			if (why != NULL) {
