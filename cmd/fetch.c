@@ -191,7 +191,7 @@ sink_header(void *arg, const char *p, size_t n)
 }
 
 /*
- * Write a piece of the body. libcurl hands a read of up to 100 KiB over in
+ * Write a piece of the body. libcurl hands a read of up to 512 KiB over in
  * pieces of up to 16 KiB: a full one goes straight to the descriptor,
  * after what stdio holds, so it is not copied through the buffer first;
  * small ones gather there until sink_flush, before libcurl waits again.

@@ -4,6 +4,7 @@
  */
 #include <dlfcn.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +52,7 @@ static const struct {
 
 /*
  * When libcurl's TLS library is OpenSSL 3, pw initialises it first, to
- * spare a short process two costs:
+ * spare a short process three costs:
  *
  * - Its configuration (openssl.cnf or $OPENSSL_CONF: the system's TLS
  *   policy, providers, engines), which libcurl's initialisation reads
@@ -59,34 +60,72 @@ static const struct {
  *   that initialisation. pw_net_tls reads it the way OpenSSL would have
  *   (the default file and section, a missing file or a bad line not
  *   fatal), before the first TLS handshake, which is all it configures.
+ * - Its error messages (thousands of strings put in a hash table when a
+ *   thread first touches OpenSSL's error queue, during libcurl's
+ *   initialisation): 0.4 ms, a third of what is left of it, and only
+ *   ever read to say why a TLS connection failed. pw_net_init loads
+ *   them as OpenSSL would; pw_net_init_lazy leaves them out, and
+ *   pw_net_tls loads those of every library OpenSSL lets load one by
+ *   one: all a handshake's and certificate's errors (ERR, SSL, X509,
+ *   PEM, ASN1, EVP, ...), though not the few of the providers'.
  * - Freeing all it holds at exit (half a million instructions): the
  *   kernel takes the memory back at once.
  *
  * The values are OpenSSL's ABI (<openssl/crypto.h>, <openssl/conf.h>);
  * pw does not build against OpenSSL.
  */
-#define OPENSSL_INIT_NO_LOAD_CONFIG	0x80ULL
-#define OPENSSL_INIT_NO_ATEXIT		0x80000ULL
-#define OPENSSL_CONF_FLAGS		(0x20 | 0x10 | 0x02)
+#define OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS	0x01ULL
+#define OPENSSL_INIT_NO_LOAD_CONFIG		0x80ULL
+#define OPENSSL_INIT_NO_ATEXIT			0x80000ULL
+#define OPENSSL_CONF_FLAGS			(0x20 | 0x10 | 0x02)
 
+static void	*libcrypto;	/* when libcurl uses OpenSSL */
 static int	(*conf_load)(const char *, const char *, unsigned long);
+static int	 no_strings;	/* OpenSSL's messages are to be loaded */
 
 static void
-openssl_init(void)
+openssl_init(int lazy)
 {
 	int	(*init_crypto)(unsigned long long, const void *);
-	void	*c;
+	unsigned long long opts = OPENSSL_INIT_NO_LOAD_CONFIG |
+		    OPENSSL_INIT_NO_ATEXIT;
 
-	/* Loaded with libcurl, if libcurl uses it. */
-	if ((c = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD)) == NULL)
+	/* Loaded with libcurl, if libcurl uses it; never closed. */
+	if ((libcrypto = dlopen("libcrypto.so.3", RTLD_LAZY |
+	    RTLD_NOLOAD)) == NULL)
 		return;
-	*(void **)&init_crypto = dlsym(c, "OPENSSL_init_crypto");
-	*(void **)&conf_load = dlsym(c, "CONF_modules_load_file");
+	if (lazy)
+		opts |= OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS;
+	*(void **)&init_crypto = dlsym(libcrypto, "OPENSSL_init_crypto");
+	*(void **)&conf_load = dlsym(libcrypto, "CONF_modules_load_file");
 	if (init_crypto == NULL || conf_load == NULL ||
-	    init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT,
-	    NULL) != 1)
+	    init_crypto(opts, NULL) != 1)
 		conf_load = NULL;
-	dlclose(c);	/* libcurl holds it */
+	else
+		no_strings = lazy;
+}
+
+/*
+ * OpenSSL's messages, left out by openssl_init: ERR's own first (the
+ * libraries' names, the system's errors), then each library's.
+ */
+static void
+openssl_strings(void)
+{
+	static const char *const libs[] = { "ERR", "ASN1", "ASYNC", "BIO",
+	    "BN", "BUF", "CMS", "COMP", "CONF", "CRYPTO", "CT", "DH", "DSA",
+	    "EC", "ENGINE", "EVP", "KDF", "OBJ", "OCSP", "OSSL_STORE", "PEM",
+	    "PKCS12", "PKCS7", "RAND", "RSA", "TS", "UI", "X509V3", "X509" };
+	char	 name[32];
+	int	(*load)(void);
+
+	no_strings = 0;
+	for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+		snprintf(name, sizeof name, "ERR_load_%s_strings", libs[i]);
+		if ((*(void **)&load = dlsym(libcrypto, name)) != NULL)
+			(void)load();
+	}
+	/* libssl loads its own when it makes its first context. */
 }
 
 void
@@ -95,20 +134,12 @@ pw_net_tls(void)
 	if (conf_load != NULL)
 		(void)conf_load(NULL, NULL, OPENSSL_CONF_FLAGS);
 	conf_load = NULL;
+	if (no_strings)
+		openssl_strings();
 }
 
-int
-pw_net_init(struct pw_err *err)
-{
-	int	r;
-
-	if ((r = pw_net_init_lazy(err)) == 0)
-		pw_net_tls();
-	return r;
-}
-
-int
-pw_net_init_lazy(struct pw_err *err)
+static int
+net_init(int lazy, struct pw_err *err)
 {
 	static int	 done;
 	CURLcode	(*global_init)(long);
@@ -126,13 +157,29 @@ pw_net_init_lazy(struct pw_err *err)
 			    "7.80 or later is needed)", LIBCURL, api[i].name);
 		memcpy((char *)&pw_curl + api[i].off, &sym, sizeof sym);
 	}
-	openssl_init();
+	openssl_init(lazy);
 	*(void **)&global_init = dlsym(h, "curl_global_init");
 	if (global_init == NULL || global_init(CURL_GLOBAL_DEFAULT) != 0)
 		return pw_failf(err, PW_EFAIL, "%s: cannot initialise",
 		    LIBCURL);
 	done = 1;
 	return 0;
+}
+
+int
+pw_net_init(struct pw_err *err)
+{
+	int	r;
+
+	if ((r = net_init(0, err)) == 0)
+		pw_net_tls();
+	return r;
+}
+
+int
+pw_net_init_lazy(struct pw_err *err)
+{
+	return net_init(1, err);
 }
 
 static const char *const curl_schemes[PW_SCHEME_COUNT] = {

@@ -92,11 +92,13 @@ extern struct pw_curl_api pw_curl;
  */
 int	 pw_net_init(struct pw_err *err);
 /*
- * The same, except that OpenSSL's configuration is left unread until
- * pw_net_tls(), which the caller calls before any transfer that may use
- * TLS: an https URL, one that may redirect, a proxy reached over TLS.
- * For a one-request command (pw fetch): reading it is nearly half of
- * libcurl's initialisation, wasted on a plain-HTTP fetch.
+ * The same, except that OpenSSL's configuration and messages are left
+ * out until pw_net_tls(), which the caller calls before any transfer
+ * that may use TLS: an https URL, one that may redirect, a proxy reached
+ * over TLS. For a one-request command (pw fetch) that knows it makes no
+ * TLS connection: the two are most of libcurl's initialisation, wasted
+ * on a plain-HTTP fetch. One that knows it will calls pw_net_init: the
+ * messages it then loads are OpenSSL's whole set.
  */
 int	 pw_net_init_lazy(struct pw_err *err);
 void	 pw_net_tls(void);

@@ -571,6 +571,12 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	is "$output" "$SRC2"$'\n'"$T2 2"
 	like "$stderr" "*pw: fetch: attempt 1 via https://127.0.0.1:$TP1: proxy failed: *"
 	is "$(stats 1)" "1 1 0 1 1"
+	# Reached over TLS from a plain-HTTP fetch, which sets OpenSSL up
+	# without its messages: they are there when TLS comes.
+	pw -q pool rm 1 2
+	add "https://127.0.0.1:$ORIGIN_PORT"
+	run -4 --separate-stderr pw fetch "$ORIGIN_URL/ip"
+	like "${stderr_lines[0]}" "pw: fetch: attempt 1 via https://127.0.0.1:$ORIGIN_PORT: proxy failed: *error:*:SSL routines::wrong version number: TLS to the proxy failed"
 	# The TLS origin as an https proxy: its certificate, unverified.
 	for url in "$ORIGIN_URL/ip" "$ORIGIN_TLS_URL/ip"; do
 		run -4 --separate-stderr pw fetch --proxy "https://127.0.0.1:$ORIGIN_TLS_PORT" "$url"
