@@ -23,7 +23,7 @@ static const struct sym mhd_api[] = {
 #define F(n, field) { n, offsetof(struct pw_mhd_api, field) }
 	F("MHD_start_daemon", start_daemon),
 	F("MHD_stop_daemon", stop_daemon),
-	F("MHD_quiesce_daemon", quiesce_daemon),
+	F("MHD_add_connection", add_connection),
 	F("MHD_create_response_from_buffer", create_response_from_buffer),
 	F("MHD_add_response_header", add_response_header),
 	F("MHD_queue_response", queue_response),

@@ -27,7 +27,8 @@ struct pw_mhd_api {
 			    MHD_AcceptPolicyCallback, void *,
 			    MHD_AccessHandlerCallback, void *, ...);
 	void		 (*stop_daemon)(struct MHD_Daemon *);
-	MHD_socket	 (*quiesce_daemon)(struct MHD_Daemon *);
+	enum MHD_Result	 (*add_connection)(struct MHD_Daemon *, MHD_socket,
+			    const struct sockaddr *, socklen_t);
 	struct MHD_Response *(*create_response_from_buffer)(size_t, void *,
 			    enum MHD_ResponseMemoryMode);
 	enum MHD_Result	 (*add_response_header)(struct MHD_Response *,
@@ -67,7 +68,7 @@ extern struct pw_cjson_api pw_cjson;
 
 #define MHD_start_daemon		pw_mhd.start_daemon
 #define MHD_stop_daemon			pw_mhd.stop_daemon
-#define MHD_quiesce_daemon		pw_mhd.quiesce_daemon
+#define MHD_add_connection		pw_mhd.add_connection
 #define MHD_create_response_from_buffer	pw_mhd.create_response_from_buffer
 #define MHD_add_response_header		pw_mhd.add_response_header
 #define MHD_queue_response		pw_mhd.queue_response

@@ -230,11 +230,15 @@ fake_info(struct MHD_Connection *c, enum MHD_ConnectionInfoType t, ...)
 	return &c->info;
 }
 
-static MHD_socket
-fake_quiesce(struct MHD_Daemon *d)
+static enum MHD_Result
+fake_add_connection(struct MHD_Daemon *d, MHD_socket fd,
+    const struct sockaddr *sa, socklen_t sl)
 {
 	(void)d;
-	return MHD_INVALID_SOCKET;
+	(void)sa;
+	(void)sl;
+	close(fd);
+	return MHD_NO;
 }
 
 static void
@@ -322,7 +326,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	}
 	pw_mhd.start_daemon = fake_start;
 	pw_mhd.stop_daemon = fake_stop;
-	pw_mhd.quiesce_daemon = fake_quiesce;
+	pw_mhd.add_connection = fake_add_connection;
 	pw_mhd.create_response_from_buffer = fake_response;
 	pw_mhd.add_response_header = fake_add_header;
 	pw_mhd.queue_response = fake_queue;
