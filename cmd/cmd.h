@@ -59,6 +59,7 @@ struct pw_args {
 	const char		**last;		/* last value by option */
 	int			 *count;	/* times given by option */
 	char			***all;		/* every value by option */
+	int			**pos;		/* and where it was given */
 	int			  argc;		/* positional arguments */
 	char			**argv;
 };
@@ -82,6 +83,11 @@ struct pw_cmdctx {
 const char	*arg_get(struct pw_args *a, const char *lname);
 int		 arg_has(struct pw_args *a, const char *lname);
 char	       **arg_all(struct pw_args *a, const char *lname, int *n);
+/*
+ * Where the k-th value of lname (as arg_all counts) was given: its index
+ * in argv, to take two options' values in command-line order.
+ */
+int		 arg_pos(struct pw_args *a, const char *lname, int k);
 int		 args_parse(struct pw_args *a, const struct pw_opt **opts,
 		     int nopts, int argc, char **argv, struct pw_err *err);
 void		 args_free(struct pw_args *a);

@@ -276,23 +276,29 @@ slurp(struct pw_cmdctx *cc, const char *name, int strip_newlines,
 	return 0;
 }
 
-/* -d (repeatable, joined with '&', @FILE without newlines) and
- * --data-binary (@FILE as is, or the text). */
+/*
+ * -d (@FILE without its newlines) and --data-binary (@FILE as it is), each
+ * repeatable: as curl, every piece in command-line order, joined by '&'.
+ */
 static int
 body_opts(struct pw_cmdctx *cc, struct pw_buf *b, int *has)
 {
 	char	**d, **bin;
-	int	  nd = 0, nbin = 0, r;
+	int	  nd = 0, nbin = 0, id = 0, ibin = 0, r;
 
 	d = arg_all(cc->args, "data", &nd);
 	bin = arg_all(cc->args, "data-binary", &nbin);
 	*has = nd + nbin > 0;
-	for (int i = 0; i < nd + nbin; i++) {
-		const char *v = i < nd ? d[i] : bin[i - nd];
-		if (i > 0)
+	while (id + ibin < nd + nbin) {
+		int	    text = ibin == nbin || (id < nd &&
+			    arg_pos(cc->args, "data", id) <
+			    arg_pos(cc->args, "data-binary", ibin));
+		const char *v = text ? d[id++] : bin[ibin++];
+
+		if (id + ibin > 1)
 			pw_buf_addc(b, '&');
 		if (v[0] == '@') {
-			if ((r = slurp(cc, v + 1, i < nd, b)) != 0)
+			if ((r = slurp(cc, v + 1, text, b)) != 0)
 				return r;
 		} else
 			pw_buf_adds(b, v);

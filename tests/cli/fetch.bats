@@ -257,6 +257,16 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	    POST 'a=1&b=two words&x=1y=2' application/x-www-form-urlencoded)"
 }
 
+@test "POST: -d and --data-binary pieces joined by & in command-line order, as curl" {
+	add "$T1"
+	printf 'x=1\ny=2\r\n' >"$W/form"
+	printf 'raw\nbytes' >"$W/raw"
+	run -0 pw fetch --data-binary 'b=1' -d 'a=2' --data-binary @"$W/raw" \
+	    -d @"$W/form" --data=c=3 --data-binary=d=4 -de=5 "$ORIGIN_URL/echo"
+	is "$(json_get method body <<<"$output")" "$(lines POST \
+	    $'b=1&a=2&raw\nbytes&x=1y=2&c=3&d=4&e=5')"
+}
+
 @test "POST: --data-binary @file and @- send every byte as it is" {
 	add "$T1"
 	printf "$(printf '\\%03o' $(seq 0 255))" >"$W/bin"
