@@ -624,6 +624,9 @@ fetch_exec(struct pw_cmdctx *cc)
 		    res.status);
 		free(shown);
 	}
+	/* As curl: the limit of -L --max-redirs is its own exit status. */
+	if (r == PW_ETARGET && res.redirs_exceeded)
+		exitcode = 47;
 	if (wfmt != NULL)
 		write_out(cc, wfmt, &res, exitcode, 0);
 	fflush(stdout);
@@ -643,9 +646,9 @@ fetch_exec(struct pw_cmdctx *cc)
 	pw_fetch_result_release(&res);
 	if (r != 0)
 		pw_err_prefix(&cc->ctx->err, "%s", cc->path);
-	if (exitcode == 22) {
+	if (exitcode == 22 || exitcode == 47) {
 		fprintf(stderr, "pw: %s\n", cc->ctx->err.msg);
-		r = 22;
+		r = exitcode;
 	}
 done:
 	free(retry_on);

@@ -39,7 +39,23 @@ retry_status(const struct pw_fetch_opts *o, long status)
 	return 0;
 }
 
-/* Show what was held back: the response headers, once. */
+/* The response headers held back, shown: output begins. */
+static int
+show_headers(struct xfer *x)
+{
+	x->started = 1;
+	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
+	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
+		x->write_failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Show what was held back, once, unless the status makes this the
+ * proxy's failure (its own 407, a --retry-on status).
+ */
 static int
 start_output(struct xfer *x)
 {
@@ -60,13 +76,7 @@ start_output(struct xfer *x)
 		x->retry_status = 1;
 		return -1;
 	}
-	x->started = 1;
-	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
-	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
-		x->write_failed = 1;
-		return -1;
-	}
-	return 0;
+	return show_headers(x);
 }
 
 static size_t
@@ -672,6 +682,13 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		rc = curl_easy_perform(h);
 		if (rc == CURLE_OK && !x.started)
 			start_output(&x);	/* no body: show the headers */
+		else if (rc == CURLE_TOO_MANY_REDIRECTS && !x.started)
+			/*
+			 * As curl -i: the responses up to the limit, though
+			 * the fetch failed (the target's doing: no other
+			 * proxy would fare better).
+			 */
+			show_headers(&x);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
 		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
@@ -710,6 +727,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		if (o->proxy == NULL)
 			pw_proxy_release(&p);
 		pw_buf_release(&x.hdrs);
+		res->redirs_exceeded = rc == CURLE_TOO_MANY_REDIRECTS;
 		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
 		    total * 1000);
 		res->attempts[res->nattempts - 1].timed_out =

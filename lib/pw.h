@@ -495,6 +495,8 @@ struct pw_fetch_result {
 	long		 num_redirects;
 	char		*url_effective;
 	char		*content_type;
+	/* The last attempt stopped at max_redirs (curl's exit status 47). */
+	int		 redirs_exceeded;
 	int		 delegated;	/* a service was configured */
 	int		 path;		/* enum pw_path of the last attempt */
 	char		*fallback_why;	/* why the service was not used */

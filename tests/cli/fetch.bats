@@ -723,11 +723,50 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	is "$(json_get path <"$W/r")" /redirect/0
 	run -0 pw fetch -o /dev/null -w '%{http_code} %{num_redirects}' "$ORIGIN_URL/redirect/3"
 	is "$output" "302 0"
-	run -5 --separate-stderr pw fetch -L --max-redirs 1 -o /dev/null \
-	    -w '%{http_code} %{num_redirects} %{attempts}' "$ORIGIN_URL/redirect/3"
-	is "$output" "302 1 1"
-	is "${stderr_lines[0]}" "pw: fetch: attempt 1 via $T1: target failed: Maximum (1) redirects followed"
+	# As curl: over --max-redirs is exit status 47, the target's failure.
+	run -47 --separate-stderr pw fetch -L --max-redirs 1 -o /dev/null \
+	    -w '%{http_code} %{num_redirects} %{attempts} %{exitcode}' "$ORIGIN_URL/redirect/3"
+	is "$output" "302 1 1 47"
+	is "$stderr" "$(lines \
+	    "pw: fetch: attempt 1 via $T1: target failed: Maximum (1) redirects followed" \
+	    "pw: fetch: $ORIGIN_URL/redirect/3: Maximum (1) redirects followed")"
 	is "$(stats 1)" "3 3 2 0 0"
+	run -47 --separate-stderr pw fetch -s -L --max-redirs 0 "$ORIGIN_URL/redirect/1"
+	is "$output" ""
+	is "$stderr" "pw: fetch: $ORIGIN_URL/redirect/1: Maximum (0) redirects followed"
+}
+
+@test "-i with -L: every response's headers in turn; over --max-redirs, those that came" {
+	add "$T1"
+	# want STATUS CTYPE LOCATION LENGTH: a header block, as a glob, to H.
+	H=
+	want() {
+		H+="HTTP/1.1 $1"$'\r\n'"Via: 1.1 tinyproxy-$TP1 (tinyproxy/*)"$'\r\n'
+		H+="Server: pw-origin"$'\r\n'"Date: *"$'\r\n'"Content-Type: $2"$'\r\n'
+		[ -z "$3" ] || H+="Location: $3"$'\r\n'
+		H+="Content-Length: $4"$'\r\n\r\n'
+	}
+	pw fetch -i -L "$ORIGIN_URL/redirect/2" >"$W/out"
+	want '302 Found' text/plain /redirect/1 24
+	want '302 Found' text/plain /redirect/0 24
+	want '200 OK' application/json '' '*'
+	like "$(cat "$W/out")" "$H"'{*"path": "/redirect/0"*}'
+	# The headers of the two responses libcurl took, then the error.
+	run -47 --separate-stderr pw fetch -i -L --max-redirs 1 -o "$W/h" \
+	    "$ORIGIN_URL/redirect/3"
+	H=
+	want '302 Found' text/plain /redirect/2 24
+	want '302 Found' text/plain /redirect/1 24
+	like "$(cat "$W/h"; echo .)" "$H."
+	is "$output" ""
+	is "${stderr_lines[1]}" "pw: fetch: $ORIGIN_URL/redirect/3: Maximum (1) redirects followed"
+	# On stdout alike (bats drops the last newline).
+	run -47 --separate-stderr pw fetch -i -L --max-redirs 1 "$ORIGIN_URL/redirect/3"
+	like "$output"$'\n' "$H"
+	# Without -i, nothing: the -o file is not made.
+	run -47 --separate-stderr pw fetch -L --max-redirs 1 -o "$W/none" "$ORIGIN_URL/redirect/3"
+	is "$output" ""
+	[ ! -e "$W/none" ]
 }
 
 @test "-w: every variable, escapes, %%" {
