@@ -139,6 +139,13 @@ void		 out_record(int fmt, const struct out_col *cols, int ncols,
 		    const char *const *vals);
 void		 out_json_str(FILE *f, const char *s);
 void		 out_json_strn(FILE *f, const char *s, size_t n);
+/*
+ * One member of an object being built in b, after a comma unless first:
+ * "name":value, value a number as written, a string (is_str) or, when
+ * NULL, null. For pw fetch -w %{json}.
+ */
+void		 out_json_member(struct pw_buf *b, int first, const char *name,
+		    const char *value, int is_str);
 /* pw fetch --json: status, headers, body (text or base64), attempts. */
 void		 out_fetch_json(FILE *f, const struct pw_fetch_result *res,
 		    const char *hdrs, size_t hlen, const void *body,
