@@ -29,8 +29,9 @@ find_short(struct pw_args *a, int c)
 	return -1;
 }
 
+/* Option i has value v, given at argv[at]. */
 static void
-give(struct pw_args *a, int i, const char *v)
+give(struct pw_args *a, int i, const char *v, int at)
 {
 	int	n = a->count[i]++;
 
@@ -38,6 +39,8 @@ give(struct pw_args *a, int i, const char *v)
 	a->all[i] = pw_xrealloc(a->all[i], (n + 2) * sizeof(char *));
 	a->all[i][n] = (char *)v;
 	a->all[i][n + 1] = NULL;
+	a->pos[i] = pw_xrealloc(a->pos[i], (n + 1) * sizeof(int));
+	a->pos[i][n] = at;
 }
 
 int
@@ -52,6 +55,7 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 	a->last = pw_xcalloc(nopts, sizeof *a->last);
 	a->count = pw_xcalloc(nopts, sizeof *a->count);
 	a->all = pw_xcalloc(nopts, sizeof *a->all);
+	a->pos = pw_xcalloc(nopts, sizeof *a->pos);
 	a->argv = pw_xcalloc(argc + 1, sizeof *a->argv);
 
 	for (i = 0; i < argc; i++) {
@@ -77,11 +81,13 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 					return pw_failf(err, PW_EUSAGE,
 					    "option '--%s' takes no value",
 					    opts[o]->lname);
-				give(a, o, "");
+				give(a, o, "", i);
 			} else if (eq != NULL)
-				give(a, o, eq + 1);
-			else if (i + 1 < argc)
-				give(a, o, argv[++i]);
+				give(a, o, eq + 1, i);
+			else if (i + 1 < argc) {
+				give(a, o, argv[i + 1], i);
+				i++;
+			}
 			else
 				return pw_failf(err, PW_EUSAGE,
 				    "option '--%s' needs a value",
@@ -96,13 +102,15 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 				return pw_failf(err, PW_EUSAGE,
 				    "unknown option '-%c'", *p);
 			if (opts[o]->arg == NULL) {
-				give(a, o, "");
+				give(a, o, "", i);
 				continue;
 			}
 			if (p[1] != '\0')
-				give(a, o, p + 1);
-			else if (i + 1 < argc)
-				give(a, o, argv[++i]);
+				give(a, o, p + 1, i);
+			else if (i + 1 < argc) {
+				give(a, o, argv[i + 1], i);
+				i++;
+			}
 			else
 				return pw_failf(err, PW_EUSAGE, "option '-%c' "
 				    "needs a value", *p);
@@ -115,9 +123,12 @@ args_parse(struct pw_args *a, const struct pw_opt **opts, int nopts,
 void
 args_free(struct pw_args *a)
 {
-	for (int i = 0; i < a->nopts; i++)
+	for (int i = 0; i < a->nopts; i++) {
 		free(a->all[i]);
+		free(a->pos[i]);
+	}
 	free(a->all);
+	free(a->pos);
 	free(a->last);
 	free(a->count);
 	free(a->argv);
@@ -155,4 +166,12 @@ arg_all(struct pw_args *a, const char *lname, int *n)
 
 	*n = i >= 0 ? a->count[i] : 0;
 	return i >= 0 ? a->all[i] : NULL;
+}
+
+int
+arg_pos(struct pw_args *a, const char *lname, int k)
+{
+	int	i = index_of(a, lname);
+
+	return i >= 0 && k >= 0 && k < a->count[i] ? a->pos[i][k] : -1;
 }

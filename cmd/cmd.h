@@ -59,6 +59,7 @@ struct pw_args {
 	const char		**last;		/* last value by option */
 	int			 *count;	/* times given by option */
 	char			***all;		/* every value by option */
+	int			**pos;		/* and where it was given */
 	int			  argc;		/* positional arguments */
 	char			**argv;
 };
@@ -82,6 +83,11 @@ struct pw_cmdctx {
 const char	*arg_get(struct pw_args *a, const char *lname);
 int		 arg_has(struct pw_args *a, const char *lname);
 char	       **arg_all(struct pw_args *a, const char *lname, int *n);
+/*
+ * Where the k-th value of lname (as arg_all counts) was given: its index
+ * in argv, to take two options' values in command-line order.
+ */
+int		 arg_pos(struct pw_args *a, const char *lname, int k);
 int		 args_parse(struct pw_args *a, const struct pw_opt **opts,
 		     int nopts, int argc, char **argv, struct pw_err *err);
 void		 args_free(struct pw_args *a);
@@ -133,6 +139,13 @@ void		 out_record(int fmt, const struct out_col *cols, int ncols,
 		    const char *const *vals);
 void		 out_json_str(FILE *f, const char *s);
 void		 out_json_strn(FILE *f, const char *s, size_t n);
+/*
+ * One member of an object being built in b, after a comma unless first:
+ * "name":value, value a number as written, a string (is_str) or, when
+ * NULL, null. For pw fetch -w %{json}.
+ */
+void		 out_json_member(struct pw_buf *b, int first, const char *name,
+		    const char *value, int is_str);
 /* pw fetch --json: status, headers, body (text or base64), attempts. */
 void		 out_fetch_json(FILE *f, const struct pw_fetch_result *res,
 		    const char *hdrs, size_t hlen, const void *body,

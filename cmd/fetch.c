@@ -276,23 +276,29 @@ slurp(struct pw_cmdctx *cc, const char *name, int strip_newlines,
 	return 0;
 }
 
-/* -d (repeatable, joined with '&', @FILE without newlines) and
- * --data-binary (@FILE as is, or the text). */
+/*
+ * -d (@FILE without its newlines) and --data-binary (@FILE as it is), each
+ * repeatable: as curl, every piece in command-line order, joined by '&'.
+ */
 static int
 body_opts(struct pw_cmdctx *cc, struct pw_buf *b, int *has)
 {
 	char	**d, **bin;
-	int	  nd = 0, nbin = 0, r;
+	int	  nd = 0, nbin = 0, id = 0, ibin = 0, r;
 
 	d = arg_all(cc->args, "data", &nd);
 	bin = arg_all(cc->args, "data-binary", &nbin);
 	*has = nd + nbin > 0;
-	for (int i = 0; i < nd + nbin; i++) {
-		const char *v = i < nd ? d[i] : bin[i - nd];
-		if (i > 0)
+	while (id + ibin < nd + nbin) {
+		int	    text = ibin == nbin || (id < nd &&
+			    arg_pos(cc->args, "data", id) <
+			    arg_pos(cc->args, "data-binary", ibin));
+		const char *v = text ? d[id++] : bin[ibin++];
+
+		if (id + ibin > 1)
 			pw_buf_addc(b, '&');
 		if (v[0] == '@') {
-			if ((r = slurp(cc, v + 1, i < nd, b)) != 0)
+			if ((r = slurp(cc, v + 1, text, b)) != 0)
 				return r;
 		} else
 			pw_buf_adds(b, v);
@@ -350,17 +356,299 @@ seconds_opt(struct pw_cmdctx *cc, const char *lname, int64_t *ms)
 
 static const char *const kinds[] = { "none", "proxy", "target" };
 
-/* The -w variables; check_only reports an unknown one. */
+/*
+ * The -w variables, in curl's order (by name, as %{json} lists them).
+ * Each is curl's of the same name, of the last attempt; proxy, proxy_id
+ * and attempts are pw's own.
+ */
+enum wkind {
+	W_NUM,		/* a number */
+	W_CODE,		/* an HTTP status, three digits as curl */
+	W_TIME,		/* seconds, to the microsecond */
+	W_STR,		/* text */
+	W_STREAM,	/* %{stdout}, %{stderr}: where the rest goes */
+	W_JSON		/* %{json}: all the others */
+};
+
+enum wid {
+	WV_ATTEMPTS,
+	WV_CONTENT_TYPE,
+	WV_ERRORMSG,
+	WV_EXITCODE,
+	WV_HTTP_CODE,
+	WV_HTTP_VERSION,
+	WV_JSON,
+	WV_LOCAL_IP,
+	WV_LOCAL_PORT,
+	WV_METHOD,
+	WV_NUM_CONNECTS,
+	WV_NUM_REDIRECTS,
+	WV_PROXY,
+	WV_PROXY_ID,
+	WV_REMOTE_IP,
+	WV_REMOTE_PORT,
+	WV_RESPONSE_CODE,
+	WV_SCHEME,
+	WV_SIZE_DOWNLOAD,
+	WV_SIZE_HEADER,
+	WV_SIZE_REQUEST,
+	WV_SIZE_UPLOAD,
+	WV_SPEED_DOWNLOAD,
+	WV_SPEED_UPLOAD,
+	WV_STDERR,
+	WV_STDOUT,
+	WV_TIME_APPCONNECT,
+	WV_TIME_CONNECT,
+	WV_TIME_NAMELOOKUP,
+	WV_TIME_PRETRANSFER,
+	WV_TIME_REDIRECT,
+	WV_TIME_STARTTRANSFER,
+	WV_TIME_TOTAL,
+	WV_URL_EFFECTIVE,
+};
+
+static const struct wvar {
+	const char	*name;
+	int		 kind;
+	int		 id;	/* enum wid */
+} wvars[] = {
+	{ "attempts", W_NUM, WV_ATTEMPTS },
+	{ "content_type", W_STR, WV_CONTENT_TYPE },
+	{ "errormsg", W_STR, WV_ERRORMSG },
+	{ "exitcode", W_NUM, WV_EXITCODE },
+	{ "http_code", W_CODE, WV_HTTP_CODE },
+	{ "http_version", W_STR, WV_HTTP_VERSION },
+	{ "json", W_JSON, WV_JSON },
+	{ "local_ip", W_STR, WV_LOCAL_IP },
+	{ "local_port", W_NUM, WV_LOCAL_PORT },
+	{ "method", W_STR, WV_METHOD },
+	{ "num_connects", W_NUM, WV_NUM_CONNECTS },
+	{ "num_redirects", W_NUM, WV_NUM_REDIRECTS },
+	{ "proxy", W_STR, WV_PROXY },
+	{ "proxy_id", W_NUM, WV_PROXY_ID },
+	{ "remote_ip", W_STR, WV_REMOTE_IP },
+	{ "remote_port", W_NUM, WV_REMOTE_PORT },
+	{ "response_code", W_CODE, WV_RESPONSE_CODE },
+	{ "scheme", W_STR, WV_SCHEME },
+	{ "size_download", W_NUM, WV_SIZE_DOWNLOAD },
+	{ "size_header", W_NUM, WV_SIZE_HEADER },
+	{ "size_request", W_NUM, WV_SIZE_REQUEST },
+	{ "size_upload", W_NUM, WV_SIZE_UPLOAD },
+	{ "speed_download", W_NUM, WV_SPEED_DOWNLOAD },
+	{ "speed_upload", W_NUM, WV_SPEED_UPLOAD },
+	{ "stderr", W_STREAM, WV_STDERR },
+	{ "stdout", W_STREAM, WV_STDOUT },
+	{ "time_appconnect", W_TIME, WV_TIME_APPCONNECT },
+	{ "time_connect", W_TIME, WV_TIME_CONNECT },
+	{ "time_namelookup", W_TIME, WV_TIME_NAMELOOKUP },
+	{ "time_pretransfer", W_TIME, WV_TIME_PRETRANSFER },
+	{ "time_redirect", W_TIME, WV_TIME_REDIRECT },
+	{ "time_starttransfer", W_TIME, WV_TIME_STARTTRANSFER },
+	{ "time_total", W_TIME, WV_TIME_TOTAL },
+	{ "url_effective", W_STR, WV_URL_EFFECTIVE },
+	{ NULL, 0, 0 }
+};
+
+/* What the -w variables are made of. */
+struct wctx {
+	const struct pw_fetch_result	*res;
+	int				 exitcode;
+	const char			*errormsg;	/* NULL: none */
+};
+
+/* Variable "name" (n bytes, any case, as curl), or -1. */
 static int
-write_out(struct pw_cmdctx *cc, const char *fmt,
-    const struct pw_fetch_result *res, int exitcode, int check_only)
+wvar_find(const char *name, size_t n)
 {
-	static const char *const vars[] = { "http_code", "response_code",
-	    "proxy", "proxy_id", "attempts", "time_total", "time_connect",
-	    "time_starttransfer", "size_download", "url_effective",
-	    "content_type", "num_redirects", "exitcode", NULL };
+	for (int v = 0; wvars[v].name != NULL; v++)
+		if (strlen(wvars[v].name) == n &&
+		    strncasecmp(wvars[v].name, name, n) == 0)
+			return v;
+	return -1;
+}
+
+/*
+ * Append the value of variable v to b as -w writes it (for %{json}: a
+ * status without its leading zeros); 0 when it has none (JSON's null).
+ */
+static int
+wvar_value(int v, const struct wctx *w, struct pw_buf *b, int json)
+{
+	const struct pw_fetch_result	*res = w->res;
+	const char			*str = NULL;
+	long long			 num = 0;
+
+	switch (wvars[v].id) {
+	case WV_ATTEMPTS:
+		num = (long long)res->nattempts;
+		break;
+	case WV_CONTENT_TYPE:
+		str = res->content_type;
+		break;
+	case WV_ERRORMSG:
+		str = w->errormsg;
+		break;
+	case WV_EXITCODE:
+		num = w->exitcode;
+		break;
+	case WV_HTTP_CODE:
+	case WV_RESPONSE_CODE:
+		num = res->status;
+		break;
+	case WV_HTTP_VERSION:
+		str = res->http_version != NULL ? res->http_version : "0";
+		break;
+	case WV_LOCAL_IP:
+		str = res->local_ip;
+		break;
+	case WV_LOCAL_PORT:
+		num = res->local_port;
+		break;
+	case WV_METHOD:
+		str = res->method;
+		break;
+	case WV_NUM_CONNECTS:
+		num = res->num_connects;
+		break;
+	case WV_NUM_REDIRECTS:
+		num = res->num_redirects;
+		break;
+	case WV_PROXY:
+		str = res->proxy;
+		break;
+	case WV_PROXY_ID:
+		num = (long long)res->proxy_id;
+		break;
+	case WV_REMOTE_IP:
+		str = res->remote_ip;
+		break;
+	case WV_REMOTE_PORT:
+		num = res->remote_port;
+		break;
+	case WV_SCHEME:
+		str = res->scheme;
+		break;
+	case WV_SIZE_DOWNLOAD:
+		num = (long long)res->size_download;
+		break;
+	case WV_SIZE_HEADER:
+		num = res->size_header;
+		break;
+	case WV_SIZE_REQUEST:
+		num = res->size_request;
+		break;
+	case WV_SIZE_UPLOAD:
+		num = (long long)res->size_upload;
+		break;
+	case WV_SPEED_DOWNLOAD:
+		num = (long long)res->speed_download;
+		break;
+	case WV_SPEED_UPLOAD:
+		num = (long long)res->speed_upload;
+		break;
+	case WV_TIME_APPCONNECT:
+		num = (long long)res->time_appconnect;
+		break;
+	case WV_TIME_CONNECT:
+		num = (long long)res->time_connect;
+		break;
+	case WV_TIME_NAMELOOKUP:
+		num = (long long)res->time_namelookup;
+		break;
+	case WV_TIME_PRETRANSFER:
+		num = (long long)res->time_pretransfer;
+		break;
+	case WV_TIME_REDIRECT:
+		num = (long long)res->time_redirect;
+		break;
+	case WV_TIME_STARTTRANSFER:
+		num = (long long)res->time_starttransfer;
+		break;
+	case WV_TIME_TOTAL:
+		num = (long long)res->time_total;
+		break;
+	case WV_URL_EFFECTIVE:
+		str = res->url_effective;
+		break;
+	default:	/* not a value: json, stdout, stderr */
+		break;
+	}
+	switch (wvars[v].kind) {
+	case W_STR:
+		if (str == NULL)
+			return 0;
+		pw_buf_adds(b, str);
+		break;
+	case W_CODE:
+		pw_buf_addf(b, json ? "%lld" : "%03lld", num);
+		break;
+	case W_TIME:
+		pw_buf_addf(b, "%lld.%06lld", num / 1000000, num % 1000000);
+		break;
+	default:
+		pw_buf_addf(b, "%lld", num);
+		break;
+	}
+	return 1;
+}
+
+/* %{json}: every variable, as curl's, in one object. */
+static void
+wvars_json(const struct wctx *w, struct pw_buf *b)
+{
+	struct pw_buf	val;
+	int		first = 1;
+
+	pw_buf_init(&val);
+	pw_buf_addc(b, '{');
+	for (int v = 0; wvars[v].name != NULL; v++) {
+		if (wvars[v].kind == W_STREAM || wvars[v].kind == W_JSON)
+			continue;
+		pw_buf_reset(&val);
+		out_json_member(b, first, wvars[v].name,
+		    wvar_value(v, w, &val, 1) ? val.data : NULL,
+		    wvars[v].kind == W_STR);
+		first = 0;
+	}
+	pw_buf_addc(b, '}');
+	pw_buf_release(&val);
+}
+
+/* Write out what b holds to f, and empty it. */
+static void
+wflush(struct pw_buf *b, FILE *f)
+{
+	fwrite(b->data, 1, b->len, f);
+	fflush(f);
+	pw_buf_reset(b);
+}
+
+/*
+ * %{errormsg} of a fetch that failed with r: the last attempt's error
+ * when it failed the fetch, else what pw says on stderr (without "pw:
+ * fetch: ").
+ */
+static const char *
+error_message(struct pw_cmdctx *cc, int r, const struct pw_fetch_result *res)
+{
+	const char	*m = cc->ctx->err.msg;
+	size_t		 n = strlen(cc->path);
+
+	if ((r == PW_ETARGET || r == PW_EALLFAILED) && res->nattempts > 0 &&
+	    res->attempts[res->nattempts - 1].error != NULL)
+		return res->attempts[res->nattempts - 1].error;
+	if (!strncmp(m, cc->path, n) && !strncmp(m + n, ": ", 2))
+		m += n + 2;
+	return m;
+}
+
+/* -w FORMAT; with w NULL, only check it: an unknown variable is refused. */
+static int
+write_out(struct pw_cmdctx *cc, const char *fmt, const struct wctx *w)
+{
 	struct pw_buf	 b;
 	const char	*p, *e;
+	FILE		*f = stdout;
 
 	pw_buf_init(&b);
 	for (p = fmt; *p != '\0'; p++) {
@@ -385,66 +673,46 @@ write_out(struct pw_cmdctx *cc, const char *fmt,
 			p++;
 			continue;
 		}
+		/* A response header's value, as curl 7.84 and later. */
+		if (!strncmp(p + 1, "header{", 7) &&
+		    (e = strchr(p + 8, '}')) != NULL) {
+			char *name = pw_xstrndup(p + 8, e - p - 8), *val;
+
+			p = e;
+			if (w != NULL && w->res->headers != NULL &&
+			    (val = pw_header_first(w->res->headers,
+			    w->res->headers_len, name)) != NULL) {
+				pw_buf_adds(&b, val);
+				free(val);
+			}
+			free(name);
+			continue;
+		}
 		if (p[1] != '{' || (e = strchr(p, '}')) == NULL) {
 			pw_buf_addc(&b, '%');
 			continue;
 		}
 		size_t	n = e - p - 2;
-		int	v = 0;
-		for (; vars[v] != NULL; v++)
-			if (strlen(vars[v]) == n && !strncmp(vars[v], p + 2, n))
-				break;
-		if (vars[v] == NULL) {
+		int	v = wvar_find(p + 2, n);
+
+		if (v < 0) {
 			pw_buf_release(&b);
 			return cmd_usagef(cc, "-w: unknown variable "
 			    "'%%{%.*s}'", (int)n, p + 2);
 		}
 		p = e;
-		if (check_only)
+		if (w == NULL)
 			continue;
-		switch (v) {
-		case 0: case 1:
-			pw_buf_addf(&b, "%03ld", res->status);
-			break;
-		case 2:
-			pw_buf_adds(&b, res->proxy ? res->proxy : "");
-			break;
-		case 3:
-			pw_buf_addf(&b, "%lld", (long long)res->proxy_id);
-			break;
-		case 4:
-			pw_buf_addf(&b, "%zu", res->nattempts);
-			break;
-		case 5:
-			pw_buf_addf(&b, "%.6f", res->time_total);
-			break;
-		case 6:
-			pw_buf_addf(&b, "%.6f", res->time_connect);
-			break;
-		case 7:
-			pw_buf_addf(&b, "%.6f", res->time_starttransfer);
-			break;
-		case 8:
-			pw_buf_addf(&b, "%lld", (long long)res->size_download);
-			break;
-		case 9:
-			pw_buf_adds(&b, res->url_effective ?
-			    res->url_effective : "");
-			break;
-		case 10:
-			pw_buf_adds(&b, res->content_type ?
-			    res->content_type : "");
-			break;
-		case 11:
-			pw_buf_addf(&b, "%ld", res->num_redirects);
-			break;
-		case 12:
-			pw_buf_addf(&b, "%d", exitcode);
-			break;
-		}
+		if (wvars[v].kind == W_STREAM) {
+			wflush(&b, f);
+			f = wvars[v].id == WV_STDERR ? stderr : stdout;
+		} else if (wvars[v].kind == W_JSON)
+			wvars_json(w, &b);
+		else
+			(void)wvar_value(v, w, &b, 0);
 	}
-	if (!check_only)
-		fwrite(b.data, 1, b.len, stdout);
+	if (w != NULL)
+		fwrite(b.data, 1, b.len, f);
 	pw_buf_release(&b);
 	return 0;
 }
@@ -479,7 +747,7 @@ fetch_exec(struct pw_cmdctx *cc)
 		free(redacted);
 		return r;
 	}
-	if (wfmt != NULL && (r = write_out(cc, wfmt, NULL, 0, 1)) != 0)
+	if (wfmt != NULL && (r = write_out(cc, wfmt, NULL)) != 0)
 		return r;
 	o.method = arg_get(cc->args, "request");
 	if (o.method != NULL && (*o.method == '\0' ||
@@ -618,8 +886,16 @@ fetch_exec(struct pw_cmdctx *cc)
 		    res.status);
 		free(shown);
 	}
-	if (wfmt != NULL)
-		write_out(cc, wfmt, &res, exitcode, 0);
+	/* As curl: the limit of -L --max-redirs is its own exit status. */
+	if (r == PW_ETARGET && res.redirs_exceeded)
+		exitcode = 47;
+	if (wfmt != NULL) {
+		struct wctx w = { &res, exitcode, NULL };
+
+		if (r != 0)
+			w.errormsg = error_message(cc, r, &res);
+		write_out(cc, wfmt, &w);
+	}
 	fflush(stdout);
 	/*
 	 * The outcomes just queued for the service go now if it answers at
@@ -637,9 +913,9 @@ fetch_exec(struct pw_cmdctx *cc)
 	pw_fetch_result_release(&res);
 	if (r != 0)
 		pw_err_prefix(&cc->ctx->err, "%s", cc->path);
-	if (exitcode == 22) {
+	if (exitcode == 22 || exitcode == 47) {
 		fprintf(stderr, "pw: %s\n", cc->ctx->err.msg);
-		r = 22;
+		r = exitcode;
 	}
 done:
 	free(retry_on);

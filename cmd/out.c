@@ -46,6 +46,22 @@ out_json_strn(FILE *f, const char *s, size_t n)
 	fwrite(b.data, 1, b.len, f);
 }
 
+void
+out_json_member(struct pw_buf *b, int first, const char *name,
+    const char *value, int is_str)
+{
+	if (!first)
+		pw_buf_addc(b, ',');
+	pw_buf_json(b, name, strlen(name));
+	pw_buf_addc(b, ':');
+	if (value == NULL)
+		pw_buf_adds(b, "null");
+	else if (is_str)
+		pw_buf_json(b, value, strlen(value));
+	else
+		pw_buf_adds(b, value);
+}
+
 /* Times are carried as epoch seconds and shown as ISO 8601 UTC. */
 static const char *
 iso_time(const char *v, char *buf, size_t n)

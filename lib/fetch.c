@@ -39,7 +39,23 @@ retry_status(const struct pw_fetch_opts *o, long status)
 	return 0;
 }
 
-/* Show what was held back: the response headers, once. */
+/* The response headers held back, shown: output begins. */
+static int
+show_headers(struct xfer *x)
+{
+	x->started = 1;
+	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
+	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
+		x->write_failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Show what was held back, once, unless the status makes this the
+ * proxy's failure (its own 407, a --retry-on status).
+ */
 static int
 start_output(struct xfer *x)
 {
@@ -60,13 +76,7 @@ start_output(struct xfer *x)
 		x->retry_status = 1;
 		return -1;
 	}
-	x->started = 1;
-	if (x->o->on_header != NULL && x->hdrs.len > 0 &&
-	    x->o->on_header(x->o->arg, x->hdrs.data, x->hdrs.len) != 0) {
-		x->write_failed = 1;
-		return -1;
-	}
-	return 0;
+	return show_headers(x);
 }
 
 static size_t
@@ -517,6 +527,87 @@ out:
 	return r;
 }
 
+static int64_t
+info_off(CURL *h, CURLINFO what)
+{
+	curl_off_t	v = 0;
+
+	curl_easy_getinfo(h, what, &v);
+	return v;
+}
+
+static long
+info_long(CURL *h, CURLINFO what)
+{
+	long	v = 0;
+
+	curl_easy_getinfo(h, what, &v);
+	return v;
+}
+
+static char *
+info_str(CURL *h, CURLINFO what)
+{
+	char	*v = NULL;
+
+	curl_easy_getinfo(h, what, &v);
+	return v != NULL ? pw_xstrdup(v) : NULL;
+}
+
+/* What the last attempt left in h, for -w and --json. */
+static void
+last_info(CURL *h, const struct pw_fetch_opts *o,
+    struct pw_fetch_result *res)
+{
+	char	*eff = NULL;
+
+	res->time_namelookup = info_off(h, CURLINFO_NAMELOOKUP_TIME_T);
+	res->time_connect = info_off(h, CURLINFO_CONNECT_TIME_T);
+	res->time_appconnect = info_off(h, CURLINFO_APPCONNECT_TIME_T);
+	res->time_pretransfer = info_off(h, CURLINFO_PRETRANSFER_TIME_T);
+	res->time_starttransfer = info_off(h,
+	    CURLINFO_STARTTRANSFER_TIME_T);
+	res->time_redirect = info_off(h, CURLINFO_REDIRECT_TIME_T);
+	res->time_total = info_off(h, CURLINFO_TOTAL_TIME_T);
+	res->size_download = info_off(h, CURLINFO_SIZE_DOWNLOAD_T);
+	res->size_upload = info_off(h, CURLINFO_SIZE_UPLOAD_T);
+	res->speed_download = info_off(h, CURLINFO_SPEED_DOWNLOAD_T);
+	res->speed_upload = info_off(h, CURLINFO_SPEED_UPLOAD_T);
+	res->size_header = info_long(h, CURLINFO_HEADER_SIZE);
+	res->size_request = info_long(h, CURLINFO_REQUEST_SIZE);
+	res->num_redirects = info_long(h, CURLINFO_REDIRECT_COUNT);
+	res->num_connects = info_long(h, CURLINFO_NUM_CONNECTS);
+	res->remote_port = info_long(h, CURLINFO_PRIMARY_PORT);
+	res->local_port = info_long(h, CURLINFO_LOCAL_PORT);
+	res->remote_ip = info_str(h, CURLINFO_PRIMARY_IP);
+	res->local_ip = info_str(h, CURLINFO_LOCAL_IP);
+	res->scheme = info_str(h, CURLINFO_SCHEME);
+	res->method = info_str(h, CURLINFO_EFFECTIVE_METHOD);
+	res->content_type = info_str(h, CURLINFO_CONTENT_TYPE);
+	switch (info_long(h, CURLINFO_HTTP_VERSION)) {
+	case CURL_HTTP_VERSION_1_0:
+		res->http_version = "1";
+		break;
+	case CURL_HTTP_VERSION_1_1:
+		res->http_version = "1.1";
+		break;
+	case CURL_HTTP_VERSION_2_0:
+		res->http_version = "2";
+		break;
+	case CURL_HTTP_VERSION_3:
+		res->http_version = "3";
+		break;
+	default:
+		res->http_version = "0";
+		break;
+	}
+	/* libcurl's keeps a password given in the URL. */
+	curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
+	if (eff != NULL)
+		res->url_effective = o->show_secrets ? pw_xstrdup(eff) :
+		    pw_redact_url(eff);
+}
+
 static int
 is_tunnel(const struct pw_fetch_opts *o, const struct pw_addr *a)
 {
@@ -540,7 +631,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 	struct pw_delegation	 dlg;
 	size_t			 ntried = 0, nsvc = 0;
 	int			 tries, r = 0, kind, outcome, delegate, path;
-	int			 tls;
+	int			 tls, performed = 0;
 	CURL			*h;
 	CURLcode		 rc;
 
@@ -670,8 +761,16 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
 		errbuf[0] = '\0';
 		rc = curl_easy_perform(h);
+		performed = 1;
 		if (rc == CURLE_OK && !x.started)
 			start_output(&x);	/* no body: show the headers */
+		else if (rc == CURLE_TOO_MANY_REDIRECTS && !x.started)
+			/*
+			 * As curl -i: the responses up to the limit, though
+			 * the fetch failed (the target's doing: no other
+			 * proxy would fare better).
+			 */
+			show_headers(&x);
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &total);
 		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME, &start);
@@ -709,7 +808,14 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		/* Not before: a (the proxy's address) is p's. */
 		if (o->proxy == NULL)
 			pw_proxy_release(&p);
+		/* The last attempt's headers stay, for -w %header{}. */
+		free(res->headers);
+		res->headers = NULL;
+		res->headers_len = x.hdrs.len;
+		if (x.hdrs.len > 0)
+			res->headers = pw_buf_detach(&x.hdrs);
 		pw_buf_release(&x.hdrs);
+		res->redirs_exceeded = rc == CURLE_TOO_MANY_REDIRECTS;
 		attempt_add(res, id, shown, kind, kind ? errbuf : NULL, status,
 		    total * 1000);
 		res->attempts[res->nattempts - 1].timed_out =
@@ -742,24 +848,6 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		}
 	}
 
-	/* What the last attempt left, for -w and --json. */
-	{
-		char *eff = NULL, *ctype = NULL;
-		curl_off_t dl = 0;
-		curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff);
-		curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ctype);
-		curl_easy_getinfo(h, CURLINFO_SIZE_DOWNLOAD_T, &dl);
-		curl_easy_getinfo(h, CURLINFO_REDIRECT_COUNT,
-		    &res->num_redirects);
-		curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &res->time_total);
-		curl_easy_getinfo(h, CURLINFO_CONNECT_TIME,
-		    &res->time_connect);
-		curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME,
-		    &res->time_starttransfer);
-		res->url_effective = eff ? pw_xstrdup(eff) : NULL;
-		res->content_type = ctype ? pw_xstrdup(ctype) : NULL;
-		res->size_download = dl;
-	}
 	if (res->nattempts == 0)
 		goto out;
 	kind = res->attempts[res->nattempts - 1].kind;
@@ -775,6 +863,9 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		    "tried failed (%zu %s)", url, res->nattempts,
 		    res->nattempts == 1 ? "attempt" : "attempts");
 out:
+	/* However it ended: a failed write has its figures too. */
+	if (performed)
+		last_info(h, o, res);
 	free(url);
 	free(shown);
 	free(tried);
@@ -811,6 +902,11 @@ pw_fetch_result_release(struct pw_fetch_result *res)
 	free(res->proxy);
 	free(res->url_effective);
 	free(res->content_type);
+	free(res->remote_ip);
+	free(res->local_ip);
+	free(res->scheme);
+	free(res->method);
+	free(res->headers);
 	free(res->fallback_why);
 	memset(res, 0, sizeof *res);
 }
@@ -877,7 +973,8 @@ hfields_parse(struct hfields *h, const char *p, size_t n)
 		ve = eol;
 		while (v < ve && (*v == ' ' || *v == '\t'))
 			v++;
-		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+		while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' ||
+		    ve[-1] == '\t'))
 			ve--;
 		f = &h->f[h->n];
 		f->v = v;
@@ -984,6 +1081,22 @@ pw_header_get(const char *p, size_t n, const char *name)
 			r = pw_buf_detach(&val);
 		}
 	pw_buf_release(&val);
+	hfields_release(&h);
+	return r;
+}
+
+char *
+pw_header_first(const char *p, size_t n, const char *name)
+{
+	struct hfields	h;
+	char		*r = NULL;
+	size_t		 len = strlen(name);
+
+	hfields_parse(&h, p, n);
+	for (size_t i = 0; i < h.n && r == NULL; i++)
+		if (!h.f[i].dup && h.f[i].nlen == len &&
+		    strncasecmp(h.names.data + h.f[i].name, name, len) == 0)
+			r = pw_xstrndup(h.f[i].v, h.f[i].vlen);
 	hfields_release(&h);
 	return r;
 }

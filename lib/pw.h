@@ -490,11 +490,36 @@ struct pw_fetch_result {
 	struct pw_attempt *attempts;
 	size_t		 nattempts;
 	int		 body_started;
-	double		 time_total, time_connect, time_starttransfer;
-	int64_t		 size_download;
-	long		 num_redirects;
+	/*
+	 * The last attempt as libcurl saw it, for curl's -w variables of
+	 * the same names: times in microseconds from its start, sizes in
+	 * bytes, speeds in bytes a second. remote_ip and remote_port are
+	 * those of the last connection: the proxy's.
+	 */
+	int64_t		 time_namelookup, time_connect, time_appconnect;
+	int64_t		 time_pretransfer, time_starttransfer, time_redirect;
+	int64_t		 time_total;
+	int64_t		 size_download, size_upload;
+	int64_t		 speed_download, speed_upload;
+	long		 size_header, size_request;
+	long		 num_redirects, num_connects;
+	long		 remote_port, local_port;
+	char		*remote_ip, *local_ip;	/* NULL: none */
+	const char	*http_version;	/* "0" "1" "1.1" "2" "3" (static) */
+	char		*scheme;	/* as libcurl names it, or NULL */
+	char		*method;
+	/* The last URL asked for; its password masked (see show_secrets). */
 	char		*url_effective;
 	char		*content_type;
+	/*
+	 * The response headers of the last attempt, as libcurl gave them
+	 * (every response of it, redirects first), up to the body; NULL
+	 * when none came.
+	 */
+	char		*headers;
+	size_t		 headers_len;
+	/* The last attempt stopped at max_redirs (curl's exit status 47). */
+	int		 redirs_exceeded;
 	int		 delegated;	/* a service was configured */
 	int		 path;		/* enum pw_path of the last attempt */
 	char		*fallback_why;	/* why the service was not used */
@@ -520,6 +545,12 @@ void	 pw_fetch_result_release(struct pw_fetch_result *res);
  */
 void	 pw_headers_json(struct pw_buf *out, const char *block, size_t n);
 char	*pw_header_get(const char *block, size_t n, const char *name);
+/*
+ * As curl's -w %header{NAME}: the value of the first field of that name
+ * (any case) in the last response of the block, as it came but for the
+ * white space around it; NULL when there is none (caller frees).
+ */
+char	*pw_header_first(const char *block, size_t n, const char *name);
 
 /* --------------------------------------------------------------- health */
 

@@ -257,6 +257,16 @@ BADNAME=$(printf 'a%.0s' {1..64}).test
 	    POST 'a=1&b=two words&x=1y=2' application/x-www-form-urlencoded)"
 }
 
+@test "POST: -d and --data-binary pieces joined by & in command-line order, as curl" {
+	add "$T1"
+	printf 'x=1\ny=2\r\n' >"$W/form"
+	printf 'raw\nbytes' >"$W/raw"
+	run -0 pw fetch --data-binary 'b=1' -d 'a=2' --data-binary @"$W/raw" \
+	    -d @"$W/form" --data=c=3 --data-binary=d=4 -de=5 "$ORIGIN_URL/echo"
+	is "$(json_get method body <<<"$output")" "$(lines POST \
+	    $'b=1&a=2&raw\nbytes&x=1y=2&c=3&d=4&e=5')"
+}
+
 @test "POST: --data-binary @file and @- send every byte as it is" {
 	add "$T1"
 	printf "$(printf '\\%03o' $(seq 0 255))" >"$W/bin"
@@ -713,11 +723,50 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	is "$(json_get path <"$W/r")" /redirect/0
 	run -0 pw fetch -o /dev/null -w '%{http_code} %{num_redirects}' "$ORIGIN_URL/redirect/3"
 	is "$output" "302 0"
-	run -5 --separate-stderr pw fetch -L --max-redirs 1 -o /dev/null \
-	    -w '%{http_code} %{num_redirects} %{attempts}' "$ORIGIN_URL/redirect/3"
-	is "$output" "302 1 1"
-	is "${stderr_lines[0]}" "pw: fetch: attempt 1 via $T1: target failed: Maximum (1) redirects followed"
+	# As curl: over --max-redirs is exit status 47, the target's failure.
+	run -47 --separate-stderr pw fetch -L --max-redirs 1 -o /dev/null \
+	    -w '%{http_code} %{num_redirects} %{attempts} %{exitcode}' "$ORIGIN_URL/redirect/3"
+	is "$output" "302 1 1 47"
+	is "$stderr" "$(lines \
+	    "pw: fetch: attempt 1 via $T1: target failed: Maximum (1) redirects followed" \
+	    "pw: fetch: $ORIGIN_URL/redirect/3: Maximum (1) redirects followed")"
 	is "$(stats 1)" "3 3 2 0 0"
+	run -47 --separate-stderr pw fetch -s -L --max-redirs 0 "$ORIGIN_URL/redirect/1"
+	is "$output" ""
+	is "$stderr" "pw: fetch: $ORIGIN_URL/redirect/1: Maximum (0) redirects followed"
+}
+
+@test "-i with -L: every response's headers in turn; over --max-redirs, those that came" {
+	add "$T1"
+	# want STATUS CTYPE LOCATION LENGTH: a header block, as a glob, to H.
+	H=
+	want() {
+		H+="HTTP/1.1 $1"$'\r\n'"Via: 1.1 tinyproxy-$TP1 (tinyproxy/*)"$'\r\n'
+		H+="Server: pw-origin"$'\r\n'"Date: *"$'\r\n'"Content-Type: $2"$'\r\n'
+		[ -z "$3" ] || H+="Location: $3"$'\r\n'
+		H+="Content-Length: $4"$'\r\n\r\n'
+	}
+	pw fetch -i -L "$ORIGIN_URL/redirect/2" >"$W/out"
+	want '302 Found' text/plain /redirect/1 24
+	want '302 Found' text/plain /redirect/0 24
+	want '200 OK' application/json '' '*'
+	like "$(cat "$W/out")" "$H"'{*"path": "/redirect/0"*}'
+	# The headers of the two responses libcurl took, then the error.
+	run -47 --separate-stderr pw fetch -i -L --max-redirs 1 -o "$W/h" \
+	    "$ORIGIN_URL/redirect/3"
+	H=
+	want '302 Found' text/plain /redirect/2 24
+	want '302 Found' text/plain /redirect/1 24
+	like "$(cat "$W/h"; echo .)" "$H."
+	is "$output" ""
+	is "${stderr_lines[1]}" "pw: fetch: $ORIGIN_URL/redirect/3: Maximum (1) redirects followed"
+	# On stdout alike (bats drops the last newline).
+	run -47 --separate-stderr pw fetch -i -L --max-redirs 1 "$ORIGIN_URL/redirect/3"
+	like "$output"$'\n' "$H"
+	# Without -i, nothing: the -o file is not made.
+	run -47 --separate-stderr pw fetch -L --max-redirs 1 -o "$W/none" "$ORIGIN_URL/redirect/3"
+	is "$output" ""
+	[ ! -e "$W/none" ]
 }
 
 @test "-w: every variable, escapes, %%" {
@@ -731,6 +780,191 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	for t in "${f[@]:14:3}"; do
 		[[ $t =~ ^[0-9]+\.[0-9]{6}$ ]]
 	done
+}
+
+# le A B: A <= B, as decimal numbers.
+le() {
+	awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }' ||
+	    { echo "not $1 <= $2"; return 1; }
+}
+
+# us SECONDS: -w's "S.UUUUUU" in microseconds.
+us() {
+	echo $((${1%.*} * 1000000 + 10#${1#*.}))
+}
+
+@test "-w: curl's scheme, http_version, method, addresses, ports, connects; names in any case" {
+	add "$T1"
+	run -0 --separate-stderr pw fetch -o /dev/null -w '%{scheme}|%{http_version}|%{method}|%{remote_ip}|%{remote_port}|%{local_ip}|%{local_port}|%{num_connects}|%{size_upload}|%{speed_upload}|%{errormsg}|%{HTTP_Code}|%{Num_Redirects}' \
+	    "$ORIGIN_URL/bytes/1000"
+	is "$stderr" ""
+	IFS='|' read -r -a f <<<"$output"
+	# libcurl's name for the scheme (upper case before curl 8).
+	is "${f[0],,}" http
+	# As curl through a proxy: the address and port are the proxy's.
+	is "$(lines "${f[@]:1:5}" "${f[@]:7}")" "$(lines 1.1 GET 127.0.0.1 "$TP1" \
+	    127.0.0.1 1 0 0 '' 200 0)"
+	[[ ${f[6]} =~ ^[1-9][0-9]*$ ]]
+	[ "${f[6]}" -le 65535 ]
+	[ "${f[6]}" != "$TP1" ]
+	# The method libcurl sent, and the body's size.
+	run -0 pw fetch -o /dev/null -d 'a=1&b=2' -w '%{method} %{size_upload}' "$ORIGIN_URL/echo"
+	is "$output" "POST 7"
+	run -0 pw fetch -o /dev/null -X PUT --data-binary 12345 -w '%{method} %{size_upload}' \
+	    "$ORIGIN_URL/echo"
+	is "$output" "PUT 5"
+	run -0 pw fetch -I -w '%{method} %{size_upload} %{size_download}' "$ORIGIN_URL/bytes/5"
+	is "${lines[-1]}" "HEAD 0 0"
+	# -L: tinyproxy closes after each answer; a CONNECT tunnel stays.
+	run -0 pw fetch -L -o /dev/null -w '%{num_redirects} %{num_connects} %{method}' \
+	    "$ORIGIN_URL/redirect/3"
+	is "$output" "3 4 GET"
+	run -0 pw fetch -L --cacert "$ORIGIN_CA" -o /dev/null \
+	    -w '%{num_redirects} %{num_connects} %{method}' "$ORIGIN_TLS_URL/redirect/3"
+	is "$output" "3 1 GET"
+	# Through SOCKS to https: the SOCKS server's port, TLS 1.1 inside.
+	add "$SOCKS"
+	run -0 --separate-stderr pw fetch --strategy least-used --cacert "$ORIGIN_CA" -o /dev/null \
+	    -w '%{scheme} %{remote_ip} %{remote_port} %{num_connects} %{http_version} %{proxy}' \
+	    "$ORIGIN_TLS_URL/ip"
+	is "${output,,}" "https 127.0.0.1 $MS 1 1.1 ${SOCKS_SHOWN,,}"
+}
+
+@test "-w: size_header and size_download are what -i writes; size_request is curl's for the same request" {
+	add "$T1"
+	for args in "" "-L" "-d a=1&b=2"; do
+		url=$ORIGIN_URL/bytes/1000
+		[ "$args" != -L ] || url=$ORIGIN_URL/redirect/2
+		# shellcheck disable=SC2086
+		run -0 --separate-stderr pw fetch -i -A t/1 $args -o "$W/out" \
+		    -w '%{size_header} %{size_download} %{size_request}' "$url"
+		read -r sh sd sr <<<"$output"
+		[ "$sh" -gt 100 ]
+		[ "$sd" -gt 0 ]
+		is "$(stat -c %s "$W/out")" $((sh + sd))
+		# The headers end where the body begins.
+		is "$(head -c "$sh" "$W/out" | tail -c 4 | od -An -c | tr -d ' ')" '\r\n\r\n'
+		[ "$args" = -L ] || is "$sd" 1000
+		# The request's bytes, as curl counts those of the same request.
+		# shellcheck disable=SC2086
+		is "$sr" "$(curl -s -o /dev/null -x "$T1" -A t/1 $args -w '%{size_request}' "$url")"
+	done
+	# -L: the three requests (of the same size) together.
+	run -0 pw fetch -L -A t/1 -o /dev/null -w '%{size_request}' "$ORIGIN_URL/redirect/2"
+	sr=$output
+	run -0 pw fetch -A t/1 -o /dev/null -w '%{size_request}' "$ORIGIN_URL/redirect/0"
+	is "$sr" $((3 * output))
+}
+
+@test "-w: time_* to the microsecond, in order; speed_* are size over time_total, as libcurl's" {
+	add "$T1"
+	run -0 --separate-stderr pw fetch -o /dev/null -d 'x=1234567' -w '%{time_namelookup} %{time_connect} %{time_appconnect} %{time_pretransfer} %{time_starttransfer} %{time_total} %{time_redirect} %{speed_download} %{size_download} %{speed_upload} %{size_upload}' \
+	    "$ORIGIN_URL/bytes/100000"
+	read -r tn tc ta tp ts tt tr sd size su usize <<<"$output"
+	for t in "$tn" "$tc" "$ta" "$tp" "$ts" "$tt" "$tr"; do
+		[[ $t =~ ^[0-9]+\.[0-9]{6}$ ]]
+	done
+	# No TLS, no redirect.
+	is "$ta $tr" "0.000000 0.000000"
+	le "$tn" "$tc"
+	le "$tc" "$tp"
+	le "$tp" "$ts"
+	le "$ts" "$tt"
+	is "$size $usize" "100000 9"
+	is "$sd $su" "$((size * 1000000 / $(us "$tt"))) $((usize * 1000000 / $(us "$tt")))"
+	# TLS through a CONNECT tunnel: after the connect, before the request.
+	run -0 --separate-stderr pw fetch --cacert "$ORIGIN_CA" -o /dev/null \
+	    -w '%{time_connect} %{time_appconnect} %{time_pretransfer}' "$ORIGIN_TLS_URL/ip"
+	read -r tc ta tp <<<"$output"
+	[ "$ta" != 0.000000 ]
+	le "$tc" "$ta"
+	le "$ta" "$tp"
+	# The redirects' time, before the last request began.
+	run -0 --separate-stderr pw fetch -L -o /dev/null \
+	    -w '%{time_redirect} %{time_total}' "$ORIGIN_URL/redirect/2?delay=100"
+	read -r tr tt <<<"$output"
+	le 0.2 "$tr"
+	le "$tr" "$tt"
+}
+
+@test "-w: %header{NAME}: the first field of that name in the last response, trimmed; none: empty" {
+	# SOCKS: the origin's headers as they were sent.
+	add "$SOCKS"
+	run -0 --separate-stderr pw fetch -o /dev/null \
+	    -w '[%header{x-a}][%header{X-B}][%header{none}][%header{CONTENT-TYPE}][%header{}][%header{x-a]' \
+	    "$ORIGIN_URL/headers?X-A=one&x-a=two&X-B=%20sp%09"
+	is "$output" "[one][sp][][application/json][][%header{x-a]"
+	# -L: the final response's, not a redirect's.
+	run -0 pw fetch -L -o /dev/null -w '[%header{location}][%header{content-type}]' \
+	    "$ORIGIN_URL/redirect/2"
+	is "$output" "[][application/json]"
+	# Over --max-redirs: the last redirect's.
+	run -47 --separate-stderr pw fetch -L --max-redirs 1 -o /dev/null \
+	    -w '%header{location}|%{errormsg}|%{exitcode}' "$ORIGIN_URL/redirect/3"
+	is "$output" "/redirect/1|Maximum (1) redirects followed|47"
+	# No response: nothing.
+	run -4 --separate-stderr pw fetch -x "$REFUSED" -w '[%header{content-type}]' "$ORIGIN_URL/ip"
+	is "$output" "[]"
+}
+
+@test "-w: %{stderr} and %{stdout} switch where the rest goes" {
+	add "$T1"
+	run -0 --separate-stderr pw fetch -o /dev/null -w '1%{stderr}2\n%{http_code}%{stdout}3\n' \
+	    "$ORIGIN_URL/ip"
+	is "$output" 13
+	is "$stderr" "$(lines 2 200)"
+}
+
+@test "-w: with failover, curl's variables are the last attempt's; errormsg is why it failed" {
+	add "$REFUSED" "$T1"
+	run -0 --separate-stderr pw fetch -v -o /dev/null \
+	    -w '%{attempts} %{remote_port} %{num_connects} [%{errormsg}] %{exitcode}' "$ORIGIN_URL/ip"
+	is "$output" "2 $TP1 1 [] 0"
+	# Every attempt failed: the last one's address, headers and error.
+	pw -q pool rm 1
+	add "$T2"
+	run -4 --separate-stderr pw fetch --retry-on 503 \
+	    -w '%{attempts} %{remote_port}|%header{via}|%{errormsg}|%{exitcode}' \
+	    "$ORIGIN_URL/status/503"
+	last=${stderr_lines[1]#*attempt 2 via http://127.0.0.1:}
+	last=${last%%:*}
+	[ "$last" = "$TP1" ] || [ "$last" = "$TP2" ]
+	like "$output" "2 $last|1.1 tinyproxy-$last (tinyproxy/*)|HTTP 503 (retry-on)|4"
+	run -4 --separate-stderr pw fetch -x "$REFUSED" -w '%{errormsg}' "$ORIGIN_URL/ip"
+	like "$output" "Failed to connect to 127.0.0.1 port $REFUSED_PORT after * ms: *"
+	# No proxy tried: what pw says.
+	pw -q pool rm 2 3
+	run -3 --separate-stderr pw fetch -w '%{attempts} %{errormsg}' "$ORIGIN_URL/ip"
+	is "$output" "0 ${stderr#pw: fetch: }"
+	[[ $output == "0 no eligible proxy"* ]]
+}
+
+@test "-w: %{json}: every variable in one object, by name" {
+	add "$T1"
+	run -0 --separate-stderr pw fetch -o /dev/null -w '%{json}' "$ORIGIN_URL/bytes/1000"
+	is "$(jq -r 'keys_unsorted | join(" ")' <<<"$output")" "attempts content_type errormsg exitcode http_code http_version local_ip local_port method num_connects num_redirects proxy proxy_id remote_ip remote_port response_code scheme size_download size_header size_request size_upload speed_download speed_upload time_appconnect time_connect time_namelookup time_pretransfer time_redirect time_starttransfer time_total url_effective"
+	is "$(jq -c '[.attempts, .content_type, .errormsg, .exitcode, .http_code, .http_version, .method, .proxy, .proxy_id, .remote_ip, .remote_port, .response_code, .size_download, .url_effective, (.time_total | type), (.local_port | type)]' <<<"$output")" \
+	    "[1,\"application/octet-stream\",null,0,200,\"1.1\",\"GET\",\"$T1\",1,\"127.0.0.1\",$TP1,200,1000,\"$ORIGIN_URL/bytes/1000\",\"number\",\"number\"]"
+	# Times as -w writes them: numbers to the microsecond.
+	[[ $output =~ \"time_appconnect\":0\.000000, ]]
+	# A fetch that failed: the error; no proxy answered.
+	run -4 --separate-stderr pw fetch -x "$REFUSED" -w '%{json}\n' "$ORIGIN_URL/ip"
+	is "$(jq -c '[.exitcode, .http_code, .proxy, (.errormsg | startswith("Failed to connect"))]' <<<"$output")" \
+	    "[4,0,null,true]"
+}
+
+@test "-w: no password in clear: url_effective masked, proxies too, unless --show-secrets" {
+	add "$SOCKS"
+	url="http://u:t0psecret@127.0.0.1:$ORIGIN_PORT"
+	run -0 --separate-stderr pw fetch -L -o /dev/null \
+	    -w '%{url_effective} %{proxy}\n%{json}' "$url/redirect/1"
+	is "${lines[0]}" "http://***:***@127.0.0.1:$ORIGIN_PORT/redirect/0 $SOCKS_SHOWN"
+	is "$(jq -r '.url_effective, .proxy' <<<"${lines[1]}")" \
+	    "$(lines "http://***:***@127.0.0.1:$ORIGIN_PORT/redirect/0" "$SOCKS_SHOWN")"
+	[[ $output$stderr != *t0psecret* && $output$stderr != *s3cret* ]]
+	run -0 --separate-stderr pw --show-secrets fetch -o /dev/null \
+	    -w '%{url_effective} %{proxy}' "$url/ip"
+	is "$output" "$url/ip $SOCKS"
 }
 
 @test "-w: an unknown variable is a usage error: exit 2, nothing fetched, state unchanged" {
@@ -915,8 +1149,11 @@ assert all(a["ms"] >= 0 for a in d["attempts"])' "$doc"
 	is "$output" 1
 	is "$stderr" "pw: fetch: cannot write output"
 	is "$(stats 1)" "1 1 0 0 0"
-	run -1 --separate-stderr pw fetch -o /dev/full "$ORIGIN_URL/ip"
+	run -1 --separate-stderr pw fetch -o /dev/full \
+	    -w '%{remote_port} %{size_download} %{exitcode} %{errormsg}' "$ORIGIN_URL/ip"
 	is "$stderr" "pw: fetch: cannot write output"
+	# -w still tells of the transfer that was cut short.
+	is "$output" "$TP1 $((${#SRC1} + 1)) 1 cannot write output"
 	is "$(stats 1)" "2 2 0 0 0"
 }
 
