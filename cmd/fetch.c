@@ -789,6 +789,7 @@ fetch_exec(struct pw_cmdctx *cc)
 	o.proxy = arg_get(cc->args, "proxy");
 	o.no_wait = arg_has(cc->args, "no-wait");
 	o.show_secrets = cc->show_secrets;
+	o.figures = 1;
 	pw_filter_init(&o.pick.filter);
 	if ((v = arg_get(cc->args, "country")) != NULL) {
 		if (pw_country_check(v, ccode, &cc->ctx->err) != 0)

@@ -864,7 +864,7 @@ pw_fetch(struct pw_ctx *ctx, const struct pw_fetch_opts *o,
 		    res->nattempts == 1 ? "attempt" : "attempts");
 out:
 	/* However it ended: a failed write has its figures too. */
-	if (performed)
+	if (performed && o->figures)
 		last_info(h, o, res);
 	free(url);
 	free(shown);

@@ -457,6 +457,8 @@ struct pw_fetch_opts {
 	int			  no_wait;
 	/* Proxies in the result and its attempts with credentials. */
 	int			  show_secrets;
+	/* Fill the result's libcurl figures (pw fetch's -w, --json). */
+	int			  figures;
 	/*
 	 * The final response: its header block, once, before the body; then
 	 * the body as it arrives. Non-zero from either stops the transfer.

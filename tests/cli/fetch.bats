@@ -846,14 +846,20 @@ us() {
 		is "$(head -c "$sh" "$W/out" | tail -c 4 | od -An -c | tr -d ' ')" '\r\n\r\n'
 		[ "$args" = -L ] || is "$sd" 1000
 		# The request's bytes, as curl counts those of the same request.
+		# Not with -L: tinyproxy closes each connection after its
+		# response, and a libcurl that sent the next request on it
+		# before it saw the close sends it again (and counts it twice).
 		# shellcheck disable=SC2086
-		is "$sr" "$(curl -s -o /dev/null -x "$T1" -A t/1 $args -w '%{size_request}' "$url")"
+		[ "$args" = -L ] ||
+		    is "$sr" "$(curl -s -o /dev/null -x "$T1" -A t/1 $args -w '%{size_request}' "$url")"
 	done
-	# -L: the three requests (of the same size) together.
+	# -L: the three requests (of the same size) together, or more
+	# (one sent again, as above).
 	run -0 pw fetch -L -A t/1 -o /dev/null -w '%{size_request}' "$ORIGIN_URL/redirect/2"
 	sr=$output
 	run -0 pw fetch -A t/1 -o /dev/null -w '%{size_request}' "$ORIGIN_URL/redirect/0"
-	is "$sr" $((3 * output))
+	[ "$sr" -ge $((3 * output)) ]
+	is $((sr % output)) 0
 }
 
 @test "-w: time_* to the microsecond, in order; speed_* are size over time_total, as libcurl's" {
