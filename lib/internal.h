@@ -244,9 +244,21 @@ int	 pw_store_svc_cache_put(struct pw_store *st, const char *key,
 /* Invalidate every answer naming proxy_id; *n (may be NULL) how many. */
 int	 pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id,
 	    int64_t *n, struct pw_err *err);
-/* A proxy the service handed out, by URL (no creds) or, url NULL, id. */
+/*
+ * Inside a transaction: remember that the service handed out proxy_id,
+ * at url (no creds), whatever the cache keeps; the records older than
+ * the last max are forgotten.
+ */
+int	 pw_store_svc_handout(struct pw_store *st, int64_t proxy_id,
+	    const char *url, const char *endpoint, int64_t max,
+	    struct pw_err *err);
+/*
+ * A proxy the service handed out, by URL (no creds) or, url NULL, id:
+ * its id, and (found_url not NULL) its URL, the caller's to free.
+ */
 int	 pw_store_svc_cache_find(struct pw_store *st, const char *url,
-	    int64_t id, int64_t *proxy_id, struct pw_err *err);
+	    int64_t id, int64_t *proxy_id, char **found_url,
+	    struct pw_err *err);
 void	 pw_svc_cached_release(struct pw_svc_cached *c);
 
 /* Outcomes waiting in the outbox. */

@@ -931,7 +931,8 @@ void	 pw_outcomes_free(struct pw_outcome *v, size_t n);
 
 /*
  * The service's id of a proxy it handed out (by URL or id), or
- * PW_ENOTFOUND when arg names none.
+ * PW_ENOTFOUND when arg names none. An id that names a local proxy too
+ * is ambiguous: PW_EUSAGE, the message naming both (give the URL).
  */
 int	 pw_service_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id);
 /*

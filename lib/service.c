@@ -34,6 +34,8 @@
 #define BATCH_MAX	200
 #define BACKOFF_BASE_MS	25
 #define BACKOFF_CAP_MS	200
+/* The proxies the service handed out that pw pool report knows. */
+#define HANDOUTS_MAX	4096
 
 const char *
 pw_path_name(int path)
@@ -842,8 +844,6 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	w->d->ttl = life;
 	*w->out = p;
 	r = 0;
-	if (life <= 0)
-		goto done;
 	memset(&c, 0, sizeof c);
 	c.proxy_id = p.id;
 	c.url = pw_addr_format(&p.addr, PW_CREDS_NONE);
@@ -851,15 +851,19 @@ take_answer(void *arg, const char *ep, const struct reply *rp, char *why,
 	c.endpoint = (char *)ep;
 	c.expires_at = pw_now() + life;
 	/* A password never touches the file in clear. */
-	if (p.addr.user != NULL && (pw_ctx_key(ctx, 1) != 0 ||
+	if (life > 0 && p.addr.user != NULL && (pw_ctx_key(ctx, 1) != 0 ||
 	    pw_crypto_seal(ctx->key, url, strlen(url), &c.sealed,
-	    &c.sealed_len, &ctx->err) != 0)) {
-		free(c.url);
-		goto done;
-	}
+	    &c.sealed_len, &ctx->err) != 0))
+		life = 0;
+	/*
+	 * Whatever is cached, the proxy is remembered as the service's:
+	 * pw pool report then tells its id from a local proxy's.
+	 */
 	if (pw_store_begin(ctx->store, &ctx->err) == 0) {
-		if (pw_store_svc_cache_put(ctx->store, w->key, &c,
-		    &ctx->err) != 0 || pw_store_commit(ctx->store,
+		if (pw_store_svc_handout(ctx->store, p.id, c.url, ep,
+		    HANDOUTS_MAX, &ctx->err) != 0 || (life > 0 &&
+		    pw_store_svc_cache_put(ctx->store, w->key, &c,
+		    &ctx->err) != 0) || pw_store_commit(ctx->store,
 		    &ctx->err) != 0)
 			pw_store_rollback(ctx->store);
 	}
@@ -975,22 +979,47 @@ int
 pw_service_resolve(struct pw_ctx *ctx, const char *arg, int64_t *id)
 {
 	struct pw_addr	 a;
+	struct pw_proxy	 p;
 	struct pw_err	 e;
-	char		*url;
+	char		*url, *svc_url = NULL, *local;
 	int64_t		 n;
 	int		 r;
 
 	if (strspn(arg, "0123456789") == strlen(arg) && *arg != '\0') {
 		if (pw_parse_int(arg, 1, INT64_MAX, &n) != 0)
 			return PW_ENOTFOUND;
-		return pw_store_svc_cache_find(ctx->store, NULL, n, id,
-		    &ctx->err);
+		if ((r = pw_store_svc_cache_find(ctx->store, NULL, n, id,
+		    &svc_url, &ctx->err)) != 0)
+			return r;
+		/* An id of the service's and of the local pool: say so. */
+		if ((r = pw_pool_get(ctx, n, 0, &p)) != 0) {
+			free(svc_url);
+			if (r != PW_ENOTFOUND)
+				return r;
+			pw_err_clear(&ctx->err);
+			return 0;
+		}
+		/* Sealed credentials, not unsealed: masked all the same. */
+		if (p.has_creds && p.addr.user == NULL) {
+			a = p.addr;
+			a.user = a.pass = "x";
+			local = pw_addr_format(&a, PW_CREDS_MASK);
+		} else
+			local = pw_addr_format(&p.addr, PW_CREDS_MASK);
+		r = pw_failf(&ctx->err, PW_EUSAGE, "%s: ambiguous: the "
+		    "service's proxy %lld (%s) or the local proxy %lld "
+		    "(%s); name it by its URL", arg, (long long)n, svc_url,
+		    (long long)n, local);
+		free(local);
+		free(svc_url);
+		pw_proxy_release(&p);
+		return r;
 	}
 	if (pw_addr_parse(arg, &a, &e) != 0)
 		return PW_ENOTFOUND;
 	url = pw_addr_format(&a, PW_CREDS_NONE);
 	pw_addr_release(&a);
-	r = pw_store_svc_cache_find(ctx->store, url, 0, id, &ctx->err);
+	r = pw_store_svc_cache_find(ctx->store, url, 0, id, NULL, &ctx->err);
 	free(url);
 	return r;
 }

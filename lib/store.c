@@ -198,6 +198,8 @@ static const char *const stmt_sql[S_COUNT] = {
  * than running most of them. The least recently used goes first.
  */
 #define CACHED		32
+/* The delegation's statements (enum svc_stmt). */
+#define SVC_STMTS	9
 
 struct cached {
 	char		*sql;
@@ -217,7 +219,7 @@ struct pw_store {
 	int64_t		 rl_pruned;	/* last prune of ratelimit */
 	sqlite3_stmt	*stmt[S_COUNT];
 	sqlite3_stmt	*many;		/* INSERT of MANY_ROWS rows */
-	sqlite3_stmt	*svc[8];	/* delegation's, by enum svc_stmt */
+	sqlite3_stmt	*svc[SVC_STMTS]; /* delegation's, by enum svc_stmt */
 	struct cached	 cache[CACHED];	/* statements made of their SQL */
 	uint64_t	 cache_tick;
 };
@@ -875,7 +877,7 @@ pw_store_close(struct pw_store *st)
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	sqlite3_finalize(st->many);
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < SVC_STMTS; i++)
 		sqlite3_finalize(st->svc[i]);
 	for (int i = 0; i < CACHED; i++) {
 		sqlite3_finalize(st->cache[i].s);
@@ -2077,7 +2079,8 @@ pw_store_max_id(struct pw_store *st, int64_t *max, struct pw_err *err)
 /* --------------------------------------------------------- delegation */
 
 enum svc_stmt { V_BRK_GET, V_BRK_PUT, V_BRK_CLAIM, V_CACHE_GET, V_CACHE_PUT,
-    V_CACHE_DROP, V_OUTBOX_ADD, V_COUNT };
+    V_CACHE_DROP, V_HANDOUT_PUT, V_HANDOUT_PRUNE, V_OUTBOX_ADD, V_COUNT };
+_Static_assert(V_COUNT == SVC_STMTS, "a statement slot each");
 
 static const char *const svc_sql[V_COUNT] = {
 	[V_BRK_GET] = "SELECT state, failures, since_ms FROM breakers "
@@ -2101,6 +2104,18 @@ static const char *const svc_sql[V_COUNT] = {
 	/* Kept, not deleted: pw pool report still knows whose it was. */
 	[V_CACHE_DROP] = "UPDATE service_cache SET expires_at = 0 "
 	    "WHERE proxy_id = ?1 AND expires_at != 0",
+	/*
+	 * Each proxy the service handed out, under a key no answer has
+	 * ("handout:ID"; an answer's starts with "|" or a scheme), never
+	 * live (expires_at 0): REPLACE gives it the newest rowid, and the
+	 * rows older than the last ?1 inserts go.
+	 */
+	[V_HANDOUT_PUT] = "INSERT OR REPLACE INTO service_cache(key, "
+	    "proxy_id, url, endpoint, expires_at) "
+	    "VALUES('handout:' || ?1, ?1, ?2, ?3, 0)",
+	[V_HANDOUT_PRUNE] = "DELETE FROM service_cache WHERE "
+	    "key >= 'handout:' AND key < 'handout;' AND "
+	    "rowid <= last_insert_rowid() - ?1",
 	[V_OUTBOX_ADD] = "INSERT INTO feedback_outbox(proxy_id, "
 	    "success, latency_ms, error, ts_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
 };
@@ -2253,16 +2268,38 @@ pw_store_svc_cache_drop(struct pw_store *st, int64_t proxy_id, int64_t *n,
 }
 
 int
+pw_store_svc_handout(struct pw_store *st, int64_t proxy_id, const char *url,
+    const char *endpoint, int64_t max, struct pw_err *err)
+{
+	sqlite3_stmt	*s;
+	int		 r;
+
+	if ((s = svc_get(st, V_HANDOUT_PUT, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, proxy_id);
+	sqlite3_bind_text(s, 2, url, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, endpoint, -1, SQLITE_STATIC);
+	if ((r = step_done(st, s, err, "write service cache")) != 0)
+		return r;
+	if ((s = svc_get(st, V_HANDOUT_PRUNE, err)) == NULL)
+		return err->code;
+	sqlite3_bind_int64(s, 1, max);
+	return step_done(st, s, err, "write service cache");
+}
+
+int
 pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
-    int64_t *proxy_id, struct pw_err *err)
+    int64_t *proxy_id, char **found_url, struct pw_err *err)
 {
 	sqlite3_stmt	*s;
 	int		 rc, r = PW_ENOTFOUND;
 
+	/* The newest record first: a service may give an id a new URL. */
 	rc = cached_get(st, url != NULL ?
-	    "SELECT proxy_id FROM service_cache WHERE url = ?1 LIMIT 1" :
-	    "SELECT proxy_id FROM service_cache WHERE proxy_id = ?2 LIMIT 1",
-	    &s);
+	    "SELECT proxy_id, url FROM service_cache WHERE url = ?1 "
+	    "ORDER BY rowid DESC LIMIT 1" :
+	    "SELECT proxy_id, url FROM service_cache WHERE proxy_id = ?2 "
+	    "ORDER BY rowid DESC LIMIT 1", &s);
 	if (rc != SQLITE_OK)
 		return db_fail(st, rc, err, "read service cache");
 	if (url != NULL)
@@ -2271,6 +2308,8 @@ pw_store_svc_cache_find(struct pw_store *st, const char *url, int64_t id,
 		sqlite3_bind_int64(s, 2, id);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		*proxy_id = sqlite3_column_int64(s, 0);
+		if (found_url != NULL)
+			*found_url = dup_text(s, 1);
 		r = 0;
 	} else if (rc != SQLITE_DONE)
 		r = db_fail(st, rc, err, "read service cache");

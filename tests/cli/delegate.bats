@@ -121,6 +121,39 @@ outbox() {
 	is "$(stat service.outbox.sent)" 1
 }
 
+@test "an id both the service and the local pool have is ambiguous: exit 2, and the URL names it" {
+	svc 1 -q pool add http://10.0.0.1:3128 http://10.0.0.2:3128
+	start_svc 1
+	pw -q pool add http://10.9.9.1:1 http://10.9.9.2:1
+	export PW_SERVICE__ENDPOINTS=$S1_URL PW_SERVICE__RETRIES=0
+	run -0 --separate-stderr pw pool next --format json
+	is "$(jq -r '.id, .url, .path' <<<"$output")" "$(lines 1 http://10.0.0.1:3128 service)"
+	sum=$(state_sum)
+	run -2 --separate-stderr pw pool report 1 fail
+	is "$stderr" "pw: pool report: 1: ambiguous: the service's proxy 1 (http://10.0.0.1:3128) or the local proxy 1 (http://10.9.9.1:1); name it by its URL"
+	is "$output" ""
+	is "$(state_sum)" "$sum"
+	# Uncached (cache_ttl 0), the service's proxy is still known as its.
+	PW_SERVICE__CACHE_TTL=0 run -0 pw pool next --format json
+	is "$(jq -r '.id, .url, .path' <<<"$output")" "$(lines 2 http://10.0.0.2:3128 service)"
+	sum=$(state_sum)
+	run -2 --separate-stderr pw pool report 2 ok
+	like "$stderr" "pw: pool report: 2: ambiguous: *"
+	is "$(state_sum)" "$sum"
+	# The URL says which: the service's proxies, queued for it.
+	run -0 pw pool report http://10.0.0.2:3128 ok
+	run -0 pw pool report http://10.0.0.1:3128 fail
+	is "$(outbox)" 2
+	is "$(pw pool ls --json | jq -c '[.[] | .completed]')" '[0,0]'
+	# The service away: a local proxy, reported as local.
+	stop_svc 1
+	run -0 pw pool next --format json
+	is "$(jq -r '.url, .path' <<<"$output")" "$(lines http://10.9.9.1:1 fallback)"
+	run -0 pw pool report http://10.9.9.1:1 fail
+	is "$(pw pool show 1 --json | jq -r .failed)" 1
+	is "$(outbox)" 2
+}
+
 @test "an IPv6 endpoint: its Host is the bracketed address, which a service without keys serves" {
 	svc 1 -q pool add http://10.0.0.1:3128
 	local port

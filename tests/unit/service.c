@@ -299,6 +299,49 @@ test_cache_dropped_on_failure(void **state)
 	assert_int_equal(pw_service_resolve(&f->ctx, "9", &id), 0);
 }
 
+/* The proxies handed out are known by id and URL; the oldest go. */
+static void
+test_handouts(void **state)
+{
+	struct fix		*f = *state;
+	struct pw_store		*st = f->ctx.store;
+	struct pw_svc_cached	 got;
+	struct pw_err		 err = { 0 };
+	char			*url = NULL;
+	int64_t			 id = 0;
+
+	assert_int_equal(pw_store_begin(st, &err), 0);
+	assert_int_equal(pw_store_svc_handout(st, 1, "http://10.0.0.1:1",
+	    "http://127.0.0.1:1", 2, &err), 0);
+	assert_int_equal(pw_store_svc_handout(st, 2, "http://10.0.0.2:1",
+	    "http://127.0.0.1:1", 2, &err), 0);
+	assert_int_equal(pw_store_commit(st, &err), 0);
+	assert_int_equal(pw_store_svc_cache_find(st, NULL, 1, &id, &url,
+	    &err), 0);
+	assert_int_equal(id, 1);
+	assert_string_equal(url, "http://10.0.0.1:1");
+	free(url);
+	assert_int_equal(pw_service_resolve(&f->ctx, "http://10.0.0.2:1",
+	    &id), 0);
+	assert_int_equal(id, 2);
+	/* Never an answer to reuse. */
+	assert_int_equal(pw_store_svc_cache_get(st, "handout:1", &got, &err),
+	    0);
+	assert_int_equal(got.expires_at, 0);
+	pw_svc_cached_release(&got);
+	/* 1 again is the newest: 2 is the one to go when 3 comes. */
+	assert_int_equal(pw_store_begin(st, &err), 0);
+	assert_int_equal(pw_store_svc_handout(st, 1, "http://10.0.0.1:1",
+	    "http://127.0.0.1:1", 2, &err), 0);
+	assert_int_equal(pw_store_svc_handout(st, 3, "http://10.0.0.3:1",
+	    "http://127.0.0.1:1", 2, &err), 0);
+	assert_int_equal(pw_store_commit(st, &err), 0);
+	assert_int_equal(pw_service_resolve(&f->ctx, "1", &id), 0);
+	assert_int_equal(pw_service_resolve(&f->ctx, "3", &id), 0);
+	assert_int_equal(pw_service_resolve(&f->ctx, "2", &id),
+	    PW_ENOTFOUND);
+}
+
 static void
 test_fallback_when_refused(void **state)
 {
@@ -359,6 +402,7 @@ main(void)
 		T(test_breaker_rows),
 		T(test_outbox),
 		T(test_cache_dropped_on_failure),
+		T(test_handouts),
 		T(test_fallback_when_refused),
 		T(test_flush_needs_a_service),
 #undef T
