@@ -3709,40 +3709,51 @@ h_rl_status(struct req *q)
 	char			**names;
 	size_t			  n;
 	const char		 *tier = query(q, "tier");
-	cJSON			 *d, *a, *o;
-	int			  r;
+	cJSON			 *d = NULL, *a, *o;
+	int			  r, down = 0;
 
 	if (use_ctx(q) != 0)
 		return 0;
-	if ((r = pw_rl_server_status(q->srv->rl, q->ctx->store, q->param,
-	    tier, &names, &v, &n, &q->ctx->err)) != 0) {
-		for (size_t i = 0; i < n; i++)
-			free(names[i]);
-		free(names);
-		free(v);
-		return fail_lib(q, r);
-	}
-	d = cJSON_CreateObject();
-	add_str(d, "identifier", q->param);
-	a = cJSON_CreateArray();
-	for (size_t i = 0; i < n; i++) {
-		o = cJSON_CreateObject();
-		add_str(o, "scope", names[i]);
-		if (v[i].limit == 0)
-			cJSON_AddItemToObject(o, "limit", cJSON_CreateNull());
-		else {
-			add_num(o, "limit", (double)v[i].limit);
-			add_num(o, "remaining", (double)v[i].remaining);
-			add_num(o, "reset", (double)((v[i].reset_ms + 999) /
-			    1000));
+	r = pw_rl_server_status(q->srv->rl, q->ctx->store, q->param, tier,
+	    &names, &v, &n, &q->ctx->err);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		down |= v[i].failed;
+	if (r == 0 && !down) {
+		d = cJSON_CreateObject();
+		add_str(d, "identifier", q->param);
+		a = cJSON_CreateArray();
+		for (size_t i = 0; i < n; i++) {
+			o = cJSON_CreateObject();
+			add_str(o, "scope", names[i]);
+			if (v[i].limit == 0)
+				cJSON_AddItemToObject(o, "limit",
+				    cJSON_CreateNull());
+			else {
+				add_num(o, "limit", (double)v[i].limit);
+				add_num(o, "remaining",
+				    (double)v[i].remaining);
+				add_num(o, "reset", (double)((v[i].reset_ms +
+				    999) / 1000));
+			}
+			add_bool(o, "allowed", v[i].allowed);
+			cJSON_AddItemToArray(a, o);
 		}
-		add_bool(o, "allowed", v[i].allowed);
-		cJSON_AddItemToArray(a, o);
-		free(names[i]);
+		cJSON_AddItemToObject(d, "counters", a);
 	}
-	cJSON_AddItemToObject(d, "counters", a);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
 	free(names);
 	free(v);
+	if (r != 0)
+		return fail_lib(q, r);
+	/*
+	 * A backend that cannot be reached has no counters to show: what
+	 * fail_mode makes of a request is nobody's count.
+	 */
+	if (down)
+		return fail(q, 503, "RATE_LIMIT_UNAVAILABLE", NULL, "the rate "
+		    "limiter's backend (%s) cannot be reached: its counters "
+		    "are unknown", pw_rl_server_backend(q->srv->rl));
 	return reply(q, 200, d);
 }
 

@@ -284,6 +284,15 @@ tiers() {
 	is "$STATUS" 200
 	api GET /api/v1/rate-limit/metrics
 	[ "$(j .data.backend_failures)" -ge 1 ]
+	# Counters it cannot read are not made up, whatever the fail mode.
+	for u in "$A" "$B"; do
+		API_URL=$u api GET /api/v1/rate-limit/status/127.0.0.1
+		is "$STATUS" 503
+		is "$(j '.error.code, .error.message, .data')" "$(lines \
+		    RATE_LIMIT_UNAVAILABLE \
+		    "the rate limiter's backend (redis) cannot be reached: its counters are unknown" \
+		    null)"
+	done
 	# Back, on the same port: limits again once the backoff is over.
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
 	    --appendonly no --daemonize no >/dev/null 2>&1 &
@@ -292,6 +301,9 @@ tiers() {
 	sleep 1.1
 	is "$(API_URL=$A codes 5 /api/v1/proxies)" "200x5"
 	is "$(API_URL=$A codes 1 /api/v1/proxies)" "429x1"
+	API_URL=$A api GET /api/v1/rate-limit/status/127.0.0.1
+	is "$STATUS" 200
+	is "$(j '.data.counters[0].remaining')" 0
 	kill "$rpid"
 }
 
