@@ -1062,6 +1062,15 @@ advance(struct conn *c)
 		case S_SNIFF:
 			if (c->inlen == 0)
 				goto wait;
+			if ((unsigned char)c->in[0] == 4) {
+				/* SOCKS4(a): "request rejected or failed". */
+				static const unsigned char no[8] = { 0, 0x5b };
+				if (g->log)
+					pw_log(PW_LOG_INFO, "gateway: a SOCKS4 "
+					    "client refused (SOCKS5 only)");
+				reply_close(c, no, sizeof no);
+				return;
+			}
 			if ((unsigned char)c->in[0] == 5) {
 				c->socks = 1;
 				c->state = S_SOCKS_GREET;
@@ -1079,7 +1088,9 @@ advance(struct conn *c)
 				http_error(c, -r, r == -431 ? "request head "
 				    "too long" : r == -501 ? "only http:// "
 				    "requests and CONNECT are carried" :
-				    "malformed request");
+				    pw_wire_bare_lf(c->in, c->inlen) ?
+				    "malformed request: a line ends in a bare "
+				    "LF (want CRLF)" : "malformed request");
 				return;
 			}
 			http_request(c);

@@ -330,6 +330,19 @@ http_version(const char *v, size_t n)
 }
 
 int
+pw_wire_bare_lf(const char *p, size_t n)
+{
+	const char	*lf = p;
+
+	while ((lf = memchr(lf, '\n', n - (size_t)(lf - p))) != NULL) {
+		if (lf == p || lf[-1] != '\r')
+			return 1;
+		lf++;
+	}
+	return 0;
+}
+
+int
 pw_wire_request(const char *p, size_t n, struct pw_wire_req *r)
 {
 	struct framing	 f;
@@ -339,8 +352,12 @@ pw_wire_request(const char *p, size_t n, struct pw_wire_req *r)
 
 	if (n > PW_WIRE_HEAD_MAX)
 		n = PW_WIRE_HEAD_MAX;
-	if ((end = head_end(p, n)) == 0)
+	if ((end = head_end(p, n)) == 0) {
+		/* No CRLF CRLF will come to end a head of LF lines. */
+		if (pw_wire_bare_lf(p, n))
+			return -400;
 		return n == PW_WIRE_HEAD_MAX ? -431 : 0;
+	}
 	memset(r, 0, sizeof *r);
 	r->content_length = -1;
 	eol = memchr(p, '\n', end);

@@ -50,6 +50,14 @@ struct pw_wire_req {
  * -501 (a method or scheme the gateway does not carry).
  */
 int	 pw_wire_request(const char *p, size_t n, struct pw_wire_req *r);
+/*
+ * Whether p[0..n) has a line that ends in a bare LF, not CRLF. The
+ * gateway refuses such a head at once (-400 from pw_wire_request): it
+ * passes heads on as they came, and an upstream that reads LF otherwise
+ * would see other headers (RFC 9112 2.2 lets a recipient take LF alone;
+ * it does not make every recipient do so).
+ */
+int	 pw_wire_bare_lf(const char *p, size_t n);
 
 /* An HTTP response head, as far as framing needs it. */
 struct pw_wire_resp {

@@ -494,6 +494,28 @@ time.sleep(5)' "$port" 3>&- &
 	is "$output" 431
 }
 
+@test "a head of bare-LF lines gets 400 at once; a SOCKS4 client reply 0x5B at once" {
+	add "$TP1"
+	sp=$(free_port)
+	start_gateway --gateway-socks "127.0.0.1:$sp"
+	wait_port "$sp"
+	# The handshake timeout is 10 s, raw waits 5: an answer came first.
+	run -0 raw "$GW_PORT" "$(printf 'GET http://x/ HTTP/1.1\nHost: x\n\n' | xxd -p | tr -d '\n')"
+	is "$(xxd -r -p <<<"$output")" "$(printf 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 68\r\nConnection: close\r\n\r\npw gateway: malformed request: a line ends in a bare LF (want CRLF)')"
+	run -0 raw "$GW_PORT" "$(printf 'CONNECT x:443 HTTP/1.1\n' | xxd -p | tr -d '\n')"
+	like "$(xxd -r -p <<<"$output")" "HTTP/1.1 400 Bad Request*a bare LF*"
+	# SOCKS4 CONNECT and SOCKS4a, on both ports: request rejected.
+	for p in "$GW_PORT" "$sp"; do
+		run -0 raw "$p" 040100507f00000175736572 00
+		is "$output" 005b000000000000
+		run -0 raw "$p" 040101bb000000017500 782e6f726700
+		is "$output" 005b000000000000
+	done
+	is "$(grep -c 'a SOCKS4 client refused (SOCKS5 only)' "$GW_LOG")" 4
+	# Nothing was tried upstream.
+	is "$(pw pool show 1 --json | jq -r .started)" 0
+}
+
 @test "SOCKS5 refusals carry the right reply codes" {
 	add "$MS"
 	start_gateway

@@ -96,8 +96,22 @@ test_refused_requests(void **state)
 	    "gzip\r\n\r\n", &r), -400);
 	assert_int_equal(req("POST http://h/ HTTP/1.1\r\nContent-Length: "
 	    "-1\r\n\r\n", &r), -400);
+	/*
+	 * Lines that end in a bare LF: refused as soon as one has come, for
+	 * the CRLF CRLF that ends a head never will.
+	 */
+	assert_int_equal(req("GET http://h/ HTTP/1.1\nHost: h\n\n", &r),
+	    -400);
+	assert_int_equal(req("GET http://h/ HTTP/1.1\n", &r), -400);
+	assert_int_equal(req("GET http://h/ HTTP/1.1\r\nHost: h\n\r\n", &r),
+	    -400);
+	assert_int_equal(req("\n", &r), -400);
+	assert_true(pw_wire_bare_lf("a\r\nb\n", 6));
+	assert_false(pw_wire_bare_lf("a\r\nb\r\n", 7));
+	assert_false(pw_wire_bare_lf("a\r", 2));
 	/* Not complete yet, or too long to ever be. */
 	assert_int_equal(req("GET http://h/ HTTP/1.1\r\nHost: h\r\n", &r), 0);
+	assert_int_equal(req("GET http://h/ HTTP/1.1\r", &r), 0);
 	memset(big, 'a', sizeof big);
 	assert_int_equal(pw_wire_request(big, sizeof big, &r), -431);
 }
