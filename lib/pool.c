@@ -582,10 +582,17 @@ pw_pool_strategy_check(struct pw_ctx *ctx, const char *name)
 char *
 pw_pool_cursor_name(const struct pw_strategy *s, const struct pw_filter *f)
 {
-	return pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g|%d", s->name,
-	    f->country ? f->country : "", f->region ? f->region : "",
-	    f->source ? f->source : "", f->anonymity ? f->anonymity : "",
-	    f->scheme, f->status, f->max_latency_ms, f->unmeasured);
+	char	*region = pw_xstrdup(f->region ? f->region : ""), *name;
+
+	/* A region in any case is one selection: one cursor. */
+	for (char *c = region; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	name = pw_xasprintf("cursor:%s|%s|%s|%s|%s|%d|%d|%g|%d", s->name,
+	    f->country ? f->country : "", region, f->source ? f->source : "",
+	    f->anonymity ? f->anonymity : "", f->scheme, f->status,
+	    f->max_latency_ms, f->unmeasured);
+	free(region);
+	return name;
 }
 
 void

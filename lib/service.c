@@ -922,6 +922,9 @@ pw_service_next(struct pw_ctx *ctx, const struct pw_service_ask *ask,
 	origin_of(ask->target, origin, sizeof origin);
 	key = pw_xasprintf("%s|%s|%s", origin, ct, ask->region ?
 	    ask->region : "");
+	/* A region matches in any case: one answer for all of them. */
+	for (char *c = key + strlen(origin) + strlen(ct) + 2; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
 	w.key = key;
 	if (pw_config_int(ctx, "service.cache_ttl") > 0 &&
 	    from_cache(ctx, ask, key, out, d)) {

@@ -1347,9 +1347,13 @@ filter_sql(struct pw_buf *q, const struct pw_filter *f, int first,
 } while (0)
 	TEXT_FILTER(source);
 	TEXT_FILTER(country);
-	TEXT_FILTER(region);
 	TEXT_FILTER(anonymity);
 #undef TEXT_FILTER
+	/* Regions, like countries, match in any (ASCII) case. */
+	if (f->region != NULL) {
+		pw_buf_addf(q, " AND region = ?%d COLLATE NOCASE", first + n);
+		texts[n++] = f->region;
+	}
 	if (f->unmeasured)
 		pw_buf_adds(q, " AND latency_ms IS NULL");
 	if (f->max_latency_ms > 0) {

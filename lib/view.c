@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -1011,6 +1012,13 @@ text_eq(const char *want, const char *have)
 	return want == NULL || (have != NULL && strcmp(want, have) == 0);
 }
 
+/* The same in any ASCII case, as SQLite's NOCASE (regions). */
+static int
+text_caseeq(const char *want, const char *have)
+{
+	return want == NULL || (have != NULL && strcasecmp(want, have) == 0);
+}
+
 /* Whether e matches f (eligibility aside). */
 static int
 matches(const struct ventry *e, const struct pw_stats *st,
@@ -1022,7 +1030,7 @@ matches(const struct ventry *e, const struct pw_stats *st,
 	    (f->scheme >= 0 && e->scheme != f->scheme) ||
 	    !text_eq(f->source, e->source) ||
 	    !text_eq(f->country, e->country[0] ? e->country : NULL) ||
-	    !text_eq(f->region, e->region) ||
+	    !text_caseeq(f->region, e->region) ||
 	    !text_eq(f->anonymity, e->anonymity))
 		return 0;
 	if (f->unmeasured && st->latency_ms >= 0)

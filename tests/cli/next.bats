@@ -555,6 +555,28 @@ measured() {
 	unchanged
 }
 
+@test "geo: a region matches in any case, as a country does, with one cursor" {
+	pw -q pool add --country DE --region Berlin http://127.0.0.1:3101 \
+	    http://127.0.0.1:3102
+	pw -q pool add --country DE --region Hamburg http://127.0.0.1:3103
+	run -0 pw pool ls --region BERLIN --plain
+	is "$(cut -f1 <<<"$output")" "$(lines 1 2)"
+	run -0 pw pool ls --region hamburg --country de --plain
+	is "$(cut -f1 <<<"$output")" 3
+	# One selection in every spelling: the round-robin goes on.
+	out=
+	for r in berlin Berlin BERLIN bErLiN; do
+		run -0 pw pool next --region "$r"
+		out+="${output##*:} "
+	done
+	is "$out" "3101 3102 3101 3102 "
+	run -0 pw pool next --strategy geo --region HAMBURG
+	is "$output" http://127.0.0.1:3103
+	# Stored as given.
+	is "$(field 1 region)" Berlin
+	run -3 pw pool next --region berlinx
+}
+
 @test "geo: with geo.fallback, any region when none matches, and -v says so" {
 	pw -q pool add --country DE http://127.0.0.1:3101
 	pw -q pool add --country US http://127.0.0.1:3102

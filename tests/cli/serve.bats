@@ -536,6 +536,13 @@ add() {
 	is "$(field)" country
 	api GET '/api/v1/proxies/next?country=US'
 	envelope_error 503 PROXY_POOL_EMPTY
+	# A region in any case, as a country.
+	add --region Berlin http://10.0.0.4:4
+	for r in Berlin berlin BERLIN; do
+		api GET "/api/v1/proxies/next?region=$r"
+		is "$STATUS" 200
+		is "$(j '.data.id')" 4
+	done
 }
 
 # ------------------------------------------------------- proxied requests
