@@ -1007,11 +1007,15 @@ h_proxies_add(struct req *q)
 	return r;
 }
 
-/* The {id} of the path; 404 sent when it is not one. */
+/*
+ * The {id} of the path, digits only as pw pool takes an id ("+1" is
+ * not one); 404 sent when it is not one.
+ */
 static int
 path_id(struct req *q, int64_t *id)
 {
-	if (pw_parse_int(q->param, 1, INT64_MAX, id) != 0) {
+	if (q->param[strspn(q->param, "0123456789")] != '\0' ||
+	    pw_parse_int(q->param, 1, INT64_MAX, id) != 0) {
 		fail(q, 404, "NOT_FOUND", NULL, "'%s': no such proxy",
 		    q->param);
 		return -1;
@@ -3065,6 +3069,45 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	atomic_fetch_sub(&s->inflight, 1);
 }
 
+static int
+hex_val(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * The path and the query, "%HH" decoded as libmicrohttpd does, but for
+ * "%00", which is left as it came: every string of a request is a C
+ * string, and a decoded NUL would end it early (/api/v1/proxies/1%00x
+ * would name proxy 1). Left alone it is what it is, junk.
+ */
+static size_t
+on_unescape(void *cls, struct MHD_Connection *c, char *str)
+{
+	char	*r = str, *w = str;
+	int	 hi, lo;
+
+	(void)cls;
+	(void)c;
+	while (*r != '\0') {
+		if (r[0] == '%' && (hi = hex_val((unsigned char)r[1])) >= 0 &&
+		    (lo = hex_val((unsigned char)r[2])) >= 0 &&
+		    (hi | lo) != 0) {
+			*w++ = (char)(hi << 4 | lo);
+			r += 3;
+		} else
+			*w++ = *r++;
+	}
+	*w = '\0';
+	return (size_t)(w - str);
+}
+
 static void
 on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -3204,6 +3247,7 @@ pw_serve_start(struct pw_ctx *ctx, const char *state,
 	    (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
 	    on_request, s,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+	    MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, s,
 	    MHD_OPTION_THREAD_POOL_SIZE, s->threads,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,

@@ -482,6 +482,23 @@ add() {
 	envelope_error 404 NOT_FOUND
 	api DELETE /api/v1/proxies/x
 	envelope_error 404 NOT_FOUND
+	# Junk after the id, a NUL too, is no id: not proxy 2.
+	for p in 2%00 2%00x 2%00%00 +2 2%20 2%0A; do
+		api GET "/api/v1/proxies/$p"
+		envelope_error 404 NOT_FOUND
+		api DELETE "/api/v1/proxies/$p"
+		envelope_error 404 NOT_FOUND
+	done
+	is "$(j '.error.message')" "'2
+': no such proxy"
+	api GET /api/v1/proxies/2%00
+	is "$(j '.error.message')" "'2%00': no such proxy"
+	# An escaped digit is a digit.
+	api GET /api/v1/proxies/%32
+	is "$(j '.data.id')" 2
+	# Nor does a NUL cut a query parameter short.
+	api GET '/api/v1/proxies?page_size=1%00'
+	envelope_error 422 VALIDATION_ERROR
 	is "$(state_sum)" "$before"
 	api DELETE /api/v1/proxies/1
 	is "$STATUS" 204

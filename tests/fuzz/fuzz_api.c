@@ -91,6 +91,10 @@ static MHD_AccessHandlerCallback	 handler;
 static void				*handler_cls;
 static MHD_RequestCompletedCallback	 completed;
 static void				*completed_cls;
+/* MHD_OPTION_UNESCAPE_CALLBACK's function (microhttpd.h has no name). */
+typedef size_t unescape_fn(void *, struct MHD_Connection *, char *);
+static unescape_fn			*unescaper;
+static void				*unescaper_cls;
 static char				*state_dir;
 static char				*state_path;
 static struct pw_ctx			 admin;
@@ -129,6 +133,10 @@ fake_start(unsigned int flags, uint16_t port, MHD_AcceptPolicyCallback apc,
 		case MHD_OPTION_NOTIFY_COMPLETED:
 			completed = va_arg(ap, MHD_RequestCompletedCallback);
 			completed_cls = va_arg(ap, void *);
+			break;
+		case MHD_OPTION_UNESCAPE_CALLBACK:
+			unescaper = va_arg(ap, unescape_fn *);
+			unescaper_cls = va_arg(ap, void *);
 			break;
 		case MHD_OPTION_NOTIFY_CONNECTION:
 			/*
@@ -354,12 +362,22 @@ hexval(int c)
 	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Percent-decode s (and '+' when plus), as libmicrohttpd does. */
+/*
+ * Percent-decode s (and '+' when plus), as libmicrohttpd does: '+' first,
+ * then the server's unescape callback when it gave one.
+ */
 static char *
 unescape(const char *s, size_t n, int plus)
 {
 	char	*out = pw_xmalloc(n + 1), *o = out;
 
+	if (unescaper != NULL) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = plus && s[i] == '+' ? ' ' : s[i];
+		out[n] = '\0';
+		unescaper(unescaper_cls, NULL, out);
+		return out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
 		    hexval(s[i + 2]) >= 0) {
