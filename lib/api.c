@@ -125,6 +125,11 @@ struct route {
 	handler_fn	*fn;
 	int		 body;		/* takes a JSON object (BODY_*) */
 	int		 open;		/* served without an API key */
+	/*
+	 * The members the body's object may have, space-separated, checked
+	 * before the handler runs; NULL: the handler checks them itself.
+	 */
+	const char	*keys;
 };
 #define BODY_NONE	0
 #define BODY_JSON	1		/* a JSON object is required */
@@ -2107,12 +2112,16 @@ static const struct route routes[] = {
 	{ "GET", "/api/v1/ready", h_ready, BODY_NONE, 1 },
 	{ "GET", "/api/v1/status", h_status, BODY_NONE, 0 },
 	{ "GET", "/api/v1/proxies", h_proxies_list, BODY_NONE, 0 },
-	{ "POST", "/api/v1/proxies", h_proxies_add, BODY_JSON, 0 },
-	{ "POST", "/api/v1/proxies/test", h_proxies_test, BODY_OPT, 0 },
+	{ "POST", "/api/v1/proxies", h_proxies_add, BODY_JSON, 0,
+	    "url source region country weight" },
+	{ "POST", "/api/v1/proxies/test", h_proxies_test, BODY_OPT, 0,
+	    "ids timeout" },
 	{ "GET", "/api/v1/proxies/next", h_proxy_next, BODY_NONE, 0 },
 	{ "GET", "/api/v1/proxies/{id}", h_proxy_get, BODY_NONE, 0 },
 	{ "DELETE", "/api/v1/proxies/{id}", h_proxy_delete, BODY_NONE, 0 },
-	{ "POST", "/api/v1/request", h_request, BODY_JSON, 0 },
+	{ "POST", "/api/v1/request", h_request, BODY_JSON, 0,
+	    "url method headers body timeout follow_redirects strategy "
+	    "session country" },
 	{ "GET", "/api/v1/config", h_config_get, BODY_NONE, 0 },
 	{ "PUT", "/api/v1/config", h_config_put, BODY_JSON, 0 },
 	{ "GET", "/api/v1/metrics", h_metrics, BODY_NONE, 0 },
@@ -2121,7 +2130,8 @@ static const struct route routes[] = {
 	{ "PUT", "/api/v1/rate-limit/config", h_rl_config_put, BODY_JSON, 0 },
 	{ "GET", "/api/v1/rate-limit/status/{id}", h_rl_status, BODY_NONE,
 	  0 },
-	{ "POST", "/api/v1/proxy/request", h_proxy_request, BODY_JSON, 0 },
+	{ "POST", "/api/v1/proxy/request", h_proxy_request, BODY_JSON, 0,
+	    "client_id target connection_type region" },
 	{ "POST", "/api/v1/proxy/feedback", h_proxy_feedback, BODY_JSON, 0 },
 	/* Probes and documentation: see "Authentication" in pw-serve(1). */
 	{ "GET", "/metrics", h_prometheus, BODY_NONE, 1 },
@@ -2667,6 +2677,114 @@ refuse_nul(struct req *q, char *at)
 	    "a string", field);
 }
 
+struct member {
+	const char	*name;
+	size_t		 i;
+};
+
+static int
+member_cmp(const void *a, const void *b)
+{
+	const struct member	*x = a, *y = b;
+	int			 c = strcmp(x->name, y->name);
+
+	return c != 0 ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * A member name given twice in one object of j, its own first, then in
+ * its values in order: its name (as the 422s name fields) appended to
+ * field[0..len). 1 when found. Sorted, not compared pair by pair: a
+ * body of a MiB may hold an object of many members.
+ */
+static int
+json_dup(const cJSON *j, char *field, size_t n, size_t len)
+{
+	const cJSON	*it;
+	struct member	*m;
+	size_t		 k = 0, i = 0, l, dup = SIZE_MAX;
+	int		 w;
+
+	if (!json_is(j, cJSON_Object) && !json_is(j, cJSON_Array))
+		return 0;
+	for (it = j->child; it != NULL; it = it->next)
+		k++;
+	if (json_is(j, cJSON_Object) && k > 1) {
+		m = pw_xcalloc(k, sizeof *m);
+		for (it = j->child; it != NULL; it = it->next, i++) {
+			m[i].name = it->string;
+			m[i].i = i;
+		}
+		qsort(m, k, sizeof *m, member_cmp);
+		/* The one whose second coming is the first in the text. */
+		for (i = 1; i < k; i++)
+			if (strcmp(m[i - 1].name, m[i].name) == 0 &&
+			    (dup == SIZE_MAX || m[i].i < m[dup].i))
+				dup = i;
+		if (dup != SIZE_MAX)
+			snprintf(field + len, n - len, "%s%.60s", len ? "." :
+			    "", m[dup].name);
+		free(m);
+		if (dup != SIZE_MAX)
+			return 1;
+	}
+	for (it = j->child, i = 0; it != NULL; it = it->next, i++) {
+		if (it->string != NULL)
+			w = snprintf(field + len, n - len, "%s%.60s",
+			    len ? "." : "", it->string);
+		else
+			w = snprintf(field + len, n - len, "[%zu]", i);
+		l = w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+		if (json_dup(it, field, n, l))
+			return 1;
+	}
+	field[len] = '\0';
+	return 0;
+}
+
+/* Is k one of the space-separated keys? */
+static int
+key_listed(const char *keys, const char *k)
+{
+	size_t	kl = strlen(k), n;
+
+	for (; *keys != '\0'; keys += n + strspn(keys + n, " ")) {
+		n = strcspn(keys, " ");
+		if (n == kl && memcmp(keys, k, n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The first member of the body's object that the route does not take:
+ * 422 naming it, and the members it takes. 1 when refused.
+ */
+static int
+refuse_unknown(struct req *q)
+{
+	const char	*keys = q->route->keys, *k;
+	struct pw_buf	 b;
+	size_t		 n;
+	char		 field[64];
+
+	for (const cJSON *it = q->json->child; it != NULL; it = it->next) {
+		if (key_listed(keys, it->string))
+			continue;
+		pw_buf_init(&b);
+		for (k = keys; *k != '\0'; k += n + strspn(k + n, " ")) {
+			n = strcspn(k, " ");
+			pw_buf_addf(&b, "%s%.*s", b.len ? ", " : "", (int)n, k);
+		}
+		snprintf(field, sizeof field, "%.60s", it->string);
+		invalid(q, field, "%s: unknown field (want %s)", field,
+		    b.data);
+		pw_buf_release(&b);
+		return 1;
+	}
+	return 0;
+}
+
 /* Content-Type is application/json, with parameters or not. */
 static int
 content_json(struct req *q)
@@ -2685,7 +2803,7 @@ static int
 step_json(struct req *q)
 {
 	size_t	 at;
-	char	*nul;
+	char	*nul, field[128];
 
 	if (q->route->body == BODY_NONE)
 		return 0;
@@ -2729,6 +2847,13 @@ step_json(struct req *q)
 		refuse_nul(q, nul);
 		return 1;
 	}
+	/* Which of two values would count is nobody's guess: neither. */
+	if (json_dup(q->json, field, sizeof field, 0)) {
+		invalid(q, field, "%s: duplicate key", field);
+		return 1;
+	}
+	if (q->route->keys != NULL && refuse_unknown(q))
+		return 1;
 	return 0;
 }
 

@@ -97,6 +97,35 @@ member_str(const cJSON *o, const char *k, const char *field, int required,
 	return 0;
 }
 
+/*
+ * Every member of the object o is one of keys (NULL-terminated): 0, or
+ * the 422 status with f filled, naming the first that is not (inside
+ * where, "" at the top) and the ones that may be.
+ */
+static unsigned int
+only_members(const cJSON *o, const char *where, const char *const *keys,
+    struct pw_dlg_fail *f)
+{
+	char	want[200] = "", field[sizeof f->field];
+	size_t	i, n = 0;
+
+	for (const cJSON *it = o->child; it != NULL; it = it->next) {
+		for (i = 0; keys[i] != NULL; i++)
+			if (strcmp(keys[i], it->string) == 0)
+				break;
+		if (keys[i] != NULL)
+			continue;
+		for (i = 0; keys[i] != NULL && n < sizeof want; i++)
+			n += (size_t)snprintf(want + n, sizeof want - n,
+			    "%s%s", i ? ", " : "", keys[i]);
+		snprintf(field, sizeof field, "%s%s%.60s", where,
+		    *where ? "." : "", it->string);
+		return refuse(f, 422, "VALIDATION_ERROR", field,
+		    "%s: unknown field (want %s)", field, want);
+	}
+	return 0;
+}
+
 static int
 url_scheme_ok(const char *t)
 {
@@ -188,6 +217,11 @@ struct report {
 	double	latency_ms;
 };
 
+/* The members of one report, and of a batch. */
+static const char *const report_keys[] = { "proxy_id", "success",
+    "latency_ms", "error", "timestamp", NULL };
+static const char *const batch_keys[] = { "client_id", "reports", NULL };
+
 static unsigned int
 report_check(const cJSON *o, const char *where, struct report *rep,
     struct pw_dlg_fail *f)
@@ -201,6 +235,8 @@ report_check(const cJSON *o, const char *where, struct report *rep,
 	if (!is_type(o, cJSON_Object))
 		return refuse(f, 422, "VALIDATION_ERROR", where,
 		    "%s: want an object, not %s", where, type_name(o));
+	if (only_members(o, where, report_keys, f) != 0)
+		return f->status;
 	j = cJSON_GetObjectItemCaseSensitive(o, "proxy_id");
 	if (j == NULL || !is_type(j, cJSON_Number) || j->valuedouble < 1 ||
 	    j->valuedouble > 9007199254740991.0 ||
@@ -252,6 +288,8 @@ pw_delegate_feedback(struct pw_ctx *ctx, const cJSON *body, cJSON **data,
 		return refuse(f, 422, "VALIDATION_ERROR", "reports",
 		    "reports: want an array, not %s", type_name(list));
 	if (list != NULL) {
+		if (only_members(body, "", batch_keys, f) != 0)
+			return f->status;
 		for (it = list->child; it != NULL; it = it->next)
 			n++;
 		if (n == 0 || n > BATCH_MAX)

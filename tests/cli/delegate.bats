@@ -565,7 +565,9 @@ EOF
 	    'target|{"client_id":"c","target":"ftp://x"}' \
 	    'connection_type|{"client_id":"c","target":"","connection_type":"tcp"}' \
 	    'region|{"client_id":"c","target":"","region":""}' \
-	    'region|{"client_id":"c","target":"","region":5}'; do
+	    'region|{"client_id":"c","target":"","region":5}' \
+	    'bogus|{"client_id":"c","target":"","bogus":1}' \
+	    'target|{"client_id":"c","target":"http://a/","target":"http://b/"}'; do
 		out=$(req "${c#*|}")
 		is "$(jq -r '.error.code, .error.details.field' <<<"$out")" \
 		    "$(lines VALIDATION_ERROR "${c%%|*}")"
@@ -601,7 +603,12 @@ EOF
 	    'reports|{"reports":{}}' \
 	    'reports|{"reports":[]}' \
 	    'reports[1].success|{"reports":[{"proxy_id":1,"success":true},{"proxy_id":2}]}' \
-	    'reports[0]|{"reports":[1]}'; do
+	    'reports[0]|{"reports":[1]}' \
+	    'sucess|{"proxy_id":1,"success":true,"sucess":false}' \
+	    'success|{"proxy_id":1,"success":true,"success":false}' \
+	    'client_id|{"client_id":"c","proxy_id":1,"success":true}' \
+	    'proxy_id|{"reports":[{"proxy_id":1,"success":true}],"proxy_id":1}' \
+	    'reports[0].x|{"reports":[{"proxy_id":1,"success":true,"x":1}]}'; do
 		out=$(fb "${c#*|}")
 		is "$(jq -r '.error.code, .error.details.field' <<<"$out")" \
 		    "$(lines VALIDATION_ERROR "${c%%|*}")"

@@ -722,6 +722,39 @@ EOF
 	is "$(j '.data.body | fromjson | .headers["X-A"]')" '\\u0000'
 }
 
+@test "a key given twice, or one the route does not take, is 422 naming it; nothing changes" {
+	start_serve
+	add http://10.0.0.1:3128
+	local before f m b
+	before=$(state_sum)
+	while IFS='|' read -r m f b; do
+		api "${m%% *}" "${m#* }" -H 'Content-Type: application/json' \
+		    --data-binary "$b"
+		envelope_error 422 VALIDATION_ERROR || { echo "for $b"; return 1; }
+		is "$(field)" "$f" || { echo "for $b"; return 1; }
+	done <<'EOF'
+POST /api/v1/proxies|url|{"url": "http://10.0.0.2:1", "url": "http://10.0.0.3:1"}
+POST /api/v1/proxies|weight|{"url": "http://10.0.0.2:1", "weight": 1, "weight": 2}
+POST /api/v1/proxies|bogus|{"url": "http://10.0.0.2:1", "bogus": 1}
+POST /api/v1/proxies|URL|{"URL": "http://10.0.0.2:1"}
+POST /api/v1/proxies/test|idz|{"idz": [1]}
+POST /api/v1/request|headers.X-A|{"url": "http://h/", "headers": {"X-A": "1", "X-A": "2"}}
+POST /api/v1/request|methd|{"url": "http://h/", "methd": "POST"}
+PUT /api/v1/config|strategy|{"strategy": "random", "strategy": "round-robin"}
+PUT /api/v1/rate-limit/config|tiers[0].limit|{"tiers": [{"name": "a", "limit": 5, "limit": 9}]}
+EOF
+	post /api/v1/proxies '{"url": "http://10.0.0.2:1", "url": "http://10.0.0.3:1"}'
+	is "$(j '.error.message')" "url: duplicate key"
+	post /api/v1/proxies '{"url": "http://10.0.0.2:1", "bogus": 1}'
+	is "$(j '.error.message')" "bogus: unknown field (want url, source, region, country, weight)"
+	is "$(state_sum)" "$before"
+	api GET /api/v1/config
+	is "$(j '.data.strategy.value')" round-robin
+	# A key once, and only keys the route takes: as before.
+	post /api/v1/proxies '{"url": "http://10.0.0.2:1", "weight": 2, "region": null}'
+	is "$STATUS" 201
+}
+
 @test "POST /request: framing headers are the server's, refused from a client: no request smuggled, none left waiting" {
 	start_origin -v
 	start_serve --allow-private
