@@ -215,10 +215,81 @@ out_row(struct out *o, const char *const *vals)
 	o->rows++;
 }
 
+/* Is c, a code point, one a terminal shows two columns wide? */
+static int
+wide(unsigned long c)
+{
+	static const unsigned long r[][2] = {
+		{ 0x1100, 0x115f }, { 0x231a, 0x231b }, { 0x2329, 0x232a },
+		{ 0x2e80, 0x303e }, { 0x3041, 0x33ff }, { 0x3400, 0x4dbf },
+		{ 0x4e00, 0x9fff }, { 0xa000, 0xa4cf }, { 0xac00, 0xd7a3 },
+		{ 0xf900, 0xfaff }, { 0xfe30, 0xfe4f }, { 0xff00, 0xff60 },
+		{ 0xffe0, 0xffe6 }, { 0x1f300, 0x1f64f }, { 0x1f900, 0x1f9ff },
+		{ 0x20000, 0x3fffd },
+	};
+
+	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+		if (c >= r[i][0] && c <= r[i][1])
+			return 1;
+	return 0;
+}
+
+/* Does c take no column of its own (a combining mark, a joiner)? */
+static int
+zero_width(unsigned long c)
+{
+	return (c >= 0x300 && c <= 0x36f) || (c >= 0x1ab0 && c <= 0x1aff) ||
+	    (c >= 0x1dc0 && c <= 0x1dff) || (c >= 0x200b && c <= 0x200f) ||
+	    (c >= 0x20d0 && c <= 0x20ff) || (c >= 0xfe00 && c <= 0xfe0f) ||
+	    (c >= 0xfe20 && c <= 0xfe2f);
+}
+
+/*
+ * The columns s takes on a terminal: labels and session ids are UTF-8,
+ * and a byte is not a column (a byte that starts no sequence counts as
+ * one). Tables pad by this, not by strlen.
+ */
+static size_t
+text_width(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 w = 0;
+
+	while (*p != '\0') {
+		unsigned long	c = *p;
+		int		n = c >= 0xf0 && c < 0xf8 ? 3 : c >= 0xe0 ? 2 :
+				    c >= 0xc0 ? 1 : 0;
+		int		k;
+
+		if (c >= 0xf8 || (c >= 0x80 && c < 0xc0))
+			n = 0;
+		c = n == 3 ? c & 0x07 : n == 2 ? c & 0x0f : n == 1 ? c & 0x1f :
+		    c;
+		for (k = 1; k <= n && (p[k] & 0xc0) == 0x80; k++)
+			c = c << 6 | (p[k] & 0x3f);
+		if (k <= n) {
+			/* Cut short: the lead byte alone, one column. */
+			w++;
+			p++;
+			continue;
+		}
+		p += n + 1;
+		w += zero_width(c) ? 0 : wide(c) ? 2 : 1;
+	}
+	return w;
+}
+
+static void
+pad(size_t n)
+{
+	while (n-- > 0)
+		putchar(' ');
+}
+
 static void
 table_flush(struct out *o)
 {
-	size_t	*w = pw_xcalloc(o->ncols, sizeof *w);
+	size_t	*w = pw_xcalloc(o->ncols, sizeof *w), tw;
 	int	 last = -1;
 
 	for (int i = 0; i < o->ncols; i++) {
@@ -229,8 +300,8 @@ table_flush(struct out *o)
 	}
 	for (size_t k = 0; k < o->ncells; k++) {
 		int i = k % o->ncols;
-		if (o->cols[i].brief && strlen(o->cells[k]) > w[i])
-			w[i] = strlen(o->cells[k]);
+		if (o->cols[i].brief && (tw = text_width(o->cells[k])) > w[i])
+			w[i] = tw;
 	}
 	if (o->color)
 		fputs("\033[1m", stdout);
@@ -240,8 +311,7 @@ table_flush(struct out *o)
 		for (const char *p = o->cols[i].name; *p; p++)
 			putchar(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
 		if (i != last)
-			printf("%*s", (int)(w[i] - strlen(o->cols[i].name) + 2),
-			    "");
+			pad(w[i] - strlen(o->cols[i].name) + 2);
 	}
 	if (o->color)
 		fputs("\033[0m", stdout);
@@ -251,12 +321,12 @@ table_flush(struct out *o)
 		if (o->cols[i].brief) {
 			int num = o->cols[i].type == COL_INT ||
 			    o->cols[i].type == COL_REAL;
-			if (i == last)
-				fputs(o->cells[k], stdout);
-			else if (num)
-				printf("%*s  ", (int)w[i], o->cells[k]);
-			else
-				printf("%-*s  ", (int)w[i], o->cells[k]);
+			tw = text_width(o->cells[k]);
+			if (i != last && num)
+				pad(w[i] - tw);
+			fputs(o->cells[k], stdout);
+			if (i != last)
+				pad(num ? 2 : w[i] - tw + 2);
 		}
 		if (i == o->ncols - 1)
 			putchar('\n');

@@ -519,6 +519,26 @@ measured() {
 	run -1 grep -c 'p:ss' "$PW_STATE"
 }
 
+@test "sessions: the table lines up session ids of any script, by the columns they take" {
+	three
+	for s in café 東京 e$'\xcc\x81' plain; do
+		run -0 pw pool next --session "$s"
+	done
+	run -0 --separate-stderr pw pool sessions --table
+	is "$output" "$(lines \
+	    'SESSION  PROXY_ID  URL                    REQUESTS  FAILOVERS  EXPIRES_AT' \
+	    'café            1  http://127.0.0.1:3101         1          0  2023-11-14T22:43:20Z' \
+	    "e"$'\xcc\x81'"               3  http://127.0.0.1:3103         1          0  2023-11-14T22:43:20Z" \
+	    'plain           1  http://127.0.0.1:3101         1          0  2023-11-14T22:43:20Z' \
+	    '東京            2  http://127.0.0.1:3102         1          0  2023-11-14T22:43:20Z')"
+	is "$stderr" ""
+	# The same in pw pool ls, whose sources and regions are UTF-8 too.
+	pw -q pool set 2 --source 'Zürich'
+	run -0 pw pool ls --table
+	is "${lines[0]}" "ID  URL                    STATUS   COUNTRY  SOURCE  LATENCY_MS  SUCCEEDED  FAILED"
+	is "${lines[2]}" " 2  http://127.0.0.1:3102  unknown  -        Zürich           -          0  0"
+}
+
 @test "sessions: none is no output; arguments are exit 2" {
 	run -0 --separate-stderr pw pool sessions
 	is "$output" ""
