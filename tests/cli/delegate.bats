@@ -86,6 +86,24 @@ stat() {
 	sqlite3 -readonly "$PW_STATE" "SELECT coalesce((SELECT value FROM stats WHERE name = '$1'), 0)"
 }
 
+# quick CMD...: run CMD (as bats' run, stderr apart) until one run ends
+# within a second, for at most 30 s. A loaded machine may hold a process
+# up that long once; a selection that waits for a service instead of
+# falling back never ends in time, however often it is tried. $status,
+# $output and $stderr are the quick run's.
+quick() {
+	local t0 t1 end=$((SECONDS + 30))
+	while :; do
+		t0=${EPOCHREALTIME/[.,]/}
+		run --separate-stderr "$@"
+		t1=${EPOCHREALTIME/[.,]/}
+		[ $((t1 - t0)) -lt 1000000 ] && return 0
+		[ "$SECONDS" -lt "$end" ] || break
+	done
+	echo "no run of '$*' ended within a second in 30 s (the last: $(((t1 - t0) / 1000)) ms)"
+	return 1
+}
+
 # Read-only, as state_sum: a reader that can write would take a live
 # pw serve's WAL away when it closes (see the note in the report).
 outbox() {
@@ -222,12 +240,13 @@ outbox() {
 	stop_svc 1
 	stop_svc 2
 	export PW_SERVICE__ENDPOINTS="$S1_URL $S2_URL"
-	t0=${EPOCHREALTIME/[.,]/}
-	run -0 --separate-stderr pw -v pool next --format json
-	t1=${EPOCHREALTIME/[.,]/}
-	[ $((t1 - t0)) -lt 1000000 ]
+	# Breakers that never open: each run tries both endpoints.
+	quick env PW_SERVICE__BREAKER_THRESHOLD=1000 pw -v pool next \
+	    --format json
+	is "$status" 0
 	is "$(jq -r '.url, .path' <<<"$output")" "$(lines "$TP" fallback)"
 	like "$(jq -r .fallback_reason <<<"$output")" "$S2_URL: *"
+	[[ $(jq -r .fallback_reason <<<"$output") != *"breaker open"* ]]
 	like "$stderr" "*service unavailable (*): using the local pool*"
 	for i in 1 2 3; do
 		run -0 pw fetch -s -o /dev/null -w '%{http_code}' "$ORIGIN_URL/ip"
@@ -239,11 +258,12 @@ outbox() {
 
 @test "an endpoint that does not answer in time: the local pool within a second" {
 	pw -q pool add http://10.9.9.9:1
-	export PW_SERVICE__ENDPOINTS=http://127.0.0.1:$BLACKHOLE_PORT PW_SERVICE__TIMEOUT=2s
-	t0=${EPOCHREALTIME/[.,]/}
-	run -0 pw pool next --format json
-	t1=${EPOCHREALTIME/[.,]/}
-	[ $((t1 - t0)) -lt 1000000 ]
+	# A call would wait 2 s and be retried; the breaker never opens, so
+	# each run waits for the endpoint until the budget is spent.
+	export PW_SERVICE__ENDPOINTS=http://127.0.0.1:$BLACKHOLE_PORT \
+	    PW_SERVICE__TIMEOUT=2s PW_SERVICE__BREAKER_THRESHOLD=1000
+	quick pw pool next --format json
+	is "$status" 0
 	is "$(jq -r '.url, .path' <<<"$output")" "$(lines http://10.9.9.9:1 fallback)"
 	like "$(jq -r .fallback_reason <<<"$output")" "*timed out*"
 }
