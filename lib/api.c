@@ -3194,18 +3194,6 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	atomic_fetch_sub(&s->inflight, 1);
 }
 
-static int
-hex_val(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * The path and the query, "%HH" decoded as libmicrohttpd does, but for
  * "%00", which is left as it came: every string of a request is a C
@@ -3221,8 +3209,9 @@ on_unescape(void *cls, struct MHD_Connection *c, char *str)
 	(void)cls;
 	(void)c;
 	while (*r != '\0') {
-		if (r[0] == '%' && (hi = hex_val((unsigned char)r[1])) >= 0 &&
-		    (lo = hex_val((unsigned char)r[2])) >= 0 &&
+		if (r[0] == '%' &&
+		    (hi = pw_hex_digit((unsigned char)r[1])) >= 0 &&
+		    (lo = pw_hex_digit((unsigned char)r[2])) >= 0 &&
 		    (hi | lo) != 0) {
 			*w++ = (char)(hi << 4 | lo);
 			r += 3;

@@ -255,6 +255,18 @@ pw_mono_ms(void)
 }
 
 int
+pw_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
 pw_parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
 	char		*end;

@@ -29,6 +29,8 @@ struct pw_row {
  * a bare unit is one of it: "10/s"). "0" is no cap: *limit 0.
  */
 int	 pw_parse_rate(const char *s, int64_t *limit, int64_t *window_ms);
+/* The value of a hexadecimal digit, or -1. */
+int	 pw_hex_digit(int c);
 
 /*
  * Parse "HOST:PORT" ("[::1]:8000" for IPv6) into an address to listen on,

@@ -126,17 +126,6 @@ bad(struct pw_err *err, const char *url, const char *why)
 	return PW_EUSAGE;
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* Percent-decode [s, s+n); NULL when an escape is malformed or yields NUL. */
 static char *
 pct_decode(const char *s, size_t n)
@@ -152,8 +141,8 @@ pct_decode(const char *s, size_t n)
 			free(out);
 			return NULL;
 		}
-		int hi = hexval((unsigned char)s[i + 1]);
-		int lo = hexval((unsigned char)s[i + 2]);
+		int hi = pw_hex_digit((unsigned char)s[i + 1]);
+		int lo = pw_hex_digit((unsigned char)s[i + 2]);
 		if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 			free(out);
 			return NULL;
