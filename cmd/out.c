@@ -322,7 +322,8 @@ table_flush(struct out *o)
 			int num = o->cols[i].type == COL_INT ||
 			    o->cols[i].type == COL_REAL;
 			tw = text_width(o->cells[k]);
-			if (i != last && num)
+			/* Numbers to the right, the last column's too. */
+			if (num)
 				pad(w[i] - tw);
 			fputs(o->cells[k], stdout);
 			if (i != last)

@@ -536,7 +536,7 @@ measured() {
 	pw -q pool set 2 --source 'Zürich'
 	run -0 pw pool ls --table
 	is "${lines[0]}" "ID  URL                    STATUS   COUNTRY  SOURCE  LATENCY_MS  SUCCEEDED  FAILED"
-	is "${lines[2]}" " 2  http://127.0.0.1:3102  unknown  -        Zürich           -          0  0"
+	is "${lines[2]}" " 2  http://127.0.0.1:3102  unknown  -        Zürich           -          0       0"
 }
 
 @test "sessions: none is no output; arguments are exit 2" {

@@ -340,8 +340,8 @@ two() {
 	run -0 --separate-stderr pw pool ls --table
 	is "$output" "$(lines \
 	    "ID  URL                                  STATUS   COUNTRY  SOURCE  LATENCY_MS  SUCCEEDED  FAILED" \
-	    " 1  socks5://***:***@[2001:db8::1]:1080  unknown  DE       list1            -          0  0" \
-	    " 2  http://a.example:8080                unknown  -        -                -          0  0")"
+	    " 1  socks5://***:***@[2001:db8::1]:1080  unknown  DE       list1            -          0       0" \
+	    " 2  http://a.example:8080                unknown  -        -                -          0       0")"
 	is "$stderr" ""
 }
 
@@ -385,7 +385,7 @@ two() {
 	local bold=$'\e[1m' reset=$'\e[0m'
 	on_tty 'pw pool ls'
 	is "${lines[0]}" "${bold}ID  URL                                  STATUS   COUNTRY  SOURCE  LATENCY_MS  SUCCEEDED  FAILED${reset}"
-	is "${lines[2]}" " 2  http://a.example:8080                unknown  -        -                -          0  0"
+	is "${lines[2]}" " 2  http://a.example:8080                unknown  -        -                -          0       0"
 	local plain_header="ID  URL                                  STATUS   COUNTRY  SOURCE  LATENCY_MS  SUCCEEDED  FAILED"
 	on_tty 'NO_COLOR=1 pw pool ls'
 	is "${lines[0]}" "$plain_header"
