@@ -118,6 +118,7 @@ struct pw_view {
 	int64_t			 pool_gen;	/* the file's, as loaded */
 	int64_t			 check_ms;
 	atomic_llong		 checked_ms;
+	atomic_int		 checking;	/* a thread is at it */
 	atomic_ullong		 gen;
 
 	pthread_rwlock_t	 lk;		/* the snapshot pointer */
@@ -748,13 +749,27 @@ pw_view_sync(struct pw_view *v, int force, struct pw_err *err)
 	int64_t		dv, gen;
 	int		r = 0;
 
-	/* One thread checks per interval; the others go on. */
-	if (!force && (now - last < v->check_ms ||
-	    !atomic_compare_exchange_strong(&v->checked_ms, &last, now)))
+	/*
+	 * One thread checks per interval; the others go on, unless it is
+	 * at it now: then they wait for what it finds (a reload), not to
+	 * serve a request with what it is replacing.
+	 */
+	if (!force && now - last < v->check_ms) {
+		if (atomic_load(&v->checking)) {
+			pthread_mutex_lock(&v->conn);
+			pthread_mutex_unlock(&v->conn);
+		}
 		return 0;
-	if (force)
-		atomic_store(&v->checked_ms, now);
+	}
 	pthread_mutex_lock(&v->conn);
+	if (!force && now - atomic_load(&v->checked_ms) < v->check_ms) {
+		/* Another thread checked while this one waited. */
+		pthread_mutex_unlock(&v->conn);
+		return 0;
+	}
+	/* In this order: a thread that sees the time sees it at it. */
+	atomic_store(&v->checking, 1);
+	atomic_store(&v->checked_ms, now);
 	pw_err_clear(&v->ctx.err);
 	r = pw_store_data_version(v->ctx.store, &dv, &v->ctx.err);
 	if (r == 0 && (dv != v->dv || force)) {
@@ -768,6 +783,7 @@ pw_view_sync(struct pw_view *v, int force, struct pw_err *err)
 	}
 	if (r != 0)
 		*err = v->ctx.err;
+	atomic_store(&v->checking, 0);
 	pthread_mutex_unlock(&v->conn);
 	return r;
 }
