@@ -2621,6 +2621,24 @@ json_nul_escape(char *p, size_t n)
 }
 
 /*
+ * The name of member j, the i-th of its parent, appended to
+ * field[0..len) as the 422s name fields ("headers.X-Name", "ids[2]");
+ * the new length.
+ */
+static size_t
+member_name(const cJSON *j, size_t i, char *field, size_t n, size_t len)
+{
+	int	w;
+
+	if (j->string != NULL)
+		w = snprintf(field + len, n - len, "%s%.60s", len ? "." : "",
+		    j->string);
+	else
+		w = snprintf(field + len, n - len, "[%zu]", i);
+	return w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+}
+
+/*
  * The first member where a and b, parsed from texts that differ only in
  * the contents of strings, differ: its name (as the 422s name fields,
  * "headers.X-Name", "ids[2]") appended to field[0..len). 1 when found.
@@ -2629,16 +2647,10 @@ static int
 json_diff(const cJSON *a, const cJSON *b, char *field, size_t n, size_t len)
 {
 	size_t	i = 0, l;
-	int	w;
 
 	for (a = a->child, b = b->child; a != NULL && b != NULL;
 	    a = a->next, b = b->next, i++) {
-		if (a->string != NULL)
-			w = snprintf(field + len, n - len, "%s%.60s",
-			    len ? "." : "", a->string);
-		else
-			w = snprintf(field + len, n - len, "[%zu]", i);
-		l = w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+		l = member_name(a, i, field, n, len);
 		if ((a->string != NULL && b->string != NULL &&
 		    strcmp(a->string, b->string) != 0) ||
 		    (json_is(a, cJSON_String) && json_is(b, cJSON_String) &&
@@ -2703,7 +2715,6 @@ json_dup(const cJSON *j, char *field, size_t n, size_t len)
 	const cJSON	*it;
 	struct member	*m;
 	size_t		 k = 0, i = 0, l, dup = SIZE_MAX;
-	int		 w;
 
 	if (!json_is(j, cJSON_Object) && !json_is(j, cJSON_Array))
 		return 0;
@@ -2729,12 +2740,7 @@ json_dup(const cJSON *j, char *field, size_t n, size_t len)
 			return 1;
 	}
 	for (it = j->child, i = 0; it != NULL; it = it->next, i++) {
-		if (it->string != NULL)
-			w = snprintf(field + len, n - len, "%s%.60s",
-			    len ? "." : "", it->string);
-		else
-			w = snprintf(field + len, n - len, "[%zu]", i);
-		l = w < 0 ? len : len + (size_t)w < n ? len + (size_t)w : n - 1;
+		l = member_name(it, i, field, n, len);
 		if (json_dup(it, field, n, l))
 			return 1;
 	}
